@@ -1,0 +1,286 @@
+"""Scaffolding every lesson shares: its command line, its clean errors, its roles and its verdict.
+
+The lessons keep their ZeroMQ code in plain sight. This module holds only what would otherwise
+be repeated around it in nine files: parsing endpoints, turning errors into one readable line,
+starting roles as threads or child processes that never outlive the demo, and printing the
+PASS/FAIL line the tour reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+Sock = zmq.Socket[bytes]
+Ctx = zmq.Context[Sock]
+
+ANY_LOCAL_PORT = "tcp://127.0.0.1:*"
+READY_MARK = " ready on "  # a role logs "<role> ready on <endpoint>" once it can serve
+
+_TCP = re.compile(r"^tcp://(\*|[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(\*|\d{1,5})$")
+
+log = logging.getLogger("lesson")
+
+
+class LessonError(Exception):
+    """A failure the user can act on; shown as one line, never as a traceback."""
+
+
+def endpoint(text: str) -> str:
+    """argparse type for --endpoint: tcp://HOST:PORT (PORT may be * to pick one), ipc://, inproc://."""
+    match = _TCP.match(text)
+    if match:
+        port = match.group(2)
+        if port == "*" or 0 < int(port) < 65536:
+            return text
+    elif text.startswith(("ipc://", "inproc://")) and len(text.split("://", 1)[1]) > 0:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid endpoint {text!r}: expected tcp://HOST:PORT, tcp://HOST:*, ipc://PATH or inproc://NAME"
+    )
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+class LessonParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line on stderr and exit status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser(doc: str | None, prog: str | None = None) -> tuple[LessonParser, Any]:
+    """The lesson's parser (its docstring as help) and the sub-parser group for its roles."""
+    parser = LessonParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
+    return parser, roles
+
+
+def add_role(
+    roles: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int | None],
+    help: str,
+    **endpoints: str,
+) -> argparse.ArgumentParser:
+    """Add a role sub-command; each keyword becomes an --OPTION taking an endpoint (its default)."""
+    role: argparse.ArgumentParser = roles.add_parser(name, help=help)
+    for option, default in endpoints.items():
+        role.add_argument(f"--{option.replace('_', '-')}", type=endpoint, default=default)
+    role.set_defaults(func=func)
+    return role
+
+
+def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse argv, run the chosen role's `func`, and map failures to one line and an exit code."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (LessonError, zmq.ZMQError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def reason(exc: zmq.ZMQError) -> str:
+    """libzmq's text for an error, without pyzmq's added details."""
+    return zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
+
+
+def bind(sock: Sock, where: str) -> str:
+    """Bind and return the real endpoint (the port chosen when `where` ends in :*)."""
+    try:
+        sock.bind(where)
+    except zmq.ZMQError as exc:
+        raise LessonError(f"cannot bind {where}: {reason(exc)}") from None
+    return str(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+
+
+def connect(sock: Sock, where: str) -> None:
+    """Connect, with the endpoint named in the error if libzmq refuses it."""
+    try:
+        sock.connect(where)
+    except zmq.ZMQError as exc:
+        raise LessonError(f"cannot connect to {where}: {reason(exc)}") from None
+
+
+def announce_ready(role: str, where: str) -> None:
+    """The line a parent process waits for before it talks to this role."""
+    log.info("%s%s%s", role, READY_MARK, where)
+
+
+class PeerWatch:
+    """Counts peers that finished the ZMTP handshake with a socket, so a role can wait for them.
+
+    Connections are asynchronous: a peer that called connect() may not be attached yet, and
+    messages sent before then go to whoever is. Start the watch BEFORE the peers connect (a
+    monitor only reports what happens after it is attached), then wait() instead of sleeping.
+    """
+
+    def __init__(self, sock: Sock) -> None:
+        self.sock = sock
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.seen = 0
+
+    def wait(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.seen < count:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not self.monitor.poll(remaining_ms):
+                raise LessonError(
+                    f"only {self.seen} of {count} peers connected within {timeout_s}s"
+                )
+            if recv_monitor_message(self.monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.seen += 1
+
+    def __enter__(self) -> PeerWatch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+def verdict(lesson: str, ok: bool, detail: str) -> int:
+    """Print the demo's last line, which the tour shows, and return its exit status."""
+    print(f"{'PASS' if ok else 'FAIL'} {lesson}: {detail}", flush=True)
+    return 0 if ok else 1
+
+
+class RoleThread(threading.Thread):
+    """A role run in a thread whose exception is re-raised by join(), so no failure is silent."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any, name: str | None = None) -> None:
+        super().__init__(name=name or target.__name__, daemon=True)
+        self._target_fn = target
+        self._args = args
+        self.result: Any = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_fn(*self._args)
+        except BaseException as exc:  # handed to join() in the caller's thread
+            self._error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.is_alive():
+            raise LessonError(f"role {self.name} did not finish within {timeout}s")
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass
+class Child:
+    """A role running as a child process, started by Roles.spawn()."""
+
+    name: str
+    process: subprocess.Popen[str]
+    endpoint: str
+    output: list[str] = field(default_factory=list)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send a real signal and reap the process, the way a crash or an operator would."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=10)
+
+
+class Roles:
+    """Start lesson roles as child processes; on exit every one of them is stopped and reaped."""
+
+    def __init__(self, lesson: str, echo: bool = False) -> None:
+        self.lesson = lesson
+        self.echo = echo
+        self.children: list[Child] = []
+        self._drainers: list[threading.Thread] = []
+
+    def spawn(self, name: str, *args: str, timeout_s: float = 15.0) -> Child:
+        """Run `python -m zmq_basics.<lesson> ARGS` and wait for its ready line."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", f"zmq_basics.{self.lesson}", *args]
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        child = Child(name=name, process=process, endpoint="")
+        self.children.append(child)
+        assert process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while not child.endpoint:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
+            line = process.stdout.readline() if ready else ""
+            if not line:
+                raise LessonError(f"{name} did not become ready: {' | '.join(child.output)}")
+            child.output.append(line.rstrip())
+            if READY_MARK in line:
+                child.endpoint = line.rsplit(READY_MARK, 1)[1].strip()
+        drainer = threading.Thread(target=self._drain, args=(child,), daemon=True)
+        drainer.start()
+        self._drainers.append(drainer)
+        return child
+
+    def _drain(self, child: Child) -> None:
+        # Keep reading so a chatty child never blocks on a full pipe.
+        assert child.process.stdout is not None
+        for line in child.process.stdout:
+            child.output.append(line.rstrip())
+            if self.echo:
+                print(f"  [{child.name}] {line.rstrip()}", flush=True)
+
+    def __enter__(self) -> Roles:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in self.children:
+            try:
+                child.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait(timeout=5)
+        for drainer in self._drainers:
+            drainer.join(timeout=5)
+        for child in self.children:
+            if child.process.stdout is not None:
+                child.process.stdout.close()

@@ -1,0 +1,159 @@
+"""Socket types: every valid pairing tried live, and what happens with an invalid one.
+
+What it shows
+  * ZeroMQ's socket types come in compatible pairs (ZMTP, RFC 23/28/29/30): PAIR-PAIR;
+    REQ with REP or ROUTER; DEALER with REP, DEALER or ROUTER; ROUTER-ROUTER; PUB or XPUB
+    with SUB or XSUB; PUSH-PULL.
+  * Each type adds its own envelope: ROUTER needs the peer's identity in front, REP expects an
+    empty delimiter that REQ adds by itself but a DEALER must add by hand.
+  * An invalid pairing connects at TCP level but fails the ZMTP handshake, which checks the
+    peer's socket type. Nothing is delivered and no error reaches your code: only a socket
+    monitor shows the connection dropping before the handshake ever succeeds.
+
+What you will see (demo)
+  One line per pairing: delivered one way or both, or dropped at the handshake.
+
+Try it
+  Add (zmq.PAIR, zmq.DEALER) to INVALID, or move a pairing from VALID to INVALID.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from zmq_basics import lesson
+
+VALID = [
+    (zmq.PAIR, zmq.PAIR),
+    (zmq.REQ, zmq.REP),
+    (zmq.REQ, zmq.ROUTER),
+    (zmq.DEALER, zmq.REP),
+    (zmq.DEALER, zmq.ROUTER),
+    (zmq.DEALER, zmq.DEALER),
+    (zmq.ROUTER, zmq.ROUTER),
+    (zmq.PUB, zmq.SUB),
+    (zmq.PUB, zmq.XSUB),
+    (zmq.XPUB, zmq.SUB),
+    (zmq.XPUB, zmq.XSUB),
+    (zmq.PUSH, zmq.PULL),
+]
+INVALID = [(zmq.REQ, zmq.PULL), (zmq.PUB, zmq.PULL), (zmq.PUSH, zmq.REP), (zmq.DEALER, zmq.SUB)]
+ONE_WAY = {zmq.PUB, zmq.XPUB, zmq.PUSH}
+RECEIVER_ID = b"receiver"
+WAIT_MS = 2000
+
+
+def name(kind: int) -> str:
+    return zmq.SocketType(kind).name
+
+
+def envelope(sender: int, receiver: int) -> list[bytes]:
+    """The frames a sender must put before the body for this receiver to accept it."""
+    frames = [RECEIVER_ID] if sender == zmq.ROUTER else []
+    if sender in (zmq.DEALER, zmq.ROUTER) and receiver == zmq.REP:
+        frames.append(b"")
+    return frames
+
+
+def subscribe(receiver: lesson.Sock, kind: int) -> None:
+    if kind == zmq.SUB:
+        receiver.subscribe(b"")
+    elif kind == zmq.XSUB:
+        receiver.send(b"\x01")  # XSUB subscribes by sending the subscription as a message
+
+
+def send_until_heard(a: lesson.Sock, b: lesson.Sock, frames: list[bytes]) -> bool:
+    """PUB has no delivery guarantee while a subscription travels: resend until one arrives."""
+    for _ in range(WAIT_MS // 50):
+        a.send_multipart(frames)
+        if b.poll(50):
+            return True
+    return False
+
+
+def try_pair(ctx: lesson.Ctx, a_type: int, b_type: int) -> str:
+    """a binds, b connects; a sends "hello" and b answers where the pattern has a way back."""
+    with ctx.socket(a_type) as a, ctx.socket(b_type) as b:
+        b.routing_id = RECEIVER_ID
+        if a_type == zmq.ROUTER:
+            a.router_mandatory = True  # report rather than silently drop an unknown peer
+        subscribe(b, b_type)
+        with lesson.PeerWatch(a) as handshakes:
+            lesson.connect(b, lesson.bind(a, "tcp://127.0.0.1:*"))
+            handshakes.wait(1, WAIT_MS / 1000)
+        if a_type == zmq.XPUB and a.poll(WAIT_MS):
+            a.recv()  # the subscription: from here on nothing is lost
+        hello = [*envelope(a_type, b_type), b"hello"]
+        if not send_until_heard(a, b, hello):
+            return "nothing delivered"
+        got = b.recv_multipart()
+        if got[-1] != b"hello":
+            return f"unexpected frames {got}"
+        if a_type in ONE_WAY:
+            return "delivered one way"
+        reply = [*got[:-1], b"reply"] if b_type == zmq.ROUTER else [b"reply"]
+        b.send_multipart(reply)
+        if a.poll(WAIT_MS) and a.recv_multipart()[-1] == b"reply":
+            return "delivered both ways"
+        return "no reply"
+
+
+def try_invalid(ctx: lesson.Ctx, a_type: int, b_type: int) -> str:
+    with ctx.socket(a_type) as a, ctx.socket(b_type) as b:
+        # libzmq 4.3 reports a peer of the wrong type as a plain disconnect during the handshake.
+        monitor = a.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        lesson.connect(a, lesson.bind(b, "tcp://127.0.0.1:*"))
+        a.send(b"hello", zmq.NOBLOCK)
+        event = "no handshake event"
+        if monitor.poll(WAIT_MS):
+            event = str(zmq.Event(recv_monitor_message(monitor)["event"]).name)
+        delivered = bool(b.poll(200))
+        a.disable_monitor()
+        monitor.close()
+    return f"{event}, {'delivered' if delivered else 'nothing delivered'}"
+
+
+@dataclass
+class SocketTypesDemo:
+    valid: dict[str, str]
+    invalid: dict[str, str]
+
+
+def demo() -> SocketTypesDemo:
+    with zmq.Context() as ctx:
+        ctx.linger = 0
+        return SocketTypesDemo(
+            valid={f"{name(a)}-{name(b)}": try_pair(ctx, a, b) for a, b in VALID},
+            invalid={f"{name(a)}-{name(b)}": try_invalid(ctx, a, b) for a, b in INVALID},
+        )
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    r = demo()
+    for pairing, outcome in r.valid.items():
+        print(f"  {pairing:14} {outcome}")
+    for pairing, outcome in r.invalid.items():
+        print(f"  {pairing:14} {outcome}  (invalid pairing)")
+    ok = all(o.startswith("delivered") for o in r.valid.values()) and all(
+        o == "DISCONNECTED, nothing delivered" for o in r.invalid.values()
+    )
+    return lesson.verdict(
+        "socket_types",
+        ok,
+        f"{len(r.valid)} valid pairings delivered, {len(r.invalid)} invalid refused",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, roles = lesson.make_parser(__doc__)
+    lesson.add_role(roles, "demo", cmd_demo, "try every pairing live")
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

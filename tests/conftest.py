@@ -1,0 +1,41 @@
+"""Shared guards: every test must leave no child process and no stray thread behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def child_pids() -> set[int]:
+    """Live (not zombie) processes whose parent is this test process."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == me and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_running() -> Iterator[None]:
+    children_before = child_pids()
+    threads_before = set(threading.enumerate())
+    yield
+    leftover_children = child_pids() - children_before
+    assert not leftover_children, f"test left child processes running: {leftover_children}"
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(timeout=5)  # a thread on its way out gets a moment to finish; a stuck one fails
+    leftover_threads = set(threading.enumerate()) - threads_before
+    assert not leftover_threads, f"test left threads running: {leftover_threads}"
