@@ -15,16 +15,17 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(PY) -m zmq_basics.tour
+	$(PY) -m cluster_patterns.local_cluster
 
-tour: demo
+tour: $(INSTALLED)
+	$(PY) -m zmq_basics.tour
 
 test: lint
 	$(PY) -m pytest
 
 # mypy cannot follow setuptools' folder mapping, so it reads the packages through links.
 TYPECHECK := build/typecheck
-PACKAGES := zmq_basics:01-zmq-basics
+PACKAGES := zmq_basics:01-zmq-basics cluster_patterns:02-cluster-patterns
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

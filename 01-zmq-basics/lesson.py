@@ -97,12 +97,20 @@ def add_role(
     return role
 
 
-def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse argv, run the chosen role's `func`, and map failures to one line and an exit code."""
+DAEMON_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def run_main(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, log_format: str = "%(message)s"
+) -> int:
+    """Parse argv, run the chosen role's `func`, and map failures to one line and an exit code.
+
+    Lessons log bare messages; long-running daemons pass DAEMON_LOG_FORMAT for timestamps.
+    """
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(message)s",
+        format=log_format,
         stream=sys.stdout,
     )
     try:
@@ -218,20 +226,30 @@ class Child:
             self.process.send_signal(sig)
         self.process.wait(timeout=10)
 
+    def signal(self, sig: int) -> None:
+        """Send a signal without waiting, e.g. SIGSTOP to freeze the process, SIGCONT to thaw it."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
 
 class Roles:
-    """Start lesson roles as child processes; on exit every one of them is stopped and reaped."""
+    """Start roles as child processes; on exit every one of them is stopped and reaped.
 
-    def __init__(self, lesson: str, echo: bool = False) -> None:
-        self.lesson = lesson
+    `module` is what `python -m` runs: a bare lesson name means zmq_basics.<name>.
+    """
+
+    def __init__(self, module: str, echo: bool = False) -> None:
+        self.module = module if "." in module else f"zmq_basics.{module}"
         self.echo = echo
         self.children: list[Child] = []
         self._drainers: list[threading.Thread] = []
 
-    def spawn(self, name: str, *args: str, timeout_s: float = 15.0) -> Child:
-        """Run `python -m zmq_basics.<lesson> ARGS` and wait for its ready line."""
+    def spawn(
+        self, name: str, *args: str, timeout_s: float = 15.0, module: str | None = None
+    ) -> Child:
+        """Run `python -m MODULE ARGS` and wait for its "... ready on ENDPOINT" line."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", f"zmq_basics.{self.lesson}", *args]
+        cmd = [sys.executable, "-m", module or self.module, *args]
         process = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -272,6 +290,7 @@ class Roles:
     ) -> None:
         for child in self.children:
             if child.process.poll() is None:
+                child.process.send_signal(signal.SIGCONT)  # a frozen child cannot act on SIGTERM
                 child.process.terminate()
         for child in self.children:
             try:

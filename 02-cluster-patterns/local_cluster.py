@@ -1,0 +1,237 @@
+"""A whole cluster on this machine, put through failure: the project's main demo.
+
+Starts a coordinator, N sleep workers and the monitor as separate processes, sends a batch of
+tasks, and while they run:
+  1. kills one busy worker with SIGKILL (a crash: its task must run elsewhere);
+  2. freezes another with SIGSTOP (a hung node: declared dead, its task requeued; after SIGCONT
+     its late result must be discarded and it must rejoin on its own).
+Then it prints what happened, read from the coordinator's events and the client's report:
+submitted, completed, retried, lost (must be 0), duplicates (must be 0) and the detection
+time of each failure. Exit status 1 if anything was lost or duplicated or went undetected.
+
+  python 02-cluster-patterns/local_cluster.py --workers 4 --tasks 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cluster_patterns import protocol as mdp
+from cluster_patterns.client import BatchReport, MdpClient
+from zmq_basics import lesson
+
+EVENTS_IN_READY_LINE = re.compile(r"^(\S+) \(events on (\S+)\)$")
+
+
+@dataclass
+class Summary:
+    submitted: int
+    completed: int
+    errors: int
+    retried: int
+    lost: int
+    duplicates: int
+    late_results_discarded: int
+    detection_s: dict[str, float | None] = field(default_factory=dict)
+    rejoined: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        detected = all(v is not None for v in self.detection_s.values())
+        return self.lost == 0 and self.duplicates == 0 and self.errors == 0 and detected
+
+
+class EventLog:
+    """The coordinator's events, as the scenario sees them."""
+
+    def __init__(self, ctx: lesson.Ctx, where: str) -> None:
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.linger = 0
+        lesson.connect(self.sub, where)
+        self.sub.subscribe(b"")
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def pump(self, timeout_ms: int) -> None:
+        if self.sub.poll(timeout_ms):
+            while self.sub.poll(0):
+                topic, body = self.sub.recv_multipart()
+                self.seen.append((topic.decode(), json.loads(body)))
+
+    def wait_for(
+        self,
+        topic: str,
+        timeout_s: float,
+        when: Callable[[dict[str, Any]], bool] = lambda e: True,
+        **match: Any,
+    ) -> dict[str, Any] | None:
+        """The first event (already seen or still to come) on `topic` with these fields."""
+        deadline = time.monotonic() + timeout_s
+        checked = 0
+        while True:
+            for t, event in self.seen[checked:]:
+                if t == topic and all(event.get(k) == v for k, v in match.items()) and when(event):
+                    return event
+            checked = len(self.seen)
+            if time.monotonic() > deadline:
+                return None
+            self.pump(50)
+
+    def count(self, topic: str) -> int:
+        return sum(1 for t, _ in self.seen if t == topic)
+
+
+def run_scenario(
+    workers: int = 4,
+    tasks: int = 200,
+    task_s: float = 0.05,
+    monitor_log: Path | None = None,
+    echo: bool = False,
+) -> Summary:
+    started = time.monotonic()
+    with lesson.Roles("cluster_patterns.coordinator", echo=echo) as roles, zmq.Context() as ctx:
+        ctx.linger = 0
+        coordinator = roles.spawn(
+            "coordinator", "--endpoint", lesson.ANY_LOCAL_PORT, "--events", lesson.ANY_LOCAL_PORT
+        )
+        match = EVENTS_IN_READY_LINE.match(coordinator.endpoint)
+        if not match:
+            raise lesson.LessonError(f"unexpected ready line: {coordinator.endpoint}")
+        endpoint, events_at = match.groups()
+        events = EventLog(ctx, events_at)
+        if not events.wait_for("stats", 5):  # proves our subscription is in place
+            raise lesson.LessonError("no events from the coordinator")
+        monitor_args = ["--events", events_at, "--no-dashboard", "--metrics-port", "0"]
+        if monitor_log:
+            monitor_args += ["--json-log", str(monitor_log)]
+        roles.spawn("monitor", *monitor_args, module="cluster_patterns.monitor")
+        names = [f"w{n}" for n in range(1, workers + 1)]
+        procs = {
+            name: roles.spawn(
+                name,
+                "--coordinator",
+                endpoint,
+                "--service",
+                "sleep",
+                "--name",
+                name,
+                module="cluster_patterns.worker",
+            )
+            for name in names
+        }
+        for name in names:
+            if not events.wait_for("worker.joined", 5, worker=name):
+                raise lesson.LessonError(f"{name} never joined")
+
+        client = MdpClient(ctx, endpoint, timeout_s=30)
+        body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]
+        batch = lesson.RoleThread(client.batch, b"sleep", [body] * tasks, 2 * workers)
+        batch.start()
+        detection: dict[str, float | None] = {}
+        try:
+            victim, frozen = names[0], names[1]
+            # Fail them once the coordinator has learned their heartbeat rhythm, as in a cluster
+            # that has been up a while (before that it allows a newcomer 7.5 s of silence).
+            events.wait_for(
+                "stats",
+                10,
+                when=lambda e: all(
+                    e["workers"].get(n, {}).get("interval_s") for n in (victim, frozen)
+                ),
+            )
+            print(f"SIGKILL {victim} (busy)")
+            detection[f"{victim} SIGKILL"] = _detect(events, victim, procs[victim], signal.SIGKILL)
+            print(f"SIGSTOP {frozen} (busy)")
+            detection[f"{frozen} SIGSTOP"] = _detect(events, frozen, procs[frozen], signal.SIGSTOP)
+            procs[frozen].signal(signal.SIGCONT)
+            rejoined = events.wait_for("worker.joined", 10, worker=frozen) is not None
+            print(f"SIGCONT {frozen}: rejoined = {rejoined}")
+            batch.join(timeout=120)
+        finally:
+            client.close()
+        report: BatchReport = batch.result
+        events.wait_for("stats", 2)  # one more snapshot with the final counters
+        last_stats = [e for t, e in events.seen if t == "stats"][-1]
+        events.sub.close()
+    return Summary(
+        submitted=report.submitted,
+        completed=len(report.outcomes),
+        errors=sum(1 for o in report.outcomes.values() if o.error),
+        retried=events.count("task.retried"),
+        lost=report.submitted - len(report.outcomes),
+        duplicates=report.duplicates,
+        late_results_discarded=last_stats["counters"].get("unexpected.unknown-worker", 0),
+        detection_s=detection,
+        rejoined=rejoined,
+        wall_s=time.monotonic() - started,
+    )
+
+
+def _detect(events: EventLog, name: str, child: lesson.Child, sig: int) -> float | None:
+    """Send a signal to a busy worker; return seconds until the coordinator declared it dead."""
+    asked_at = time.time()
+    if (
+        events.wait_for("task.assigned", 10, when=lambda e: e["ts"] >= asked_at, worker=name)
+        is None
+    ):
+        raise lesson.LessonError(f"{name} was given no task to be busy with")
+    sent_at = time.time()
+    child.signal(sig)
+    dead = events.wait_for("worker.dead", 10, worker=name)
+    if dead is None:
+        return None
+    print(
+        f"  {name} declared dead after {dead['ts'] - sent_at:.3f}s "
+        f"(silent for {dead['silence']:.3f}s)"
+    )
+    return float(dead["ts"] - sent_at)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="local-cluster-") as tmp:
+        log_path = args.event_log or Path(tmp) / "events.jsonl"
+        summary = run_scenario(args.workers, args.tasks, args.task_seconds, log_path, args.verbose)
+    print(
+        f"submitted {summary.submitted}, completed {summary.completed}, errors {summary.errors}, "
+        f"retried {summary.retried}, lost {summary.lost}, duplicates {summary.duplicates}, "
+        f"late results discarded {summary.late_results_discarded}"
+    )
+    for failure, seconds in summary.detection_s.items():
+        print(f"  detection, {failure}: " + (f"{seconds:.3f}s" if seconds is not None else "NEVER"))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    return lesson.verdict(
+        "local_cluster",
+        summary.ok,
+        f"{summary.completed}/{summary.submitted} tasks exactly once through a "
+        "SIGKILL and a SIGSTOP",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = lesson.LessonParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=lesson.positive_int, default=4)
+    parser.add_argument("--tasks", type=lesson.positive_int, default=200)
+    parser.add_argument("--task-seconds", type=float, default=0.05)
+    parser.add_argument("--event-log", type=Path, help="keep the monitor's JSON-lines event log")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--verbose", action="store_true", help="show every process's log")
+    parser.set_defaults(func=cmd_run)
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
