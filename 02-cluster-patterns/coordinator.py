@@ -6,8 +6,10 @@ that has waited longest (or has done least, with --balance least-done), or to th
 names ("echo@w3") or one with the tags it needs ("echo#gpu").
 
 Beyond plain MDP, because a cluster needs it:
-  * heartbeats go to busy workers too, so a worker that dies mid-task is noticed; each
-    worker's rhythm is learned (heartbeat.Liveness), so slow third-party workers are spared;
+  * heartbeats go to busy workers too and busy workers must keep beating, so a worker that
+    dies mid-task is noticed; each worker's rhythm is learned (heartbeat.Liveness), so slow
+    third-party workers are spared. Plain MDP workers that cannot beat while busy are named
+    with --quiet-when-busy SERVICE and get --busy-timeout instead while they hold a task;
   * the task a dead worker held is requeued with its attempt count and a back-off, and fails
     with an error reply, never silence, once it has used its retries; a late FINAL from a
     worker already declared dead is discarded, so each request gets exactly one FINAL;
@@ -51,7 +53,10 @@ class Config:
     liveness: float = 3.0  # intervals of silence before a worker is dead
     max_retries: int = 3  # reassignments after the first attempt
     service_timeout_s: float = 10.0  # how long a request may wait for a worker
-    busy_timeout_s: float = 300.0  # for workers that never heartbeat while busy
+    # Services whose workers fall silent while busy (plain MDP workers, like the zguide's):
+    # while they hold a task they are allowed busy_timeout_s instead of their heartbeat rhythm.
+    quiet_when_busy: frozenset[bytes] = frozenset()
+    busy_timeout_s: float = 300.0
     max_queue: int = 10_000  # per service
     max_message_bytes: int = 1 << 20
     balance: str = "lru"  # or "least-done"
@@ -83,7 +88,6 @@ class Worker:
     delimited: bool
     liveness: Liveness
     task: Task | None = None
-    beats_when_busy: bool = False
     check_at: float = float("inf")  # when the earliest pending liveness check fires
     done: int = 0
     failed: int = 0
@@ -249,7 +253,6 @@ class Coordinator:
             return
         worker.liveness.heard(now, is_heartbeat=msg.command == mdp.W_HEARTBEAT)
         if msg.command == mdp.W_HEARTBEAT:
-            worker.beats_when_busy |= worker.task is not None
             self._schedule_check(worker)  # a freshly learned rhythm may bring the deadline closer
         elif msg.command == mdp.W_DISCONNECT:
             self.bury(worker, now, "disconnected", topic="worker.left")
@@ -385,7 +388,7 @@ class Coordinator:
 
     def _deadline(self, worker: Worker) -> float:
         deadline = worker.liveness.deadline()
-        if worker.task is not None and not worker.beats_when_busy:
+        if worker.task is not None and worker.service in self.cfg.quiet_when_busy:
             deadline = max(deadline, worker.task.started_at + self.cfg.busy_timeout_s)
         return deadline
 
@@ -509,6 +512,7 @@ class Coordinator:
 def cmd_run(args: argparse.Namespace) -> int:
     config = Config(
         heartbeat_s=args.heartbeat,
+        busy_timeout_s=args.busy_timeout,
         liveness=args.liveness,
         max_retries=args.max_retries,
         service_timeout_s=args.service_timeout,
@@ -516,6 +520,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         balance=args.balance,
         drain_timeout_s=args.drain_timeout,
+        quiet_when_busy=frozenset(s.encode() for s in args.quiet_when_busy),
     )
     with zmq.Context() as ctx:
         coordinator = Coordinator(ctx, args.endpoint, args.events, args.worker_endpoint, config)
@@ -557,6 +562,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-message-bytes", type=lesson.positive_int, default=1 << 20)
     parser.add_argument("--balance", choices=["lru", "least-done"], default="lru")
     parser.add_argument("--drain-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--quiet-when-busy",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="a service whose workers do not heartbeat while busy (repeatable)",
+    )
+    parser.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=300.0,
+        help="seconds such a worker may stay silent with a task",
+    )
     parser.add_argument("--verbose", action="store_true")
     parser.set_defaults(func=cmd_run)
     return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)

@@ -30,6 +30,7 @@ from cluster_patterns import protocol
 from zmq_basics import lesson
 
 OUR_INTERVAL_S = 0.25  # what our workers and coordinator beat at
+MIN_INTERVAL_S = 0.05  # shorter gaps between heartbeats are extra beats, not a rhythm
 UNLEARNED_ALLOWANCE_S = 7.5  # before a peer's first beat: three of MDP's customary 2.5 s
 log = logging.getLogger("heartbeat")
 
@@ -54,15 +55,19 @@ class Liveness:
     def heard(self, now: float, is_heartbeat: bool = False) -> None:
         """Any message proves the peer alive; the gaps between its heartbeats show its rhythm.
 
-        Our peers beat on a fixed schedule, whatever else they send. A peer that beats only
-        when otherwise silent (as the spec allows) shows longer gaps while it is busy: that
-        makes the estimate err on the patient side, and one long gap counts as 4 intervals
-        at most.
+        Our peers beat on a fixed schedule whatever else they send. A peer that slips in an
+        extra beat shows a gap much shorter than its rhythm, which teaches nothing, so gaps
+        under half the estimate (or under MIN_INTERVAL_S) are passed over. A peer that beats
+        only when otherwise silent, as the spec allows, shows longer gaps while busy: that
+        errs on the patient side, and one long gap counts as four intervals at most.
         """
         self.last_heard = now
         if not is_heartbeat:
             return
-        gap, self.last_beat = now - self.last_beat, now
+        gap = now - self.last_beat
+        if gap < max(MIN_INTERVAL_S, (self.interval or 0) / 2):
+            return
+        self.last_beat = now
         if self.interval is None:
             self.interval, self.jitter = gap, gap / 10
         else:

@@ -134,6 +134,13 @@ def run_scenario(
             if not events.wait_for("worker.joined", 5, worker=name):
                 raise lesson.LessonError(f"{name} never joined")
 
+        # Start once the coordinator has learned every worker's heartbeat rhythm, as in a
+        # cluster that has been up a while (a newcomer is allowed 7.5 s of silence).
+        def all_learned(stats: dict[str, Any]) -> bool:
+            return all(stats["workers"].get(name, {}).get("interval_s") for name in names)
+
+        if events.wait_for("stats", 10, when=all_learned) is None:
+            raise lesson.LessonError("the coordinator did not learn the workers' rhythm")
         client = MdpClient(ctx, endpoint, timeout_s=30)
         body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]
         batch = lesson.RoleThread(client.batch, b"sleep", [body] * tasks, 2 * workers)
@@ -141,15 +148,6 @@ def run_scenario(
         detection: dict[str, float | None] = {}
         try:
             victim, frozen = names[0], names[1]
-            # Fail them once the coordinator has learned their heartbeat rhythm, as in a cluster
-            # that has been up a while (before that it allows a newcomer 7.5 s of silence).
-            events.wait_for(
-                "stats",
-                10,
-                when=lambda e: all(
-                    e["workers"].get(n, {}).get("interval_s") for n in (victim, frozen)
-                ),
-            )
             print(f"SIGKILL {victim} (busy)")
             detection[f"{victim} SIGKILL"] = _detect(events, victim, procs[victim], signal.SIGKILL)
             print(f"SIGSTOP {frozen} (busy)")

@@ -57,3 +57,39 @@ def test_unknown_role_and_bad_count() -> None:
     done = run("zmq_basics.req_rep", "client", "--count", "0")
     assert done.returncode == 2 and "expected a whole number >= 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+STEP_02 = ["coordinator", "worker", "client", "monitor", "heartbeat", "local_cluster"]
+
+
+@pytest.mark.parametrize("name", STEP_02)
+def test_step_02_help(name: str) -> None:
+    done = run(f"cluster_patterns.{name}", "--help")
+    assert done.returncode == 0 and "usage:" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [
+        ("coordinator", "--endpoint"),
+        ("worker", "--coordinator"),
+        ("client", "--coordinator"),
+        ("monitor", "--events"),
+    ],
+)
+def test_step_02_malformed_endpoint_is_one_line(name: str, option: str) -> None:
+    done = run(f"cluster_patterns.{name}", option, "nonsense")
+    assert (
+        done.returncode == 2 and done.stderr.count("\n") == 1 and "invalid endpoint" in done.stderr
+    )
+
+
+def test_coordinator_port_in_use_is_one_line() -> None:
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as holder:
+        holder.linger = 0
+        taken = lesson.bind(holder, lesson.ANY_LOCAL_PORT)
+        done = run(
+            "cluster_patterns.coordinator", "--endpoint", taken, "--events", "tcp://127.0.0.1:*"
+        )
+    assert done.returncode == 1
+    assert done.stderr == f"coordinator.py: error: cannot bind {taken}: Address already in use\n"

@@ -183,17 +183,20 @@ def test_full_queue_answers_with_an_error_and_stays_bounded(ctx: lesson.Ctx) -> 
 
 
 def test_dead_worker_task_is_requeued_then_fails_after_retries(ctx: lesson.Ctx) -> None:
-    config = Config(max_retries=1, heartbeat_s=0.05, liveness=2)
+    config = Config(max_retries=1, heartbeat_s=0.1, liveness=2)
     with cluster(ctx, config) as coordinator:
         where = coordinator.endpoints[0]
         client = RawClient(ctx, where)
         client.request(b"echo", b"corr")
-        for attempt in (1, 2):  # each worker takes the task and dies
+        for attempt in (1, 2):  # each worker shows its rhythm, takes the task, and dies
             worker = RawWorker(ctx, where, name=b"doomed-%d" % attempt)
             worker.ready(b"echo")
-            assert worker.recv_skipping_heartbeats()[1] == b"\x02"
-            for _ in range(3):  # beat while holding the task, then fall silent for good
+            got_task = False
+            for _ in range(4):  # beat back at the coordinator's pace: a 0.1 s rhythm
+                got_task |= worker.recv(timeout_ms=10_000)[1] == b"\x02"
                 worker.heartbeat()
+            if not got_task:
+                assert worker.recv_skipping_heartbeats(timeout_ms=10_000)[1] == b"\x02"
             worker.close()
         reply = client.recv(timeout_ms=10_000)
         assert reply[3] == b"corr" and "gave up after 2 attempts" in (
@@ -289,3 +292,23 @@ def test_drain_refuses_new_work_and_lets_running_tasks_finish(ctx: lesson.Ctx) -
         sock.close()
     worker.close()
     client.close()
+
+
+def test_quiet_when_busy_services_are_allowed_the_busy_timeout(ctx: lesson.Ctx) -> None:
+    config = Config(heartbeat_s=0.05, quiet_when_busy=frozenset({b"slow"}))
+    with cluster(ctx, config) as coordinator:
+        where = coordinator.endpoints[0]
+        worker, client = RawWorker(ctx, where), RawClient(ctx, where)
+        worker.ready(b"slow")
+        for _ in range(3):
+            worker.heartbeat()  # a fast rhythm, learned...
+            worker.recv()
+        client.request(b"slow", b"x")
+        address = worker.recv_skipping_heartbeats()[2]
+        for _ in range(20):  # ...then a second of silence while holding the task
+            worker.recv()
+        worker.final(address, b"done")
+        assert client.recv()[-1] == b"done"
+        assert coordinator.counters["replies"] == 1
+        worker.close()
+        client.close()
