@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint format tour clean
+.PHONY: demo test lint format tour bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,15 @@ $(INSTALLED): pyproject.toml
 
 demo: $(INSTALLED)
 	$(PY) -m cluster_patterns.local_cluster
+
+BENCH_EXTRA := $(VENV)/.bench-installed
+$(BENCH_EXTRA): $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+# Step 02's numbers, side by side in one run; figures land in results/bench-02.json.
+bench: $(BENCH_EXTRA)
+	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 
 tour: $(INSTALLED)
 	$(PY) -m zmq_basics.tour

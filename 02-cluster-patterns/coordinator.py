@@ -63,7 +63,7 @@ class Config:
     drain_timeout_s: float = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     id: int
     client: bytes
@@ -79,7 +79,7 @@ class Task:
     started_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Worker:
     identity: bytes
     sock: lesson.Sock
@@ -124,8 +124,13 @@ class Coordinator:
             backend = self._router(ctx)
             self.endpoints.append(lesson.bind(backend, worker_endpoint))
             self.sockets.append(backend)
-        self.events = ctx.socket(zmq.PUB)
+        # XPUB rather than PUB: it tells us which topic prefixes anyone subscribed to, so an
+        # event nobody listens for is never even serialised.
+        self.events = ctx.socket(zmq.XPUB)
+        self.events.linger = 0
         self.events_endpoint = lesson.bind(self.events, events)
+        self.subscriptions: set[bytes] = set()
+        self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
         self.workers: dict[bytes, Worker] = {}
         self.services: dict[bytes, Service] = {}
         self.timers: list[tuple[float, int, bytes]] = []  # (when, kind, worker) lazily rechecked
@@ -148,14 +153,17 @@ class Coordinator:
 
     def run(self) -> None:
         poller = zmq.Poller()
-        for sock in self.sockets:
+        for sock in (*self.sockets, self.events):
             poller.register(sock, zmq.POLLIN)
         self.publish("broker.started", endpoints=self.endpoints)
         while not self.stop.is_set():
             now = time.monotonic()
             wait_s = min(HOUSEKEEPING_S, self.next_housekeeping - now)
             for sock, _ in poller.poll(max(0, int(wait_s * 1000))):
-                self._drain_socket(sock)
+                if sock is self.events:
+                    self._track_subscriptions()
+                else:
+                    self._drain_socket(sock)
             now = time.monotonic()
             if now >= self.next_housekeeping:
                 self.housekeeping(now)
@@ -166,10 +174,14 @@ class Coordinator:
     def _drain_socket(self, sock: lesson.Sock, batch: int = 1000) -> None:
         for _ in range(batch):  # bounded, so one busy socket cannot starve the timers
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = mdp.recv_now(sock)
             except zmq.Again:
                 return
-            self.handle(sock, frames, time.monotonic())
+            try:
+                self.handle(sock, frames, time.monotonic())
+            except Exception:  # one bad message must never take the coordinator down
+                log.exception("internal error while handling a message; message dropped")
+                self.counters["dropped.internal-error"] += 1
 
     def handle(self, sock: lesson.Sock, frames: list[bytes], now: float) -> None:
         if sum(map(len, frames)) > self.cfg.max_message_bytes:
@@ -197,7 +209,7 @@ class Coordinator:
             )
             return
         want = mdp.parse_service_name(name)
-        queue = self.services.setdefault(want.service, Service()).queue
+        queue = self.service(want.service).queue
         reason = "coordinator draining" if self.draining_since is not None else None
         if reason is None and len(queue) >= self.cfg.max_queue:
             reason = f"queue for {want.service.decode(errors='replace')} is full"
@@ -221,6 +233,12 @@ class Coordinator:
         queue.append(task)
         self.publish("task.queued", task=task.id, service=name.decode(errors="replace"))
         self.dispatch(want.service, now)
+
+    def service(self, name: bytes) -> Service:
+        found = self.services.get(name)
+        if found is None:
+            found = self.services[name] = Service()
+        return found
 
     def mmi(self, name: bytes, body: list[bytes]) -> bytes:
         if name != b"mmi.service":
@@ -280,7 +298,7 @@ class Coordinator:
         self.publish(
             "worker.joined",
             worker=worker.name,
-            service=announced.service.decode(),
+            service=announced.service.decode(errors="replace"),
             tags=sorted(announced.tags),
         )
         self._watch(worker, now)
@@ -313,7 +331,7 @@ class Coordinator:
         self.make_idle(worker, now)
 
     def make_idle(self, worker: Worker, now: float) -> None:
-        self.services.setdefault(worker.service, Service()).idle[worker.identity] = worker
+        self.service(worker.service).idle[worker.identity] = worker
         self.publish("worker.ready", worker=worker.name)
         self.dispatch(worker.service, now)
 
@@ -477,15 +495,29 @@ class Coordinator:
 
     def _send(self, sock: lesson.Sock, frames: list[bytes]) -> bool:
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK)
+            mdp.send_now(sock, frames)
         except zmq.ZMQError as exc:  # gone (EHOSTUNREACH) or not keeping up (EAGAIN)
             self.counters[f"undeliverable.{lesson.reason(exc)}"] += 1
             return False
         return True
 
+    def _track_subscriptions(self) -> None:
+        while self.events.poll(0):
+            message = self.events.recv()  # b"\x01" + prefix to subscribe, b"\x00" + prefix to leave
+            if message[:1] == b"\x01":
+                self.subscriptions.add(message[1:])
+            else:
+                self.subscriptions.discard(message[1:])
+            self.wanted.clear()
+
     def publish(self, topic: str, **fields: Any) -> None:
-        payload = {"ts": time.time(), **fields}
-        self.events.send_multipart([topic.encode(), json.dumps(payload).encode()], zmq.NOBLOCK)
+        wanted = self.wanted.get(topic)
+        if wanted is None:
+            encoded = topic.encode()
+            wanted = self.wanted[topic] = any(encoded.startswith(p) for p in self.subscriptions)
+        if wanted:
+            payload = json.dumps({"ts": time.time(), **fields}).encode()
+            self._send(self.events, [topic.encode(), payload])
 
     def snapshot(self, now: float) -> dict[str, Any]:
         workers = {

@@ -4,7 +4,7 @@ MDP leaves the heartbeat interval to agreement between peers, and in practice pe
 our workers beat every 250 ms, a third-party worker may beat every 2.5 s. A fixed timeout is
 either too slow for the first or too quick for the second. `Liveness` learns each peer's own
 interval from the gaps between its heartbeats, and allows `liveness` intervals plus a margin
-that grows with the jitter it has seen. Until a peer has beaten once it gets a
+that grows with the jitter it has seen. Until a peer has shown three gaps it gets a
 conservative allowance, so a slow peer is never condemned before it had the chance to beat.
 
 `Backoff` spaces out reconnect attempts: doubling, capped, and randomised so that a hundred
@@ -21,6 +21,7 @@ import argparse
 import logging
 import random
 import signal
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -30,6 +31,7 @@ from cluster_patterns import protocol
 from zmq_basics import lesson
 
 OUR_INTERVAL_S = 0.25  # what our workers and coordinator beat at
+LEARNING_SAMPLES = 3  # heartbeat gaps seen before a rhythm is trusted
 MIN_INTERVAL_S = 0.05  # shorter gaps between heartbeats are extra beats, not a rhythm
 UNLEARNED_ALLOWANCE_S = 7.5  # before a peer's first beat: three of MDP's customary 2.5 s
 log = logging.getLogger("heartbeat")
@@ -48,18 +50,19 @@ class Liveness:
     ) -> None:
         self.liveness, self.floor_s, self.smoothing = liveness, floor_s, smoothing
         self.last_heard = self.last_beat = now
-        self.interval: float | None = None  # learned from the gaps between heartbeats
+        self.first_gaps: list[float] = []
+        self.interval: float | None = None  # trusted once LEARNING_SAMPLES gaps were seen
         self.jitter = 0.0
         self.unlearned_allowance_s = unlearned_allowance_s
 
     def heard(self, now: float, is_heartbeat: bool = False) -> None:
         """Any message proves the peer alive; the gaps between its heartbeats show its rhythm.
 
-        Our peers beat on a fixed schedule whatever else they send. A peer that slips in an
-        extra beat shows a gap much shorter than its rhythm, which teaches nothing, so gaps
-        under half the estimate (or under MIN_INTERVAL_S) are passed over. A peer that beats
-        only when otherwise silent, as the spec allows, shows longer gaps while busy: that
-        errs on the patient side, and one long gap counts as four intervals at most.
+        Our peers beat on a fixed schedule whatever else they send. The first few gaps are
+        taken by their median, so one odd gap (a beat sent right after READY) cannot set the
+        rhythm. A gap much shorter than the rhythm (an extra beat) teaches nothing. A peer that
+        beats only when otherwise silent, as the spec allows, shows longer gaps while busy:
+        that errs on the patient side, and one long gap counts as four intervals at most.
         """
         self.last_heard = now
         if not is_heartbeat:
@@ -69,11 +72,14 @@ class Liveness:
             return
         self.last_beat = now
         if self.interval is None:
-            self.interval, self.jitter = gap, gap / 10
-        else:
-            gap = min(gap, 4 * self.interval)
-            self.jitter += self.smoothing * (abs(gap - self.interval) - self.jitter)
-            self.interval += self.smoothing * (gap - self.interval)
+            self.first_gaps.append(gap)
+            if len(self.first_gaps) == LEARNING_SAMPLES:
+                self.interval = statistics.median(self.first_gaps)
+                self.jitter = statistics.fmean(abs(g - self.interval) for g in self.first_gaps)
+            return
+        gap = min(gap, 4 * self.interval)
+        self.jitter += self.smoothing * (abs(gap - self.interval) - self.jitter)
+        self.interval += self.smoothing * (gap - self.interval)
 
     @property
     def allowed_silence(self) -> float:

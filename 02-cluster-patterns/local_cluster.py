@@ -92,6 +92,18 @@ class EventLog:
         return sum(1 for t, _ in self.seen if t == topic)
 
 
+Stats = dict[str, Any]
+
+
+def rhythm_learned(*names: str) -> Callable[[Stats], bool]:
+    """For wait_for("stats"): has the coordinator learned these workers' heartbeat rhythm?"""
+
+    def learned(stats: Stats) -> bool:
+        return all(stats["workers"].get(name, {}).get("interval_s") for name in names)
+
+    return learned
+
+
 def run_scenario(
     workers: int = 4,
     tasks: int = 200,
@@ -136,10 +148,7 @@ def run_scenario(
 
         # Start once the coordinator has learned every worker's heartbeat rhythm, as in a
         # cluster that has been up a while (a newcomer is allowed 7.5 s of silence).
-        def all_learned(stats: dict[str, Any]) -> bool:
-            return all(stats["workers"].get(name, {}).get("interval_s") for name in names)
-
-        if events.wait_for("stats", 10, when=all_learned) is None:
+        if events.wait_for("stats", 10, when=rhythm_learned(*names)) is None:
             raise lesson.LessonError("the coordinator did not learn the workers' rhythm")
         client = MdpClient(ctx, endpoint, timeout_s=30)
         body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]

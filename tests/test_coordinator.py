@@ -129,6 +129,7 @@ def test_garbage_never_stops_service(ctx: lesson.Ctx, frames: list[list[bytes]])
         assert client.recv()[-1] == b"yes"
         for peer in (attacker, worker, client):
             peer.close()
+        assert coordinator.counters["dropped.internal-error"] == 0
 
 
 def test_malformed_messages_are_counted(ctx: lesson.Ctx) -> None:

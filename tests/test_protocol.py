@@ -88,6 +88,7 @@ def test_error_bodies_keep_the_correlation_frame() -> None:
         (b"echo@w3", mdp.ServiceRequest(b"echo", pinned=b"w3")),
         (b"echo#gpu,a100", mdp.ServiceRequest(b"echo", tags=frozenset({"gpu", "a100"}))),
         (b"echo#", mdp.ServiceRequest(b"echo")),
+        (b"echo#\x80", mdp.ServiceRequest(b"echo", tags=frozenset({"\ufffd"}))),
     ],
 )
 def test_service_names(name: bytes, expected: mdp.ServiceRequest) -> None:

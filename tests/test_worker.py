@@ -26,6 +26,7 @@ class RawBroker:
     def __init__(self, ctx: lesson.Ctx) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
+        self.sock.router_handover = True  # a worker reconnecting under its name takes over
         self.endpoint = lesson.bind(self.sock, lesson.ANY_LOCAL_PORT)
 
     def recv(self, skip_heartbeats: bool = True) -> list[bytes]:
