@@ -94,11 +94,9 @@ class Worker:
 
     @property
     def name(self) -> str:
-        return (
-            self.identity.decode(errors="replace")
-            if self.identity.isascii()
-            else self.identity.hex()
-        )
+        """The identity as text when it is printable (a --name), else as hex."""
+        text = self.identity.decode("ascii", errors="replace")
+        return text if self.identity.isascii() and text.isprintable() else self.identity.hex()
 
 
 @dataclass
@@ -147,6 +145,7 @@ class Coordinator:
         sock.router_handover = True  # a named worker that reconnects takes over its identity
         sock.maxmsgsize = self.cfg.max_message_bytes * 2  # libzmq cuts off grossly oversized peers
         sock.sndhwm = sock.rcvhwm = 100_000
+        sock.backlog = 1024  # thousands of workers connect at once after a restart
         return sock
 
     # -- the loop ---------------------------------------------------------------------------
