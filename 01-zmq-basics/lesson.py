@@ -73,6 +73,23 @@ class LessonParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def program_parser(doc: str | None) -> LessonParser:
+    """The parser of a single-role program (a daemon, a client): its docstring as help."""
+    return LessonParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_endpoint(
+    parser: argparse.ArgumentParser, option: str, env: str, default: str, help: str | None = None
+) -> None:
+    """An endpoint option whose default can also come from an environment variable."""
+    parser.add_argument(
+        option,
+        type=endpoint,
+        default=os.environ.get(env, default),
+        help=help or f"default: ${env} or {default}",
+    )
+
+
 def make_parser(doc: str | None, prog: str | None = None) -> tuple[LessonParser, Any]:
     """The lesson's parser (its docstring as help) and the sub-parser group for its roles."""
     parser = LessonParser(

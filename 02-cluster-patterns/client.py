@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -197,14 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.LessonParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--coordinator",
-        type=lesson.endpoint,
-        default=os.environ.get("COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555"),
-    )
+    parser = lesson.program_parser(__doc__)
+    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
     parser.add_argument("--service", default="echo", help="e.g. echo, sleep, echo@w1, echo#gpu")
     parser.add_argument("--count", type=lesson.positive_int, default=1)
     parser.add_argument("--in-flight", type=lesson.positive_int, default=32)

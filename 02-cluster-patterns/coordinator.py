@@ -568,18 +568,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.LessonParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    env = os.environ.get
-    parser.add_argument(
-        "--endpoint",
-        type=lesson.endpoint,
-        default=env("COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555"),
-    )
-    parser.add_argument(
-        "--events", type=lesson.endpoint, default=env("COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
-    )
+    parser = lesson.program_parser(__doc__)
+    lesson.add_endpoint(parser, "--endpoint", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
+    lesson.add_endpoint(parser, "--events", "COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
     parser.add_argument(
         "--worker-endpoint", type=lesson.endpoint, help="a separate one for workers"
     )

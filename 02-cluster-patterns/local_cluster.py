@@ -227,9 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.LessonParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = lesson.program_parser(__doc__)
     parser.add_argument("--workers", type=lesson.positive_int, default=4)
     parser.add_argument("--tasks", type=lesson.positive_int, default=200)
     parser.add_argument("--task-seconds", type=float, default=0.05)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import statistics
 import threading
@@ -205,14 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.LessonParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--events",
-        type=lesson.endpoint,
-        default=os.environ.get("COORDINATOR_EVENTS", "tcp://127.0.0.1:5556"),
-    )
+    parser = lesson.program_parser(__doc__)
+    lesson.add_endpoint(parser, "--events", "COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
     parser.add_argument("--metrics-port", type=int, default=9100, help="0 picks a free port")
     parser.add_argument("--no-metrics", dest="metrics_port", action="store_const", const=None)
     parser.add_argument("--metrics-host", default="127.0.0.1")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import queue
 import signal
 import subprocess
@@ -259,14 +258,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.LessonParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--coordinator",
-        type=lesson.endpoint,
-        default=os.environ.get("COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555"),
-    )
+    parser = lesson.program_parser(__doc__)
+    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
     parser.add_argument("--service", choices=sorted(SERVICES), default="echo")
     parser.add_argument("--name", help="routing identity, for pinning tasks (default: random)")
     parser.add_argument("--tag", action="append", default=[], help="a tag tasks can require")

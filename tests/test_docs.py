@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["README.md", "LEARNING_NOTES.md", "01-zmq-basics/README.md"]
+DOCUMENTS = [
+    "README.md",
+    "LEARNING_NOTES.md",
+    "01-zmq-basics/README.md",
+    "02-cluster-patterns/README.md",
+]
 # A path is a backticked token with a slash or a known file ending, e.g. `01-zmq-basics/x.py`.
 PATH_IN_BACKTICKS = re.compile(r"`([\w./-]+(?:/[\w./-]*|\.(?:py|md|toml|yml|sh)))`")
 TICKED_ITEM = re.compile(r"^- \[x\] \*\*(?P<name>[^*]+)\*\* \(`(?P<path>[^`]+)`\)", re.MULTILINE)
@@ -54,3 +60,21 @@ def test_ci_runs_make_test_and_nothing_else() -> None:
     steps = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     assert steps[-1].strip() == "make test"
     assert all(s.startswith(("set ", "cd ")) for s in steps[:-1])
+
+
+def test_readme_step_02_figures_are_the_saved_measurements() -> None:
+    figures = json.loads((REPO / "results" / "bench-02.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    brokers = figures["brokers"]
+    expected = [
+        f"{brokers['coordinator']['broker_cpu_us_per_request']:.0f} us",
+        f"majortomo: {brokers['majortomo']['broker_cpu_us_per_request']:.0f} us",
+        f"({figures['cpu_ratio_coordinator_vs_majortomo']:.2f})",
+        f"{brokers['coordinator']['per_s']:,.0f} req/s",
+        f"{figures['throughput_ratio_coordinator_vs_raw']:.2f} of raw echo",
+        f"{figures['scale']['1000']['cpu_share_of_one_core']:.1%} of one core",
+        f"{figures['scale']['10000']['registered']:,} registered",
+        f"median {figures['detection']['SIGKILL']['median_s']:.2f} s",
+    ]
+    missing = [text for text in expected if text not in readme]
+    assert not missing, f"README figures differ from results/bench-02.json: {missing}"
