@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,31 @@ def raw_echo(endpoint: str) -> None:
             sock.send_multipart(sock.recv_multipart())
 
 
+def python_floor(endpoint: str) -> None:
+    """The least Python an MDP broker can run per request: no validation, liveness, events or
+    retries, just READY -> idle, REQUEST -> an idle worker, FINAL -> the client. What it costs
+    is what any pyzmq broker pays before doing anything a cluster needs."""
+    idle: deque[bytes] = deque()
+    waiting: deque[tuple[bytes, list[bytes]]] = deque()
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as sock:
+        lesson.announce_ready("python-floor", lesson.bind(sock, endpoint))
+        while sock.poll():
+            while sock.poll(0):
+                sender, _, header, command, *rest = mdp.recv_now(sock)  # delimited form only
+                if header == mdp.CLIENT:
+                    waiting.append((sender, rest[1:]))
+                elif command == mdp.W_FINAL:
+                    mdp.send_now(sock, [rest[0], b"", mdp.CLIENT, mdp.C_FINAL, b"echo", *rest[2:]])
+                    idle.append(sender)
+                elif command == mdp.W_READY:
+                    idle.append(sender)
+            while idle and waiting:
+                client, body = waiting.popleft()
+                mdp.send_now(
+                    sock, [idle.popleft(), b"", mdp.WORKER, mdp.W_REQUEST, client, b"", *body]
+                )
+
+
 def majortomo_broker(endpoint: str) -> None:
     from majortomo.broker import Broker  # noqa: PLC0415 - optional: only the benchmark needs it
 
@@ -110,6 +136,7 @@ def majortomo_broker(endpoint: str) -> None:
 
 DIALECTS = {
     "raw_echo": "raw",
+    "python_floor": "mdp",
     "coordinator": "mdp",
     "coordinator+monitor": "mdp",
     "majortomo": "majortomo",
@@ -126,6 +153,7 @@ def broker_run(kind: str, requests: int, window: int = 16) -> dict[str, Any]:
         ),
         "majortomo": (ME, ["majortomo", "--endpoint", endpoint]),
         "raw_echo": (ME, ["raw-echo", "--endpoint", endpoint]),
+        "python_floor": (ME, ["python-floor", "--endpoint", endpoint]),
     }[kind]
     with lesson.Roles(ME) as roles:
         broker = roles.spawn(kind, *spawn[1], module=spawn[0])
@@ -343,7 +371,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         }
     }
     brokers: dict[str, Any] = {}
-    for kind in ("raw_echo", "coordinator", "majortomo"):
+    for kind in ("raw_echo", "python_floor", "coordinator", "majortomo"):
         print(f"broker load: {kind} ...", flush=True)
         try:
             brokers[kind] = broker_run(kind, requests // 4)
@@ -351,7 +379,9 @@ def run_all(quick: bool) -> dict[str, Any]:
             brokers[kind] = {"error": str(exc)}
     figures["brokers"] = brokers
     ours, theirs, raw = brokers["coordinator"], brokers.get("majortomo", {}), brokers["raw_echo"]
-    if "broker_cpu_us_per_request" in theirs:
+    if theirs.get("broker_cpu_us_per_request"):
+        floor = brokers["python_floor"]["broker_cpu_us_per_request"]
+        figures["cpu_ratio_python_floor_vs_majortomo"] = floor / theirs["broker_cpu_us_per_request"]
         figures["cpu_ratio_coordinator_vs_majortomo"] = (
             ours["broker_cpu_us_per_request"] / theirs["broker_cpu_us_per_request"]
         )
@@ -373,6 +403,8 @@ def print_table(f: dict[str, Any]) -> None:
     ratio = f.get("cpu_ratio_coordinator_vs_majortomo")
     if ratio is not None:
         lines.append(f"coordinator CPU per request / majortomo's: {ratio:.2f} (goal <= 0.5)")
+        floor = f["cpu_ratio_python_floor_vs_majortomo"]
+        lines.append(f"python_floor CPU per request / majortomo's: {floor:.2f}")
     lines.append(
         f"coordinator throughput / raw echo: {f['throughput_ratio_coordinator_vs_raw']:.2f}"
     )
@@ -421,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for role, run_at, about in (
         ("worker", bench_worker, "an echo worker"),
         ("raw-echo", raw_echo, "the floor: a ROUTER echoing everything"),
+        ("python-floor", python_floor, "the least an MDP broker in Python can do"),
         ("majortomo", majortomo_broker, "the other broker"),
     ):
         lesson.add_role(roles, role, at_endpoint(run_at), about, endpoint=DEFAULT_ENDPOINT)
