@@ -9,7 +9,7 @@ Then it prints what happened, read from the coordinator's events and the client'
 submitted, completed, retried, lost (must be 0), duplicates (must be 0) and the detection
 time of each failure. Exit status 1 if anything was lost or duplicated or went undetected.
 
-  python 02-cluster-patterns/local_cluster.py --workers 4 --tasks 200
+  python 02-cluster-patterns/local_cluster.py --workers 4 --tasks 100
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def rhythm_learned(*names: str) -> Callable[[Stats], bool]:
 
 def run_scenario(
     workers: int = 4,
-    tasks: int = 200,
-    task_s: float = 0.05,
+    tasks: int = 100,
+    task_s: float = 0.2,
     monitor_log: Path | None = None,
     echo: bool = False,
 ) -> Summary:
@@ -229,8 +229,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = lesson.program_parser(__doc__)
     parser.add_argument("--workers", type=lesson.positive_int, default=4)
-    parser.add_argument("--tasks", type=lesson.positive_int, default=200)
-    parser.add_argument("--task-seconds", type=float, default=0.05)
+    parser.add_argument("--tasks", type=lesson.positive_int, default=100)
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=0.2,
+        help="a worker signalled right after it got a task is surely busy",
+    )
     parser.add_argument("--event-log", type=Path, help="keep the monitor's JSON-lines event log")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--verbose", action="store_true", help="show every process's log")
