@@ -34,7 +34,12 @@ from typing import Any
 import zmq
 
 from cluster_patterns import protocol as mdp
-from cluster_patterns.local_cluster import EventLog, rhythm_learned
+from cluster_patterns.local_cluster import (
+    EventLog,
+    rhythm_learned,
+    start_coordinator,
+    start_worker,
+)
 from zmq_basics import lesson
 
 log = logging.getLogger("benchmark")
@@ -200,26 +205,12 @@ def broker_run(kind: str, requests: int, window: int = 16) -> dict[str, Any]:
 def with_cluster(
     roles: lesson.Roles, ctx: lesson.Ctx, workers: int
 ) -> tuple[EventLog, dict[str, lesson.Child], str]:
-    endpoint, events_at = free_endpoint(), free_endpoint()
-    roles.spawn(
-        "coordinator",
-        "--endpoint",
-        endpoint,
-        "--events",
-        events_at,
-        module="cluster_patterns.coordinator",
-    )
+    _, endpoint, events_at = start_coordinator(roles)
     events = EventLog(ctx, events_at)
     events.wait_for("stats", 5)
-    procs = {f"w{n}": spawn_worker(roles, endpoint, f"w{n}") for n in range(workers)}
+    procs = {f"w{n}": start_worker(roles, endpoint, f"w{n}", "echo") for n in range(workers)}
     events.wait_for("stats", 15, when=rhythm_learned(*procs))
     return events, procs, endpoint
-
-
-def spawn_worker(roles: lesson.Roles, endpoint: str, name: str) -> lesson.Child:
-    return roles.spawn(
-        name, "--coordinator", endpoint, "--name", name, module="cluster_patterns.worker"
-    )
 
 
 def detection(trials: int) -> dict[str, Any]:
@@ -230,7 +221,7 @@ def detection(trials: int) -> dict[str, Any]:
         for trial in range(trials):
             for sig_name, sig in (("SIGKILL", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)):
                 name = f"t{trial}{sig_name}"
-                child = spawn_worker(roles, endpoint, name)
+                child = start_worker(roles, endpoint, name, "echo")
                 events.wait_for("stats", 15, when=rhythm_learned(name))
                 sent = time.time()
                 child.signal(sig)
@@ -302,17 +293,9 @@ def simulate(endpoint: str, count: int, interval: float) -> None:
 
 def scale_run(total: int, interval: float, measure_s: float) -> dict[str, Any]:
     """`total` simulated workers (1,000 per process) beating every `interval` seconds."""
-    endpoint, events_at = free_endpoint(), free_endpoint()
     with lesson.Roles(ME) as roles, zmq.Context() as ctx:
         ctx.linger = 0
-        coordinator = roles.spawn(
-            "coordinator",
-            "--endpoint",
-            endpoint,
-            "--events",
-            events_at,
-            module="cluster_patterns.coordinator",
-        )
+        coordinator, endpoint, events_at = start_coordinator(roles)
         events = EventLog(ctx, events_at)
         for n in range(0, total, 1000):
             roles.spawn(

@@ -95,6 +95,39 @@ class EventLog:
 Stats = dict[str, Any]
 
 
+def start_coordinator(
+    roles: lesson.Roles, endpoint: str = lesson.ANY_LOCAL_PORT, events: str = lesson.ANY_LOCAL_PORT
+) -> tuple[lesson.Child, str, str]:
+    """A coordinator process; returns it with its request and events endpoints."""
+    child = roles.spawn(
+        "coordinator",
+        "--endpoint",
+        endpoint,
+        "--events",
+        events,
+        module="cluster_patterns.coordinator",
+    )
+    match = EVENTS_IN_READY_LINE.match(child.endpoint)
+    if not match:
+        raise lesson.LessonError(f"unexpected ready line: {child.endpoint}")
+    return child, match.group(1), match.group(2)
+
+
+def start_worker(
+    roles: lesson.Roles, endpoint: str, name: str, service: str = "sleep"
+) -> lesson.Child:
+    return roles.spawn(
+        name,
+        "--coordinator",
+        endpoint,
+        "--service",
+        service,
+        "--name",
+        name,
+        module="cluster_patterns.worker",
+    )
+
+
 def rhythm_learned(*names: str) -> Callable[[Stats], bool]:
     """For wait_for("stats"): has the coordinator learned these workers' heartbeat rhythm?"""
 
@@ -114,13 +147,7 @@ def run_scenario(
     started = time.monotonic()
     with lesson.Roles("cluster_patterns.coordinator", echo=echo) as roles, zmq.Context() as ctx:
         ctx.linger = 0
-        coordinator = roles.spawn(
-            "coordinator", "--endpoint", lesson.ANY_LOCAL_PORT, "--events", lesson.ANY_LOCAL_PORT
-        )
-        match = EVENTS_IN_READY_LINE.match(coordinator.endpoint)
-        if not match:
-            raise lesson.LessonError(f"unexpected ready line: {coordinator.endpoint}")
-        endpoint, events_at = match.groups()
+        _, endpoint, events_at = start_coordinator(roles)
         events = EventLog(ctx, events_at)
         if not events.wait_for("stats", 5):  # proves our subscription is in place
             raise lesson.LessonError("no events from the coordinator")
@@ -129,19 +156,7 @@ def run_scenario(
             monitor_args += ["--json-log", str(monitor_log)]
         roles.spawn("monitor", *monitor_args, module="cluster_patterns.monitor")
         names = [f"w{n}" for n in range(1, workers + 1)]
-        procs = {
-            name: roles.spawn(
-                name,
-                "--coordinator",
-                endpoint,
-                "--service",
-                "sleep",
-                "--name",
-                name,
-                module="cluster_patterns.worker",
-            )
-            for name in names
-        }
+        procs = {name: start_worker(roles, endpoint, name) for name in names}
         for name in names:
             if not events.wait_for("worker.joined", 5, worker=name):
                 raise lesson.LessonError(f"{name} never joined")

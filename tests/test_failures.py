@@ -9,7 +9,7 @@ import zmq
 
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import MdpClient
-from cluster_patterns.local_cluster import EventLog, run_scenario
+from cluster_patterns.local_cluster import EventLog, run_scenario, start_worker
 from zmq_basics import lesson
 
 SLEEP = mdp.get_codec("msgpack").encode({"seconds": 0.05})
@@ -38,16 +38,7 @@ def test_coordinator_restart_workers_reregister_and_clients_get_results() -> Non
         ctx.linger = 0
         first = roles.spawn("coordinator", *coordinator_args)
         for name in ("w1", "w2"):
-            roles.spawn(
-                name,
-                "--coordinator",
-                endpoint,
-                "--service",
-                "sleep",
-                "--name",
-                name,
-                module="cluster_patterns.worker",
-            )
+            start_worker(roles, endpoint, name)
         client = MdpClient(ctx, endpoint, timeout_s=2.0, retries=5)
         batch = lesson.RoleThread(client.batch, b"sleep", [[SLEEP]] * 60, 4)
         events = EventLog(ctx, events_at)
