@@ -313,3 +313,26 @@ def test_quiet_when_busy_services_are_allowed_the_busy_timeout(ctx: lesson.Ctx) 
         assert coordinator.counters["replies"] == 1
         worker.close()
         client.close()
+
+
+def test_a_separate_worker_endpoint(ctx: lesson.Ctx) -> None:
+    coordinator = Coordinator(
+        ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT, worker_endpoint=lesson.ANY_LOCAL_PORT
+    )
+    thread = lesson.RoleThread(coordinator.run)
+    thread.start()
+    try:
+        front, back = coordinator.endpoints
+        worker, client = RawWorker(ctx, back), RawClient(ctx, front)
+        worker.ready(b"echo")
+        client.request(b"echo", b"x")
+        address = worker.recv_skipping_heartbeats()[2]
+        worker.final(address, b"via the worker endpoint")
+        assert client.recv()[-1] == b"via the worker endpoint"
+        worker.close()
+        client.close()
+    finally:
+        coordinator.stop.set()
+        thread.join(timeout=10)
+        for sock in (*coordinator.sockets, coordinator.events):
+            sock.close()

@@ -181,3 +181,13 @@ def test_two_workers_in_one_process_do_not_share_state(ctx: lesson.Ctx) -> None:
     assert {broker.recv()[0], broker.recv()[0]} == {b"a", b"b"}
     for worker, thread in zip((first, second), threads, strict=True):
         stop(worker, thread)
+
+
+def test_shell_service_reports_exit_status_and_both_streams(ctx: lesson.Ctx) -> None:
+    broker = RawBroker(ctx)
+    worker, thread = started(ctx, broker, "shell")
+    command = {"cmd": "echo out; echo err >&2; exit 3", "timeout": 10}
+    reply = request(broker, b"corr", CODEC.encode(command))
+    assert reply[0] == b"corr"
+    assert CODEC.decode(reply[1]) == {"exit": 3, "stdout": "out\n", "stderr": "err\n"}
+    stop(worker, thread)
