@@ -61,6 +61,9 @@ class Config:
     max_message_bytes: int = 1 << 20
     balance: str = "lru"  # or "least-done"
     drain_timeout_s: float = 10.0
+    # Messages queued per peer connection, each way. A client that stops reading loses the
+    # replies beyond this (counted as undeliverable) instead of growing our memory.
+    hwm: int = 100_000
 
 
 @dataclass(slots=True)
@@ -144,7 +147,7 @@ class Coordinator:
         sock.router_mandatory = True  # an unroutable reply raises instead of vanishing
         sock.router_handover = True  # a named worker that reconnects takes over its identity
         sock.maxmsgsize = self.cfg.max_message_bytes * 2  # libzmq cuts off grossly oversized peers
-        sock.sndhwm = sock.rcvhwm = 100_000
+        sock.sndhwm = sock.rcvhwm = self.cfg.hwm
         sock.backlog = 1024  # thousands of workers connect at once after a restart
         return sock
 

@@ -336,3 +336,26 @@ def test_a_separate_worker_endpoint(ctx: lesson.Ctx) -> None:
         thread.join(timeout=10)
         for sock in (*coordinator.sockets, coordinator.events):
             sock.close()
+
+
+def test_a_client_that_never_reads_costs_bounded_memory(ctx: lesson.Ctx) -> None:
+    with cluster(ctx, Config(hwm=50)) as coordinator:
+        where = coordinator.endpoints[0]
+        worker = RawWorker(ctx, where)
+        worker.ready(b"echo")
+        sleeper = RawClient(ctx, where)
+        big = b"x" * 100_000  # large replies fill the kernel buffers quickly
+        for n in range(400):
+            sleeper.request(b"echo", b"%d" % n, big)
+            frames = worker.recv_skipping_heartbeats()
+            worker.final(frames[2], *frames[4:])
+        # It never read a reply: those beyond the queues were dropped and counted.
+        client = RawClient(ctx, where)
+        client.request(b"mmi.service", b"echo")
+        assert client.recv()[-1] == b"200"  # and everyone else is still served
+        undeliverable = sum(
+            v for k, v in coordinator.counters.items() if k.startswith("undeliverable")
+        )
+        assert undeliverable > 0
+        for peer in (worker, sleeper, client):
+            peer.close()
