@@ -343,10 +343,13 @@ def test_a_client_that_never_reads_costs_bounded_memory(ctx: lesson.Ctx) -> None
         where = coordinator.endpoints[0]
         worker = RawWorker(ctx, where)
         worker.ready(b"echo")
-        sleeper = RawClient(ctx, where)
+        sleeper = ctx.socket(zmq.DEALER)
+        sleeper.linger = 0
+        sleeper.rcvhwm = 50  # before connect(), so its pipe gets it
+        sleeper.connect(where)
         big = b"x" * 100_000  # large replies fill the kernel buffers quickly
         for n in range(400):
-            sleeper.request(b"echo", b"%d" % n, big)
+            sleeper.send_multipart([b"MDPC02", b"\x01", b"echo", b"%d" % n, big])
             frames = worker.recv_skipping_heartbeats()
             worker.final(frames[2], *frames[4:])
         # It never read a reply: those beyond the queues were dropped and counted.
