@@ -65,8 +65,13 @@ class RawWorker(RawPeer):
 
 
 @contextmanager
-def running_coordinator(ctx: lesson.Ctx, config: Config | None = None) -> Iterator[Coordinator]:
-    coordinator = Coordinator(ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT, config=config)
+def running_coordinator(
+    ctx: lesson.Ctx, config: Config | None = None, worker_endpoint: str | None = None
+) -> Iterator[Coordinator]:
+    """A coordinator on free ports, run on a thread, stopped and closed on exit."""
+    coordinator = Coordinator(
+        ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT, worker_endpoint, config=config
+    )
     thread = lesson.RoleThread(coordinator.run, name="coordinator")
     thread.start()
     try:

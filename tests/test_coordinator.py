@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cluster_patterns import protocol as mdp
-from cluster_patterns.coordinator import Config, Coordinator
+from cluster_patterns.coordinator import Config
 from tests.mdp_peers import RawClient, RawWorker, running_coordinator
 from zmq_basics import lesson
 
@@ -23,16 +23,12 @@ def ctx() -> Iterator[lesson.Ctx]:
         yield context
 
 
-def cluster(ctx: lesson.Ctx, config: Config | None = None):  # type: ignore[no-untyped-def]
-    return running_coordinator(ctx, config)
-
-
 @pytest.mark.parametrize("client_form", [False, True])
 @pytest.mark.parametrize("worker_form", [False, True])
 def test_request_reply_in_both_framings(
     ctx: lesson.Ctx, client_form: bool, worker_form: bool
 ) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         where = coordinator.endpoints[0]
         worker, client = RawWorker(ctx, where, worker_form), RawClient(ctx, where, client_form)
         worker.ready(b"echo")
@@ -46,7 +42,7 @@ def test_request_reply_in_both_framings(
 
 
 def test_mmi_service(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         where = coordinator.endpoints[0]
         worker, client = RawWorker(ctx, where), RawClient(ctx, where)
         worker.ready(b"echo")
@@ -61,7 +57,7 @@ def test_mmi_service(ctx: lesson.Ctx) -> None:
 
 
 def test_busy_workers_get_heartbeats_too(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         worker, client = (
             RawWorker(ctx, coordinator.endpoints[0]),
             RawClient(ctx, coordinator.endpoints[0]),
@@ -84,7 +80,7 @@ def test_busy_workers_get_heartbeats_too(ctx: lesson.Ctx) -> None:
 def test_valid_but_unexpected_commands_get_disconnect(
     ctx: lesson.Ctx, unexpected: list[bytes]
 ) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         worker = RawWorker(ctx, coordinator.endpoints[0])
         worker.ready(b"echo")
         worker.recv()
@@ -94,7 +90,7 @@ def test_valid_but_unexpected_commands_get_disconnect(
 
 
 def test_heartbeat_from_an_unknown_worker_gets_disconnect(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         stranger = RawWorker(ctx, coordinator.endpoints[0])
         stranger.heartbeat()
         assert stranger.recv() == [b"MDPW02", b"\x06"]
@@ -116,7 +112,7 @@ garbage = st.lists(
 )
 @given(frames=st.lists(garbage, min_size=1, max_size=10))
 def test_garbage_never_stops_service(ctx: lesson.Ctx, frames: list[list[bytes]]) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         where = coordinator.endpoints[0]
         attacker = RawWorker(ctx, where, name=b"attacker")
         for message in frames:
@@ -133,7 +129,7 @@ def test_garbage_never_stops_service(ctx: lesson.Ctx, frames: list[list[bytes]])
 
 
 def test_malformed_messages_are_counted(ctx: lesson.Ctx) -> None:
-    with cluster(ctx, Config(max_message_bytes=1000)) as coordinator:
+    with running_coordinator(ctx, Config(max_message_bytes=1000)) as coordinator:
         client = RawClient(ctx, coordinator.endpoints[0])
         client.send(b"HELLO?")
         client.send(b"MDPC02", b"\x07", b"echo")
@@ -147,7 +143,7 @@ def test_malformed_messages_are_counted(ctx: lesson.Ctx) -> None:
 
 
 def test_frames_beyond_maxmsgsize_cut_off_only_that_peer(ctx: lesson.Ctx) -> None:
-    with cluster(ctx, Config(max_message_bytes=1000)) as coordinator:
+    with running_coordinator(ctx, Config(max_message_bytes=1000)) as coordinator:
         where = coordinator.endpoints[0]
         flooder, client = RawClient(ctx, where), RawClient(ctx, where)
         flooder.request(b"echo", b"x" * 100_000)  # libzmq drops this connection
@@ -158,7 +154,7 @@ def test_frames_beyond_maxmsgsize_cut_off_only_that_peer(ctx: lesson.Ctx) -> Non
 
 
 def test_no_worker_means_an_error_reply_after_the_service_timeout(ctx: lesson.Ctx) -> None:
-    with cluster(ctx, Config(service_timeout_s=0.3)) as coordinator:
+    with running_coordinator(ctx, Config(service_timeout_s=0.3)) as coordinator:
         client = RawClient(ctx, coordinator.endpoints[0])
         client.request(b"nobody-offers-this", b"corr-1")
         _header, command, service, corr, mark, reason = client.recv()
@@ -173,7 +169,7 @@ def test_no_worker_means_an_error_reply_after_the_service_timeout(ctx: lesson.Ct
 
 
 def test_full_queue_answers_with_an_error_and_stays_bounded(ctx: lesson.Ctx) -> None:
-    with cluster(ctx, Config(max_queue=5)) as coordinator:
+    with running_coordinator(ctx, Config(max_queue=5)) as coordinator:
         client = RawClient(ctx, coordinator.endpoints[0])
         for n in range(50):
             client.request(b"echo", b"%d" % n)
@@ -185,7 +181,7 @@ def test_full_queue_answers_with_an_error_and_stays_bounded(ctx: lesson.Ctx) -> 
 
 def test_dead_worker_task_is_requeued_then_fails_after_retries(ctx: lesson.Ctx) -> None:
     config = Config(max_retries=1, heartbeat_s=0.1, liveness=2)
-    with cluster(ctx, config) as coordinator:
+    with running_coordinator(ctx, config) as coordinator:
         where = coordinator.endpoints[0]
         client = RawClient(ctx, where)
         client.request(b"echo", b"corr")
@@ -207,7 +203,7 @@ def test_dead_worker_task_is_requeued_then_fails_after_retries(ctx: lesson.Ctx) 
 
 
 def test_pinned_and_tagged_requests(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         where = coordinator.endpoints[0]
         plain, gpu = RawWorker(ctx, where, name=b"plain"), RawWorker(ctx, where, name=b"gpu1")
         plain.ready(b"echo")
@@ -223,7 +219,7 @@ def test_pinned_and_tagged_requests(ctx: lesson.Ctx) -> None:
 
 
 def test_pipelined_requests_get_one_final_each(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         where = coordinator.endpoints[0]
         worker, client = RawWorker(ctx, where), RawClient(ctx, where)
         worker.ready(b"echo")
@@ -241,7 +237,7 @@ def test_pipelined_requests_get_one_final_each(ctx: lesson.Ctx) -> None:
 
 
 def test_every_state_change_is_published(ctx: lesson.Ctx) -> None:
-    with cluster(ctx) as coordinator:
+    with running_coordinator(ctx) as coordinator:
         sub = ctx.socket(zmq.SUB)
         sub.connect(coordinator.events_endpoint)
         sub.subscribe(b"")
@@ -274,30 +270,26 @@ def test_every_state_change_is_published(ctx: lesson.Ctx) -> None:
 
 
 def test_drain_refuses_new_work_and_lets_running_tasks_finish(ctx: lesson.Ctx) -> None:
-    coordinator = Coordinator(ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT)
-    thread = lesson.RoleThread(coordinator.run)
-    thread.start()
-    where = coordinator.endpoints[0]
-    worker, client = RawWorker(ctx, where), RawClient(ctx, where)
-    worker.ready(b"echo")
-    client.request(b"echo", b"running")
-    address = worker.recv_skipping_heartbeats()[2]
-    coordinator.request_drain()
-    client.request(b"echo", b"refused")
-    assert mdp.error_reason(client.recv()[3:]) == "coordinator draining"
-    worker.final(address, b"finished")
-    assert client.recv()[-1] == b"finished"
-    assert worker.recv_skipping_heartbeats() == [b"MDPW02", b"\x06"]  # go find the next one
-    thread.join(timeout=5)
-    for sock in (*coordinator.sockets, coordinator.events):
-        sock.close()
-    worker.close()
-    client.close()
+    with running_coordinator(ctx) as coordinator:
+        where = coordinator.endpoints[0]
+        worker, client = RawWorker(ctx, where), RawClient(ctx, where)
+        worker.ready(b"echo")
+        client.request(b"echo", b"running")
+        address = worker.recv_skipping_heartbeats()[2]
+        coordinator.request_drain()
+        client.request(b"echo", b"refused")
+        assert mdp.error_reason(client.recv()[3:]) == "coordinator draining"
+        worker.final(address, b"finished")
+        assert client.recv()[-1] == b"finished"
+        # Sent only once the loop has ended by itself: go and find the next coordinator.
+        assert worker.recv_skipping_heartbeats() == [b"MDPW02", b"\x06"]
+        worker.close()
+        client.close()
 
 
 def test_quiet_when_busy_services_are_allowed_the_busy_timeout(ctx: lesson.Ctx) -> None:
     config = Config(heartbeat_s=0.05, quiet_when_busy=frozenset({b"slow"}))
-    with cluster(ctx, config) as coordinator:
+    with running_coordinator(ctx, config) as coordinator:
         where = coordinator.endpoints[0]
         worker, client = RawWorker(ctx, where), RawClient(ctx, where)
         worker.ready(b"slow")
@@ -316,12 +308,7 @@ def test_quiet_when_busy_services_are_allowed_the_busy_timeout(ctx: lesson.Ctx) 
 
 
 def test_a_separate_worker_endpoint(ctx: lesson.Ctx) -> None:
-    coordinator = Coordinator(
-        ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT, worker_endpoint=lesson.ANY_LOCAL_PORT
-    )
-    thread = lesson.RoleThread(coordinator.run)
-    thread.start()
-    try:
+    with running_coordinator(ctx, worker_endpoint=lesson.ANY_LOCAL_PORT) as coordinator:
         front, back = coordinator.endpoints
         worker, client = RawWorker(ctx, back), RawClient(ctx, front)
         worker.ready(b"echo")
@@ -331,15 +318,10 @@ def test_a_separate_worker_endpoint(ctx: lesson.Ctx) -> None:
         assert client.recv()[-1] == b"via the worker endpoint"
         worker.close()
         client.close()
-    finally:
-        coordinator.stop.set()
-        thread.join(timeout=10)
-        for sock in (*coordinator.sockets, coordinator.events):
-            sock.close()
 
 
 def test_a_client_that_never_reads_costs_bounded_memory(ctx: lesson.Ctx) -> None:
-    with cluster(ctx, Config(hwm=50)) as coordinator:
+    with running_coordinator(ctx, Config(hwm=50)) as coordinator:
         where = coordinator.endpoints[0]
         worker = RawWorker(ctx, where)
         worker.ready(b"echo")
