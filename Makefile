@@ -34,7 +34,7 @@ test: lint
 
 # mypy cannot follow setuptools' folder mapping, so it reads the packages through links.
 TYPECHECK := build/typecheck
-PACKAGES := zmq_basics:01-zmq-basics cluster_patterns:02-cluster-patterns
+PACKAGES := zmq_basics:01-zmq-basics cluster_patterns:02-cluster-patterns cluster_sim:03-cluster-runner-simulation
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

@@ -81,6 +81,14 @@ class Liveness:
         self.jitter += self.smoothing * (abs(gap - self.interval) - self.jitter)
         self.interval += self.smoothing * (gap - self.interval)
 
+    def expect_from(self, now: float) -> None:
+        """Start the silence clock now: a peer that had no reason to speak was not silent.
+
+        For peers that answer only while asked (a node agent answers pings only while a
+        controller waits on it), call this when the asking starts again.
+        """
+        self.last_heard = self.last_beat = max(self.last_heard, now)
+
     @property
     def allowed_silence(self) -> float:
         if self.interval is None:

@@ -1,0 +1,159 @@
+"""The node agent's wire protocol: every frame the controller and the agent exchange, in one place.
+
+A controller's DEALER sends, and the agent's ROUTER receives (prefixed with the DEALER's
+identity):
+
+    [VERSION, request_id, operation, body]            body: a msgpack map
+
+The agent answers on the same connection, many times for a streaming command:
+
+    [VERSION, request_id, OUT, incarnation, stream, data]    output as it is produced
+    [VERSION, request_id, DONE, incarnation, body]           the final result (msgpack map)
+    [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
+    [VERSION, request_id, PONG, incarnation, body]           answer to a ping
+
+`incarnation` is random per agent start: a controller that sees it change knows the agent
+restarted and that the commands it had in flight there are gone. Operation names are looked up
+in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from cluster_sim.protocols import ENV_NAME
+
+VERSION = b"ZCA1"  # zmq-cluster-lab agent protocol, version 1
+
+# Operations (controller -> agent).
+RUN = b"run"
+CANCEL = b"cancel"
+PUT = b"put"
+GET = b"get"
+SYSINFO = b"sysinfo"
+PING = b"ping"
+
+# Reply kinds (agent -> controller).
+OUT = b"out"
+DONE = b"done"
+ERROR = b"error"
+PONG = b"pong"
+
+STDOUT = b"1"
+STDERR = b"2"
+
+MAX_REQUEST_ID_BYTES = 16
+HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
+
+
+class WireError(ValueError):
+    """A message that does not follow this protocol; `kind` names the counter it lands in."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Request:
+    peer: bytes
+    request_id: bytes
+    operation: bytes
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    request_id: bytes
+    kind: bytes
+    incarnation: bytes
+    frames: list[bytes]  # what follows the incarnation
+
+    def body(self) -> dict[str, Any]:
+        return decode_body(self.frames[0] if self.frames else b"")
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_body(data: bytes) -> dict[str, Any]:
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise WireError("bad-body", f"body is not msgpack: {exc}") from None
+    if not isinstance(value, dict):
+        raise WireError("bad-body", f"body must be a map, got {type(value).__name__}")
+    return value
+
+
+def request(request_id: bytes, operation: bytes, body: Mapping[str, Any]) -> list[bytes]:
+    return [VERSION, request_id, operation, encode_body(body)]
+
+
+def parse_request(frames: Sequence[bytes]) -> Request:
+    """A request as the agent's ROUTER receives it: [peer, VERSION, id, operation, body]."""
+    if len(frames) != 5:
+        raise WireError("bad-frames", f"expected 5 frames, got {len(frames)}")
+    peer, version, request_id, operation, body = frames
+    if version != VERSION:
+        raise WireError("bad-version", f"unknown protocol version {version[:16]!r}")
+    if not 0 < len(request_id) <= MAX_REQUEST_ID_BYTES:
+        raise WireError("bad-request-id", "request id must be 1-16 bytes")
+    return Request(peer, request_id, operation, decode_body(body))
+
+
+def reply(
+    peer: bytes, request_id: bytes, kind: bytes, incarnation: bytes, *rest: bytes
+) -> list[bytes]:
+    return [peer, VERSION, request_id, kind, incarnation, *rest]
+
+
+def parse_reply(frames: Sequence[bytes]) -> Reply:
+    """A reply as the controller's DEALER receives it: [VERSION, id, kind, incarnation, ...]."""
+    if len(frames) < 4 or frames[0] != VERSION:
+        raise WireError("bad-reply", f"not an agent reply ({len(frames)} frames)")
+    return Reply(frames[1], frames[2], frames[3], list(frames[4:]))
+
+
+# Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.
+
+
+def text_field(body: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise WireError("bad-field", f"{name!r} must be a string")
+    return value
+
+
+def number_field(body: Mapping[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise WireError("bad-field", f"{name!r} must be a positive number")
+    return float(value)
+
+
+def env_field(body: Mapping[str, Any], name: str) -> dict[str, str] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise WireError("bad-field", f"{name!r} must map variable names to strings")
+    return value
+
+
+def bytes_field(body: Mapping[str, Any], name: str) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, bytes):
+        raise WireError("bad-field", f"{name!r} must be bytes")
+    return value

@@ -1,0 +1,233 @@
+"""CurveZMQ keys laid out the way SSH users already know them.
+
+    KEYDIR/nodes/NODE/host.key, host.key_secret    the agent's key pair    (sshd's host key)
+    KEYDIR/nodes/NODE/authorized_keys              controllers it accepts  (authorized_keys)
+    KEYDIR/controllers/NAME/id.key, id.key_secret  a controller's key pair (~/.ssh/id_*)
+    KEYDIR/controllers/NAME/known_hosts            node keys it pins       (known_hosts)
+
+Copy nodes/NODE/ to that node and controllers/NAME/ to the machine that runs cluster_runner;
+secret files are written 0600. authorized_keys holds one Z85 public key per line followed by a
+name; known_hosts holds "NODE KEY" per line. The agent rereads authorized_keys when it changes,
+so a key is rotated without restarting anything:
+
+    python -m cluster_sim.keys generate KEYDIR --nodes node1 node2 --controllers runner
+    python -m cluster_sim.keys add-controller KEYDIR runner-2026   # new key, trusted everywhere
+    python -m cluster_sim.keys revoke-controller KEYDIR runner     # old key refused from now on
+    python -m cluster_sim.keys show KEYDIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq.auth
+
+from zmq_basics import lesson
+
+Z85_KEY_LENGTH = 40
+
+
+class KeyFileError(lesson.LessonError):
+    """A key file that is missing, malformed, or would be overwritten."""
+
+
+@dataclass(frozen=True)
+class AgentKeys:
+    public: bytes
+    secret: bytes
+    authorized_keys: Path
+
+
+@dataclass(frozen=True)
+class ControllerKeys:
+    public: bytes
+    secret: bytes
+    known_hosts: dict[str, bytes]
+
+    def agent_key(self, node_id: str) -> bytes:
+        try:
+            return self.known_hosts[node_id]
+        except KeyError:
+            raise KeyFileError(f"no pinned key for node {node_id!r} in known_hosts") from None
+
+
+def node_dir(keydir: Path, node_id: str) -> Path:
+    return keydir / "nodes" / node_id
+
+
+def controller_dir(keydir: Path, name: str) -> Path:
+    return keydir / "controllers" / name
+
+
+def _key_pair(folder: Path, stem: str) -> tuple[bytes, bytes]:
+    path = folder / f"{stem}.key_secret"
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read key pair {path}: {exc}") from None
+    if secret is None:
+        raise KeyFileError(f"{path} holds no secret key")
+    return public, secret
+
+
+def _check_key(text: str, where: str) -> bytes:
+    if len(text) != Z85_KEY_LENGTH:
+        raise KeyFileError(f"{where}: expected a {Z85_KEY_LENGTH}-character Z85 key, got {text!r}")
+    return text.encode()
+
+
+def read_authorized_keys(path: Path) -> dict[bytes, str]:
+    """Public key -> name, from an authorized_keys file; blank lines and # comments skipped."""
+    keys: dict[bytes, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, name = line.partition(" ")
+            keys[_check_key(key, f"{path}:{number}")] = name.strip()
+    return keys
+
+
+def read_known_hosts(path: Path) -> dict[str, bytes]:
+    hosts: dict[str, bytes] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            node, _, key = line.partition(" ")
+            hosts[node] = _check_key(key.strip(), f"{path}:{number}")
+    return hosts
+
+
+def load_agent_keys(folder: Path) -> AgentKeys:
+    public, secret = _key_pair(folder, "host")
+    authorized = folder / "authorized_keys"
+    if not authorized.exists():
+        raise KeyFileError(f"{authorized} is missing: no controller could ever connect")
+    return AgentKeys(public, secret, authorized)
+
+
+def load_controller_keys(folder: Path) -> ControllerKeys:
+    public, secret = _key_pair(folder, "id")
+    known = folder / "known_hosts"
+    return ControllerKeys(public, secret, read_known_hosts(known) if known.exists() else {})
+
+
+def _new_pair(folder: Path, stem: str) -> bytes:
+    if (folder / f"{stem}.key_secret").exists():
+        raise KeyFileError(f"{folder / stem}.key_secret exists; refusing to overwrite a key")
+    folder.mkdir(parents=True, exist_ok=True)
+    _, secret_file = zmq.auth.create_certificates(folder, stem)
+    Path(secret_file).chmod(0o600)
+    return _key_pair(folder, stem)[0]
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as out:
+        out.write(line + "\n")
+
+
+def _nodes(keydir: Path) -> list[str]:
+    return sorted(p.name for p in (keydir / "nodes").glob("*") if p.is_dir())
+
+
+def _controllers(keydir: Path) -> list[str]:
+    return sorted(p.name for p in (keydir / "controllers").glob("*") if p.is_dir())
+
+
+def add_node(keydir: Path, node_id: str) -> bytes:
+    """A host key for a new node, trusted by every controller, accepting every controller."""
+    folder = node_dir(keydir, node_id)
+    public = _new_pair(folder, "host")
+    (folder / "authorized_keys").touch()
+    for name in _controllers(keydir):
+        controller_public = _key_pair(controller_dir(keydir, name), "id")[0]
+        _append(folder / "authorized_keys", f"{controller_public.decode()} {name}")
+        _append(controller_dir(keydir, name) / "known_hosts", f"{node_id} {public.decode()}")
+    return public
+
+
+def add_controller(keydir: Path, name: str) -> bytes:
+    """A key pair for a new controller, authorized on every node, pinning every node's key."""
+    folder = controller_dir(keydir, name)
+    public = _new_pair(folder, "id")
+    (folder / "known_hosts").touch()
+    for node_id in _nodes(keydir):
+        host_public = _key_pair(node_dir(keydir, node_id), "host")[0]
+        _append(folder / "known_hosts", f"{node_id} {host_public.decode()}")
+        _append(node_dir(keydir, node_id) / "authorized_keys", f"{public.decode()} {name}")
+    return public
+
+
+def revoke_controller(keydir: Path, name: str) -> int:
+    """Remove a controller's key from every node's authorized_keys; returns the nodes changed."""
+    public = _key_pair(controller_dir(keydir, name), "id")[0].decode()
+    changed = 0
+    for node_id in _nodes(keydir):
+        path = node_dir(keydir, node_id) / "authorized_keys"
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if not line.startswith(public)]
+        if kept != lines:
+            path.write_text("".join(f"{line}\n" for line in kept))
+            changed += 1
+    return changed
+
+
+def generate(keydir: Path, nodes: Sequence[str], controllers: Sequence[str]) -> None:
+    for name in controllers:
+        add_controller(keydir, name)
+    for node_id in nodes:
+        add_node(keydir, node_id)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    generate(args.keydir, args.nodes, args.controllers)
+    print(f"keys for {len(args.nodes)} node(s) and {len(args.controllers)} controller(s)")
+    return _cmd_show(args)
+
+
+def _cmd_add_controller(args: argparse.Namespace) -> int:
+    public = add_controller(args.keydir, args.name)
+    print(f"{args.name} {public.decode()} authorized on {len(_nodes(args.keydir))} node(s)")
+    return 0
+
+
+def _cmd_revoke_controller(args: argparse.Namespace) -> int:
+    changed = revoke_controller(args.keydir, args.name)
+    print(f"{args.name} removed from authorized_keys on {changed} node(s)")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    for node_id in _nodes(args.keydir):
+        folder = node_dir(args.keydir, node_id)
+        accepted = read_authorized_keys(folder / "authorized_keys")
+        public = _key_pair(folder, "host")[0].decode()
+        print(f"node {node_id}: host key {public}, accepts {', '.join(accepted.values()) or '-'}")
+    for name in _controllers(args.keydir):
+        keys = load_controller_keys(controller_dir(args.keydir, name))
+        pinned = ", ".join(keys.known_hosts) or "-"
+        print(f"controller {name}: key {keys.public.decode()}, pins {pinned}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, verbs = lesson.make_parser(__doc__, prog="python -m cluster_sim.keys")
+    gen = lesson.add_role(verbs, "generate", _cmd_generate, "new keys for nodes and controllers")
+    gen.add_argument("keydir", type=Path)
+    gen.add_argument("--nodes", nargs="+", default=[], metavar="NODE")
+    gen.add_argument("--controllers", nargs="+", default=["controller"], metavar="NAME")
+    add = lesson.add_role(verbs, "add-controller", _cmd_add_controller, "a new controller key")
+    revoke = lesson.add_role(verbs, "revoke-controller", _cmd_revoke_controller, "distrust a key")
+    for verb in (add, revoke):
+        verb.add_argument("keydir", type=Path)
+        verb.add_argument("name")
+    show = lesson.add_role(verbs, "show", _cmd_show, "list nodes, controllers and trust")
+    show.add_argument("keydir", type=Path)
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

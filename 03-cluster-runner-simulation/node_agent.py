@@ -1,0 +1,464 @@
+"""The node agent: the daemon on every node, ZeroMQ's counterpart of sshd.
+
+It binds a ROUTER (sshd listens; controllers connect, as ssh does) with CurveZMQ on by default:
+its key pair is the node's host key, which controllers pin, and it accepts only the controller
+keys listed in its authorized_keys (reread when the file changes, so keys rotate live). Each
+request names an operation that is looked up in OPERATIONS, an explicit allow-list that
+`--operations` can narrow further; nothing on the wire is ever used as a method name.
+
+    run      a shell command, with timeout, environment and working directory; its output comes
+             back at the end, or streamed as it is produced; a timeout kills its process group
+    cancel   kill a running command's process group
+    put/get  write or read a file (up to --max-file-bytes)
+    sysinfo  the node's hardware (system_probe.py)
+    ping     liveness, the agent's counters, how many commands run
+
+Limits keep one bad controller from hurting the node or the others: at most --max-concurrent
+commands, at most --max-output-bytes of output kept per command (the rest is read and dropped,
+and the result says `truncated`), no message above --max-message-bytes (libzmq drops the sender).
+Bad requests get an error reply or are dropped, and are counted; nothing stops the agent.
+
+A controller beats while it waits for commands (cluster_patterns.heartbeat learns its rhythm);
+if it goes silent its commands are killed, as sshd's are when an SSH connection drops. SIGTERM
+drains: new commands are refused, running ones get --drain-timeout to finish, then are killed.
+
+    python -m cluster_sim.node_agent --keys KEYDIR/nodes/node1 --bind tcp://*:5560
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+from cluster_patterns.heartbeat import Liveness
+from cluster_sim import agent_wire as wire
+from cluster_sim import keys as keyfiles
+from cluster_sim.loop_socket import LoopSocket
+from cluster_sim.protocols import shell_script
+from cluster_sim.spawn import STDOUT, Finished, RunningCommand, SpawnError
+from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
+from zmq_basics import lesson
+
+log = logging.getLogger("node-agent")
+MiB = 1024 * 1024
+HOUSEKEEPING_S = 0.25
+
+
+@dataclass
+class AgentConfig:
+    bind: str = "tcp://*:5560"
+    keys: keyfiles.AgentKeys | None = None  # None: no CurveZMQ, only with --insecure
+    operations: frozenset[bytes] = field(default_factory=lambda: frozenset(OPERATIONS))
+    max_concurrent: int = 64
+    max_output_bytes: int = 16 * MiB
+    max_message_bytes: int = 64 * MiB
+    max_file_bytes: int = 32 * MiB
+    drain_timeout_s: float = 30.0
+    controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
+    hwm: int = 1000
+
+
+class AuthorizedKeys:
+    """The ZAP callback: is this controller key in authorized_keys? Rereads the file on change."""
+
+    def __init__(self, path: Path, counters: Counter[str]) -> None:
+        self.path, self.counters = path, counters
+        self.stamp: tuple[float, int] | None = None
+        self.keys: dict[bytes, str] = {}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        try:
+            stat = self.path.stat()
+            if (stat.st_mtime, stat.st_size) != self.stamp:
+                self.keys = keyfiles.read_authorized_keys(self.path)
+                self.stamp = (stat.st_mtime, stat.st_size)
+        except (OSError, keyfiles.KeyFileError) as exc:
+            log.error("cannot read %s, refusing everyone: %s", self.path, exc)
+            self.keys, self.stamp = {}, None
+        if key in self.keys:
+            log.debug("controller %s authenticated", self.keys[key] or key.decode())
+            return True
+        self.counters["refused.unknown-key"] += 1
+        log.warning("refused a controller key that is not in %s", self.path)
+        return False
+
+
+class NodeAgent:
+    def __init__(self, config: AgentConfig, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+        self.cfg, self.ctx = config, ctx
+        self.incarnation = os.urandom(8)
+        self.counters: Counter[str] = Counter()
+        self.running: dict[tuple[bytes, bytes], RunningCommand] = {}
+        self.controllers: dict[bytes, Liveness] = {}
+        self.draining_since: float | None = None
+        self.stopped = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
+        self.env = dict(os.environ)
+        self.endpoint = ""
+
+    # -- sockets -----------------------------------------------------------------------------
+
+    def _open(self) -> LoopSocket:
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.router_mandatory = True  # a reply to a vanished controller raises, and is counted
+        sock.maxmsgsize = self.cfg.max_message_bytes
+        sock.sndhwm = sock.rcvhwm = self.cfg.hwm
+        if self.cfg.keys is not None:
+            sock.curve_server = True
+            sock.curve_secretkey = self.cfg.keys.secret
+            sock.curve_publickey = self.cfg.keys.public
+        self.endpoint = lesson.bind(sock, self.cfg.bind)
+        return LoopSocket(sock, self.handle)
+
+    def send(self, frames: list[bytes]) -> bool:
+        try:
+            self.link.send(frames)
+            return True
+        except zmq.Again:
+            self.counters["dropped.reply-hwm"] += 1
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self.counters["dropped.controller-gone"] += 1
+        return False
+
+    def answer(self, req: wire.Request, kind: bytes, *rest: bytes) -> bool:
+        return self.send(wire.reply(req.peer, req.request_id, kind, self.incarnation, *rest))
+
+    def refuse(self, req: wire.Request, code: str, reason: str) -> None:
+        self.counters[f"refused.{code}"] += 1
+        self.answer(req, wire.ERROR, wire.encode_body({"code": code, "reason": reason}))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
+        auth: AsyncioAuthenticator | None = None
+        if self.cfg.keys is not None:
+            auth = AsyncioAuthenticator(zmq.asyncio.Context.shadow(self.ctx))
+            auth.start()  # the ZAP handler must be in place before the first handshake
+            provider = AuthorizedKeys(self.cfg.keys.authorized_keys, self.counters)
+            auth.configure_curve_callback("*", credentials_provider=provider)
+        self.link = self._open()
+        housekeeping = asyncio.create_task(self._housekeeping())
+        try:
+            if on_ready is not None:
+                on_ready(self.endpoint)
+            await self.stopped.wait()
+        finally:
+            housekeeping.cancel()
+            for cmd in self.running.values():
+                cmd.kill()
+            for task in list(self.tasks):
+                task.cancel()
+            self.link.close()
+            if auth is not None:
+                auth.stop()
+
+    def handle(self, frames: list[bytes]) -> None:
+        try:
+            self._handle(frames)
+        except Exception:  # one bad request must never take the agent down
+            log.exception("internal error while handling a request; dropped")
+            self.counters["dropped.internal-error"] += 1
+
+    def _handle(self, frames: list[bytes]) -> None:
+        try:
+            req = wire.parse_request(frames)
+        except wire.WireError as exc:
+            self.counters[f"dropped.{exc.kind}"] += 1
+            log.debug("dropped a malformed request: %s", exc)
+            return
+        now = time.monotonic()
+        liveness = self.controllers.get(req.peer)
+        if liveness is None:
+            liveness = self.controllers[req.peer] = Liveness(
+                now, floor_s=self.cfg.controller_timeout_s
+            )
+        liveness.heard(now, is_heartbeat=req.operation == wire.PING)
+        handler = OPERATIONS.get(req.operation)
+        if handler is None or req.operation not in self.cfg.operations:
+            self.refuse(req, "not-allowed", f"operation {req.operation[:32]!r} is not allowed")
+            return
+        try:
+            handler(self, req)
+        except wire.WireError as exc:
+            self.refuse(req, exc.kind, str(exc))
+
+    async def _housekeeping(self) -> None:
+        """Kill the commands of controllers that went silent; end a drain when it is done."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)  # a timer tick, not synchronisation
+            now = time.monotonic()
+            busy = {peer for peer, _ in self.running}
+            for peer, liveness in list(self.controllers.items()):
+                if peer in busy and liveness.is_dead(now):
+                    self.counters["controller-lost"] += 1
+                    log.warning("controller went silent; killing its commands")
+                    for (owner, _), cmd in list(self.running.items()):
+                        if owner == peer:
+                            cmd.cancel()
+                if peer not in busy and now - liveness.last_heard > 60:
+                    del self.controllers[peer]  # forget idle controllers: memory stays bounded
+            if self.draining_since is not None:
+                if not self.running:
+                    self.stopped.set()
+                elif now - self.draining_since > self.cfg.drain_timeout_s:
+                    log.warning("drain timeout: killing %d command(s)", len(self.running))
+                    for cmd in self.running.values():
+                        cmd.cancel()
+
+    def request_stop(self) -> None:
+        if self.draining_since is None:
+            log.info("draining: %d command(s) running, new ones refused", len(self.running))
+            self.draining_since = time.monotonic()
+
+    def spawn_task(self, req: wire.Request, coro: Any) -> None:
+        key = (req.peer, req.request_id)
+        self.file_ops.add(key)
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self.file_ops.discard(key))
+
+    # -- operations --------------------------------------------------------------------------
+
+    def op_run(self, req: wire.Request) -> None:
+        if self.draining_since is not None:
+            self.refuse(req, "shutting-down", "the agent is shutting down")
+            return
+        if len(self.running) >= self.cfg.max_concurrent:
+            self.refuse(req, "busy", f"{len(self.running)} commands running (the limit)")
+            return
+        if (req.peer, req.request_id) in self.running:
+            self.refuse(req, "duplicate-id", "a command with this request id is running")
+            return
+        try:
+            script = shell_script(
+                str(wire.text_field(req.body, "command")),
+                wire.env_field(req.body, "env"),
+                wire.text_field(req.body, "cwd", optional=True),
+            )
+        except ValueError as exc:
+            raise wire.WireError("bad-field", str(exc)) from None
+        sink = self._streamer(req) if req.body.get("stream") else None
+        try:
+            cmd = RunningCommand(
+                script,
+                self.env,
+                timeout_s=wire.number_field(req.body, "timeout_s"),
+                max_output_bytes=self.cfg.max_output_bytes,
+                sink=sink,
+            )
+        except SpawnError as exc:
+            self.refuse(req, "spawn-failed", str(exc))
+            return
+        key = (req.peer, req.request_id)
+        self.running[key] = cmd
+        self.counters["commands"] += 1
+        cmd.finished.add_done_callback(lambda done: self._command_done(req, done))
+
+    def _streamer(self, req: wire.Request) -> Callable[[int, bytes], bool]:
+        def forward(stream: int, data: bytes) -> bool:
+            tag = wire.STDOUT if stream == STDOUT else wire.STDERR
+            return self.answer(req, wire.OUT, tag, data)
+
+        return forward
+
+    def _command_done(self, req: wire.Request, finished: asyncio.Future[Finished]) -> None:
+        self.running.pop((req.peer, req.request_id), None)
+        if finished.cancelled():
+            return
+        if isinstance(finished.exception(), SpawnError):
+            self.refuse(req, "spawn-failed", str(finished.exception()))
+            return
+        done = finished.result()
+        if done.timed_out:
+            self.counters["timeouts"] += 1
+        body = {
+            "exit_status": done.exit_status,
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+            "duration_s": done.duration_s,
+            "truncated": done.truncated,
+            "timed_out": done.timed_out,
+            "cancelled": done.cancelled,
+        }
+        self.answer(req, wire.DONE, wire.encode_body(body))
+
+    def op_cancel(self, req: wire.Request) -> None:
+        cmd = self.running.get((req.peer, wire.bytes_field(req.body, "target")))
+        if cmd is not None:  # only the controller that started a command may cancel it
+            cmd.cancel()
+            self.counters["cancelled"] += 1
+
+    def _path(self, req: wire.Request) -> Path:
+        path = Path(str(wire.text_field(req.body, "path")))
+        if not path.is_absolute():
+            raise wire.WireError("bad-path", f"path must be absolute, got {str(path)!r}")
+        return path
+
+    def op_put(self, req: wire.Request) -> None:
+        path, data = self._path(req), wire.bytes_field(req.body, "data")
+        if len(data) > self.cfg.max_file_bytes:
+            self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
+            return
+        self.spawn_task(req, self._file_io(req, _write_file, path, data))
+
+    def op_get(self, req: wire.Request) -> None:
+        self.spawn_task(
+            req, self._file_io(req, _read_file, self._path(req), self.cfg.max_file_bytes)
+        )
+
+    async def _file_io(self, req: wire.Request, io: Callable[..., Any], *args: Any) -> None:
+        try:
+            body = await asyncio.to_thread(io, *args)  # disk I/O off the event loop
+        except OSError as exc:
+            self.refuse(req, "file-error", f"{exc.strerror or exc}: {exc.filename or ''}")
+            return
+        self.answer(req, wire.DONE, wire.encode_body(body))
+
+    def op_sysinfo(self, req: wire.Request) -> None:
+        self.spawn_task(req, self._sysinfo(req))
+
+    async def _sysinfo(self, req: wire.Request) -> None:
+        try:
+            done = await RunningCommand(PROBE_SCRIPT, self.env, timeout_s=10).finished
+            system = parse_probe(done.stdout.decode(errors="replace"))
+        except (SpawnError, ProbeError) as exc:
+            self.refuse(req, "sysinfo-failed", str(exc))
+            return
+        self.answer(req, wire.DONE, wire.encode_body({"system": system.to_dict()}))
+
+    def op_ping(self, req: wire.Request) -> None:
+        """Also says which of the controller's in-flight request ids this agent does not know:
+        lost with a restart or a broken connection, so the controller fails them at once."""
+        asked = req.body.get("ids", [])
+        if not isinstance(asked, list) or not all(isinstance(rid, bytes) for rid in asked):
+            raise wire.WireError("bad-field", "'ids' must be a list of request ids")
+        unknown = [
+            rid
+            for rid in asked
+            if (req.peer, rid) not in self.running and (req.peer, rid) not in self.file_ops
+        ]
+        body = {"running": len(self.running), "counters": dict(self.counters), "unknown": unknown}
+        self.answer(req, wire.PONG, wire.encode_body(body))
+
+
+def _write_file(path: Path, data: bytes) -> dict[str, Any]:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)  # readers see the old file or the new one, never half of it
+    return {"bytes": len(data)}
+
+
+def _read_file(path: Path, limit: int) -> dict[str, Any]:
+    with path.open("rb") as source:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"file over {limit} bytes", str(path))
+    return {"data": data}
+
+
+# The allow-list: wire name -> handler. Adding an operation means adding it here, on purpose.
+OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
+    wire.RUN: NodeAgent.op_run,
+    wire.CANCEL: NodeAgent.op_cancel,
+    wire.PUT: NodeAgent.op_put,
+    wire.GET: NodeAgent.op_get,
+    wire.SYSINFO: NodeAgent.op_sysinfo,
+    wire.PING: NodeAgent.op_ping,
+}
+
+
+def _operations(text: str) -> frozenset[bytes]:
+    names = {name.strip().encode() for name in text.split(",") if name.strip()}
+    unknown = names - set(OPERATIONS)
+    if unknown or not names:
+        known = ", ".join(sorted(op.decode() for op in OPERATIONS))
+        raise argparse.ArgumentTypeError(f"operations must be some of: {known}")
+    return frozenset(names)
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    if args.keys is None and not args.insecure:
+        raise lesson.LessonError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
+    return AgentConfig(
+        bind=args.bind,
+        keys=None if args.keys is None else keyfiles.load_agent_keys(args.keys),
+        operations=args.operations,
+        max_concurrent=args.max_concurrent,
+        max_output_bytes=args.max_output_bytes,
+        max_message_bytes=args.max_message_bytes,
+        max_file_bytes=args.max_file_bytes,
+        drain_timeout_s=args.drain_timeout,
+    )
+
+
+async def run_agent(config: AgentConfig) -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    agent = NodeAgent(config, ctx)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.request_stop)
+    if config.keys is None:
+        log.warning(
+            "CurveZMQ is OFF (--insecure): anyone who reaches %s can run commands", config.bind
+        )
+    try:
+        await agent.serve(on_ready=lambda where: lesson.announce_ready("node-agent", where))
+    finally:
+        ctx.term()
+    log.info("stopped; counters: %s", dict(agent.counters))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    asyncio.run(run_agent(config_from_args(args)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = lesson.program_parser(__doc__)
+    parser.prog = "python -m cluster_sim.node_agent"
+    lesson.add_endpoint(parser, "--bind", "ZCL_AGENT_BIND", "tcp://*:5560")
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=os.environ.get("ZCL_AGENT_KEYS"),
+        help="the node's key folder, with host.key_secret and authorized_keys ($ZCL_AGENT_KEYS)",
+    )
+    parser.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests and demos only")
+    parser.add_argument(
+        "--operations",
+        type=_operations,
+        default=frozenset(OPERATIONS),
+        help="comma-separated allow-list (default: all of run,cancel,put,get,sysinfo,ping)",
+    )
+    parser.add_argument("--max-concurrent", type=lesson.positive_int, default=64)
+    parser.add_argument("--max-output-bytes", type=lesson.positive_int, default=16 * MiB)
+    parser.add_argument("--max-message-bytes", type=lesson.positive_int, default=64 * MiB)
+    parser.add_argument("--max-file-bytes", type=lesson.positive_int, default=32 * MiB)
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(func=_cmd_serve)
+    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""cluster_runner's contracts, written down as typing.Protocols, and the plain data they pass.
+
+cluster_runner's code is private; what it expects of a transport is known: an executor per node
+(`NodeExecutorProtocol`, today `NodeExecutorSSH` over asyncssh), a journal that records each
+result (`AsyncJournalWriterProtocol`), and an operational context that hands both out
+(`OperationalContextProtocol`). Both our implementations, SSH (ssh_context.py) and ZeroMQ
+(zmq_node_executor.py and friends), satisfy these, so the runner's code does not change when the
+transport does. mypy checks that they do (see the `_conforms` lines in each implementation).
+
+Errors are part of the contract too: a caller can tell a command that failed (a result with a
+non-zero exit status) from a command that could not be run (`TransportError`) and from one that
+ran out of time (`CommandTimeoutError`), whichever transport served it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Stream = Literal["stdout", "stderr"]
+OutputCallback = Callable[[Stream, bytes], None]
+Transport = Literal["ssh", "zmq"]
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # what a shell accepts as a variable name
+
+
+# -- results and errors ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote command left behind. Output is bytes: commands may print anything.
+
+    `exit_status` follows subprocess: negative when a signal ended the command (-9 = SIGKILL).
+    `truncated` is set when the agent's output cap cut the output short.
+    """
+
+    node_id: str
+    command: str
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def text(self, stream: Stream = "stdout") -> str:
+        return (self.stdout if stream == "stdout" else self.stderr).decode(errors="replace")
+
+
+class ExecutorError(Exception):
+    """The command could not be run to completion on `node_id`; the message says why."""
+
+    def __init__(self, node_id: str, message: str) -> None:
+        super().__init__(f"{node_id}: {message}")
+        self.node_id = node_id
+
+
+class TransportError(ExecutorError):
+    """The node could not be reached, or the connection broke while the command ran."""
+
+
+class CircuitOpenError(TransportError):
+    """Recent transport failures opened the node's circuit: failing fast instead of waiting."""
+
+
+class RemoteError(ExecutorError):
+    """The node refused the request: not allowed, too busy, a bad path, shutting down."""
+
+
+class CommandTimeoutError(ExecutorError, TimeoutError):
+    """The command ran longer than its timeout and was killed, with everything it started."""
+
+
+# -- what describes a cluster ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeDescriptor:
+    """One node as cluster_runner knows it. `labels` carry placement facts, e.g. {"leaf": "L1"}.
+
+    `transport` picks how this node is driven (the canary switch of the migration plan).
+    """
+
+    node_id: str
+    host: str
+    ssh_port: int = 22
+    agent_port: int = 5560
+    ssh_user: str | None = None
+    ssh_key_path: str | None = None
+    ssh_known_hosts_path: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    transport: Transport = "zmq"
+
+    @property
+    def agent_endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.agent_port}"
+
+
+@dataclass(frozen=True)
+class ClusterDescriptor:
+    """The nodes of a run, and where the controller's CurveZMQ keys live (see keys.py)."""
+
+    nodes: tuple[NodeDescriptor, ...]
+    zmq_keys_dir: str | None = None
+
+    def node(self, node_id: str) -> NodeDescriptor:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(f"no node {node_id!r} in the cluster descriptor")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClusterDescriptor:
+        nodes = tuple(NodeDescriptor(**node) for node in data["nodes"])
+        return cls(nodes=nodes, zmq_keys_dir=data.get("zmq_keys_dir"))
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterDescriptor:
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": [dict(asdict(n), labels=dict(n.labels)) for n in self.nodes],
+            "zmq_keys_dir": self.zmq_keys_dir,
+        }
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """A node's hardware as a perf test needs it."""
+
+    hostname: str
+    cpus: int
+    memory_bytes: int
+    gpus: tuple[str, ...] = ()
+    nics: tuple[str, ...] = ()
+    numa_nodes: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SystemConfig:
+        return cls(
+            hostname=str(data["hostname"]),
+            cpus=int(data["cpus"]),
+            memory_bytes=int(data["memory_bytes"]),
+            gpus=tuple(data.get("gpus", ())),
+            nics=tuple(data.get("nics", ())),
+            numa_nodes=int(data.get("numa_nodes", 1)),
+        )
+
+
+def shell_script(command: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
+    """The command with its environment and working directory as shell code.
+
+    SSH has no portable way to pass either (sshd accepts only the variables its AcceptEnv
+    lists), so the SSH executor sends this script, and the node agent runs the same script, so
+    both transports fail the same way for a missing directory or a bad variable name.
+    """
+    bad = [name for name in (env or {}) if not ENV_NAME.match(name)]
+    if bad:  # a name is pasted into shell code unquoted: only plain names are safe
+        raise ValueError(f"not a valid environment variable name: {bad[0]!r}")
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in (env or {}).items()]
+    if cwd is not None:
+        lines.append(f"cd -- {shlex.quote(cwd)} || exit 1")
+    return "\n".join([*lines, command]) if lines else command
+
+
+# -- the contracts -----------------------------------------------------------------------------
+
+
+class NodeExecutorProtocol(Protocol):
+    """Runs commands and moves files on one node."""
+
+    node_id: str
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run `command` through the node's /bin/sh; raise CommandTimeoutError after `timeout_s`."""
+        ...
+
+    async def put_file(self, local_path: Path, remote_path: str) -> None: ...
+
+    async def get_file(self, remote_path: str, local_path: Path) -> None: ...
+
+    async def system_config(self) -> SystemConfig: ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncJournalWriterProtocol(Protocol):
+    """Records results, one JSON object per record; `write` returns once the record is safe."""
+
+    async def write(self, record: Mapping[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class OperationalContextProtocol(Protocol):
+    """What a scheduled run gets from the transport: nodes, their executors and a journal."""
+
+    @property
+    def nodes(self) -> Sequence[NodeDescriptor]: ...
+
+    def journal(self) -> AsyncJournalWriterProtocol: ...
+
+    def executor(self, node_id: str) -> NodeExecutorProtocol: ...
+
+    async def system_config(self, node_id: str) -> SystemConfig: ...

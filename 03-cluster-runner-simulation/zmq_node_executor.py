@@ -1,0 +1,353 @@
+"""NodeExecutorProtocol over ZeroMQ: what replaces cluster_runner's NodeExecutorSSH.
+
+One DEALER per node carries every command to the node agent, many in flight at once, each
+tagged with a request id; one reader task hands each reply to the call waiting for it.
+
+What can go wrong, and what the caller sees (never a hang):
+- the command runs past `timeout_s`: the agent kills its process group -> CommandTimeoutError;
+- the awaiting task is cancelled: a cancel goes to the agent, which kills the process group;
+- the agent stops answering (dead, frozen, unreachable): while calls wait, the executor pings
+  every `heartbeat_s`, and when the agent's silence breaks its learned rhythm
+  (cluster_patterns.heartbeat) every waiting call fails with TransportError;
+- the agent restarted, or a reconnect lost requests: each ping lists the ids in flight and the
+  agent names those it does not know; they fail with TransportError saying so;
+- the agent refuses our key, or its key is not the pinned one: the CurveZMQ handshake fails and
+  waiting calls fail with TransportError at once.
+After any transport failure the socket is replaced, so a request we gave up on can never run
+later, and a circuit breaker per node (circuit_breaker.py) makes a failing node fail fast.
+
+    executor = ZmqNodeExecutor("node1", "tcp://node1:5560", load_controller_keys(folder))
+    result = await executor.run("nvidia-smi -L", timeout_s=30)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from cluster_patterns.heartbeat import Liveness
+from cluster_sim import agent_wire as wire
+from cluster_sim.circuit_breaker import CircuitBreaker
+from cluster_sim.keys import ControllerKeys
+from cluster_sim.loop_socket import LoopSocket
+from cluster_sim.protocols import (
+    CircuitOpenError,
+    CommandResult,
+    CommandTimeoutError,
+    ExecutorError,
+    NodeExecutorProtocol,
+    OutputCallback,
+    RemoteError,
+    SystemConfig,
+    TransportError,
+)
+
+log = logging.getLogger("zmq-executor")
+MiB = 1024 * 1024
+HANDSHAKE_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the agent refused our key (not in its authorized_keys)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "CurveZMQ handshake failed (wrong pinned agent key?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "CurveZMQ handshake failed (wrong pinned agent key?)",
+}
+
+
+@dataclass
+class _Call:
+    future: asyncio.Future[wire.Reply]
+    on_output: OutputCallback | None = None
+    output: dict[bytes, list[bytes]] = field(default_factory=lambda: {b"1": [], b"2": []})
+
+
+class _Link:
+    """One DEALER connection to the agent, with its monitor; replaced after a failure."""
+
+    def __init__(self, executor: ZmqNodeExecutor) -> None:
+        sock = executor.ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.maxmsgsize = executor.max_message_bytes
+        sock.reconnect_ivl, sock.reconnect_ivl_max = 100, 2000
+        keys = executor.keys
+        if keys is not None:
+            sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
+            sock.curve_serverkey = keys.agent_key(executor.node_id)
+        monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES))
+        self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames))
+        self.dealer = LoopSocket(sock, executor.on_reply)
+        sock.connect(executor.endpoint)
+
+    def send(self, frames: list[bytes]) -> None:
+        self.dealer.send(frames)
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.dealer.sock.disable_monitor()
+        self.monitor.close()
+        self.dealer.close()
+
+
+class ZmqNodeExecutor:
+    """Commands and files on one node, through its agent. Use in one event loop."""
+
+    def __init__(
+        self,
+        node_id: str,
+        endpoint: str,
+        keys: ControllerKeys | None,
+        *,
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+        heartbeat_s: float = 0.25,
+        agent_silence_s: float = 2.0,
+        grace_s: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+        max_message_bytes: int = 96 * MiB,
+    ) -> None:
+        self.node_id, self.endpoint, self.keys = node_id, endpoint, keys
+        self.own_ctx = ctx is None
+        self.ctx = ctx if ctx is not None else zmq.Context()
+        self.heartbeat_s, self.agent_silence_s, self.grace_s = heartbeat_s, agent_silence_s, grace_s
+        self.breaker = breaker or CircuitBreaker()
+        self.max_message_bytes = max_message_bytes
+        self.ids = itertools.count(1)
+        self.calls: dict[bytes, _Call] = {}
+        self.incarnation: bytes | None = None
+        self.liveness = self._fresh_liveness()
+        self.link: _Link | None = None
+        self.beat: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def _fresh_liveness(self) -> Liveness:
+        now = time.monotonic()
+        return Liveness(
+            now, floor_s=self.agent_silence_s, unlearned_allowance_s=self.agent_silence_s
+        )
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        body: dict[str, Any] = {"command": command, "stream": on_output is not None}
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if env is not None:
+            body["env"] = dict(env)
+        if cwd is not None:
+            body["cwd"] = cwd
+        wait_s = None if timeout_s is None else timeout_s + self.grace_s
+        call = _Call(asyncio.get_running_loop().create_future(), on_output)
+        reply = await self._request(wire.RUN, body, call, wait_s)
+        done = reply.body()
+        if done.get("timed_out"):
+            raise CommandTimeoutError(
+                self.node_id, f"{command!r} ran over {timeout_s} s and was killed"
+            )
+        if done.get("cancelled"):
+            raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
+        stdout, stderr = done.get("stdout", b""), done.get("stderr", b"")
+        if on_output is not None:
+            stdout, stderr = b"".join(call.output[b"1"]), b"".join(call.output[b"2"])
+        return CommandResult(
+            node_id=self.node_id,
+            command=command,
+            exit_status=int(done["exit_status"]),
+            stdout=stdout,
+            stderr=stderr,
+            duration_s=float(done.get("duration_s", 0.0)),
+            truncated=bool(done.get("truncated")),
+        )
+
+    async def put_file(self, local_path: Path, remote_path: str) -> None:
+        data = await asyncio.to_thread(local_path.read_bytes)
+        await self._simple(wire.PUT, {"path": remote_path, "data": data})
+
+    async def get_file(self, remote_path: str, local_path: Path) -> None:
+        body = await self._simple(wire.GET, {"path": remote_path})
+        await asyncio.to_thread(local_path.write_bytes, body["data"])
+
+    async def system_config(self) -> SystemConfig:
+        return SystemConfig.from_dict((await self._simple(wire.SYSINFO, {}))["system"])
+
+    async def ping(self) -> dict[str, Any]:
+        """The agent's view: commands running, its counters, the round trip in seconds."""
+        started = time.monotonic()
+        body = await self._simple(wire.PING, {"ids": []})
+        return dict(body, round_trip_s=time.monotonic() - started)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._fail_all(TransportError(self.node_id, "the executor was closed"))
+        self._drop_link()
+        if self.beat is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.beat
+        if self.own_ctx:
+            self.ctx.term()
+
+    # -- requests and replies ----------------------------------------------------------------
+
+    async def _simple(self, operation: bytes, body: dict[str, Any]) -> dict[str, Any]:
+        call = _Call(asyncio.get_running_loop().create_future())
+        return (await self._request(operation, body, call, None)).body()
+
+    async def _request(
+        self, operation: bytes, body: dict[str, Any], call: _Call, wait_s: float | None
+    ) -> wire.Reply:
+        if self.closed:
+            raise TransportError(self.node_id, "the executor is closed")
+        if not self.breaker.allow():
+            raise CircuitOpenError(
+                self.node_id,
+                f"circuit open after {self.breaker.failures} transport failures; "
+                f"next try in {self.breaker.retry_in():.1f} s",
+            )
+        link = self._ensure_link()
+        request_id = next(self.ids).to_bytes(8, "big")
+        if not self.calls:
+            self.liveness.expect_from(time.monotonic())  # it had no reason to speak till now
+        self.calls[request_id] = call
+        try:
+            link.send(wire.request(request_id, operation, body))
+        except zmq.Again:
+            self.calls.pop(request_id)
+            self.breaker.record_failure()
+            raise TransportError(
+                self.node_id, "send queue full: the agent is not reading"
+            ) from None
+        self._start_beating()
+        try:
+            reply = await asyncio.wait_for(call.future, wait_s)
+        except TimeoutError:
+            self._cancel_remote(request_id)
+            raise CommandTimeoutError(self.node_id, f"no result {wait_s} s after sending") from None
+        except asyncio.CancelledError:
+            self._cancel_remote(request_id)
+            self.breaker.abandon_probe()
+            raise
+        except TransportError:
+            self.breaker.record_failure()
+            raise
+        finally:
+            self.calls.pop(request_id, None)
+        self.breaker.record_success()
+        if reply.kind == wire.ERROR:
+            error = reply.body()
+            raise RemoteError(self.node_id, f"{error.get('code')}: {error.get('reason')}")
+        return reply
+
+    def _cancel_remote(self, request_id: bytes) -> None:
+        if self.link is not None:
+            cancel = wire.request(
+                next(self.ids).to_bytes(8, "big"), wire.CANCEL, {"target": request_id}
+            )
+            with contextlib.suppress(zmq.ZMQError):
+                self.link.send(cancel)
+
+    def _ensure_link(self) -> _Link:
+        if self.link is None:
+            self.link = _Link(self)
+        return self.link
+
+    def _drop_link(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+        if self.beat is not None and self.beat is not asyncio.current_task():
+            self.beat.cancel()
+
+    def _transport_failed(self, reason: str) -> None:
+        """Fail every waiting call and replace the socket, so nothing we gave up on runs later."""
+        log.warning("%s: %s", self.node_id, reason)
+        self._fail_all(TransportError(self.node_id, reason))
+        self.incarnation, self.liveness = None, self._fresh_liveness()
+        self._drop_link()
+
+    def _fail_all(self, error: ExecutorError) -> None:
+        for call in self.calls.values():
+            if not call.future.done():
+                call.future.set_exception(error)
+        self.calls.clear()
+
+    def on_reply(self, frames: list[bytes]) -> None:
+        try:
+            reply = wire.parse_reply(frames)
+        except wire.WireError:
+            log.warning("%s: dropped a malformed reply", self.node_id)
+            return
+        self.liveness.heard(time.monotonic(), is_heartbeat=reply.kind == wire.PONG)
+        if self.incarnation is None:
+            self.incarnation = reply.incarnation
+        elif reply.incarnation != self.incarnation:
+            self._transport_failed("the agent restarted; commands in flight there are lost")
+            return
+        if reply.kind == wire.PONG and reply.request_id == wire.HEARTBEAT_ID:
+            self._lost(reply.body().get("unknown", []))
+            return
+        call = self.calls.get(reply.request_id)
+        if call is None or call.future.done():
+            return  # a reply for a call that gave up (cancelled, timed out)
+        if reply.kind == wire.OUT:
+            stream, data = reply.frames[0], reply.frames[1]
+            call.output[stream].append(data)
+            if call.on_output is not None:
+                call.on_output("stdout" if stream == wire.STDOUT else "stderr", data)
+            return
+        call.future.set_result(reply)
+
+    def _lost(self, unknown: list[bytes]) -> None:
+        for request_id in unknown:
+            call = self.calls.pop(request_id, None)
+            if call is not None and not call.future.done():
+                reason = "the agent does not know this command (lost with a reconnect)"
+                call.future.set_exception(TransportError(self.node_id, reason))
+
+    def _start_beating(self) -> None:
+        if self.beat is None or self.beat.done():
+            self.beat = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """While calls wait: ping (with their ids), and give up on an agent that went silent."""
+        while self.calls and self.link is not None:
+            await asyncio.sleep(self.heartbeat_s)  # the heartbeat rhythm, not synchronisation
+            if not self.calls or self.link is None:
+                return
+            now = time.monotonic()
+            if self.liveness.is_dead(now):
+                silence = now - self.liveness.last_heard
+                self._transport_failed(
+                    f"no answer from the agent at {self.endpoint} for {silence:.1f} s"
+                )
+                return
+            with contextlib.suppress(zmq.Again):
+                self.link.send(
+                    wire.request(wire.HEARTBEAT_ID, wire.PING, {"ids": list(self.calls)})
+                )
+
+    def on_event(self, link: _Link, frames: list[bytes]) -> None:
+        """A socket-monitor event: a failed CurveZMQ handshake fails the waiting calls now."""
+        reason = HANDSHAKE_FAILURES.get(int(parse_monitor_message(frames)["event"]))
+        if reason is None or self.link is not link:
+            return
+        if not self.calls:  # waiting calls each count their own failure
+            self.breaker.record_failure()
+        self._transport_failed(reason)
+
+
+_conforms: type[NodeExecutorProtocol] = ZmqNodeExecutor
