@@ -50,7 +50,7 @@ from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import shell_script
-from cluster_sim.spawn import STDOUT, Finished, RunningCommand, SpawnError
+from cluster_sim.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
 from zmq_basics import lesson
 
@@ -71,6 +71,7 @@ class AgentConfig:
     drain_timeout_s: float = 30.0
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
+    warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
 
 
 class AuthorizedKeys:
@@ -110,6 +111,7 @@ class NodeAgent:
         self.tasks: set[asyncio.Task[None]] = set()
         self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
         self.env = dict(os.environ)
+        self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
 
     # -- sockets -----------------------------------------------------------------------------
@@ -156,6 +158,7 @@ class NodeAgent:
             provider = AuthorizedKeys(self.cfg.keys.authorized_keys, self.counters)
             auth.configure_curve_callback("*", credentials_provider=provider)
         self.link = self._open()
+        self.warm.wanted.set()
         housekeeping = asyncio.create_task(self._housekeeping())
         try:
             if on_ready is not None:
@@ -168,6 +171,7 @@ class NodeAgent:
             for task in list(self.tasks):
                 task.cancel()
             self.link.close()
+            self.warm.close()
             if auth is not None:
                 auth.stop()
 
@@ -265,6 +269,7 @@ class NodeAgent:
                 timeout_s=wire.number_field(req.body, "timeout_s"),
                 max_output_bytes=self.cfg.max_output_bytes,
                 sink=sink,
+                warm=self.warm,
             )
         except SpawnError as exc:
             self.refuse(req, "spawn-failed", str(exc))
@@ -357,7 +362,10 @@ class NodeAgent:
             for rid in asked
             if (req.peer, rid) not in self.running and (req.peer, rid) not in self.file_ops
         ]
-        body = {"running": len(self.running), "counters": dict(self.counters), "unknown": unknown}
+        counters = dict(
+            self.counters, **{"warm.taken": self.warm.taken, "warm.missed": self.warm.missed}
+        )
+        body = {"running": len(self.running), "counters": counters, "unknown": unknown}
         self.answer(req, wire.PONG, wire.encode_body(body))
 
 
@@ -408,6 +416,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         max_message_bytes=args.max_message_bytes,
         max_file_bytes=args.max_file_bytes,
         drain_timeout_s=args.drain_timeout,
+        warm_shells=args.warm_shells,
     )
 
 
@@ -455,6 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-message-bytes", type=lesson.positive_int, default=64 * MiB)
     parser.add_argument("--max-file-bytes", type=lesson.positive_int, default=32 * MiB)
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--warm-shells",
+        type=int,
+        default=8,
+        help="shells started ahead of need, to take exec off the command's path (0: none)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=_cmd_serve)
     return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)

@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from cluster_sim.protocols import NodeDescriptor
 
 SSHD = "/usr/sbin/sshd"
 FAST_SHELL_USER = "zclab"  # created by `make test` when run as root: shell /bin/sh, no rc files
@@ -155,6 +158,18 @@ class OpenSshServer:
                 time.sleep(0.02)  # polling a port that is not open yet; nothing to wait on
         self.stop()
         raise SshdUnavailableError(f"sshd did not listen on {self.host}:{self.port} within 10 s")
+
+    def node(self, node_id: str, **fields: Any) -> NodeDescriptor:
+        """A node descriptor that reaches this server, as cluster_runner's descriptor would."""
+        return NodeDescriptor(
+            node_id=node_id,
+            host=self.host,
+            ssh_port=self.port,
+            ssh_user=self.user,
+            ssh_key_path=str(self.client_key),
+            ssh_known_hosts_path=str(self.known_hosts),
+            **fields,
+        )
 
     def ssh_command(self, command: str) -> list[str]:
         """The OpenSSH client command line that runs `command` through this server."""
