@@ -57,4 +57,4 @@ class LoopSocket:
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.fd)
-            self.sock.close(linger=0)
+            self.sock.close()  # with the socket's own linger (0 unless the owner set more)

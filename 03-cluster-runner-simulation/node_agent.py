@@ -170,6 +170,8 @@ class NodeAgent:
                 cmd.kill()
             for task in list(self.tasks):
                 task.cancel()
+            if self.draining_since is not None:
+                self.link.sock.linger = 2000  # let the last results reach their controllers
             self.link.close()
             self.warm.close()
             if auth is not None:
@@ -362,8 +364,10 @@ class NodeAgent:
             for rid in asked
             if (req.peer, rid) not in self.running and (req.peer, rid) not in self.file_ops
         ]
+        warm = self.warm
         counters = dict(
-            self.counters, **{"warm.taken": self.warm.taken, "warm.missed": self.warm.missed}
+            self.counters,
+            **{"warm.taken": warm.taken, "warm.empty": warm.empty, "warm.too-long": warm.too_long},
         )
         body = {"running": len(self.running), "counters": counters, "unknown": unknown}
         self.answer(req, wire.PONG, wire.encode_body(body))
@@ -417,6 +421,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         max_file_bytes=args.max_file_bytes,
         drain_timeout_s=args.drain_timeout,
         warm_shells=args.warm_shells,
+        controller_timeout_s=args.controller_timeout,
     )
 
 
@@ -464,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-message-bytes", type=lesson.positive_int, default=64 * MiB)
     parser.add_argument("--max-file-bytes", type=lesson.positive_int, default=32 * MiB)
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--controller-timeout",
+        type=float,
+        default=5.0,
+        help="least silence (s) after which a controller's commands are killed (default 5)",
+    )
     parser.add_argument(
         "--warm-shells",
         type=int,

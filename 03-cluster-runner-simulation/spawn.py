@@ -109,7 +109,7 @@ class WarmShells:
         self.ready: deque[_Shell] = deque()  # appended by the filler thread, taken by the loop
         self.wanted = threading.Event()
         self.stopping = False
-        self.taken = self.missed = 0  # how often a warm shell was there, and was not
+        self.taken = self.empty = self.too_long = 0  # warm shell used; none ready; script too long
         self.fillers = [
             threading.Thread(target=self._keep_filled, name="warm-shells", daemon=True)
             for _ in range(fillers if size > 0 else 0)
@@ -119,6 +119,7 @@ class WarmShells:
 
     def take(self, script: bytes) -> _Shell | None:
         if len(script) > select.PIPE_BUF:
+            self.too_long += 1
             return None
         self.wanted.set()
         while self.ready:
@@ -132,7 +133,7 @@ class WarmShells:
                 _discard(shell)
             finally:
                 os.close(shell.script_in)
-        self.missed += 1
+        self.empty += 1
         return None
 
     def _keep_filled(self) -> None:

@@ -73,7 +73,7 @@ class _Link:
 
     def __init__(self, executor: ZmqNodeExecutor) -> None:
         sock = executor.ctx.socket(zmq.DEALER)
-        sock.linger = 0
+        sock.linger = 500  # a cancel sent just before close() still goes out
         sock.maxmsgsize = executor.max_message_bytes
         sock.reconnect_ivl, sock.reconnect_ivl_max = 100, 2000
         keys = executor.keys
@@ -110,6 +110,7 @@ class ZmqNodeExecutor:
         grace_s: float = 5.0,
         breaker: CircuitBreaker | None = None,
         max_message_bytes: int = 96 * MiB,
+        max_in_flight: int = 64,
     ) -> None:
         self.node_id, self.endpoint, self.keys = node_id, endpoint, keys
         self.own_ctx = ctx is None
@@ -117,6 +118,9 @@ class ZmqNodeExecutor:
         self.heartbeat_s, self.agent_silence_s, self.grace_s = heartbeat_s, agent_silence_s, grace_s
         self.breaker = breaker or CircuitBreaker()
         self.max_message_bytes = max_message_bytes
+        # More commands than the agent runs at once (its --max-concurrent) wait here, in order,
+        # instead of coming back "busy".
+        self.slots = asyncio.Semaphore(max_in_flight)
         self.ids = itertools.count(1)
         self.calls: dict[bytes, _Call] = {}
         self.incarnation: bytes | None = None
@@ -151,7 +155,8 @@ class ZmqNodeExecutor:
             body["cwd"] = cwd
         wait_s = None if timeout_s is None else timeout_s + self.grace_s
         call = _Call(asyncio.get_running_loop().create_future(), on_output)
-        reply = await self._request(wire.RUN, body, call, wait_s)
+        async with self.slots:
+            reply = await self._request(wire.RUN, body, call, wait_s)
         done = reply.body()
         if done.get("timed_out"):
             raise CommandTimeoutError(

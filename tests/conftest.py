@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster_sim import keys
+from cluster_sim.openssh_server import OpenSshServer, sshd_missing_reason
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -39,3 +42,23 @@ def leaves_nothing_running() -> Iterator[None]:
         thread.join(timeout=5)  # a thread on its way out gets a moment to finish; a stuck one fails
     leftover_threads = set(threading.enumerate()) - threads_before
     assert not leftover_threads, f"test left threads running: {leftover_threads}"
+
+
+@pytest.fixture
+def keydir(tmp_path: Path) -> Path:
+    """CurveZMQ keys for one node ("node1") and one controller ("runner"), trusting each other."""
+    folder = tmp_path / "keys"
+    keys.generate(folder, nodes=["node1"], controllers=["runner"])
+    return folder
+
+
+@pytest.fixture
+def sshd() -> Iterator[OpenSshServer]:
+    """A real OpenSSH server on loopback; skipped where none can run, except on CI."""
+    reason = sshd_missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SSH tests: {reason}")
+        pytest.skip(reason)
+    with OpenSshServer() as server:
+        yield server

@@ -1,0 +1,72 @@
+"""Node agents as real processes, and executors and raw controllers that talk to them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cluster_sim import agent_wire as wire
+from cluster_sim import keys
+from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from zmq_basics import lesson
+
+AGENT = "cluster_sim.node_agent"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_agent(
+    keydir: Path | None, *args: str, bind: str = "tcp://127.0.0.1:*"
+) -> Iterator[lesson.Child]:
+    """An agent process for node1 (CurveZMQ with `keydir`'s keys, or --insecure without)."""
+    key_args = ["--keys", str(keys.node_dir(keydir, "node1"))] if keydir else ["--insecure"]
+    with lesson.Roles(AGENT) as roles:
+        yield roles.spawn("agent", "--bind", bind, *key_args, *args)
+
+
+def executor(
+    endpoint: str, keydir: Path, controller: str = "runner", **options: Any
+) -> ZmqNodeExecutor:
+    controller_keys = keys.load_controller_keys(keys.controller_dir(keydir, controller))
+    return ZmqNodeExecutor("node1", endpoint, controller_keys, **options)
+
+
+class RawController:
+    """A DEALER speaking the agent's wire format by hand, to send what our executor never would."""
+
+    def __init__(self, ctx: lesson.Ctx, endpoint: str, keydir: Path, **options: int) -> None:
+        controller = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        for name, value in options.items():
+            self.sock.setsockopt(getattr(zmq, name.upper()), value)
+        self.sock.curve_publickey, self.sock.curve_secretkey = controller.public, controller.secret
+        self.sock.curve_serverkey = controller.agent_key("node1")
+        self.sock.connect(endpoint)
+
+    def send(self, *frames: bytes) -> None:
+        self.sock.send_multipart(list(frames))
+
+    def request(self, request_id: bytes, operation: bytes, body: dict[str, Any]) -> None:
+        self.send(*wire.request(request_id, operation, body))
+
+    def reply(self, timeout_ms: int = 5000) -> wire.Reply:
+        if not self.sock.poll(timeout_ms):
+            raise TimeoutError(f"no reply within {timeout_ms} ms")
+        return wire.parse_reply(self.sock.recv_multipart())
+
+    def counters(self) -> dict[str, int]:
+        self.request(b"counters", wire.PING, {"ids": []})
+        while (answer := self.reply()).request_id != b"counters":
+            pass
+        return dict(answer.body()["counters"])

@@ -1,0 +1,239 @@
+"""The node agent as a real process: who gets in, what it refuses, and the limits it keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+from pathlib import Path
+
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cluster_sim import agent_wire as wire
+from cluster_sim import keys
+from cluster_sim.keys import ControllerKeys
+from cluster_sim.protocols import RemoteError, TransportError
+from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from tests.agents import RawController, executor, running_agent
+from zmq_basics import lesson
+
+
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    """Has process `pid` ended within the timeout? Waits on a pidfd, not by sleeping."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout_s)
+        return bool(readable)
+    finally:
+        os.close(pidfd)
+
+
+# -- who gets in ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_controller_key_not_in_authorized_keys_is_refused(
+    keydir: Path, tmp_path: Path
+) -> None:
+    keys.add_controller(keydir, "intruder")
+    keys.revoke_controller(keydir, "intruder")  # it pins the right host key but is not trusted
+    marker = tmp_path / "ran"
+    with running_agent(keydir) as agent:
+        intruder = executor(agent.endpoint, keydir, controller="intruder", agent_silence_s=3)
+        with pytest.raises(TransportError, match="refused our key"):
+            await intruder.run(f"touch {marker}")
+        await intruder.close()
+        with zmq.Context() as ctx:
+            counters = RawController(ctx, agent.endpoint, keydir).counters()
+    assert not marker.exists()
+    assert counters["refused.unknown-key"] >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_controller_without_curvezmq_is_refused(keydir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with running_agent(keydir) as agent:
+        plain = ZmqNodeExecutor("node1", agent.endpoint, None, agent_silence_s=0.5)
+        with pytest.raises(TransportError):
+            await plain.run(f"touch {marker}")
+        await plain.close()
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
+async def test_a_controller_pinning_the_wrong_agent_key_is_refused(
+    keydir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    real = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
+    impostor_key, _ = zmq.curve_keypair()
+    wrong = ControllerKeys(real.public, real.secret, {"node1": impostor_key})
+    with running_agent(keydir) as agent:
+        pinned_wrong = ZmqNodeExecutor("node1", agent.endpoint, wrong, agent_silence_s=0.5)
+        with pytest.raises(TransportError):
+            await pinned_wrong.run(f"touch {marker}")
+        await pinned_wrong.close()
+    assert not marker.exists()
+
+
+def test_the_agent_will_not_start_without_keys_unless_told_insecure() -> None:
+    from cluster_sim import node_agent  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as stopped:
+        node_agent.main(["--bind", "tcp://127.0.0.1:*", "--operations", "launch"])
+    assert stopped.value.code == 2
+    assert node_agent.main(["--bind", "tcp://127.0.0.1:*", "--keys", "/nonexistent"]) == 1
+    os.environ.pop("ZCL_AGENT_KEYS", None)
+    assert node_agent.main(["--bind", "tcp://127.0.0.1:*"]) == 1
+
+
+# -- what it refuses --------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_operations_off_the_allow_list_are_refused(keydir: Path, tmp_path: Path) -> None:
+    with running_agent(keydir, "--operations", "run,ping") as agent:
+        with zmq.Context() as ctx:
+            raw = RawController(ctx, agent.endpoint, keydir)
+            for operation in (b"exec", b"__init__", b"op_run", wire.PUT):
+                raw.request(b"r1", operation, {"path": "/tmp/x", "data": b""})
+                answer = raw.reply()
+                assert answer.kind == wire.ERROR
+                assert answer.body()["code"] == "not-allowed"
+        runner = executor(agent.endpoint, keydir)
+        with pytest.raises(RemoteError, match="not-allowed"):
+            await runner.put_file(Path(__file__), str(tmp_path / "copy"))
+        assert (await runner.run("echo still serving")).stdout == b"still serving\n"
+        await runner.close()
+    assert not (tmp_path / "copy").exists()
+
+
+def test_malformed_requests_get_an_error_or_a_drop_and_are_counted(keydir: Path) -> None:
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        raw.send(b"ZCA9", b"r1", wire.RUN, wire.encode_body({"command": "true"}))  # version
+        raw.send(wire.VERSION, b"r2", wire.RUN)  # truncated
+        raw.send(wire.VERSION, b"", wire.RUN, wire.encode_body({}))  # no request id
+        raw.send(wire.VERSION, b"r3", wire.RUN, b"\xc1 not msgpack")
+        raw.send(wire.VERSION, b"r4", wire.RUN, wire.encode_body([1, 2]))  # type: ignore[arg-type]
+        raw.request(b"r5", wire.RUN, {"command": 42})
+        raw.request(b"r6", wire.RUN, {"command": "true", "env": {"A;rm -rf /": "x"}})
+        raw.request(b"r7", wire.RUN, {"command": "true", "timeout_s": -1})
+        raw.request(b"r8", wire.GET, {"path": "relative/path"})
+        codes = {}
+        for _ in range(4):
+            answer = raw.reply()
+            codes[answer.request_id] = answer.body()["code"]
+        assert codes == {
+            b"r5": "bad-field",
+            b"r6": "bad-field",
+            b"r7": "bad-field",
+            b"r8": "bad-path",
+        }
+        counters = raw.counters()
+    assert counters["dropped.bad-version"] == 1
+    assert counters["dropped.bad-frames"] == 1
+    assert counters["dropped.bad-request-id"] == 1
+    assert counters["dropped.bad-body"] == 2
+    assert counters["refused.bad-field"] == 3
+
+
+def test_garbage_never_stops_the_agent(keydir: Path) -> None:
+    frames = st.lists(st.binary(max_size=64), min_size=0, max_size=6)
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(st.one_of(frames, frames.map(lambda f: [wire.VERSION, b"g", *f])))
+        def send_garbage(message: list[bytes]) -> None:
+            if message:
+                raw.send(*message)
+
+        send_garbage()
+        counters = raw.counters()  # it still answers, after everything above
+        assert agent.process.poll() is None
+    assert counters.get("dropped.internal-error", 0) == 0
+    assert sum(v for k, v in counters.items() if k.startswith(("dropped.", "refused."))) > 0
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_message_is_dropped_and_others_stay_served(keydir: Path) -> None:
+    with running_agent(keydir, "--max-message-bytes", "100000") as agent:
+        with zmq.Context() as ctx:
+            raw = RawController(ctx, agent.endpoint, keydir)
+            raw.request(b"big", wire.RUN, {"command": "echo " + "x" * 200_000})
+            with pytest.raises(TimeoutError):
+                raw.reply(timeout_ms=1000)
+        runner = executor(agent.endpoint, keydir)
+        assert (await runner.run("echo fine")).stdout == b"fine\n"
+        await runner.close()
+
+
+# -- the limits it keeps ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_command_that_floods_output_keeps_the_agents_memory_bounded(
+    keydir: Path,
+) -> None:
+    with running_agent(keydir, "--max-output-bytes", "1000000") as agent:
+        runner = executor(agent.endpoint, keydir)
+        result = await runner.run("head -c 300000000 /dev/zero", timeout_s=60)
+        await runner.close()
+        status = Path(f"/proc/{agent.process.pid}/status").read_text()
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+    assert result.truncated
+    assert len(result.stdout) == 1_000_000
+    assert peak_kb < 150_000, f"agent peaked at {peak_kb} kB for 300 MB of output"
+
+
+@pytest.mark.asyncio
+async def test_commands_beyond_the_concurrency_cap_are_refused(keydir: Path) -> None:
+    with running_agent(keydir, "--max-concurrent", "2") as agent:
+        runner = executor(agent.endpoint, keydir)
+        sleepers = [asyncio.create_task(runner.run("sleep 30")) for _ in range(2)]
+        while (await runner.ping())["running"] < 2:
+            pass  # each ping is a round trip to the agent: this waits on its answers
+        with pytest.raises(RemoteError, match="busy"):
+            await runner.run("true")
+        for task in sleepers:
+            task.cancel()
+        await asyncio.gather(*sleepers, return_exceptions=True)
+        await runner.close()
+
+
+@pytest.mark.asyncio
+async def test_sigterm_lets_running_commands_finish_and_refuses_new_ones(keydir: Path) -> None:
+    with running_agent(keydir) as agent:
+        runner = executor(agent.endpoint, keydir)
+        finishing = asyncio.create_task(runner.run("sleep 1; echo finished"))
+        while (await runner.ping())["running"] < 1:
+            pass
+        agent.signal(signal.SIGTERM)
+        with pytest.raises(RemoteError, match="shutting-down"):
+            await runner.run("echo too late")
+        assert (await finishing).stdout == b"finished\n"
+        assert await asyncio.to_thread(agent.process.wait, 10) == 0
+        await runner.close()
+
+
+@pytest.mark.asyncio
+async def test_a_controller_that_vanishes_has_its_commands_killed(keydir: Path) -> None:
+    with running_agent(keydir, "--controller-timeout", "0.5") as agent:
+        with zmq.Context() as ctx:
+            raw = RawController(ctx, agent.endpoint, keydir)
+            raw.request(
+                b"orphan", wire.RUN, {"command": "sleep 300 & echo $!; wait", "stream": True}
+            )
+            pid = int(raw.reply().frames[1])
+            raw.sock.close(linger=0)  # the controller is gone without a word
+            assert wait_gone(pid, timeout_s=15), "the orphaned command was not killed"
+            counters = RawController(ctx, agent.endpoint, keydir).counters()
+    assert counters["controller-lost"] == 1
