@@ -310,16 +310,17 @@ class Coordinator:
         task = worker.task
         assert task is not None
         command = mdp.C_PARTIAL if msg.command == mdp.W_PARTIAL else mdp.C_FINAL
+        error = mdp.error_reason(msg.frames[2:])
+        if command == mdp.C_FINAL:  # counted before the reply leaves: whoever sees it sees these
+            worker.done += 1
+            worker.failed += error is not None
+            self.counters["replies"] += 1
         self._send(
             task.client_sock,
             mdp.to_client(task.client, task.delimited, command, task.service, *msg.frames[2:]),
         )
         if command == mdp.C_PARTIAL:
             return
-        error = mdp.error_reason(msg.frames[2:])
-        worker.done += 1
-        worker.failed += error is not None
-        self.counters["replies"] += 1
         self.publish(
             "task.done",
             task=task.id,

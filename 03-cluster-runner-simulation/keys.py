@@ -137,27 +137,29 @@ def _controllers(keydir: Path) -> list[str]:
     return sorted(p.name for p in (keydir / "controllers").glob("*") if p.is_dir())
 
 
+def _trust(keydir: Path, node_id: str, controller: str) -> None:
+    """The node accepts the controller's key; the controller pins the node's host key."""
+    host_public = _key_pair(node_dir(keydir, node_id), "host")[0].decode()
+    controller_public = _key_pair(controller_dir(keydir, controller), "id")[0].decode()
+    _append(node_dir(keydir, node_id) / "authorized_keys", f"{controller_public} {controller}")
+    _append(controller_dir(keydir, controller) / "known_hosts", f"{node_id} {host_public}")
+
+
 def add_node(keydir: Path, node_id: str) -> bytes:
     """A host key for a new node, trusted by every controller, accepting every controller."""
-    folder = node_dir(keydir, node_id)
-    public = _new_pair(folder, "host")
-    (folder / "authorized_keys").touch()
+    public = _new_pair(node_dir(keydir, node_id), "host")
+    (node_dir(keydir, node_id) / "authorized_keys").touch()
     for name in _controllers(keydir):
-        controller_public = _key_pair(controller_dir(keydir, name), "id")[0]
-        _append(folder / "authorized_keys", f"{controller_public.decode()} {name}")
-        _append(controller_dir(keydir, name) / "known_hosts", f"{node_id} {public.decode()}")
+        _trust(keydir, node_id, name)
     return public
 
 
 def add_controller(keydir: Path, name: str) -> bytes:
     """A key pair for a new controller, authorized on every node, pinning every node's key."""
-    folder = controller_dir(keydir, name)
-    public = _new_pair(folder, "id")
-    (folder / "known_hosts").touch()
+    public = _new_pair(controller_dir(keydir, name), "id")
+    (controller_dir(keydir, name) / "known_hosts").touch()
     for node_id in _nodes(keydir):
-        host_public = _key_pair(node_dir(keydir, node_id), "host")[0]
-        _append(folder / "known_hosts", f"{node_id} {host_public.decode()}")
-        _append(node_dir(keydir, node_id) / "authorized_keys", f"{public.decode()} {name}")
+        _trust(keydir, node_id, name)
     return public
 
 

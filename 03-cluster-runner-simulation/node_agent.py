@@ -369,7 +369,12 @@ class NodeAgent:
             self.counters,
             **{"warm.taken": warm.taken, "warm.empty": warm.empty, "warm.too-long": warm.too_long},
         )
-        body = {"running": len(self.running), "counters": counters, "unknown": unknown}
+        body = {
+            "running": len(self.running),
+            "draining": self.draining_since is not None,
+            "counters": counters,
+            "unknown": unknown,
+        }
         self.answer(req, wire.PONG, wire.encode_body(body))
 
 

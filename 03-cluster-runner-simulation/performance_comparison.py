@@ -16,6 +16,7 @@ on a shared machine falls on all of them alike.
 
     python -m cluster_sim.performance_comparison --json results/bench-03.json   (make bench)
     python -m cluster_sim.performance_comparison --quick                        (under a minute)
+    python -m cluster_sim.performance_comparison --markdown-from results/bench-03.json
 """
 
 from __future__ import annotations
@@ -268,9 +269,34 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
         console.print(f"  {name}: {goal['ratio']} (goal {goal['goal']}) {mark}")
 
 
+def markdown_table(figures: dict[str, Any]) -> str:
+    """The figures as the Markdown table the READMEs carry (tests/test_docs.py compares)."""
+    in_flight = figures["throughput"]["in_flight"]
+    lines = [
+        f"| method | `true`, p50 | p99 | commands/s, {in_flight} in flight | 1 MB of output, p50 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, lat in figures["latency"].items():
+        rate = figures["throughput"].get(name, {}).get("per_s")
+        big = figures["output_1mb"].get(name, {}).get("p50_ms")
+        lines.append(
+            f"| {name} | {lat['p50_ms']:.2f} ms | {lat['p99_ms']:.2f} ms | "
+            f"{'-' if rate is None else f'{rate:,.0f}'} | "
+            f"{'-' if big is None else f'{big:.1f} ms'} |"
+        )
+    lines += ["", "| goal | measured | target | |", "| --- | --- | --- | --- |"]
+    for name, goal in figures["goals"].items():
+        verdict = "met" if goal["met"] else "**not met**"
+        lines.append(f"| {name.replace('_', ' ')} | {goal['ratio']} | {goal['goal']} | {verdict} |")
+    return "\n".join(lines)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
     console = Console()
+    if args.markdown_from:
+        print(markdown_table(json.loads(args.markdown_from.read_text())))
+        return 0
     plan = Plan.choose(args.quick, args.in_flight)
     try:
         figures = run_comparison(plan, lambda text: console.print(f"[dim]{text}[/dim]"))
@@ -290,6 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples: under a minute")
     parser.add_argument("--json", type=Path, help="save the figures here")
     parser.add_argument("--in-flight", type=lesson.positive_int, default=32)
+    parser.add_argument(
+        "--markdown-from",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print a saved run as the Markdown table the READMEs carry",
+    )
     parser.set_defaults(func=cmd_compare)
     return lesson.run_main(parser, argv)
 

@@ -155,6 +155,12 @@ class NodeExecutorSSH:
         result = await self.run(PROBE_SCRIPT, timeout_s=30)
         return parse_probe(result.text())
 
+    async def __aenter__(self) -> NodeExecutorSSH:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         if self.connection is not None:
             self.connection.close()

@@ -194,6 +194,12 @@ class ZmqNodeExecutor:
         body = await self._simple(wire.PING, {"ids": []})
         return dict(body, round_trip_s=time.monotonic() - started)
 
+    async def __aenter__(self) -> ZmqNodeExecutor:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         if self.closed:
             return

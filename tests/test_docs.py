@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from cluster_sim.performance_comparison import markdown_table
+
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [
     "README.md",
     "LEARNING_NOTES.md",
     "01-zmq-basics/README.md",
     "02-cluster-patterns/README.md",
+    "03-cluster-runner-simulation/README.md",
 ]
 # A path is a backticked token with a slash or a known file ending, e.g. `01-zmq-basics/x.py`.
 PATH_IN_BACKTICKS = re.compile(r"`([\w./-]+(?:/[\w./-]*|\.(?:py|md|toml|yml|sh)))`")
@@ -78,3 +81,12 @@ def test_readme_step_02_figures_are_the_saved_measurements() -> None:
     ]
     missing = [text for text in expected if text not in readme]
     assert not missing, f"README figures differ from results/bench-02.json: {missing}"
+
+
+@pytest.mark.parametrize("document", ["README.md", "03-cluster-runner-simulation/README.md"])
+def test_step_03_tables_are_the_saved_measurements(document: str) -> None:
+    table = markdown_table(json.loads((REPO / "results" / "bench-03.json").read_text()))
+    assert table in (REPO / document).read_text(), (
+        f"{document} differs from results/bench-03.json; re-render it with "
+        "python -m cluster_sim.performance_comparison --markdown-from results/bench-03.json"
+    )

@@ -19,7 +19,6 @@ from cluster_sim.keys import ControllerKeys
 from cluster_sim.protocols import RemoteError, TransportError
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, executor, running_agent
-from zmq_basics import lesson
 
 
 def wait_gone(pid: int, timeout_s: float) -> bool:
@@ -46,10 +45,11 @@ async def test_a_controller_key_not_in_authorized_keys_is_refused(
     keys.revoke_controller(keydir, "intruder")  # it pins the right host key but is not trusted
     marker = tmp_path / "ran"
     with running_agent(keydir) as agent:
-        intruder = executor(agent.endpoint, keydir, controller="intruder", agent_silence_s=3)
-        with pytest.raises(TransportError, match="refused our key"):
-            await intruder.run(f"touch {marker}")
-        await intruder.close()
+        async with executor(
+            agent.endpoint, keydir, controller="intruder", agent_silence_s=3
+        ) as intruder:
+            with pytest.raises(TransportError, match="refused our key"):
+                await intruder.run(f"touch {marker}")
         with zmq.Context() as ctx:
             counters = RawController(ctx, agent.endpoint, keydir).counters()
     assert not marker.exists()
@@ -60,10 +60,9 @@ async def test_a_controller_key_not_in_authorized_keys_is_refused(
 async def test_a_controller_without_curvezmq_is_refused(keydir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with running_agent(keydir) as agent:
-        plain = ZmqNodeExecutor("node1", agent.endpoint, None, agent_silence_s=0.5)
-        with pytest.raises(TransportError):
-            await plain.run(f"touch {marker}")
-        await plain.close()
+        async with ZmqNodeExecutor("node1", agent.endpoint, None, agent_silence_s=0.5) as plain:
+            with pytest.raises(TransportError):
+                await plain.run(f"touch {marker}")
     assert not marker.exists()
 
 
@@ -76,10 +75,11 @@ async def test_a_controller_pinning_the_wrong_agent_key_is_refused(
     impostor_key, _ = zmq.curve_keypair()
     wrong = ControllerKeys(real.public, real.secret, {"node1": impostor_key})
     with running_agent(keydir) as agent:
-        pinned_wrong = ZmqNodeExecutor("node1", agent.endpoint, wrong, agent_silence_s=0.5)
-        with pytest.raises(TransportError):
-            await pinned_wrong.run(f"touch {marker}")
-        await pinned_wrong.close()
+        async with ZmqNodeExecutor(
+            "node1", agent.endpoint, wrong, agent_silence_s=0.5
+        ) as pinned_wrong:
+            with pytest.raises(TransportError):
+                await pinned_wrong.run(f"touch {marker}")
     assert not marker.exists()
 
 
@@ -107,11 +107,10 @@ async def test_operations_off_the_allow_list_are_refused(keydir: Path, tmp_path:
                 answer = raw.reply()
                 assert answer.kind == wire.ERROR
                 assert answer.body()["code"] == "not-allowed"
-        runner = executor(agent.endpoint, keydir)
-        with pytest.raises(RemoteError, match="not-allowed"):
-            await runner.put_file(Path(__file__), str(tmp_path / "copy"))
-        assert (await runner.run("echo still serving")).stdout == b"still serving\n"
-        await runner.close()
+        async with executor(agent.endpoint, keydir) as runner:
+            with pytest.raises(RemoteError, match="not-allowed"):
+                await runner.put_file(Path(__file__), str(tmp_path / "copy"))
+            assert (await runner.run("echo still serving")).stdout == b"still serving\n"
     assert not (tmp_path / "copy").exists()
 
 
@@ -171,9 +170,8 @@ async def test_an_oversized_message_is_dropped_and_others_stay_served(keydir: Pa
             raw.request(b"big", wire.RUN, {"command": "echo " + "x" * 200_000})
             with pytest.raises(TimeoutError):
                 raw.reply(timeout_ms=1000)
-        runner = executor(agent.endpoint, keydir)
-        assert (await runner.run("echo fine")).stdout == b"fine\n"
-        await runner.close()
+        async with executor(agent.endpoint, keydir) as runner:
+            assert (await runner.run("echo fine")).stdout == b"fine\n"
 
 
 # -- the limits it keeps ----------------------------------------------------------------------
@@ -184,9 +182,8 @@ async def test_a_command_that_floods_output_keeps_the_agents_memory_bounded(
     keydir: Path,
 ) -> None:
     with running_agent(keydir, "--max-output-bytes", "1000000") as agent:
-        runner = executor(agent.endpoint, keydir)
-        result = await runner.run("head -c 300000000 /dev/zero", timeout_s=60)
-        await runner.close()
+        async with executor(agent.endpoint, keydir) as runner:
+            result = await runner.run("head -c 300000000 /dev/zero", timeout_s=60)
         status = Path(f"/proc/{agent.process.pid}/status").read_text()
     peak_kb = int(status.split("VmHWM:")[1].split()[0])
     assert result.truncated
@@ -197,43 +194,40 @@ async def test_a_command_that_floods_output_keeps_the_agents_memory_bounded(
 @pytest.mark.asyncio
 async def test_commands_beyond_the_concurrency_cap_are_refused(keydir: Path) -> None:
     with running_agent(keydir, "--max-concurrent", "2") as agent:
-        runner = executor(agent.endpoint, keydir)
-        sleepers = [asyncio.create_task(runner.run("sleep 30")) for _ in range(2)]
-        while (await runner.ping())["running"] < 2:
-            pass  # each ping is a round trip to the agent: this waits on its answers
-        with pytest.raises(RemoteError, match="busy"):
-            await runner.run("true")
-        for task in sleepers:
-            task.cancel()
-        await asyncio.gather(*sleepers, return_exceptions=True)
-        await runner.close()
+        async with executor(agent.endpoint, keydir) as runner:
+            sleepers = [asyncio.create_task(runner.run("sleep 30")) for _ in range(2)]
+            while (await runner.ping())["running"] < 2:
+                pass  # each ping is a round trip to the agent: this waits on its answers
+            with pytest.raises(RemoteError, match="busy"):
+                await runner.run("true")
+            for task in sleepers:
+                task.cancel()
+            await asyncio.gather(*sleepers, return_exceptions=True)
 
 
 @pytest.mark.asyncio
 async def test_sigterm_lets_running_commands_finish_and_refuses_new_ones(keydir: Path) -> None:
     with running_agent(keydir) as agent:
-        runner = executor(agent.endpoint, keydir)
-        finishing = asyncio.create_task(runner.run("sleep 1; echo finished"))
-        while (await runner.ping())["running"] < 1:
-            pass
-        agent.signal(signal.SIGTERM)
-        with pytest.raises(RemoteError, match="shutting-down"):
-            await runner.run("echo too late")
-        assert (await finishing).stdout == b"finished\n"
-        assert await asyncio.to_thread(agent.process.wait, 10) == 0
-        await runner.close()
+        async with executor(agent.endpoint, keydir) as runner:
+            finishing = asyncio.create_task(runner.run("sleep 1; echo finished"))
+            while (await runner.ping())["running"] < 1:
+                pass
+            agent.signal(signal.SIGTERM)
+            while not (await runner.ping())["draining"]:
+                pass  # the signal reaches the agent's loop asynchronously
+            with pytest.raises(RemoteError, match="shutting-down"):
+                await runner.run("echo too late")
+            assert (await finishing).stdout == b"finished\n"
+            assert await asyncio.to_thread(agent.process.wait, 10) == 0
 
 
 @pytest.mark.asyncio
 async def test_a_controller_that_vanishes_has_its_commands_killed(keydir: Path) -> None:
-    with running_agent(keydir, "--controller-timeout", "0.5") as agent:
-        with zmq.Context() as ctx:
-            raw = RawController(ctx, agent.endpoint, keydir)
-            raw.request(
-                b"orphan", wire.RUN, {"command": "sleep 300 & echo $!; wait", "stream": True}
-            )
-            pid = int(raw.reply().frames[1])
-            raw.sock.close(linger=0)  # the controller is gone without a word
-            assert wait_gone(pid, timeout_s=15), "the orphaned command was not killed"
-            counters = RawController(ctx, agent.endpoint, keydir).counters()
+    with running_agent(keydir, "--controller-timeout", "0.5") as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        raw.request(b"orphan", wire.RUN, {"command": "sleep 300 & echo $!; wait", "stream": True})
+        pid = int(raw.reply().frames[1])
+        raw.sock.close(linger=0)  # the controller is gone without a word
+        assert wait_gone(pid, timeout_s=15), "the orphaned command was not killed"
+        counters = RawController(ctx, agent.endpoint, keydir).counters()
     assert counters["controller-lost"] == 1

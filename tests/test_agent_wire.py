@@ -1,0 +1,57 @@
+"""The agent's wire format: what parses, and what is refused with which counter name."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster_sim import agent_wire as wire
+
+
+def test_a_request_round_trips() -> None:
+    frames = [b"peer", *wire.request(b"id1", wire.RUN, {"command": "true"})]
+    parsed = wire.parse_request(frames)
+    assert (parsed.peer, parsed.request_id, parsed.operation) == (b"peer", b"id1", wire.RUN)
+    assert parsed.body == {"command": "true"}
+
+
+@pytest.mark.parametrize(
+    ("frames", "kind"),
+    [
+        ([b"p", wire.VERSION, b"id", wire.RUN], "bad-frames"),
+        ([b"p", b"ZCA0", b"id", wire.RUN, b"\x80"], "bad-version"),
+        ([b"p", wire.VERSION, b"", wire.RUN, b"\x80"], "bad-request-id"),
+        ([b"p", wire.VERSION, b"x" * 17, wire.RUN, b"\x80"], "bad-request-id"),
+        ([b"p", wire.VERSION, b"id", wire.RUN, b"\xc1"], "bad-body"),
+        ([b"p", wire.VERSION, b"id", wire.RUN, b"\x93\x01\x02\x03"], "bad-body"),
+    ],
+)
+def test_malformed_requests_name_their_fault(frames: list[bytes], kind: str) -> None:
+    with pytest.raises(wire.WireError) as refused:
+        wire.parse_request(frames)
+    assert refused.value.kind == kind
+
+
+def test_field_readers_refuse_wrong_types() -> None:
+    body = {"s": "x", "n": 2, "neg": -1, "flag": True, "env": {"A": "1"}, "bad_env": {"A-B": "1"}}
+    assert wire.text_field(body, "s") == "x"
+    assert wire.text_field(body, "missing", optional=True) is None
+    assert wire.number_field(body, "n") == 2.0
+    assert wire.env_field(body, "env") == {"A": "1"}
+    for reader, name in (
+        (wire.text_field, "n"),
+        (wire.number_field, "neg"),
+        (wire.number_field, "flag"),
+        (wire.env_field, "bad_env"),
+        (wire.bytes_field, "s"),
+    ):
+        with pytest.raises(wire.WireError):
+            reader(body, name)
+
+
+def test_replies_parse_and_refuse_strangers() -> None:
+    frames = wire.reply(b"peer", b"id", wire.DONE, b"inc", wire.encode_body({"exit_status": 0}))
+    parsed = wire.parse_reply(frames[1:])  # the DEALER sees no peer frame
+    assert (parsed.request_id, parsed.kind, parsed.incarnation) == (b"id", wire.DONE, b"inc")
+    assert parsed.body() == {"exit_status": 0}
+    with pytest.raises(wire.WireError):
+        wire.parse_reply([b"HTTP", b"id", wire.DONE, b"inc"])

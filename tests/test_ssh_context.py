@@ -1,0 +1,113 @@
+"""The SSH baseline against a real sshd, and side by side with the ZeroMQ executor."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster_sim.openssh_server import OpenSshServer, free_loopback_port
+from cluster_sim.protocols import (
+    CommandTimeoutError,
+    RemoteError,
+    TransportError,
+)
+from cluster_sim.ssh_context import NodeExecutorSSH
+from tests.agents import executor, running_agent
+
+SAME_COMMANDS = [
+    "true",
+    "exit 7",
+    "echo out; echo err >&2",
+    r"printf '\377\376\000tail'",
+    ":",
+    "cd /nonexistent-dir",
+    "no-such-command-anywhere",
+    "kill -9 $$",
+    "seq 1 20000",
+    "echo $ZCL_VALUE; pwd",
+    "if then fi",
+]
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder both the SSH login user and this process may write to."""
+    folder = Path(tempfile.mkdtemp(prefix="zcl-ssh-test-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.mark.asyncio
+async def test_both_executors_return_the_same_results(sshd: OpenSshServer, keydir: Path) -> None:
+    async with NodeExecutorSSH.for_node(sshd.node("node1")) as over_ssh:
+        options = {"env": {"ZCL_VALUE": "spaces and 'quotes'"}, "cwd": "/tmp"}
+        with running_agent(keydir) as agent:
+            async with executor(agent.endpoint, keydir) as over_zmq:
+                for command in SAME_COMMANDS:
+                    ssh_result, zmq_result = await asyncio.gather(
+                        over_ssh.run(command, **options),  # type: ignore[arg-type]
+                        over_zmq.run(command, **options),  # type: ignore[arg-type]
+                    )
+                    assert (zmq_result.exit_status, zmq_result.stdout, zmq_result.stderr) == (
+                        ssh_result.exit_status,
+                        ssh_result.stdout,
+                        ssh_result.stderr,
+                    ), command
+
+
+@pytest.mark.asyncio
+async def test_one_connection_carries_every_command(sshd: OpenSshServer) -> None:
+    async with NodeExecutorSSH.for_node(sshd.node("node1")) as runner:
+        results = await asyncio.gather(*(runner.run(f"echo {n}") for n in range(40)))
+        first = runner.connection
+        await runner.run("true")
+        assert runner.connection is first
+        assert [r.stdout for r in results] == [f"{n}\n".encode() for n in range(40)]
+
+
+@pytest.mark.asyncio
+async def test_fresh_connections_work_too(sshd: OpenSshServer) -> None:
+    async with NodeExecutorSSH.for_node(sshd.node("node1"), persistent=False) as runner:
+        assert (await runner.run("echo fresh")).stdout == b"fresh\n"
+        assert runner.connection is None
+
+
+@pytest.mark.asyncio
+async def test_timeouts_streams_and_files(sshd: OpenSshServer, shared_dir: Path) -> None:
+    async with NodeExecutorSSH.for_node(sshd.node("node1")) as runner:
+        with pytest.raises(CommandTimeoutError):
+            await runner.run("sleep 30", timeout_s=0.5)
+        chunks: list[tuple[str, bytes]] = []
+        streamed = await runner.run(
+            "echo a; echo b >&2", on_output=lambda s, d: chunks.append((s, d))
+        )
+        assert sorted(chunks) == [("stderr", b"b\n"), ("stdout", b"a\n")]
+        assert streamed.stdout == b"a\n"
+        source = shared_dir / "source"
+        source.write_bytes(b"\x00payload\xff")
+        await runner.put_file(source, str(shared_dir / "remote"))
+        await runner.get_file(str(shared_dir / "remote"), shared_dir / "back")
+        assert (shared_dir / "back").read_bytes() == source.read_bytes()
+        with pytest.raises(RemoteError, match="get /nonexistent"):
+            await runner.get_file("/nonexistent", shared_dir / "never")
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_node_is_a_transport_error(sshd: OpenSshServer) -> None:
+    node = sshd.node("node1")
+    async with NodeExecutorSSH(
+        "node1",
+        node.host,
+        free_loopback_port(),
+        username=sshd.user,
+        client_key=node.ssh_key_path,
+        known_hosts=node.ssh_known_hosts_path,
+    ) as runner:
+        with pytest.raises(TransportError, match=r"ssh to 127\.0\.0\.1"):
+            await runner.run("true")
