@@ -265,28 +265,42 @@ class Roles:
         self, name: str, *args: str, timeout_s: float = 15.0, module: str | None = None
     ) -> Child:
         """Run `python -m MODULE ARGS` and wait for its "... ready on ENDPOINT" line."""
+        return self.spawn_many([(name, list(args))], timeout_s=timeout_s, module=module)[0]
+
+    def spawn_many(
+        self, roles: list[tuple[str, list[str]]], timeout_s: float = 15.0, module: str | None = None
+    ) -> list[Child]:
+        """Start every role at once, then wait until each has said it is ready."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", module or self.module, *args]
-        process = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        child = Child(name=name, process=process, endpoint="")
-        self.children.append(child)
-        assert process.stdout is not None
+        started = []
+        for name, args in roles:
+            cmd = [sys.executable, "-m", module or self.module, *args]
+            process = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            )
+            child = Child(name=name, process=process, endpoint="")
+            self.children.append(child)
+            started.append(child)
         deadline = time.monotonic() + timeout_s
+        for child in started:
+            self._await_ready(child, deadline)
+        return started
+
+    def _await_ready(self, child: Child, deadline: float) -> None:
+        stdout = child.process.stdout
+        assert stdout is not None
         while not child.endpoint:
             remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
-            line = process.stdout.readline() if ready else ""
+            ready, _, _ = select.select([stdout], [], [], max(remaining, 0))
+            line = stdout.readline() if ready else ""
             if not line:
-                raise LessonError(f"{name} did not become ready: {' | '.join(child.output)}")
+                raise LessonError(f"{child.name} did not become ready: {' | '.join(child.output)}")
             child.output.append(line.rstrip())
             if READY_MARK in line:
                 child.endpoint = line.rsplit(READY_MARK, 1)[1].strip()
         drainer = threading.Thread(target=self._drain, args=(child,), daemon=True)
         drainer.start()
         self._drainers.append(drainer)
-        return child
 
     def _drain(self, child: Child) -> None:
         # Keep reading so a chatty child never blocks on a full pipe.

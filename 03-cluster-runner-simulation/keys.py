@@ -19,7 +19,9 @@ so a key is rotated without restarting anything:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ import zmq.auth
 from zmq_basics import lesson
 
 Z85_KEY_LENGTH = 40
+log = logging.getLogger("keys")
 
 
 class KeyFileError(lesson.LessonError):
@@ -99,6 +102,31 @@ def read_known_hosts(path: Path) -> dict[str, bytes]:
             node, _, key = line.partition(" ")
             hosts[node] = _check_key(key.strip(), f"{path}:{number}")
     return hosts
+
+
+class AuthorizedKeys:
+    """The ZAP callback: is this controller key in authorized_keys? Rereads the file on change."""
+
+    def __init__(self, path: Path, counters: Counter[str]) -> None:
+        self.path, self.counters = path, counters
+        self.stamp: tuple[float, int] | None = None
+        self.keys: dict[bytes, str] = {}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        try:
+            stat = self.path.stat()
+            if (stat.st_mtime, stat.st_size) != self.stamp:
+                self.keys = read_authorized_keys(self.path)
+                self.stamp = (stat.st_mtime, stat.st_size)
+        except (OSError, KeyFileError) as exc:
+            log.error("cannot read %s, refusing everyone: %s", self.path, exc)
+            self.keys, self.stamp = {}, None
+        if key in self.keys:
+            log.debug("controller %s authenticated", self.keys[key] or key.decode())
+            return True
+        self.counters["refused.unknown-key"] += 1
+        log.warning("refused a controller key that is not in %s", self.path)
+        return False
 
 
 def load_agent_keys(folder: Path) -> AgentKeys:

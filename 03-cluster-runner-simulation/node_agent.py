@@ -74,31 +74,6 @@ class AgentConfig:
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
 
 
-class AuthorizedKeys:
-    """The ZAP callback: is this controller key in authorized_keys? Rereads the file on change."""
-
-    def __init__(self, path: Path, counters: Counter[str]) -> None:
-        self.path, self.counters = path, counters
-        self.stamp: tuple[float, int] | None = None
-        self.keys: dict[bytes, str] = {}
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        try:
-            stat = self.path.stat()
-            if (stat.st_mtime, stat.st_size) != self.stamp:
-                self.keys = keyfiles.read_authorized_keys(self.path)
-                self.stamp = (stat.st_mtime, stat.st_size)
-        except (OSError, keyfiles.KeyFileError) as exc:
-            log.error("cannot read %s, refusing everyone: %s", self.path, exc)
-            self.keys, self.stamp = {}, None
-        if key in self.keys:
-            log.debug("controller %s authenticated", self.keys[key] or key.decode())
-            return True
-        self.counters["refused.unknown-key"] += 1
-        log.warning("refused a controller key that is not in %s", self.path)
-        return False
-
-
 class NodeAgent:
     def __init__(self, config: AgentConfig, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         self.cfg, self.ctx = config, ctx
@@ -155,7 +130,7 @@ class NodeAgent:
         if self.cfg.keys is not None:
             auth = AsyncioAuthenticator(zmq.asyncio.Context.shadow(self.ctx))
             auth.start()  # the ZAP handler must be in place before the first handshake
-            provider = AuthorizedKeys(self.cfg.keys.authorized_keys, self.counters)
+            provider = keyfiles.AuthorizedKeys(self.cfg.keys.authorized_keys, self.counters)
             auth.configure_curve_callback("*", credentials_provider=provider)
         self.link = self._open()
         self.warm.wanted.set()

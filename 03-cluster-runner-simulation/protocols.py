@@ -46,6 +46,7 @@ class CommandResult:
     stderr: bytes
     duration_s: float
     truncated: bool = False
+    transport: Transport | None = None  # which transport served it (the fallback executor mixes)
 
     @property
     def ok(self) -> bool:

@@ -12,13 +12,17 @@ as a straw man: connection reuse, no pty, binary-safe output, SFTP for files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import asyncssh
 
+from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
 from cluster_sim.protocols import (
+    AsyncJournalWriterProtocol,
+    ClusterDescriptor,
     CommandResult,
     CommandTimeoutError,
     NodeDescriptor,
@@ -115,6 +119,7 @@ class NodeExecutorSSH:
             stdout=stdout,
             stderr=stderr,
             duration_s=time.monotonic() - started,
+            transport="ssh",
         )
 
     async def _stream(
@@ -171,6 +176,22 @@ class NodeExecutorSSH:
 def _raw(output: bytes | str | None) -> bytes:
     """asyncssh types output as bytes or str; with encoding=None it is always bytes."""
     return output.encode() if isinstance(output, str) else output or b""
+
+
+@contextlib.asynccontextmanager
+async def build_ssh_context(
+    descriptor: ClusterDescriptor,
+    filter_fn: NodeFilter | None,
+    journal: AsyncJournalWriterProtocol,
+    *,
+    persistent: bool = True,
+) -> AsyncIterator[OperationalContext]:
+    """cluster_runner's context today: every node reached over SSH."""
+    context = OperationalContext(
+        descriptor, filter_fn, journal, lambda node: NodeExecutorSSH.for_node(node, persistent)
+    )
+    async with opened(context):
+        yield context
 
 
 _conforms: type[NodeExecutorProtocol] = NodeExecutorSSH

@@ -175,6 +175,7 @@ class ZmqNodeExecutor:
             stderr=stderr,
             duration_s=float(done.get("duration_s", 0.0)),
             truncated=bool(done.get("truncated")),
+            transport="zmq",
         )
 
     async def put_file(self, local_path: Path, remote_path: str) -> None:

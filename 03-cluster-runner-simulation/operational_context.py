@@ -1,0 +1,89 @@
+"""What both operational contexts share: the nodes, an executor per node, cached system
+configurations, the journal, and closing all of it, whatever way the run ends.
+
+`build_ssh_context` (ssh_context.py) and `build_zmq_context` (zmq_operational_context.py) differ
+only in how they make a node's executor; each is an async context manager:
+
+    async with build_zmq_context(descriptor, filter_fn, journal) as ctx:
+        result = await ctx.executor("node3").run("nvidia-smi -L")
+        await ctx.journal().write({...})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from cluster_sim.protocols import (
+    AsyncJournalWriterProtocol,
+    ClusterDescriptor,
+    NodeDescriptor,
+    NodeExecutorProtocol,
+    OperationalContextProtocol,
+    SystemConfig,
+)
+
+NodeFilter = Callable[[NodeDescriptor], bool]
+ExecutorFactory = Callable[[NodeDescriptor], NodeExecutorProtocol]
+
+
+class OperationalContext:
+    def __init__(
+        self,
+        descriptor: ClusterDescriptor,
+        filter_fn: NodeFilter | None,
+        journal: AsyncJournalWriterProtocol,
+        make_executor: ExecutorFactory,
+    ) -> None:
+        self._nodes = [n for n in descriptor.nodes if filter_fn is None or filter_fn(n)]
+        self._by_id = {node.node_id: node for node in self._nodes}
+        self._journal, self._make_executor = journal, make_executor
+        self._executors: dict[str, NodeExecutorProtocol] = {}
+        self._configs: dict[str, asyncio.Task[SystemConfig]] = {}
+
+    @property
+    def nodes(self) -> Sequence[NodeDescriptor]:
+        return self._nodes
+
+    def journal(self) -> AsyncJournalWriterProtocol:
+        return self._journal
+
+    def executor(self, node_id: str) -> NodeExecutorProtocol:
+        if node_id not in self._by_id:
+            raise KeyError(f"node {node_id!r} is not in this run (filtered out or unknown)")
+        if node_id not in self._executors:
+            self._executors[node_id] = self._make_executor(self._by_id[node_id])
+        return self._executors[node_id]
+
+    async def system_config(self, node_id: str) -> SystemConfig:
+        """Asked of the node once; every later caller, also a concurrent one, shares the answer."""
+        task = self._configs.get(node_id)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self.executor(node_id).system_config())
+            self._configs[node_id] = task
+        return await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        for task in self._configs.values():
+            task.cancel()
+        results = await asyncio.gather(
+            *(executor.close() for executor in self._executors.values()), return_exceptions=True
+        )
+        self._executors.clear()
+        await self._journal.close()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+
+@contextlib.asynccontextmanager
+async def opened(context: OperationalContext) -> AsyncIterator[OperationalContext]:
+    """Yield the context and close it on the way out: normally, on error or on cancellation."""
+    try:
+        yield context
+    finally:
+        await context.aclose()
+
+
+_conforms: type[OperationalContextProtocol] = OperationalContext

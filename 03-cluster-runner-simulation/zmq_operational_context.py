@@ -1,0 +1,65 @@
+"""`build_zmq_context(descriptor, filter_fn, journal)`: cluster_runner's switch to ZeroMQ.
+
+It mirrors `build_ssh_context(...)` (ssh_context.py) argument for argument, so the switch in the
+runner is one function name. Each node is driven the way its descriptor says:
+
+    transport "zmq"  ZmqNodeExecutor to the node's agent (with `fallback=True`: FallbackExecutor,
+                     ZeroMQ first and SSH while the node's ZeroMQ circuit is open)
+    transport "ssh"  NodeExecutorSSH, as before: the canary migration moves nodes one by one
+
+The controller's CurveZMQ keys come from `descriptor.zmq_keys_dir` (a controller folder made by
+keys.py: id.key_secret and known_hosts). All executors share one ZeroMQ context, which is
+terminated when the context exits, however it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cluster_sim.fallback import FallbackExecutor
+from cluster_sim.keys import ControllerKeys, load_controller_keys
+from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
+from cluster_sim.protocols import (
+    AsyncJournalWriterProtocol,
+    ClusterDescriptor,
+    NodeDescriptor,
+    NodeExecutorProtocol,
+)
+from cluster_sim.ssh_context import NodeExecutorSSH
+from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+
+
+@contextlib.asynccontextmanager
+async def build_zmq_context(
+    descriptor: ClusterDescriptor,
+    filter_fn: NodeFilter | None,
+    journal: AsyncJournalWriterProtocol,
+    *,
+    fallback: bool = False,
+    **executor_options: Any,
+) -> AsyncIterator[OperationalContext]:
+    keys: ControllerKeys | None = None
+    if descriptor.zmq_keys_dir is not None:
+        keys = load_controller_keys(Path(descriptor.zmq_keys_dir))
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+
+    def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
+        if node.transport == "ssh":
+            return NodeExecutorSSH.for_node(node)
+        over_zmq = ZmqNodeExecutor(
+            node.node_id, node.agent_endpoint, keys, ctx=ctx, **executor_options
+        )
+        return FallbackExecutor(over_zmq, NodeExecutorSSH.for_node(node)) if fallback else over_zmq
+
+    try:
+        async with opened(
+            OperationalContext(descriptor, filter_fn, journal, make_executor)
+        ) as context:
+            yield context
+    finally:
+        ctx.term()
