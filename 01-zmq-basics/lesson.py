@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -236,6 +235,7 @@ class Child:
     process: subprocess.Popen[str]
     endpoint: str
     output: list[str] = field(default_factory=list)
+    said_ready: threading.Event = field(default_factory=threading.Event)  # or its output ended
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send a real signal and reap the process, the way a crash or an operator would."""
@@ -281,34 +281,28 @@ class Roles:
             child = Child(name=name, process=process, endpoint="")
             self.children.append(child)
             started.append(child)
+            # One reader per child from the start: it finds the ready line, then keeps the pipe
+            # drained so a chatty child never blocks on it.
+            drainer = threading.Thread(target=self._drain, args=(child,), daemon=True)
+            drainer.start()
+            self._drainers.append(drainer)
         deadline = time.monotonic() + timeout_s
         for child in started:
-            self._await_ready(child, deadline)
+            child.said_ready.wait(max(deadline - time.monotonic(), 0))
+            if not child.endpoint:
+                raise LessonError(f"{child.name} did not become ready: {' | '.join(child.output)}")
         return started
 
-    def _await_ready(self, child: Child, deadline: float) -> None:
-        stdout = child.process.stdout
-        assert stdout is not None
-        while not child.endpoint:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([stdout], [], [], max(remaining, 0))
-            line = stdout.readline() if ready else ""
-            if not line:
-                raise LessonError(f"{child.name} did not become ready: {' | '.join(child.output)}")
-            child.output.append(line.rstrip())
-            if READY_MARK in line:
-                child.endpoint = line.rsplit(READY_MARK, 1)[1].strip()
-        drainer = threading.Thread(target=self._drain, args=(child,), daemon=True)
-        drainer.start()
-        self._drainers.append(drainer)
-
     def _drain(self, child: Child) -> None:
-        # Keep reading so a chatty child never blocks on a full pipe.
         assert child.process.stdout is not None
         for line in child.process.stdout:
             child.output.append(line.rstrip())
+            if not child.endpoint and READY_MARK in line:
+                child.endpoint = line.rsplit(READY_MARK, 1)[1].strip()
+                child.said_ready.set()
             if self.echo:
                 print(f"  [{child.name}] {line.rstrip()}", flush=True)
+        child.said_ready.set()  # the output ended: whoever waits must not wait any longer
 
     def __enter__(self) -> Roles:
         return self

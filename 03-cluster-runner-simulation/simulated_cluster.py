@@ -1,0 +1,168 @@
+"""Many simulated nodes on this machine, reachable both ways, and one run through each.
+
+`SimulatedCluster` starts what a real cluster has, as real processes: one node agent per node
+(each its own process, killable on its own), one OpenSSH sshd that every node's SSH side points
+at, a journal collector, CurveZMQ keys for all of them, and a cluster descriptor with leaf
+labels. `scheduled_run()` runs the three schedules through `build_ssh_context` or
+`build_zmq_context`, and `comparable()` strips what may differ between two runs (timings,
+record ids, transport), so two journals can be compared record for record.
+
+The coordination tests and the SSH-vs-ZeroMQ comparison both use it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cluster_sim import keys, perftest
+from cluster_sim.journal import FileJournalWriter, read_journal
+from cluster_sim.openssh_server import OpenSshServer
+from cluster_sim.protocols import AsyncJournalWriterProtocol, ClusterDescriptor
+from cluster_sim.schedules import SCHEDULES, run_schedule
+from cluster_sim.ssh_context import build_ssh_context
+from cluster_sim.zmq_journal import ZmqJournalWriter
+from cluster_sim.zmq_operational_context import build_zmq_context
+from zmq_basics import lesson
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike some venvs
+VARYING = {"record_id", "duration_s", "transport"}
+
+
+class SimulatedCluster:
+    def __init__(self, nodes: int = 16, leaves: int = 4, agent_args: Sequence[str] = ()) -> None:
+        self.node_ids = [f"node{n:02d}" for n in range(1, nodes + 1)]
+        self.leaves, self.agent_args = leaves, list(agent_args)
+        self.sshd = OpenSshServer()
+        self.roles = lesson.Roles("cluster_sim.node_agent")
+        self.dir = Path()
+        self.agents: dict[str, lesson.Child] = {}
+
+    def __enter__(self) -> SimulatedCluster:
+        self.dir = Path(tempfile.mkdtemp(prefix="zcl-cluster-"))
+        self.dir.chmod(0o755)  # the SSH login user reads the perf test from here
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.keydir = self.dir / "keys"
+        keys.generate(self.keydir, nodes=[*self.node_ids, "collector"], controllers=["runner"])
+        program = self.dir / "perftest.py"
+        shutil.copy(perftest.__file__, program)
+        program.chmod(0o644)
+        python = SYSTEM_PYTHON if Path(SYSTEM_PYTHON).exists() else sys.executable
+        self.perftest = f"{python} {program}"
+        self.sshd.start()
+        specs = [
+            (
+                node,
+                [
+                    *(
+                        "--bind",
+                        "tcp://127.0.0.1:*",
+                        "--keys",
+                        str(keys.node_dir(self.keydir, node)),
+                    ),
+                    *("--warm-shells", "1", *self.agent_args),
+                ],
+            )
+            for node in self.node_ids
+        ]
+        for node, child in zip(
+            self.node_ids, self.roles.spawn_many(specs, timeout_s=60), strict=True
+        ):
+            self.agents[node] = child
+        self.collector = self.roles.spawn(
+            "collector",
+            "collect",
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--path",
+            str(self.dir / "zmq-journal.jsonl"),
+            "--keys",
+            str(keys.node_dir(self.keydir, "collector")),
+            module="cluster_sim.zmq_journal",
+        )
+
+    def descriptor(self, transports: Mapping[str, str] | None = None) -> ClusterDescriptor:
+        nodes = []
+        for index, node in enumerate(self.node_ids):
+            port = int(self.agents[node].endpoint.rsplit(":", 1)[1])
+            nodes.append(
+                self.sshd.node(
+                    node,
+                    agent_port=port,
+                    labels={"leaf": f"L{index % self.leaves + 1}"},
+                    transport=(transports or {}).get(node, "zmq"),
+                )
+            )
+        return ClusterDescriptor(
+            nodes=tuple(nodes), zmq_keys_dir=str(keys.controller_dir(self.keydir, "runner"))
+        )
+
+    def zmq_journal(self) -> ZmqJournalWriter:
+        """A writer to this cluster's collector (make it inside the event loop)."""
+        runner = keys.load_controller_keys(keys.controller_dir(self.keydir, "runner"))
+        return ZmqJournalWriter(self.collector.endpoint, runner)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.roles.__exit__(exc_type, exc, tb)
+        self.sshd.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def scheduled_run(
+    cluster: SimulatedCluster,
+    transport: str,
+    journal: AsyncJournalWriterProtocol,
+    *,
+    schedules: Sequence[str] = tuple(SCHEDULES),
+    descriptor: ClusterDescriptor | None = None,
+    **options: Any,
+) -> float:
+    """Every schedule through one transport's context; returns the wall time in seconds."""
+    descriptor = descriptor or cluster.descriptor()
+    build = build_ssh_context if transport == "ssh" else build_zmq_context
+    started = time.monotonic()
+    async with build(descriptor, None, journal, **options.pop("context", {})) as context:
+        for schedule in schedules:
+            await run_schedule(context, schedule, program=cluster.perftest, **options)
+    return time.monotonic() - started
+
+
+def comparable(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records without what may differ between runs, in a stable order."""
+    kept = [{k: v for k, v in r.items() if k not in VARYING} for r in records]
+    return sorted(kept, key=lambda r: (r["schedule"], r["group"], r["node"]))
+
+
+async def both_transports(cluster: SimulatedCluster) -> dict[str, Any]:
+    """The same scheduled run over SSH (file journal) and ZeroMQ (ZeroMQ journal), compared."""
+    ssh_path = cluster.dir / "ssh-journal.jsonl"
+    ssh_wall = await scheduled_run(cluster, "ssh", FileJournalWriter(ssh_path))
+    zmq_wall = await scheduled_run(cluster, "zmq", cluster.zmq_journal())
+    ssh_records = read_journal(ssh_path)
+    zmq_records = read_journal(cluster.dir / "zmq-journal.jsonl")
+    return {
+        "nodes": len(cluster.node_ids),
+        "schedules": list(SCHEDULES),
+        "records": len(ssh_records),
+        "ssh": {"wall_s": round(ssh_wall, 2)},
+        "zmq": {"wall_s": round(zmq_wall, 2)},
+        "journals_equal": comparable(ssh_records) == comparable(zmq_records) and bool(ssh_records),
+    }
