@@ -236,6 +236,22 @@ class Child:
     endpoint: str
     output: list[str] = field(default_factory=list)
     said_ready: threading.Event = field(default_factory=threading.Event)  # or its output ended
+    new_output: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_output(self, found: Callable[[str], bool], timeout_s: float) -> str | None:
+        """The first line of output for which `found` is true, waiting for it up to timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        with self.new_output:
+            seen = 0
+            while True:
+                for line in self.output[seen:]:
+                    if found(line):
+                        return line
+                seen = len(self.output)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and seen == len(self.output)):
+                    return None
+                self.new_output.wait(remaining)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send a real signal and reap the process, the way a crash or an operator would."""
@@ -296,13 +312,17 @@ class Roles:
     def _drain(self, child: Child) -> None:
         assert child.process.stdout is not None
         for line in child.process.stdout:
-            child.output.append(line.rstrip())
+            with child.new_output:
+                child.output.append(line.rstrip())
+                child.new_output.notify_all()
             if not child.endpoint and READY_MARK in line:
                 child.endpoint = line.rsplit(READY_MARK, 1)[1].strip()
                 child.said_ready.set()
             if self.echo:
                 print(f"  [{child.name}] {line.rstrip()}", flush=True)
         child.said_ready.set()  # the output ended: whoever waits must not wait any longer
+        with child.new_output:
+            child.new_output.notify_all()
 
     def __enter__(self) -> Roles:
         return self

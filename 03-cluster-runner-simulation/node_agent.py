@@ -317,6 +317,7 @@ class NodeAgent:
         self.answer(req, wire.DONE, wire.encode_body(body))
 
     def op_sysinfo(self, req: wire.Request) -> None:
+        self.counters["sysinfo"] += 1
         self.spawn_task(req, self._sysinfo(req))
 
     async def _sysinfo(self, req: wire.Request) -> None:

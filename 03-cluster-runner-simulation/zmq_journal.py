@@ -264,6 +264,7 @@ _conforms: type[AsyncJournalWriterProtocol] = ZmqJournalWriter
 async def write_many(args: argparse.Namespace) -> None:
     controller = None if args.keys is None else keyfiles.load_controller_keys(args.keys)
     writer = ZmqJournalWriter(args.endpoint, controller, max_unacked=args.window)
+    lesson.announce_ready("journal-writer", args.endpoint)
     reported = 0
     for n in range(args.count):
         await writer.write({"record_id": f"{args.name}-{n}", "writer": args.name, "n": n})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +64,12 @@ def sshd() -> Iterator[OpenSshServer]:
         pytest.skip(reason)
     with OpenSshServer() as server:
         yield server
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder both the SSH login user and this process may write to."""
+    folder = Path(tempfile.mkdtemp(prefix="zcl-ssh-test-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +29,6 @@ SAME_COMMANDS = [
     "echo $ZCL_VALUE; pwd",
     "if then fi",
 ]
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder both the SSH login user and this process may write to."""
-    folder = Path(tempfile.mkdtemp(prefix="zcl-ssh-test-"))
-    folder.chmod(0o777)
-    yield folder
-    shutil.rmtree(folder)
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,59 @@
+"""The fallback executor: ZeroMQ first, SSH while the node's ZeroMQ circuit is open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cluster_sim.circuit_breaker import CircuitBreaker
+from cluster_sim.fallback import FallbackExecutor
+from cluster_sim.openssh_server import OpenSshServer
+from cluster_sim.protocols import TransportError
+from cluster_sim.ssh_context import NodeExecutorSSH
+from tests.agents import executor, free_port, running_agent
+
+
+@pytest.mark.asyncio
+async def test_zeromq_serves_while_it_can(sshd: OpenSshServer, keydir: Path) -> None:
+    with running_agent(keydir) as agent:
+        both = FallbackExecutor(
+            executor(agent.endpoint, keydir), NodeExecutorSSH.for_node(sshd.node("node1"))
+        )
+        result = await both.run("echo hi")
+        config = await both.system_config()
+        await both.close()
+    assert (result.transport, result.stdout) == ("zmq", b"hi\n")
+    assert both.served == {"zmq": 1, "ssh": 0} and config.cpus >= 1
+
+
+@pytest.mark.asyncio
+async def test_ssh_serves_when_zeromq_fails_and_while_the_circuit_is_open(
+    sshd: OpenSshServer, keydir: Path, shared_dir: Path
+) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=60)
+    dead = executor(f"tcp://127.0.0.1:{free_port()}", keydir, agent_silence_s=0.3, breaker=breaker)
+    both = FallbackExecutor(dead, NodeExecutorSSH.for_node(sshd.node("node1")))
+    first = await both.run("echo one")  # tried over ZeroMQ, failed, served over SSH
+    second = await both.run("echo two")  # the circuit is open: straight to SSH
+    assert (first.transport, first.stdout, second.transport) == ("ssh", b"one\n", "ssh")
+    assert both.served == {"zmq": 0, "ssh": 2}
+    source = shared_dir / "f"
+    source.write_text("x")
+    await both.put_file(source, str(shared_dir / "copy"))
+    assert (shared_dir / "copy").read_text() == "x"
+    await both.close()
+
+
+@pytest.mark.asyncio
+async def test_without_retry_the_zeromq_error_reaches_the_caller(
+    sshd: OpenSshServer, keydir: Path
+) -> None:
+    dead = executor(f"tcp://127.0.0.1:{free_port()}", keydir, agent_silence_s=0.3)
+    both = FallbackExecutor(
+        dead, NodeExecutorSSH.for_node(sshd.node("node1")), retry_over_ssh=False
+    )
+    with pytest.raises(TransportError, match="no answer"):
+        await both.run("echo once at most")
+    assert both.served == {"zmq": 0, "ssh": 0}
+    await both.close()

@@ -1,0 +1,170 @@
+"""The ZeroMQ journal with real collector and writer processes killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import zmq
+
+from cluster_sim import keys
+from cluster_sim.journal import read_journal
+from cluster_sim.zmq_journal import VERSION, JournalError, ZmqJournalWriter
+from tests.agents import free_port
+from zmq_basics import lesson
+
+COLLECTOR = "cluster_sim.zmq_journal"
+
+
+@pytest.fixture
+def journal_keys(tmp_path: Path) -> Path:
+    folder = tmp_path / "keys"
+    keys.generate(folder, nodes=["collector"], controllers=["runner"])
+    return folder
+
+
+@contextmanager
+def collector(roles: lesson.Roles, keydir: Path, path: Path, bind: str) -> Iterator[lesson.Child]:
+    yield roles.spawn(
+        "collector",
+        *("collect", "--bind", bind, "--path", str(path)),
+        *("--keys", str(keys.node_dir(keydir, "collector"))),
+        module=COLLECTOR,
+    )
+
+
+def writer_keys(keydir: Path) -> keys.ControllerKeys:
+    return keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
+
+
+def wait_for_line(child: lesson.Child, prefix: str, at_least: int, timeout_s: float = 60) -> int:
+    """The first figure the child printed after `prefix` that is at least `at_least`."""
+
+    def enough(line: str) -> bool:
+        return line.startswith(prefix) and int(line.rsplit(maxsplit=1)[-1]) >= at_least
+
+    line = child.wait_for_output(enough, timeout_s)
+    assert line, f"{child.name} never printed {prefix} >= {at_least}: {child.output[-3:]}"
+    return int(line.split()[-1])
+
+
+def test_a_collector_killed_mid_stream_loses_and_doubles_nothing(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    count = 100_000
+    with lesson.Roles(COLLECTOR) as roles:
+        with collector(roles, journal_keys, path, bind) as first:
+            writer = roles.spawn(
+                "writer",
+                *("write", "--endpoint", bind, "--count", str(count), "--report-every", "5000"),
+                *("--keys", str(keys.controller_dir(journal_keys, "runner"))),
+                timeout_s=30,
+            )
+            wait_for_line(writer, "acked", 20_000)
+            first.kill(signal.SIGKILL)  # mid-stream: records in flight, some maybe half written
+        with collector(roles, journal_keys, path, bind):
+            assert writer.process.wait(timeout=120) == 0
+            assert f"done {count}" in writer.output
+    numbers = [record["n"] for record in read_journal(path)]
+    assert len(numbers) == count, f"{len(numbers)} records on disk, {count} written"
+    assert sorted(numbers) == list(range(count))
+
+
+def test_what_a_killed_writer_had_acknowledged_is_on_disk(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as running:
+        writer = roles.spawn(
+            "writer",
+            *("write", "--endpoint", bind, "--count", "100000", "--report-every", "2000"),
+            *("--keys", str(keys.controller_dir(journal_keys, "runner"))),
+        )
+        acknowledged = wait_for_line(writer, "acked", 10_000)
+        writer.kill(signal.SIGKILL)
+        running.kill(signal.SIGTERM)  # a clean stop: what arrived is written
+    on_disk = {record["n"] for record in read_journal(path)}
+    assert set(range(acknowledged)) <= on_disk
+
+
+@pytest.mark.asyncio
+async def test_a_resent_record_is_kept_once(journal_keys: Path, tmp_path: Path) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
+        writer = ZmqJournalWriter(bind, writer_keys(journal_keys), resend_after_s=0.05)
+        for n in range(50):
+            await writer.write({"record_id": f"r{n % 10}", "n": n % 10})  # each id five times
+        await writer.close()
+    assert sorted(r["record_id"] for r in read_journal(path)) == [f"r{n}" for n in range(10)]
+
+
+@pytest.mark.asyncio
+async def test_write_waits_while_the_collector_is_frozen(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as frozen:
+        writer = ZmqJournalWriter(bind, writer_keys(journal_keys), max_unacked=20)
+        await writer.write({"n": -1})
+        await writer.flush(timeout_s=10)  # connected and acknowledged
+        frozen.signal(signal.SIGSTOP)
+        try:
+            writes = asyncio.create_task(_write_range(writer, 100))
+            while len(writer.unacked) < 20:
+                await asyncio.sleep(0)  # let the writes run until the window is full
+            done, _ = await asyncio.wait({writes}, timeout=0.5)
+            assert not done, "write() did not wait with the window full"
+            assert len(writer.unacked) == 20  # memory bounded by the window
+        finally:
+            frozen.signal(signal.SIGCONT)
+        await asyncio.wait_for(writes, 30)
+        await writer.close()
+    assert len(read_journal(path)) == 101
+
+
+async def _write_range(writer: ZmqJournalWriter, count: int) -> None:
+    for n in range(count):
+        await writer.write({"n": n})
+
+
+@pytest.mark.asyncio
+async def test_close_says_so_when_records_cannot_be_delivered(journal_keys: Path) -> None:
+    writer = ZmqJournalWriter(f"tcp://127.0.0.1:{free_port()}", writer_keys(journal_keys))
+    await writer.write({"n": 1})
+    with pytest.raises(JournalError, match="1 records not acknowledged"):
+        await writer.close(timeout_s=0.5)
+
+
+def test_malformed_records_are_dropped_and_good_ones_kept(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    runner = writer_keys(journal_keys)
+    with (
+        lesson.Roles(COLLECTOR) as roles,
+        collector(roles, journal_keys, path, bind),
+        zmq.Context() as ctx,
+    ):
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.curve_publickey, sock.curve_secretkey = runner.public, runner.secret
+        sock.curve_serverkey = runner.agent_key("collector")
+        sock.connect(bind)
+        for frames in (
+            [VERSION, b"a", b"not json\n"],
+            [VERSION, b"b", b'{"record_id":"other"}\n'],  # the id does not match
+            [VERSION, b"c", b'{"record_id":"c"}'],  # no newline
+            [VERSION, b"d", b'{"record_id":"d"}\n{"record_id":"e"}\n'],  # two lines
+            [b"ZCJ0", b"f", b'{"record_id":"f"}\n'],
+            [VERSION, b"g", b'{"record_id":"g","ok":true}\n'],
+        ):
+            sock.send_multipart(frames)
+        assert sock.poll(10_000), "no acknowledgement"
+        assert sock.recv_multipart() == [VERSION, b"ack", b"g"]
+        sock.close()
+    assert read_journal(path) == [{"record_id": "g", "ok": True}]
