@@ -26,6 +26,8 @@ $(BENCH_EXTRA): $(INSTALLED)
 bench: $(BENCH_EXTRA) system
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
+	$(PY) -m cluster_sim.performance_comparison --markdown-from results/bench-03.json \
+		--render README.md 03-cluster-runner-simulation/README.md
 
 tour: $(INSTALLED)
 	$(PY) -m zmq_basics.tour

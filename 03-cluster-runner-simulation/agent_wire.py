@@ -8,7 +8,8 @@ identity):
 The agent answers on the same connection, many times for a streaming command:
 
     [VERSION, request_id, OUT, incarnation, stream, data]    output as it is produced
-    [VERSION, request_id, DONE, incarnation, body]           the final result (msgpack map)
+    [VERSION, request_id, DONE, incarnation, body, ...]      the result (msgpack map); for run,
+                                                             stdout and stderr follow as frames
     [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
     [VERSION, request_id, PONG, incarnation, body]           answer to a ping
 

@@ -275,14 +275,13 @@ class NodeAgent:
             self.counters["timeouts"] += 1
         body = {
             "exit_status": done.exit_status,
-            "stdout": done.stdout,
-            "stderr": done.stderr,
             "duration_s": done.duration_s,
             "truncated": done.truncated,
             "timed_out": done.timed_out,
             "cancelled": done.cancelled,
         }
-        self.answer(req, wire.DONE, wire.encode_body(body))
+        # Output travels in frames of its own: megabytes are not copied into and out of msgpack.
+        self.answer(req, wire.DONE, wire.encode_body(body), done.stdout, done.stderr)
 
     def op_cancel(self, req: wire.Request) -> None:
         cmd = self.running.get((req.peer, wire.bytes_field(req.body, "target")))

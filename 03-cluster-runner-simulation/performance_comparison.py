@@ -16,7 +16,8 @@ on a shared machine falls on all of them alike.
 
     python -m cluster_sim.performance_comparison --json results/bench-03.json   (make bench)
     python -m cluster_sim.performance_comparison --quick                        (under a minute)
-    python -m cluster_sim.performance_comparison --markdown-from results/bench-03.json
+    python -m cluster_sim.performance_comparison --markdown-from results/bench-03.json \\
+        --render README.md 03-cluster-runner-simulation/README.md        (refresh the docs)
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster_sim import keys
-from cluster_sim.openssh_server import OpenSshServer, SshdUnavailableError
-from cluster_sim.protocols import NodeExecutorProtocol
+from cluster_sim.journal import FileJournalWriter
+from cluster_sim.openssh_server import OpenSshServer, SshdUnavailableError, login_user
+from cluster_sim.protocols import AsyncJournalWriterProtocol, NodeExecutorProtocol
+from cluster_sim.simulated_cluster import SimulatedCluster, both_transports
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zmq_basics import lesson
@@ -60,11 +63,13 @@ class Plan:
     throughput_per_round: int
     output_per_round: int
     in_flight: int
+    nodes: int = 16  # simulated nodes in the scheduled run
+    journal_records: int = 20_000
 
     @classmethod
     def choose(cls, quick: bool, in_flight: int) -> Plan:
         if quick:
-            return cls(3, 20, 4, 300, 4, in_flight)
+            return cls(3, 20, 4, 300, 4, in_flight, journal_records=5000)
         return cls(5, 60, 8, 1000, 8, in_flight)
 
 
@@ -185,6 +190,31 @@ async def measure(
     }
 
 
+async def journal_rates(cluster: SimulatedCluster, count: int) -> dict[str, Any]:
+    """Records per second into the plain file journal and through the ZeroMQ journal, which
+    acknowledges each record only once the collector has fsynced it."""
+    rates = {}
+    for name in ("file", "zmq"):
+        journal: AsyncJournalWriterProtocol = (
+            FileJournalWriter(cluster.dir / "file-rate.jsonl")
+            if name == "file"
+            else cluster.zmq_journal()
+        )
+        started = time.perf_counter()
+        for n in range(count):
+            await journal.write({"n": n, "node": "node01", "passed": True})
+        await journal.close()  # the ZeroMQ writer returns once the last record is on disk
+        rates[name] = {"per_s": round(count / (time.perf_counter() - started), 1)}
+    return {**rates, "records": count}
+
+
+async def cluster_figures(
+    cluster: SimulatedCluster, plan: Plan
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    scheduled = await both_transports(cluster)
+    return scheduled, await journal_rates(cluster, plan.journal_records)
+
+
 def goals(figures: dict[str, Any]) -> dict[str, Any]:
     """The targets of step 03, as ratios measured in this run."""
     latency, rate, big = figures["latency"], figures["throughput"], figures["output_1mb"]
@@ -207,6 +237,13 @@ def goals(figures: dict[str, Any]) -> dict[str, Any]:
             1.0,
         ),
     }
+    if "journal" in figures:
+        journal = figures["journal"]
+        checks["zmq_journal_vs_file_journal"] = (
+            journal["zmq"]["per_s"] / journal["file"]["per_s"],
+            ">=",
+            0.5,
+        )
     return {
         name: {
             "ratio": round(ratio, 3),
@@ -230,15 +267,18 @@ def run_comparison(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any
                 str(keys.node_dir(keydir, "node1")),
             )
             figures = asyncio.run(measure(sshd, agent.endpoint, keydir, plan, progress))
-        figures["goals"] = goals(figures)
-        figures["machine"] = {
-            "cpus": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "libzmq": zmq.zmq_version(),
-            "openssh": _openssh_version(),
-            "ssh_login_shell": sshd.login_shell,
-            "quick": plan.rounds < 5,
-        }
+    progress(f"scheduled run on {plan.nodes} simulated nodes, and the journals")
+    with SimulatedCluster(nodes=plan.nodes) as cluster:
+        figures["scheduled_run"], figures["journal"] = asyncio.run(cluster_figures(cluster, plan))
+    figures["goals"] = goals(figures)
+    figures["machine"] = {
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "libzmq": zmq.zmq_version(),
+        "openssh": _openssh_version(),
+        "ssh_login_shell": login_user().pw_shell,
+        "quick": plan.rounds < 5,
+    }
     return figures
 
 
@@ -284,6 +324,17 @@ def markdown_table(figures: dict[str, Any]) -> str:
             f"{'-' if rate is None else f'{rate:,.0f}'} | "
             f"{'-' if big is None else f'{big:.1f} ms'} |"
         )
+    if "scheduled_run" in figures:
+        run, journal = figures["scheduled_run"], figures["journal"]
+        equal = "yes" if run["journals_equal"] else "NO"
+        lines += [
+            "",
+            f"Scheduled run ({run['nodes']} simulated nodes, all three schedules, "
+            f"{run['records']} records): SSH {run['ssh']['wall_s']:.2f} s, ZeroMQ "
+            f"{run['zmq']['wall_s']:.2f} s, journals equal: {equal}. "
+            f"Journal, {journal['records']:,} records: file {journal['file']['per_s']:,.0f}/s, "
+            f"ZeroMQ with fsync and acknowledgements {journal['zmq']['per_s']:,.0f}/s.",
+        ]
     lines += ["", "| goal | measured | target | |", "| --- | --- | --- | --- |"]
     for name, goal in figures["goals"].items():
         verdict = "met" if goal["met"] else "**not met**"
@@ -291,11 +342,28 @@ def markdown_table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MARK_START, MARK_END = "<!-- bench-03 figures -->", "<!-- /bench-03 figures -->"
+
+
+def render_into(document: Path, table: str) -> None:
+    """Replace the marked section of a Markdown document with the table."""
+    text = document.read_text()
+    if MARK_START not in text or MARK_END not in text:
+        raise lesson.LessonError(f"{document} has no {MARK_START} ... {MARK_END} section")
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    document.write_text(f"{head}{MARK_START}\n{table}\n{MARK_END}{tail}")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
     console = Console()
     if args.markdown_from:
-        print(markdown_table(json.loads(args.markdown_from.read_text())))
+        table = markdown_table(json.loads(args.markdown_from.read_text()))
+        for document in args.render:
+            render_into(document, table)
+        if not args.render:
+            print(table)
         return 0
     plan = Plan.choose(args.quick, args.in_flight)
     try:
@@ -321,6 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         metavar="JSON",
         help="measure nothing: print a saved run as the Markdown table the READMEs carry",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="MARKDOWN",
+        help="with --markdown-from: write the table into these documents' marked sections",
     )
     parser.set_defaults(func=cmd_compare)
     return lesson.run_main(parser, argv)

@@ -35,8 +35,8 @@ from typing import ClassVar
 from cluster_sim.posix_spawn import spawn_in_new_session
 
 SHELL = "/bin/sh"
-READ_CHUNK = 256 * 1024
-PIPE_BYTES = 256 * 1024  # bigger pipes: a megabyte of output in 4 reads, not 16
+READ_CHUNK = 1024 * 1024
+PIPE_BYTES = 1024 * 1024  # Linux's default most (pipe-max-size): a megabyte in one read, not 16
 STDOUT, STDERR = 1, 2
 
 # Called with (stream, data) as output arrives; returns False when it could not pass it on.

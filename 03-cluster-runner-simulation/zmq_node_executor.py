@@ -164,7 +164,9 @@ class ZmqNodeExecutor:
             )
         if done.get("cancelled"):
             raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
-        stdout, stderr = done.get("stdout", b""), done.get("stderr", b"")
+        stdout, stderr = (
+            (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
+        )
         if on_output is not None:
             stdout, stderr = b"".join(call.output[b"1"]), b"".join(call.output[b"2"])
         return CommandResult(

@@ -13,7 +13,8 @@ import pytest
 
 from cluster_sim import openssh_server, performance_comparison
 from cluster_sim.openssh_server import OpenSshServer
-from cluster_sim.performance_comparison import Plan, goals
+from cluster_sim.performance_comparison import MARK_END, MARK_START, Plan, goals, render_into
+from zmq_basics.lesson import LessonError
 
 METHODS = [
     "local_spawn",
@@ -29,6 +30,8 @@ TINY = Plan(
     throughput_per_round=40,
     output_per_round=1,
     in_flight=8,
+    nodes=4,
+    journal_records=200,
 )
 
 
@@ -46,13 +49,18 @@ def test_a_tiny_run_writes_the_documented_shape(
     for method in ("ssh_persistent_asyncssh", "zmq"):
         assert figures["throughput"][method]["per_s"] > 0
         assert figures["output_1mb"][method]["p50_ms"] > 0
-    assert set(figures["goals"]) == {
+    assert set(figures["goals"]) >= {
         "zmq_latency_vs_local_spawn",
         "zmq_latency_vs_ssh_persistent",
         "zmq_throughput_vs_ssh_persistent",
         "zmq_1mb_vs_ssh_persistent",
     }
     assert figures["machine"]["ssh_login_shell"]
+    assert figures["scheduled_run"]["journals_equal"] is True
+    assert figures["scheduled_run"]["records"] == 4 + 2 * 6 + 2 * 2 + 4  # 6 leaf pairs, 4 leaves
+    for journal in ("file", "zmq"):
+        assert figures["journal"][journal]["per_s"] > 0
+    assert "zmq_journal_vs_file_journal" in figures["goals"]
 
 
 def figures_with(zmq_p50: float, zmq_rate: float, zmq_1mb: float) -> dict[str, Any]:
@@ -82,3 +90,13 @@ def test_without_sshd_it_says_why_in_one_line(
     assert performance_comparison.main(["--quick"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "openssh-server" in error
+
+
+def test_rendering_replaces_only_the_marked_section(tmp_path: Path) -> None:
+    document = tmp_path / "doc.md"
+    document.write_text(f"before\n{MARK_START}\nold\n{MARK_END}\nafter\n")
+    render_into(document, "new table")
+    assert document.read_text() == f"before\n{MARK_START}\nnew table\n{MARK_END}\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(LessonError, match="no <!-- bench-03 figures -->"):
+        render_into(tmp_path / "plain.md", "x")

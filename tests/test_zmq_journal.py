@@ -168,3 +168,31 @@ def test_malformed_records_are_dropped_and_good_ones_kept(
         assert sock.recv_multipart() == [VERSION, b"ack", b"g"]
         sock.close()
     assert read_journal(path) == [{"record_id": "g", "ok": True}]
+
+
+def test_many_writers_feed_one_collector(journal_keys: Path, tmp_path: Path) -> None:
+    path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
+    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
+        key_folder = str(keys.controller_dir(journal_keys, "runner"))
+        writers = roles.spawn_many(
+            [
+                (
+                    name,
+                    [
+                        "write",
+                        "--endpoint",
+                        bind,
+                        "--count",
+                        "5000",
+                        "--name",
+                        name,
+                        "--keys",
+                        key_folder,
+                    ],
+                )
+                for name in ("w1", "w2", "w3")
+            ]
+        )
+        assert [writer.process.wait(timeout=60) for writer in writers] == [0, 0, 0]
+    ids = [record["record_id"] for record in read_journal(path)]
+    assert len(ids) == len(set(ids)) == 15_000
