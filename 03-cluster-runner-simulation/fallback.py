@@ -14,8 +14,9 @@ fail with the ZeroMQ error and the caller decides).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from cluster_sim.protocols import (
     CommandResult,
@@ -28,6 +29,7 @@ from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
 log = logging.getLogger("fallback")
+T = TypeVar("T")
 
 
 class FallbackExecutor:
@@ -40,8 +42,21 @@ class FallbackExecutor:
         )
         self.served = {"zmq": 0, "ssh": 0}
 
-    def _use_ssh(self) -> bool:
-        return self.zmq.breaker.state == "open"
+    async def _zmq_else_ssh(
+        self, over_zmq: Callable[[], Awaitable[T]], over_ssh: Callable[[], Awaitable[T]]
+    ) -> T:
+        if self.zmq.breaker.state != "open":
+            try:
+                answer = await over_zmq()
+                self.served["zmq"] += 1
+                return answer
+            except TransportError as exc:
+                if not self.retry_over_ssh:
+                    raise
+                log.warning("%s over SSH after a ZeroMQ failure: %s", self.node_id, exc)
+        answer = await over_ssh()
+        self.served["ssh"] += 1
+        return answer
 
     async def run(
         self,
@@ -52,46 +67,27 @@ class FallbackExecutor:
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
-        if not self._use_ssh():
-            try:
-                result = await self.zmq.run(
-                    command, timeout_s=timeout_s, env=env, cwd=cwd, on_output=on_output
-                )
-                self.served["zmq"] += 1
-                return result
-            except TransportError as exc:
-                if not self.retry_over_ssh:
-                    raise
-                log.warning("%s over SSH after a ZeroMQ failure: %s", self.node_id, exc)
-        result = await self.ssh.run(
-            command, timeout_s=timeout_s, env=env, cwd=cwd, on_output=on_output
-        )
-        self.served["ssh"] += 1
-        return result
+        def over(executor: NodeExecutorProtocol) -> Callable[[], Awaitable[CommandResult]]:
+            return lambda: executor.run(
+                command, timeout_s=timeout_s, env=env, cwd=cwd, on_output=on_output
+            )
+
+        return await self._zmq_else_ssh(over(self.zmq), over(self.ssh))
 
     async def put_file(self, local_path: Path, remote_path: str) -> None:
-        if self._use_ssh():
-            return await self.ssh.put_file(local_path, remote_path)
-        try:
-            return await self.zmq.put_file(local_path, remote_path)
-        except TransportError:
-            return await self.ssh.put_file(local_path, remote_path)
+        await self._zmq_else_ssh(
+            lambda: self.zmq.put_file(local_path, remote_path),
+            lambda: self.ssh.put_file(local_path, remote_path),
+        )
 
     async def get_file(self, remote_path: str, local_path: Path) -> None:
-        if self._use_ssh():
-            return await self.ssh.get_file(remote_path, local_path)
-        try:
-            return await self.zmq.get_file(remote_path, local_path)
-        except TransportError:
-            return await self.ssh.get_file(remote_path, local_path)
+        await self._zmq_else_ssh(
+            lambda: self.zmq.get_file(remote_path, local_path),
+            lambda: self.ssh.get_file(remote_path, local_path),
+        )
 
     async def system_config(self) -> SystemConfig:
-        if self._use_ssh():
-            return await self.ssh.system_config()
-        try:
-            return await self.zmq.system_config()
-        except TransportError:
-            return await self.ssh.system_config()
+        return await self._zmq_else_ssh(self.zmq.system_config, self.ssh.system_config)
 
     async def close(self) -> None:
         try:
