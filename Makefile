@@ -40,15 +40,16 @@ test: lint system
 # Debian's openssh-server and creates that user (password field "*": no password, yet not
 # locked, which sshd without PAM requires for key logins); that user runs the simulated perf
 # test with Debian's python3, as our venv's interpreter may sit where it cannot read.
+# mmdebstrap builds the Docker cluster's base image from Debian packages (docker/).
 # Otherwise (not root) the SSH tests skip.
 FAST_SHELL_USER := zclab
 system:
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "not root: not installing openssh-server or the $(FAST_SHELL_USER) user"; \
 	else \
-		[ -x /usr/sbin/sshd ] && [ -x /usr/bin/python3 ] || { apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server python3 \
-			>/dev/null; }; \
+		[ -x /usr/sbin/sshd ] && [ -x /usr/bin/python3 ] && command -v mmdebstrap >/dev/null || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			openssh-server python3 mmdebstrap >/dev/null; }; \
 		id $(FAST_SHELL_USER) >/dev/null 2>&1 || { \
 			useradd --system --create-home --shell /bin/sh $(FAST_SHELL_USER) && \
 			usermod -p '*' $(FAST_SHELL_USER); }; \

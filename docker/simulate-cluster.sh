@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# simulate-cluster.sh: a Compose cluster of real hosts for steps 02 and 03, built without a
+# registry, with faults injected the way real clusters fail.
+#
+#   build                  base image from Debian packages, wheelhouse, project image
+#   start [--workers N]    coordinator, monitor and N nodes (default 3), waits until healthy
+#   status                 services, health, and the faults in force
+#   logs [SERVICE]         recent logs of one service or all
+#   fail NODE / recover NODE    SIGKILL the node's container / start it again
+#   pause NODE / resume NODE    freeze / thaw every process on the node
+#   stop                   stop the cluster (containers stay for `start`)
+#   cleanup                remove everything this script made: containers, network, images, .build
+#
+# Every fault's start and end goes, with a timestamp and its target, into the same event log
+# as the cluster's own events (docker/.build/events/events.jsonl, written by the monitor).
+# Containers are found by their Compose labels, never by names this script makes up.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BUILD="$HERE/.build"
+PROJECT="${ZCL_PROJECT:-zcl}"
+BASE_IMAGE="zcl-base:bookworm"
+NODE_IMAGE="zcl-node:latest"
+EVENTS="$BUILD/events/events.jsonl"
+DEFAULT_WORKERS=3
+
+die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
+say() { echo "simulate-cluster.sh: $*"; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+compose() {
+    local files=(-f "$HERE/docker-compose.yml")
+    [ -f "$BUILD/workers.yml" ] && files+=(-f "$BUILD/workers.yml")
+    if docker compose version >/dev/null 2>&1; then
+        docker compose -p "$PROJECT" "${files[@]}" "$@"
+    elif command -v docker-compose >/dev/null 2>&1; then
+        docker-compose -p "$PROJECT" "${files[@]}" "$@"
+    else
+        die "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed"
+    fi
+}
+
+container_of() {  # the container id of a service, looked up by its Compose labels
+    docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+        --filter "label=com.docker.compose.service=$1" | head -n 1
+}
+
+node_services() {
+    docker ps -a --filter "label=com.docker.compose.project=$PROJECT" --filter "label=zcl.role=node" \
+        --format '{{.Label "com.docker.compose.service"}}' | sort -V
+}
+
+require_node() {
+    local name="${1:-}"
+    [ -n "$name" ] || die "name a node, e.g. worker1 (nodes: $(node_services | tr '\n' ' '))"
+    [ -n "$(container_of "$name")" ] \
+        || die "no node '$name' in this cluster (nodes: $(node_services | tr '\n' ' '))"
+}
+
+record() {  # one line in the shared event log: what happened, to whom, when
+    mkdir -p "$(dirname "$EVENTS")"
+    printf '{"ts": %s, "source": "simulate-cluster", "event": "%s", "target": "%s"}\n' \
+        "$(date +%s.%N)" "$1" "$2" >> "$EVENTS"
+}
+
+help_for() {  # `VERB --help` prints the verb's line of the usage
+    if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+        usage | grep -E "^  $VERB( |/)|/ $VERB " || usage
+        exit 0
+    fi
+}
+
+cmd_build() {
+    command -v docker >/dev/null || die "docker is not installed"
+    mkdir -p "$BUILD"
+    if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap"
+        local sources=/etc/apt/sources.list.d/debian.sources
+        [ -f "$sources" ] || sources=/etc/apt/sources.list
+        say "building $BASE_IMAGE from Debian packages (about a minute)"
+        mmdebstrap --quiet --variant=minbase \
+            --include=python3,python3-venv,openssh-server,iproute2,iptables,procps,tini \
+            bookworm "$BUILD/base.tar" "$sources"
+        docker import "$BUILD/base.tar" "$BASE_IMAGE" >/dev/null
+        rm -f "$BUILD/base.tar"
+    fi
+    say "wheelhouse: the project and the dependency versions the tests use"
+    local python="${PYTHON:-$HERE/../.venv/bin/python}"
+    [ -x "$python" ] || die "no $python: run 'make test' or 'make demo' once first"
+    rm -rf "$BUILD/image" && mkdir -p "$BUILD/image/wheels"
+    "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
+    "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \
+        --wheel-dir "$BUILD/image/wheels" "$HERE/.."
+    cp "$HERE/Dockerfile" "$HERE/node-init.sh" "$BUILD/image/"
+    say "building $NODE_IMAGE"
+    docker build --quiet --pull=false --build-arg "BASE=$BASE_IMAGE" -t "$NODE_IMAGE" \
+        "$BUILD/image" >/dev/null
+    say "built $NODE_IMAGE"
+}
+
+write_workers() {  # nodes beyond the compose file's three, as an override file
+    local count="$1"
+    rm -f "$BUILD/workers.yml"
+    [ "$count" -gt "$DEFAULT_WORKERS" ] || return 0
+    {
+        echo "services:"
+        for n in $(seq $((DEFAULT_WORKERS + 1)) "$count"); do
+            printf '  worker%s:\n    extends: {file: %s, service: worker1}\n' "$n" "$HERE/docker-compose.yml"
+            printf '    hostname: worker%s\n    environment: {NODE_NAME: worker%s}\n' "$n" "$n"
+        done
+    } > "$BUILD/workers.yml"
+}
+
+wait_healthy() {
+    local deadline=$((SECONDS + 90))
+    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(container_of "$1")")" = healthy ]; do
+        [ $SECONDS -lt $deadline ] || die "$1 did not become healthy (see: logs $1)"
+        sleep 1  # Docker has no call that waits for a health status: poll it
+    done
+}
+
+cmd_start() {
+    local workers=$DEFAULT_WORKERS
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --workers) workers="${2:-}"; shift 2 || die "--workers needs a number" ;;
+            *) die "start: unknown option '$1' (try start --help)" ;;
+        esac
+    done
+    [[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "--workers needs a whole number >= 1, got '$workers'"
+    docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 || die "no $NODE_IMAGE: run build first"
+    mkdir -p "$BUILD/events"
+    local nodes=()
+    for n in $(seq 1 "$workers"); do nodes+=("worker$n"); done
+    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -lt "$workers" ]; then
+        rm -rf "$BUILD/keys"
+        "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys" \
+            --nodes "${nodes[@]}" --controllers runner >/dev/null
+        chmod -R a+rX "$BUILD/keys"
+    fi
+    write_workers "$workers"
+    compose up -d --no-build coordinator monitor >/dev/null
+    wait_healthy coordinator
+    compose up -d --no-build "${nodes[@]}" >/dev/null
+    say "waiting for ${#nodes[@]} node(s) to be healthy"
+    for node in "${nodes[@]}"; do wait_healthy "$node"; done
+    record cluster.started "${#nodes[@]} nodes"
+    say "cluster up: coordinator, monitor, ${nodes[*]}"
+}
+
+cmd_status() {
+    local services
+    services=$(docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
+        --format '{{.Label "com.docker.compose.service"}}' | sort -V)
+    [ -n "$services" ] || { say "no cluster (run start)"; return 0; }
+    printf '%-12s %-10s %-10s %s\n' SERVICE STATE HEALTH FAULT
+    for service in $services; do
+        local id state health fault
+        id=$(container_of "$service")
+        state=$(docker inspect -f '{{.State.Status}}' "$id")
+        health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' "$id")
+        fault=-
+        [ "$state" = exited ] && fault=failed
+        [ "$state" = paused ] && fault=paused
+        printf '%-12s %-10s %-10s %s\n' "$service" "$state" "$health" "$fault"
+    done
+}
+
+cmd_logs() {
+    if [ -n "${1:-}" ]; then
+        [ -n "$(container_of "$1")" ] || die "no service '$1' (try status)"
+        docker logs --tail 200 "$(container_of "$1")"
+    else
+        compose logs --tail 50
+    fi
+}
+
+cmd_fail() {
+    require_node "${1:-}"
+    docker kill --signal KILL "$(container_of "$1")" >/dev/null
+    record fault.start.fail "$1"
+    say "$1 killed (SIGKILL)"
+}
+
+cmd_recover() {
+    require_node "${1:-}"
+    docker start "$(container_of "$1")" >/dev/null
+    record fault.end.fail "$1"
+    say "$1 started again"
+}
+
+cmd_pause() {
+    require_node "${1:-}"
+    docker pause "$(container_of "$1")" >/dev/null
+    record fault.start.pause "$1"
+    say "$1 frozen"
+}
+
+cmd_resume() {
+    require_node "${1:-}"
+    docker unpause "$(container_of "$1")" >/dev/null
+    record fault.end.pause "$1"
+    say "$1 running again"
+}
+
+cmd_stop() {
+    compose stop >/dev/null 2>&1 || true
+    record cluster.stopped all
+    say "stopped"
+}
+
+cmd_cleanup() {
+    if [ -f "$HERE/docker-compose.yml" ]; then
+        compose down --volumes --remove-orphans >/dev/null 2>&1 || true
+    fi
+    for image in "$NODE_IMAGE" "$BASE_IMAGE"; do
+        docker image rm "$image" >/dev/null 2>&1 || true
+    done
+    rm -rf "$BUILD"
+    say "removed the cluster's containers, network, images and build folder"
+}
+
+VERB="${1:-}"
+[ -n "$VERB" ] || { usage; exit 2; }
+shift
+case "$VERB" in
+    -h|--help|help) usage ;;
+    build|start|status|logs|fail|recover|pause|resume|stop|cleanup)
+        help_for "${1:-}"
+        "cmd_$VERB" "$@" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume stop cleanup)" ;;
+esac

@@ -1,0 +1,136 @@
+"""docker/simulate-cluster.sh end to end against the Docker Engine: build, start, faults, cleanup.
+
+Slow (the first build makes a Debian base image and the project image: a few minutes), so the
+cluster is built and started once for the module and the verbs run in order against it. Where
+no Docker Engine answers the tier skips, except on CI (or with ZCL_REQUIRE_DOCKER=1), where it
+must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.agents import free_port
+from tests.conftest import REPO
+
+SCRIPT = REPO / "docker" / "simulate-cluster.sh"
+EVENTS = REPO / "docker" / ".build" / "events" / "events.jsonl"
+PROJECT = f"zcltest{os.getpid()}"
+METRICS_PORT = str(free_port())
+pytestmark = pytest.mark.timeout(900)
+
+
+def docker_missing_reason() -> str | None:
+    if shutil.which("docker") is None:
+        return "docker is not installed"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    return None if info.returncode == 0 else "no Docker Engine answers (docker info failed)"
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ZCL_PROJECT=PROJECT, ZCL_METRICS_PORT=METRICS_PORT)
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def status() -> dict[str, tuple[str, str, str]]:
+    lines = run("status").stdout.splitlines()[1:]
+    return {line.split()[0]: tuple(line.split()[1:4]) for line in lines}  # type: ignore[misc]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {status()}"
+        time.sleep(0.5)  # polling Docker's view of the containers; it has no wait for this
+
+
+def events() -> list[dict[str, object]]:
+    return [json.loads(line) for line in EVENTS.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    reason = docker_missing_reason()
+    if reason:
+        if os.environ.get("CI") or os.environ.get("ZCL_REQUIRE_DOCKER"):
+            pytest.fail(f"the Docker tier must run here: {reason}")
+        pytest.skip(reason)
+    try:
+        built = run("build", timeout=900)
+        assert built.returncode == 0, built.stderr
+        started = run("start", "--workers", "4")
+        assert started.returncode == 0, started.stderr
+        yield
+    finally:
+        run("cleanup")
+
+
+def test_start_brings_up_a_healthy_cluster(cluster: None) -> None:
+    services = status()
+    assert services["coordinator"][:2] == ("running", "healthy")
+    for node in ("worker1", "worker2", "worker3", "worker4"):
+        assert services[node] == ("running", "healthy", "-"), services
+
+
+def test_fail_kills_a_node_the_cluster_notices_and_recover_brings_it_back(cluster: None) -> None:
+    assert run("fail", "worker2").returncode == 0
+    assert status()["worker2"][0] == "exited" and status()["worker2"][2] == "failed"
+    wait_for(
+        lambda: any(
+            e.get("topic") == "worker.dead" and e.get("worker") == "worker2" for e in events()
+        ),
+        "the coordinator to declare worker2 dead",
+    )
+    assert run("recover", "worker2").returncode == 0
+    wait_for(lambda: status()["worker2"][:2] == ("running", "healthy"), "worker2 healthy again")
+    log = events()
+    fault = [e["event"] for e in log if e.get("target") == "worker2"]
+    assert fault == ["fault.start.fail", "fault.end.fail"]  # on the same timeline as the cluster's
+
+
+def test_pause_freezes_a_node_and_resume_thaws_it(cluster: None) -> None:
+    assert run("pause", "worker3").returncode == 0
+    assert status()["worker3"][0] == "paused"
+    assert run("resume", "worker3").returncode == 0
+    wait_for(lambda: status()["worker3"][:2] == ("running", "healthy"), "worker3 healthy again")
+
+
+def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
+    for args, message in (
+        (["fail", "worker9"], "no node 'worker9'"),
+        (["fail"], "name a node"),
+        (["start", "--workers", "many"], "--workers needs a whole number"),
+        (["explode"], "unknown command 'explode'"),
+    ):
+        done = run(*args)
+        assert done.returncode == 1, args
+        assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "fail NODE" in run("fail", "--help").stdout
+    assert run("logs", "worker1").returncode == 0
+
+
+def test_stop_then_cleanup_leaves_nothing(cluster: None) -> None:
+    assert run("stop").returncode == 0
+    assert {state for state, _, _ in status().values()} == {"exited"}
+    assert run("cleanup").returncode == 0
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert leftovers == ""
+    images = subprocess.run(
+        ["docker", "images", "-q", "zcl-node"], capture_output=True, text=True, check=True
+    ).stdout
+    assert images == ""
+    assert not (REPO / "docker" / ".build").exists()
