@@ -8,6 +8,8 @@
 #   logs [SERVICE]         recent logs of one service or all
 #   fail NODE / recover NODE    SIGKILL the node's container / start it again
 #   pause NODE / resume NODE    freeze / thaw every process on the node
+#   partition NODE [NODE...]    cut these nodes off from the rest (iptables DROP inside them)
+#   heal [NODE]            lift the partition of one node, or of all
 #   stop                   stop the cluster (containers stay for `start`)
 #   cleanup                remove everything this script made: containers, network, images, .build
 #
@@ -26,7 +28,7 @@ DEFAULT_WORKERS=3
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 compose() {
     local files=(-f "$HERE/docker-compose.yml")
@@ -162,6 +164,7 @@ cmd_status() {
         fault=-
         [ "$state" = exited ] && fault=failed
         [ "$state" = paused ] && fault=paused
+        [ "$state" = running ] && partitioned "$service" && fault=partitioned
         printf '%-12s %-10s %-10s %s\n' "$service" "$state" "$health" "$fault"
     done
 }
@@ -203,6 +206,59 @@ cmd_resume() {
     say "$1 running again"
 }
 
+ip_of() {
+    docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(container_of "$1")"
+}
+
+in_node() {  # run a command inside a node's container
+    docker exec "$(container_of "$1")" "${@:2}"
+}
+
+partitioned() {
+    in_node "$1" iptables -S ZCL-PARTITION >/dev/null 2>&1
+}
+
+cmd_partition() {
+    [ $# -gt 0 ] || die "name the node(s) to cut off, e.g. partition worker1 worker2"
+    local node other inside
+    for node in "$@"; do require_node "$node"; done
+    for node in "$@"; do
+        partitioned "$node" && die "$node is already partitioned (heal it first)"
+        in_node "$node" iptables -N ZCL-PARTITION
+        in_node "$node" iptables -I INPUT -j ZCL-PARTITION
+        in_node "$node" iptables -I OUTPUT -j ZCL-PARTITION
+        # Everyone not named is on the other side; the monitor only talks to the coordinator,
+        # so its view of the cluster stays intact.
+        for other in coordinator $(node_services); do
+            inside=0
+            for named in "$@"; do [ "$other" = "$named" ] && inside=1; done
+            [ $inside = 1 ] && continue
+            local address
+            address=$(ip_of "$other")
+            [ -n "$address" ] || continue
+            in_node "$node" iptables -A ZCL-PARTITION -s "$address" -j DROP
+            in_node "$node" iptables -A ZCL-PARTITION -d "$address" -j DROP
+        done
+        record fault.start.partition "$node"
+    done
+    say "partitioned: $*"
+}
+
+cmd_heal() {
+    local nodes=("$@") node
+    [ $# -gt 0 ] || mapfile -t nodes < <(node_services)
+    for node in "${nodes[@]}"; do
+        require_node "$node"
+        partitioned "$node" || continue
+        in_node "$node" iptables -D INPUT -j ZCL-PARTITION
+        in_node "$node" iptables -D OUTPUT -j ZCL-PARTITION
+        in_node "$node" iptables -F ZCL-PARTITION
+        in_node "$node" iptables -X ZCL-PARTITION
+        record fault.end.partition "$node"
+        say "healed $node"
+    done
+}
+
 cmd_stop() {
     compose stop >/dev/null 2>&1 || true
     record cluster.stopped all
@@ -225,8 +281,8 @@ VERB="${1:-}"
 shift
 case "$VERB" in
     -h|--help|help) usage ;;
-    build|start|status|logs|fail|recover|pause|resume|stop|cleanup)
+    build|start|status|logs|fail|recover|pause|resume|partition|heal|stop|cleanup)
         help_for "${1:-}"
         "cmd_$VERB" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume stop cleanup)" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal stop cleanup)" ;;
 esac

@@ -104,6 +104,24 @@ def test_pause_freezes_a_node_and_resume_thaws_it(cluster: None) -> None:
     wait_for(lambda: status()["worker3"][:2] == ("running", "healthy"), "worker3 healthy again")
 
 
+def test_a_partitioned_node_is_declared_dead_and_rejoins_when_healed(cluster: None) -> None:
+    def seen(topic: str, after: float) -> bool:
+        return any(
+            e.get("topic") == topic and e.get("worker") == "worker1" and float(e["ts"]) > after  # type: ignore[arg-type]
+            for e in events()
+        )
+
+    cut = time.time()  # before: the coordinator may notice while the script is still cutting
+    assert run("partition", "worker1").returncode == 0
+    assert status()["worker1"][2] == "partitioned"
+    wait_for(lambda: seen("worker.dead", cut), "the coordinator to declare worker1 dead")
+    assert run("partition", "worker1").returncode == 1  # twice is an error, not a second cut
+    healed = time.time()
+    assert run("heal").returncode == 0
+    wait_for(lambda: seen("worker.ready", healed), "worker1 to rejoin")
+    assert status()["worker1"] == ("running", "healthy", "-")
+
+
 def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
     for args, message in (
         (["fail", "worker9"], "no node 'worker9'"),
