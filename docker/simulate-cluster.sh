@@ -10,6 +10,8 @@
 #   pause NODE / resume NODE    freeze / thaw every process on the node
 #   partition NODE [NODE...]    cut these nodes off from the rest (iptables DROP inside them)
 #   heal [NODE]            lift the partition of one node, or of all
+#   test [--duration S]    a workload inside the cluster while nodes are killed and partitioned;
+#                          PASS only if every task and every journal record arrived exactly once
 #   stop                   stop the cluster (containers stay for `start`)
 #   cleanup                remove everything this script made: containers, network, images, .build
 #
@@ -28,7 +30,7 @@ DEFAULT_WORKERS=3
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 compose() {
     local files=(-f "$HERE/docker-compose.yml")
@@ -134,15 +136,16 @@ cmd_start() {
     mkdir -p "$BUILD/events"
     local nodes=()
     for n in $(seq 1 "$workers"); do nodes+=("worker$n"); done
-    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -lt "$workers" ]; then
+    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -le "$workers" ]; then
         rm -rf "$BUILD/keys"
         "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys" \
-            --nodes "${nodes[@]}" --controllers runner >/dev/null
+            --nodes "${nodes[@]}" collector --controllers runner >/dev/null
         chmod -R a+rX "$BUILD/keys"
     fi
     write_workers "$workers"
-    compose up -d --no-build coordinator monitor >/dev/null
+    compose up -d --no-build coordinator monitor collector >/dev/null
     wait_healthy coordinator
+    wait_healthy collector
     compose up -d --no-build "${nodes[@]}" >/dev/null
     say "waiting for ${#nodes[@]} node(s) to be healthy"
     for node in "${nodes[@]}"; do wait_healthy "$node"; done
@@ -259,6 +262,47 @@ cmd_heal() {
     done
 }
 
+cmd_test() {
+    local duration=20
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --duration) duration="${2:-}"; shift 2 || die "--duration needs seconds" ;;
+            *) die "test: unknown option '$1' (try test --help)" ;;
+        esac
+    done
+    [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "--duration needs whole seconds, got '$duration'"
+    mapfile -t nodes < <(node_services)
+    [ "${#nodes[@]}" -ge 2 ] || die "test needs a running cluster of 2 nodes or more (start)"
+    for node in "${nodes[@]}"; do
+        [ "$(docker inspect -f '{{.State.Status}}' "$(container_of "$node")")" = running ] \
+            || die "$node is not running: recover or heal it first (see status)"
+    done
+    local network
+    network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' \
+        "$(container_of coordinator)")
+    WORKLOAD=$(docker run -d --network "$network" --label "com.docker.compose.project=$PROJECT" \
+        --label zcl.role=workload -v "$BUILD/keys:/keys:ro" -v "$BUILD/events:/events" \
+        "$NODE_IMAGE" python -m cluster_sim.cluster_workload \
+        --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration")
+    trap 'docker rm -f "$WORKLOAD" >/dev/null 2>&1 || true' EXIT  # also when a fault step fails
+    record test.started "${nodes[*]}"
+    local third=$((duration / 4 + 1))
+    sleep "$third"  # let the load run before the first fault
+    cmd_fail "${nodes[0]}"
+    sleep "$third"
+    cmd_recover "${nodes[0]}"
+    cmd_partition "${nodes[1]}"
+    sleep "$third"
+    cmd_heal "${nodes[1]}"
+    say "faults healed; waiting for the workload to finish"
+    local code
+    code=$(docker wait "$WORKLOAD")
+    docker logs "$WORKLOAD" 2>&1 | tail -n 2
+    record test.finished "exit $code"
+    [ "$code" = 0 ] || die "the workload failed under faults (exit $code; logs above)"
+    say "PASS"
+}
+
 cmd_stop() {
     compose stop >/dev/null 2>&1 || true
     record cluster.stopped all
@@ -281,8 +325,8 @@ VERB="${1:-}"
 shift
 case "$VERB" in
     -h|--help|help) usage ;;
-    build|start|status|logs|fail|recover|pause|resume|partition|heal|stop|cleanup)
+    build|start|status|logs|fail|recover|pause|resume|partition|heal|test|stop|cleanup)
         help_for "${1:-}"
         "cmd_$VERB" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal stop cleanup)" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal test stop cleanup)" ;;
 esac

@@ -122,12 +122,27 @@ def test_a_partitioned_node_is_declared_dead_and_rejoins_when_healed(cluster: No
     assert status()["worker1"] == ("running", "healthy", "-")
 
 
+def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:
+    done = run("test", "--duration", "15", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert summary["tasks"]["completed"] == summary["tasks"]["submitted"] > 0
+    assert summary["commands"]["in_journal"] == summary["commands"]["planned"] > 0
+    assert "PASS" in done.stdout
+    targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
+    assert ("fault.start.fail", "worker1") in targets and (
+        "fault.end.partition",
+        "worker2",
+    ) in targets
+
+
 def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
     for args, message in (
         (["fail", "worker9"], "no node 'worker9'"),
         (["fail"], "name a node"),
         (["start", "--workers", "many"], "--workers needs a whole number"),
         (["explode"], "unknown command 'explode'"),
+        (["test", "--duration", "soon"], "--duration needs whole seconds"),
     ):
         done = run(*args)
         assert done.returncode == 1, args

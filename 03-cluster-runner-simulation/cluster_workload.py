@@ -1,0 +1,151 @@
+"""The workload `docker/simulate-cluster.sh test` runs inside the cluster while it injects faults.
+
+Two streams run side by side for `--duration` seconds and are then checked:
+- step 02: waves of echo tasks through the coordinator to the nodes' workers; every task must
+  come back exactly once (the client drops a second reply to the same correlation id);
+- step 03: commands on every node through its agent, each result journalled through the
+  ZeroMQ journal collector; a command a fault cut off is tried again once the node answers,
+  and every planned record must be in the collector's journal exactly once.
+
+It prints one JSON summary and a verdict line, PASS or FAIL with the reason, and exits 0 only on
+PASS. It fails loudly when nothing succeeded at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cluster_patterns.client import MdpClient
+from cluster_sim import keys
+from cluster_sim.journal import read_journal
+from cluster_sim.protocols import ExecutorError
+from cluster_sim.zmq_journal import ZmqJournalWriter
+from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from zmq_basics import lesson
+
+
+def tasks_through_the_coordinator(endpoint: str, duration_s: float, wave: int) -> dict[str, Any]:
+    completed = submitted = missing = duplicates = errors = 0
+    deadline = time.monotonic() + duration_s
+    with zmq.Context() as ctx:
+        client = MdpClient(ctx, endpoint, timeout_s=3.0, retries=10)
+        try:
+            while time.monotonic() < deadline:
+                report = client.batch(b"echo", [[b"task"]] * wave, in_flight=8)
+                submitted += report.submitted
+                completed += len(report.outcomes)
+                missing += len(report.missing)
+                duplicates += report.duplicates
+                errors += sum(1 for o in report.outcomes.values() if o.error)
+        finally:
+            client.close()
+    return {
+        "submitted": submitted,
+        "completed": completed,
+        "missing": missing,
+        "errors": errors,
+        "duplicate_replies_dropped": duplicates,
+    }
+
+
+async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any]:
+    controller = keys.load_controller_keys(args.keys)
+    nodes = args.nodes.split(",")
+    executors = {
+        node: ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
+        for node in nodes
+    }
+    journal = ZmqJournalWriter(args.collector, controller)
+    run_id = uuid.uuid4().hex[:8]  # the journal outlives runs: each run's records are its own
+    planned = [f"{run_id}-{node}-{n}" for n in range(args.commands) for node in nodes]
+    retried = 0
+
+    async def one(record_id: str) -> None:
+        nonlocal retried
+        node = record_id.split("-")[1]
+        give_up = time.monotonic() + args.duration + 120
+        while True:
+            try:
+                result = await executors[node].run(f"echo {record_id}", timeout_s=10)
+                break
+            except ExecutorError:
+                retried += 1
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.5)  # the node is down or cut off: try again shortly
+        await journal.write({"record_id": record_id, "node": node, "out": result.text().strip()})
+
+    try:
+        started = time.monotonic()
+        pace = args.duration / max(args.commands, 1)
+        for n in range(args.commands):  # spread over the run, so faults hit some of them
+            await asyncio.gather(*(one(f"{run_id}-{node}-{n}") for node in nodes))
+            await asyncio.sleep(max(0.0, started + (n + 1) * pace - time.monotonic()))
+        await journal.close()
+    finally:
+        for executor in executors.values():
+            await executor.close()
+    counts = collections.Counter(r["record_id"] for r in read_journal(args.journal))
+    return {
+        "planned": len(planned),
+        "in_journal": sum(1 for r in planned if counts[r] == 1),
+        "missing": sum(1 for r in planned if counts[r] == 0),
+        "doubled": sum(1 for r in planned if counts[r] > 1),
+        "retried": retried,
+    }
+
+
+def verdict(summary: dict[str, Any]) -> str | None:
+    tasks, commands = summary["tasks"], summary["commands"]
+    if tasks["completed"] == 0 or commands["in_journal"] == 0:
+        return "nothing succeeded"
+    if tasks["missing"] or tasks["errors"] or tasks["completed"] != tasks["submitted"]:
+        return f"tasks lost or failed: {tasks}"
+    if commands["missing"] or commands["doubled"]:
+        return f"journal records lost or doubled: {commands}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        tasks = asyncio.to_thread(
+            tasks_through_the_coordinator, args.coordinator, args.duration, args.wave
+        )
+        return await asyncio.gather(tasks, commands_through_the_agents(args))
+
+    tasks, commands = asyncio.run(both())
+    summary = {"tasks": tasks, "commands": commands}
+    print(json.dumps(summary, sort_keys=True))
+    problem = verdict(summary)
+    print("FAIL: " + problem if problem else "PASS: every task once, every record once")
+    return 1 if problem else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = lesson.program_parser(__doc__)
+    parser.prog = "python -m cluster_sim.cluster_workload"
+    parser.add_argument("--nodes", required=True, help="comma-separated node host names")
+    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://coordinator:5555")
+    lesson.add_endpoint(parser, "--collector", "ZCL_COLLECTOR", "tcp://collector:5570")
+    parser.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
+    parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--commands", type=lesson.positive_int, default=40, help="per node")
+    parser.add_argument("--wave", type=lesson.positive_int, default=20, help="tasks per batch")
+    parser.set_defaults(func=run)
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
