@@ -68,12 +68,12 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
     }
     journal = ZmqJournalWriter(args.collector, controller)
     run_id = uuid.uuid4().hex[:8]  # the journal outlives runs: each run's records are its own
-    planned = [f"{run_id}-{node}-{n}" for n in range(args.commands) for node in nodes]
+    planned = [f"{run_id}:{node}:{n}" for n in range(args.commands) for node in nodes]
     retried = 0
 
     async def one(record_id: str) -> None:
         nonlocal retried
-        node = record_id.split("-")[1]
+        node = record_id.split(":")[1]
         give_up = time.monotonic() + args.duration + 120
         while True:
             try:
@@ -90,7 +90,7 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
         started = time.monotonic()
         pace = args.duration / max(args.commands, 1)
         for n in range(args.commands):  # spread over the run, so faults hit some of them
-            await asyncio.gather(*(one(f"{run_id}-{node}-{n}") for node in nodes))
+            await asyncio.gather(*(one(f"{run_id}:{node}:{n}") for node in nodes))
             await asyncio.sleep(max(0.0, started + (n + 1) * pace - time.monotonic()))
         await journal.close()
     finally:
