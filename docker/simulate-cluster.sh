@@ -10,7 +10,9 @@
 #   pause NODE / resume NODE    freeze / thaw every process on the node
 #   partition NODE [NODE...]    cut these nodes off from the rest (iptables DROP inside them)
 #   heal [NODE]            lift the partition of one node, or of all
-#   test [--duration S]    a workload inside the cluster while nodes are killed and partitioned;
+#   flaky NODE LOSS%       drop that share of the node's packets at random (iptables statistic)
+#   fast NODE              take the lossy link away again
+#   test [--duration S]    a workload inside the cluster while nodes are killed, partitioned and lossy;
 #                          PASS only if every task and every journal record arrived exactly once
 #   stop                   stop the cluster (containers stay for `start`)
 #   cleanup                remove everything this script made: containers, network, images, .build
@@ -30,7 +32,7 @@ DEFAULT_WORKERS=3
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 compose() {
     local files=(-f "$HERE/docker-compose.yml")
@@ -167,7 +169,10 @@ cmd_status() {
         fault=-
         [ "$state" = exited ] && fault=failed
         [ "$state" = paused ] && fault=paused
-        [ "$state" = running ] && partitioned "$service" && fault=partitioned
+        if [ "$state" = running ]; then
+            partitioned "$service" && fault=partitioned
+            lossy "$service" && fault=flaky
+        fi
         printf '%-12s %-10s %-10s %s\n' "$service" "$state" "$health" "$fault"
     done
 }
@@ -262,6 +267,38 @@ cmd_heal() {
     done
 }
 
+lossy() {
+    in_node "$1" iptables -S ZCL-FLAKY >/dev/null 2>&1
+}
+
+cmd_flaky() {
+    require_node "${1:-}"
+    local loss="${2:-}"
+    [[ "$loss" =~ ^([1-9][0-9]?)%?$ ]] || die "flaky needs a loss between 1% and 99%, got '$loss'"
+    loss="${BASH_REMATCH[1]}"
+    lossy "$1" && die "$1 is already flaky (fast $1 first)"
+    in_node "$1" iptables -N ZCL-FLAKY
+    in_node "$1" iptables -A ZCL-FLAKY -i lo -j RETURN
+    in_node "$1" iptables -A ZCL-FLAKY -o lo -j RETURN
+    in_node "$1" iptables -A ZCL-FLAKY -m statistic --mode random \
+        --probability "$(printf '0.%02d' "$loss")" -j DROP
+    in_node "$1" iptables -I INPUT -j ZCL-FLAKY
+    in_node "$1" iptables -I OUTPUT -j ZCL-FLAKY
+    record "fault.start.flaky.$loss%" "$1"
+    say "$1 now loses $loss% of its packets"
+}
+
+cmd_fast() {
+    require_node "${1:-}"
+    lossy "$1" || { say "$1 has no lossy link"; return 0; }
+    in_node "$1" iptables -D INPUT -j ZCL-FLAKY
+    in_node "$1" iptables -D OUTPUT -j ZCL-FLAKY
+    in_node "$1" iptables -F ZCL-FLAKY
+    in_node "$1" iptables -X ZCL-FLAKY
+    record fault.end.flaky "$1"
+    say "$1 has a clean link again"
+}
+
 cmd_test() {
     local duration=20
     while [ $# -gt 0 ]; do
@@ -287,6 +324,7 @@ cmd_test() {
     trap 'docker rm -f "$WORKLOAD" >/dev/null 2>&1 || true' EXIT  # also when a fault step fails
     record test.started "${nodes[*]}"
     local third=$((duration / 4 + 1))
+    [ "${#nodes[@]}" -ge 3 ] && cmd_flaky "${nodes[2]}" 20  # a lossy link for the whole run
     sleep "$third"  # let the load run before the first fault
     cmd_fail "${nodes[0]}"
     sleep "$third"
@@ -294,6 +332,7 @@ cmd_test() {
     cmd_partition "${nodes[1]}"
     sleep "$third"
     cmd_heal "${nodes[1]}"
+    [ "${#nodes[@]}" -ge 3 ] && cmd_fast "${nodes[2]}"
     say "faults healed; waiting for the workload to finish"
     local code
     code=$(docker wait "$WORKLOAD")
@@ -325,8 +364,8 @@ VERB="${1:-}"
 shift
 case "$VERB" in
     -h|--help|help) usage ;;
-    build|start|status|logs|fail|recover|pause|resume|partition|heal|test|stop|cleanup)
+    build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|fast|test|stop|cleanup)
         help_for "${1:-}"
         "cmd_$VERB" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal test stop cleanup)" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky fast test stop cleanup)" ;;
 esac

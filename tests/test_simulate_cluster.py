@@ -122,6 +122,17 @@ def test_a_partitioned_node_is_declared_dead_and_rejoins_when_healed(cluster: No
     assert status()["worker1"] == ("running", "healthy", "-")
 
 
+def test_flaky_makes_a_node_lose_packets_and_fast_takes_it_away(cluster: None) -> None:
+    assert run("flaky", "worker4", "40%").returncode == 0
+    assert status()["worker4"][2] == "flaky"
+    assert run("flaky", "worker4", "10").returncode == 1  # already flaky: one fault at a time
+    assert run("fast", "worker4").returncode == 0
+    assert status()["worker4"][2] == "-"
+    targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
+    assert ("fault.start.flaky.40%", "worker4") in targets
+    assert ("fault.end.flaky", "worker4") in targets
+
+
 def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:
     done = run("test", "--duration", "15", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -143,6 +154,7 @@ def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
         (["start", "--workers", "many"], "--workers needs a whole number"),
         (["explode"], "unknown command 'explode'"),
         (["test", "--duration", "soon"], "--duration needs whole seconds"),
+        (["flaky", "worker1", "150%"], "a loss between 1% and 99%"),
     ):
         done = run(*args)
         assert done.returncode == 1, args
