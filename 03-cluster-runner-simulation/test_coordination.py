@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +25,12 @@ from cluster_sim.schedules import run_schedule
 from cluster_sim.simulated_cluster import SimulatedCluster, both_transports
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from cluster_sim.zmq_operational_context import build_zmq_context
+from tests.conftest import skip_here_fail_on_ci
 
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest) -> Iterator[SimulatedCluster]:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the coordination tests: {reason}")
-        pytest.skip(reason)
+    skip_here_fail_on_ci(sshd_missing_reason(), "the coordination tests")
     with SimulatedCluster(nodes=getattr(request, "param", 4)) as simulated:
         yield simulated
 
@@ -68,21 +64,27 @@ async def test_the_same_run_gives_the_same_journal_over_ssh_and_zeromq(
     assert all(r["passed"] for r in zmq_records)
 
 
+async def run_killing_one_agent(
+    cluster: SimulatedCluster, victim: str, journal: Path, **context: Any
+) -> dict[str, dict[str, Any]]:
+    """All servers, with `victim`'s agent SIGKILLed while its test runs; records by node."""
+    async with build_zmq_context(
+        cluster.descriptor(), None, FileJournalWriter(journal), agent_silence_s=1.0, **context
+    ) as ctx:
+        run = asyncio.create_task(
+            run_schedule(ctx, "all_servers", program=cluster.perftest, options="--duration 2")
+        )
+        await wait_running(cluster, victim)
+        cluster.agents[victim].kill(signal.SIGKILL)
+        await asyncio.wait_for(run, 30)
+    return {r["node"]: r for r in read_journal(journal)}
+
+
 @pytest.mark.asyncio
 async def test_an_agent_killed_mid_schedule_fails_its_test_and_the_rest_goes_on(
     cluster: SimulatedCluster, tmp_path: Path
 ) -> None:
-    journal = tmp_path / "journal.jsonl"
-    async with build_zmq_context(
-        cluster.descriptor(), None, FileJournalWriter(journal), agent_silence_s=1.0
-    ) as context:
-        run = asyncio.create_task(
-            run_schedule(context, "all_servers", program=cluster.perftest, options="--duration 2")
-        )
-        await wait_running(cluster, "node02")
-        cluster.agents["node02"].kill(signal.SIGKILL)
-        await asyncio.wait_for(run, 30)
-    records = {r["node"]: r for r in read_journal(journal)}
+    records = await run_killing_one_agent(cluster, "node02", tmp_path / "journal.jsonl")
     assert sorted(records) == cluster.node_ids
     assert not records["node02"]["passed"]
     assert "TransportError" in records["node02"]["error"]
@@ -93,17 +95,9 @@ async def test_an_agent_killed_mid_schedule_fails_its_test_and_the_rest_goes_on(
 async def test_with_fallback_a_killed_agent_is_served_over_ssh(
     cluster: SimulatedCluster, tmp_path: Path
 ) -> None:
-    journal = tmp_path / "journal.jsonl"
-    async with build_zmq_context(
-        cluster.descriptor(), None, FileJournalWriter(journal), fallback=True, agent_silence_s=1.0
-    ) as context:
-        run = asyncio.create_task(
-            run_schedule(context, "all_servers", program=cluster.perftest, options="--duration 2")
-        )
-        await wait_running(cluster, "node03")
-        cluster.agents["node03"].kill(signal.SIGKILL)
-        await asyncio.wait_for(run, 30)
-    records = {r["node"]: r for r in read_journal(journal)}
+    records = await run_killing_one_agent(
+        cluster, "node03", tmp_path / "journal.jsonl", fallback=True
+    )
     assert all(record["passed"] for record in records.values())
     assert records["node03"]["transport"] == "ssh"
     assert {records[n]["transport"] for n in cluster.node_ids if n != "node03"} == {"zmq"}

@@ -46,6 +46,16 @@ def leaves_nothing_running() -> Iterator[None]:
     assert not leftover_threads, f"test left threads running: {leftover_threads}"
 
 
+def skip_here_fail_on_ci(reason: str | None, what: str) -> None:
+    """A tier that needs a real part (sshd, Docker) skips where it is missing, except on CI
+    (or with ZCL_REQUIRE_ALL=1), where a missing part must fail the run, not hide it."""
+    if reason is None:
+        return
+    if os.environ.get("CI") or os.environ.get("ZCL_REQUIRE_ALL"):
+        pytest.fail(f"{what} must run here: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def keydir(tmp_path: Path) -> Path:
     """CurveZMQ keys for one node ("node1") and one controller ("runner"), trusting each other."""
@@ -57,11 +67,7 @@ def keydir(tmp_path: Path) -> Path:
 @pytest.fixture
 def sshd() -> Iterator[OpenSshServer]:
     """A real OpenSSH server on loopback; skipped where none can run, except on CI."""
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the SSH tests: {reason}")
-        pytest.skip(reason)
+    skip_here_fail_on_ci(sshd_missing_reason(), "the SSH tests")
     with OpenSshServer() as server:
         yield server
 

@@ -2,7 +2,7 @@
 
 Slow (the first build makes a Debian base image and the project image: a few minutes), so the
 cluster is built and started once for the module and the verbs run in order against it. Where
-no Docker Engine answers the tier skips, except on CI (or with ZCL_REQUIRE_DOCKER=1), where it
+no Docker Engine answers the tier skips, except on CI (or with ZCL_REQUIRE_ALL=1), where it
 must run.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.agents import free_port
-from tests.conftest import REPO
+from tests.conftest import REPO, skip_here_fail_on_ci
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 EVENTS = REPO / "docker" / ".build" / "events" / "events.jsonl"
@@ -59,11 +59,7 @@ def events() -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    reason = docker_missing_reason()
-    if reason:
-        if os.environ.get("CI") or os.environ.get("ZCL_REQUIRE_DOCKER"):
-            pytest.fail(f"the Docker tier must run here: {reason}")
-        pytest.skip(reason)
+    skip_here_fail_on_ci(docker_missing_reason(), "the Docker tier")
     try:
         built = run("build", timeout=900)
         assert built.returncode == 0, built.stderr
