@@ -4,7 +4,12 @@
 set -eu
 node="${NODE_NAME:?NODE_NAME is not set}"
 ssh-keygen -A >/dev/null
-/usr/sbin/sshd -D -e &
+if [ -f /keys/ssh/id_ed25519.pub ]; then  # the cluster's SSH key logs in as root (bench)
+    install -d -m 700 /root/.ssh
+    install -m 600 /keys/ssh/id_ed25519.pub /root/.ssh/authorized_keys
+fi
+# As many channels per connection as the agent takes commands in flight (sshd's default is 10).
+/usr/sbin/sshd -D -e -o MaxSessions=64 -o MaxStartups=100:30:200 -o UseDNS=no &
 python -m cluster_sim.node_agent --bind "tcp://*:5560" --keys "/keys/nodes/$node" &
 python -m cluster_patterns.worker --coordinator tcp://coordinator:5555 --name "$node" \
     --tag "$node" &

@@ -11,9 +11,14 @@
 #   partition NODE [NODE...]    cut these nodes off from the rest (iptables DROP inside them)
 #   heal [NODE]            lift the partition of one node, or of all
 #   flaky NODE LOSS%       drop that share of the node's packets at random (iptables statistic)
-#   fast NODE              take the lossy link away again
+#   slow NODE DELAY        add DELAY (e.g. 100ms) to every round trip through the node (a relay,
+#                          as this kernel may have no netem; resets the node's connections once)
+#   fast NODE              take the lossy and slow links away again
 #   test [--duration S]    a workload inside the cluster while nodes are killed, partitioned and lossy;
 #                          PASS only if every task and every journal record arrived exactly once
+#   bench [--quick] [--json FILE]
+#                          SSH vs ZeroMQ between containers, and how long the coordinator takes
+#                          to notice a node killed, frozen or cut off (docker/.build/bench.json)
 #   stop                   stop the cluster (containers stay for `start`)
 #   cleanup                remove everything this script made: containers, network, images, .build
 #
@@ -29,10 +34,14 @@ BASE_IMAGE="zcl-base:bookworm"
 NODE_IMAGE="zcl-node:latest"
 EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
+SLOW_PORT=15001  # the slow-link relay inside a node
+SLOW_MARK=0x2c1  # the relay marks its own connections (cluster_sim.slow_link.RELAY_MARK)
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() {  # the header comment above, without its hash marks
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
+}
 
 compose() {
     local files=(-f "$HERE/docker-compose.yml")
@@ -63,10 +72,12 @@ require_node() {
         || die "no node '$name' in this cluster (nodes: $(node_services | tr '\n' ' '))"
 }
 
-record() {  # one line in the shared event log: what happened, to whom, when
+now() { date +%s.%N; }
+
+record() {  # one line in the shared event log: what happened, to whom, when (default: now)
     mkdir -p "$(dirname "$EVENTS")"
     printf '{"ts": %s, "source": "simulate-cluster", "event": "%s", "target": "%s"}\n' \
-        "$(date +%s.%N)" "$1" "$2" >> "$EVENTS"
+        "${3:-$(now)}" "$1" "$2" >> "$EVENTS"
 }
 
 help_for() {  # `VERB --help` prints the verb's line of the usage
@@ -142,8 +153,13 @@ cmd_start() {
         rm -rf "$BUILD/keys"
         "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys" \
             --nodes "${nodes[@]}" collector --controllers runner >/dev/null
-        chmod -R a+rX "$BUILD/keys"
     fi
+    if [ ! -f "$BUILD/keys/ssh/id_ed25519" ]; then  # for the SSH side of `bench`
+        mkdir -p "$BUILD/keys/ssh"
+        docker run --rm -v "$BUILD/keys/ssh:/ssh" "$NODE_IMAGE" \
+            ssh-keygen -q -t ed25519 -N '' -C zcl-bench -f /ssh/id_ed25519
+    fi
+    chmod -R a+rX "$BUILD/keys"
     write_workers "$workers"
     compose up -d --no-build coordinator monitor collector >/dev/null
     wait_healthy coordinator
@@ -153,6 +169,15 @@ cmd_start() {
     for node in "${nodes[@]}"; do wait_healthy "$node"; done
     record cluster.started "${#nodes[@]} nodes"
     say "cluster up: coordinator, monitor, ${nodes[*]}"
+}
+
+link_faults() {  # a node's network faults in force, e.g. "partitioned,slow", or "-"
+    local faults=()
+    partitioned "$1" && faults+=(partitioned)
+    lossy "$1" && faults+=(flaky)
+    slowed "$1" && faults+=(slow)
+    [ ${#faults[@]} -gt 0 ] || faults=(-)
+    (IFS=,; echo "${faults[*]}")
 }
 
 cmd_status() {
@@ -169,9 +194,8 @@ cmd_status() {
         fault=-
         [ "$state" = exited ] && fault=failed
         [ "$state" = paused ] && fault=paused
-        if [ "$state" = running ]; then
-            partitioned "$service" && fault=partitioned
-            lossy "$service" && fault=flaky
+        if [ "$state" = running ] && [ "$(docker inspect -f '{{index .Config.Labels "zcl.role"}}' "$id")" = node ]; then
+            fault=$(link_faults "$service")
         fi
         printf '%-12s %-10s %-10s %s\n' "$service" "$state" "$health" "$fault"
     done
@@ -188,29 +212,33 @@ cmd_logs() {
 
 cmd_fail() {
     require_node "${1:-}"
+    FAULT_TS=$(now)
     docker kill --signal KILL "$(container_of "$1")" >/dev/null
-    record fault.start.fail "$1"
+    record fault.start.fail "$1" "$FAULT_TS"
     say "$1 killed (SIGKILL)"
 }
 
 cmd_recover() {
     require_node "${1:-}"
+    FAULT_TS=$(now)
     docker start "$(container_of "$1")" >/dev/null
-    record fault.end.fail "$1"
+    record fault.end.fail "$1" "$FAULT_TS"
     say "$1 started again"
 }
 
 cmd_pause() {
     require_node "${1:-}"
+    FAULT_TS=$(now)
     docker pause "$(container_of "$1")" >/dev/null
-    record fault.start.pause "$1"
+    record fault.start.pause "$1" "$FAULT_TS"
     say "$1 frozen"
 }
 
 cmd_resume() {
     require_node "${1:-}"
+    FAULT_TS=$(now)
     docker unpause "$(container_of "$1")" >/dev/null
-    record fault.end.pause "$1"
+    record fault.end.pause "$1" "$FAULT_TS"
     say "$1 running again"
 }
 
@@ -228,26 +256,24 @@ partitioned() {
 
 cmd_partition() {
     [ $# -gt 0 ] || die "name the node(s) to cut off, e.g. partition worker1 worker2"
-    local node other inside
+    local node named
     for node in "$@"; do require_node "$node"; done
     for node in "$@"; do
         partitioned "$node" && die "$node is already partitioned (heal it first)"
-        in_node "$node" iptables -N ZCL-PARTITION
-        in_node "$node" iptables -I INPUT -j ZCL-PARTITION
-        in_node "$node" iptables -I OUTPUT -j ZCL-PARTITION
-        # Everyone not named is on the other side; the monitor only talks to the coordinator,
-        # so its view of the cluster stays intact.
-        for other in coordinator $(node_services); do
-            inside=0
-            for named in "$@"; do [ "$other" = "$named" ] && inside=1; done
-            [ $inside = 1 ] && continue
-            local address
-            address=$(ip_of "$other")
-            [ -n "$address" ] || continue
-            in_node "$node" iptables -A ZCL-PARTITION -s "$address" -j DROP
-            in_node "$node" iptables -A ZCL-PARTITION -d "$address" -j DROP
+        # The node keeps its loopback and the other nodes named with it; everything else
+        # (coordinator, collector, runners) is on the far side. The monitor talks only to the
+        # coordinator, so its view of the cluster stays intact.
+        local rules="iptables -N ZCL-PARTITION && iptables -A ZCL-PARTITION -i lo -j RETURN"
+        rules+=" && iptables -A ZCL-PARTITION -o lo -j RETURN"
+        for named in "$@"; do
+            [ "$named" = "$node" ] && continue
+            rules+=" && iptables -A ZCL-PARTITION -s $(ip_of "$named") -j RETURN"
+            rules+=" && iptables -A ZCL-PARTITION -d $(ip_of "$named") -j RETURN"
         done
-        record fault.start.partition "$node"
+        in_node "$node" sh -c "$rules && iptables -A ZCL-PARTITION -j DROP"
+        FAULT_TS=$(now)  # the partition begins when the chain is hooked in
+        in_node "$node" sh -c "iptables -I INPUT -j ZCL-PARTITION && iptables -I OUTPUT -j ZCL-PARTITION"
+        record fault.start.partition "$node" "$FAULT_TS"
     done
     say "partitioned: $*"
 }
@@ -258,11 +284,12 @@ cmd_heal() {
     for node in "${nodes[@]}"; do
         require_node "$node"
         partitioned "$node" || continue
+        FAULT_TS=$(now)
         in_node "$node" iptables -D INPUT -j ZCL-PARTITION
         in_node "$node" iptables -D OUTPUT -j ZCL-PARTITION
         in_node "$node" iptables -F ZCL-PARTITION
         in_node "$node" iptables -X ZCL-PARTITION
-        record fault.end.partition "$node"
+        record fault.end.partition "$node" "$FAULT_TS"
         say "healed $node"
     done
 }
@@ -288,15 +315,80 @@ cmd_flaky() {
     say "$1 now loses $loss% of its packets"
 }
 
+slowed() {
+    in_node "$1" iptables -t nat -S ZCL-SLOW >/dev/null 2>&1
+}
+
+cmd_slow() {
+    require_node "${1:-}"
+    local delay="${2:-}"
+    [[ "$delay" =~ ^([0-9]+)(ms|s)$|^([0-9]*\.[0-9]+)s$ ]] \
+        || die "slow needs a delay such as 100ms or 0.5s, got '$delay'"
+    slowed "$1" && die "$1 is already slow (fast $1 first)"
+    docker exec -d "$(container_of "$1")" \
+        python -m cluster_sim.slow_link --port "$SLOW_PORT" --delay "$delay"
+    local deadline=$((SECONDS + 10))
+    until [ -n "$(in_node "$1" ss -Hltn "sport = :$SLOW_PORT")" ]; do
+        [ $SECONDS -lt $deadline ] || die "the slow-link relay did not start on $1 (delay '$delay')"
+        sleep 0.1  # the relay runs detached: poll for its listening socket
+    done
+    # Every TCP connection into or out of the node goes through the relay, except the relay's
+    # own (marked) and the node's loopback traffic.
+    in_node "$1" iptables -t nat -N ZCL-SLOW
+    in_node "$1" iptables -t nat -A ZCL-SLOW -m mark --mark "$SLOW_MARK" -j RETURN
+    in_node "$1" iptables -t nat -A ZCL-SLOW -d 127.0.0.0/8 -j RETURN
+    in_node "$1" iptables -t nat -A ZCL-SLOW -p tcp -j REDIRECT --to-ports "$SLOW_PORT"
+    in_node "$1" iptables -t nat -I OUTPUT -j ZCL-SLOW
+    in_node "$1" iptables -t nat -I PREROUTING -j ZCL-SLOW
+    # Open connections keep their old path: reset them, so they reconnect through the relay.
+    in_node "$1" ss -K -t state established '( not dst 127.0.0.0/8 )' >/dev/null
+    record "fault.start.slow.$delay" "$1"
+    say "$1 now adds $delay to every round trip"
+}
+
 cmd_fast() {
     require_node "${1:-}"
-    lossy "$1" || { say "$1 has no lossy link"; return 0; }
-    in_node "$1" iptables -D INPUT -j ZCL-FLAKY
-    in_node "$1" iptables -D OUTPUT -j ZCL-FLAKY
-    in_node "$1" iptables -F ZCL-FLAKY
-    in_node "$1" iptables -X ZCL-FLAKY
-    record fault.end.flaky "$1"
-    say "$1 has a clean link again"
+    local healed=0
+    if lossy "$1"; then
+        in_node "$1" iptables -D INPUT -j ZCL-FLAKY
+        in_node "$1" iptables -D OUTPUT -j ZCL-FLAKY
+        in_node "$1" iptables -F ZCL-FLAKY
+        in_node "$1" iptables -X ZCL-FLAKY
+        record fault.end.flaky "$1"
+        healed=1
+    fi
+    if slowed "$1"; then
+        in_node "$1" iptables -t nat -D OUTPUT -j ZCL-SLOW
+        in_node "$1" iptables -t nat -D PREROUTING -j ZCL-SLOW
+        in_node "$1" iptables -t nat -F ZCL-SLOW
+        in_node "$1" iptables -t nat -X ZCL-SLOW
+        in_node "$1" pkill -f cluster_sim.slow_link  # its connections close: peers reconnect
+        record fault.end.slow "$1"
+        healed=1
+    fi
+    [ $healed = 1 ] || { say "$1 has no lossy or slow link"; return 0; }
+    say "$1 has a clean, fast link again"
+}
+
+require_clean_cluster() {  # sets `nodes`: 2 or more, all running, none with a fault
+    mapfile -t nodes < <(node_services)
+    [ "${#nodes[@]}" -ge 2 ] || die "$1 needs a running cluster of 2 nodes or more (start)"
+    local node
+    for node in "${nodes[@]}"; do
+        [ "$(docker inspect -f '{{.State.Status}}' "$(container_of "$node")")" = running ] \
+            || die "$node is not running: recover or resume it first (see status)"
+        [ "$(link_faults "$node")" = - ] || die "$node has a fault in force: heal or fast it first"
+    done
+}
+
+start_in_cluster() {  # ROLE CMD...: run CMD in a container of our image on the cluster's network
+    local network
+    network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' \
+        "$(container_of coordinator)")
+    IN_CLUSTER=$(docker run -d --network "$network" --label "com.docker.compose.project=$PROJECT" \
+        --label "zcl.role=$1" -v "$BUILD/keys:/keys:ro" -v "$BUILD/events:/events" \
+        "$NODE_IMAGE" "${@:2}")
+    trap 'docker rm -f "$IN_CLUSTER" >/dev/null 2>&1 || true' EXIT  # also when a step fails
 }
 
 cmd_test() {
@@ -308,23 +400,15 @@ cmd_test() {
         esac
     done
     [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "--duration needs whole seconds, got '$duration'"
-    mapfile -t nodes < <(node_services)
-    [ "${#nodes[@]}" -ge 2 ] || die "test needs a running cluster of 2 nodes or more (start)"
-    for node in "${nodes[@]}"; do
-        [ "$(docker inspect -f '{{.State.Status}}' "$(container_of "$node")")" = running ] \
-            || die "$node is not running: recover or heal it first (see status)"
-    done
-    local network
-    network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' \
-        "$(container_of coordinator)")
-    WORKLOAD=$(docker run -d --network "$network" --label "com.docker.compose.project=$PROJECT" \
-        --label zcl.role=workload -v "$BUILD/keys:/keys:ro" -v "$BUILD/events:/events" \
-        "$NODE_IMAGE" python -m cluster_sim.cluster_workload \
-        --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration")
-    trap 'docker rm -f "$WORKLOAD" >/dev/null 2>&1 || true' EXIT  # also when a fault step fails
+    require_clean_cluster test
+    start_in_cluster workload python -m cluster_sim.cluster_workload \
+        --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
     record test.started "${nodes[*]}"
     local third=$((duration / 4 + 1))
-    [ "${#nodes[@]}" -ge 3 ] && cmd_flaky "${nodes[2]}" 20  # a lossy link for the whole run
+    if [ "${#nodes[@]}" -ge 3 ]; then  # a slow and lossy link for the whole run
+        cmd_slow "${nodes[2]}" 50ms
+        cmd_flaky "${nodes[2]}" 20
+    fi
     sleep "$third"  # let the load run before the first fault
     cmd_fail "${nodes[0]}"
     sleep "$third"
@@ -335,11 +419,54 @@ cmd_test() {
     [ "${#nodes[@]}" -ge 3 ] && cmd_fast "${nodes[2]}"
     say "faults healed; waiting for the workload to finish"
     local code
-    code=$(docker wait "$WORKLOAD")
-    docker logs "$WORKLOAD" 2>&1 | tail -n 2
+    code=$(docker wait "$IN_CLUSTER")
+    docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
     record test.finished "exit $code"
     [ "$code" = 0 ] || die "the workload failed under faults (exit $code; logs above)"
     say "PASS"
+}
+
+wait_event() {  # TOPIC NODE SINCE OFFSET: seconds from SINCE until the coordinator said TOPIC
+    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench wait-event \
+        --events "$EVENTS" --topic "$1" --worker "$2" --since "$3" --offset "$4" \
+        || die "the coordinator never reported $1 for $2"
+}
+
+cmd_bench() {
+    local out="" transports=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --json) out="${2:-}"; shift 2 || die "--json needs a file name" ;;
+            --quick) transports=(--rounds 2 --latency 20 --throughput 100); shift ;;
+            *) die "bench: unknown option '$1' (try bench --help)" ;;
+        esac
+    done
+    require_clean_cluster bench
+    local target="${nodes[0]}" victim="${nodes[-1]}"
+    say "SSH vs ZeroMQ, from a runner container to $target"
+    start_in_cluster bench python -m cluster_sim.cluster_bench transports --node "$target" \
+        --out /events/bench-transports.json "${transports[@]}"
+    docker logs -f "$IN_CLUSTER"
+    [ "$(docker wait "$IN_CLUSTER")" = 0 ] || die "the transport measurement failed (output above)"
+    local faults=() kind offset detected rejoined
+    for kind in fail pause partition; do
+        say "failure detection: $kind $victim"
+        offset=$(stat -c %s "$EVENTS")
+        "cmd_$kind" "$victim"
+        detected=$(wait_event worker.dead "$victim" "$FAULT_TS" "$offset")
+        offset=$(stat -c %s "$EVENTS")
+        case $kind in
+            fail) cmd_recover "$victim" ;;
+            pause) cmd_resume "$victim" ;;
+            partition) cmd_heal "$victim" ;;
+        esac
+        rejoined=$(wait_event worker.joined "$victim" "$FAULT_TS" "$offset")
+        wait_healthy "$victim"
+        faults+=(--fault "$kind" "$detected" "$rejoined")
+    done
+    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench report \
+        --transports "$BUILD/events/bench-transports.json" "${faults[@]}" --json "$BUILD/bench.json"
+    if [ -n "$out" ]; then cp "$BUILD/bench.json" "$out" && say "saved $out"; fi
 }
 
 cmd_stop() {
@@ -364,8 +491,8 @@ VERB="${1:-}"
 shift
 case "$VERB" in
     -h|--help|help) usage ;;
-    build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|fast|test|stop|cleanup)
+    build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|slow|fast|test|bench|stop|cleanup)
         help_for "${1:-}"
         "cmd_$VERB" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky fast test stop cleanup)" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast test bench stop cleanup)" ;;
 esac

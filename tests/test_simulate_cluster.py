@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +130,88 @@ def test_flaky_makes_a_node_lose_packets_and_fast_takes_it_away(cluster: None) -
     assert ("fault.end.flaky", "worker4") in targets
 
 
+def container_of(service: str) -> str:
+    return subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+# From one node, how long another node's agent takes to send the first byte of its ZMTP
+# greeting (it sends it as soon as a connection is accepted): a bare network round trip.
+GREETING_PROBE = """
+import socket, sys, time
+samples = []
+for _ in range(5):
+    with socket.create_connection((sys.argv[1], 5560), timeout=10) as conn:
+        started = time.monotonic()
+        assert conn.recv(1)
+        samples.append(time.monotonic() - started)
+print(sorted(samples)[2])
+"""
+
+
+def greeting_s(to_node: str) -> float:
+    probe = subprocess.run(
+        ["docker", "exec", container_of("worker1"), "python", "-c", GREETING_PROBE, to_node],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return float(probe.stdout)
+
+
+def test_slow_delays_a_nodes_traffic_and_fast_takes_it_away(cluster: None) -> None:
+    assert run("slow", "worker4", "300ms").returncode == 0
+    assert status()["worker4"][2] == "slow"
+    assert run("slow", "worker4", "10ms").returncode == 1  # already slow: one delay at a time
+    assert run("flaky", "worker4", "5%").returncode == 0
+    assert status()["worker4"][2] == "flaky,slow"
+    slowed = greeting_s("worker4")
+    assert slowed >= 0.15  # the greeting is held half the delay; unslowed it takes about 1 ms
+    wait_for(lambda: status()["worker4"][1] == "healthy", "worker4 to stay healthy while slow")
+    assert run("fast", "worker4").returncode == 0
+    assert status()["worker4"][2] == "-"
+    relay = subprocess.run(
+        ["docker", "exec", container_of("worker4"), "pgrep", "-f", "cluster_sim.slow_link"],
+        capture_output=True,
+        check=False,
+    )
+    assert relay.returncode == 1  # the relay is gone with the rules
+    assert greeting_s("worker4") < slowed
+    targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
+    assert ("fault.start.slow.300ms", "worker4") in targets
+    assert ("fault.end.slow", "worker4") in targets
+
+
+def test_bench_measures_both_transports_and_detection_across_containers(
+    cluster: None, tmp_path: Path
+) -> None:
+    saved = tmp_path / "bench.json"
+    done = run("bench", "--quick", "--json", str(saved), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(saved.read_text())
+    for method in ("ssh_persistent_asyncssh", "zmq", "ssh_fresh_asyncssh"):
+        assert report["latency"][method]["p50_ms"] > 0
+    assert report["throughput"]["zmq"]["per_s"] > 0
+    assert set(report["detection"]) == {"fail", "pause", "partition"}
+    for fault in report["detection"].values():
+        assert 0 < fault["detected_s"] < 30 and 0 < fault["rejoined_s"] < 30
+    assert "failure detection" in done.stdout
+    assert {health for _, health, _ in status().values()} <= {"healthy", "-"}  # all healed
+
+
 def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:
     done = run("test", "--duration", "15", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -137,10 +220,13 @@ def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: N
     assert summary["commands"]["in_journal"] == summary["commands"]["planned"] > 0
     assert "PASS" in done.stdout
     targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
-    assert ("fault.start.fail", "worker1") in targets and (
-        "fault.end.partition",
-        "worker2",
-    ) in targets
+    for fault in (
+        ("fault.start.fail", "worker1"),
+        ("fault.end.partition", "worker2"),
+        ("fault.start.slow.50ms", "worker3"),
+        ("fault.end.flaky", "worker3"),
+    ):
+        assert fault in targets
 
 
 def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
@@ -151,6 +237,10 @@ def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
         (["explode"], "unknown command 'explode'"),
         (["test", "--duration", "soon"], "--duration needs whole seconds"),
         (["flaky", "worker1", "150%"], "a loss between 1% and 99%"),
+        (["slow", "worker1", "soon"], "a delay such as 100ms"),
+        (["slow", "worker1"], "a delay such as 100ms"),
+        (["bench", "--json"], "--json needs a file name"),
+        (["bench", "--fast"], "bench: unknown option '--fast'"),
     ):
         done = run(*args)
         assert done.returncode == 1, args

@@ -1,0 +1,228 @@
+"""The figures `docker/simulate-cluster.sh bench` measures across containers, host to host.
+
+Three parts, which the script runs in turn:
+
+    transports   inside the cluster's network: `true` one at a time and with 32 in flight on
+                 one node, through SSH (asyncssh, root with the cluster's SSH key) and through
+                 ZeroMQ (the node agent, CurveZMQ on), taking turns round by round
+    wait-event   on the host: follow the cluster's event log until the coordinator reports
+                 something about a node (worker.dead, worker.joined) and print how long after
+                 a given moment it came; the script injects a fault, then asks this
+    report       on the host: both parts as one JSON file and a table
+
+    python -m cluster_sim.cluster_bench transports --node worker1 --out /events/transports.json
+    python -m cluster_sim.cluster_bench wait-event --events events.jsonl --topic worker.dead \\
+        --worker worker3 --since 1795859697.05
+    python -m cluster_sim.cluster_bench report --transports transports.json \\
+        --fault fail 0.71 2.30 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from cluster_sim import keys
+from cluster_sim.performance_comparison import (
+    Runner,
+    executor_runner,
+    summary_ms,
+    throughput,
+    timed,
+)
+from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
+from cluster_sim.ssh_context import NodeExecutorSSH
+from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from zmq_basics import lesson
+
+AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
+
+
+async def measure_transports(args: argparse.Namespace) -> dict[str, Any]:
+    controller = keys.load_controller_keys(args.keys)
+    executors: dict[str, NodeExecutorProtocol] = {
+        "ssh_persistent_asyncssh": NodeExecutorSSH(
+            args.node, args.node, username="root", client_key=str(args.ssh_key)
+        ),
+        "zmq": ZmqNodeExecutor(args.node, f"tcp://{args.node}:{AGENT_PORT}", controller),
+    }
+    fresh_ssh = NodeExecutorSSH(
+        args.node, args.node, username="root", client_key=str(args.ssh_key), persistent=False
+    )
+    runners: dict[str, Runner] = {name: executor_runner(e) for name, e in executors.items()}
+    latency: dict[str, list[float]] = {name: [] for name in runners}
+    fresh: list[float] = []
+    done: dict[str, list[tuple[int, float]]] = {name: [] for name in runners}
+    try:
+        for run in runners.values():
+            await run("true")  # connections and handshakes happen before the clock starts
+        for round_number in range(1, args.rounds + 1):
+            print(f"transports: round {round_number}/{args.rounds}", flush=True)
+            await timed(executor_runner(fresh_ssh), "true", max(args.latency // 10, 2), fresh)
+            for name, run in runners.items():  # turns, so a noisy moment hits both alike
+                await timed(run, "true", args.latency, latency[name])
+                done[name].append(await throughput(run, args.throughput, args.in_flight))
+    finally:
+        for executor in (*executors.values(), fresh_ssh):
+            await executor.close()
+    return {
+        "node": args.node,
+        "latency": {
+            "ssh_fresh_asyncssh": summary_ms(fresh),
+            **{name: summary_ms(samples) for name, samples in latency.items()},
+        },
+        "throughput": {
+            **{
+                name: {"per_s": round(sum(c for c, _ in runs) / sum(t for _, t in runs), 1)}
+                for name, runs in done.items()
+            },
+            "in_flight": args.in_flight,
+        },
+    }
+
+
+def cmd_transports(args: argparse.Namespace) -> int:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
+    try:
+        figures = asyncio.run(measure_transports(args))
+    except (ExecutorError, RuntimeError) as exc:  # RuntimeError: a command that failed
+        raise lesson.LessonError(f"cannot measure {args.node}: {exc}") from None
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def follow(log: TextIO, deadline: float) -> Iterator[dict[str, Any]]:
+    """The log's events as they are appended, until the deadline; torn last lines wait."""
+    pending = ""
+    while time.monotonic() < deadline:
+        chunk = log.readline()
+        if not chunk:
+            time.sleep(0.02)  # a file has no "wait for more": look again shortly
+            continue
+        pending += chunk
+        if pending.endswith("\n"):
+            line, pending = pending, ""
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line of another writer's, not an event
+
+
+def cmd_wait_event(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    try:
+        log = args.events.open()
+    except OSError as exc:
+        raise lesson.LessonError(f"cannot read the event log: {exc}") from None
+    with log:
+        log.seek(args.offset)
+        for event in follow(log, deadline):
+            if (
+                event.get("topic") == args.topic
+                and event.get("worker") == args.worker
+                and float(event.get("ts", 0)) >= args.since
+            ):
+                print(f"{float(event['ts']) - args.since:.3f}")
+                return 0
+    raise lesson.LessonError(f"no {args.topic} for {args.worker} within {args.timeout:g} s")
+
+
+def build_report(transports: dict[str, Any], faults: list[list[str]]) -> dict[str, Any]:
+    latency, rate = transports["latency"], transports["throughput"]
+    ssh_p50 = latency["ssh_persistent_asyncssh"]["p50_ms"]
+    ssh_rate = rate["ssh_persistent_asyncssh"]["per_s"]
+    return {
+        "where": "docker, container to container",
+        **transports,
+        "ratios": {
+            "zmq_vs_ssh_latency": round(latency["zmq"]["p50_ms"] / ssh_p50, 2),
+            "zmq_vs_ssh_throughput": round(rate["zmq"]["per_s"] / ssh_rate, 2),
+        },
+        "detection": {
+            kind: {"detected_s": float(detected), "rejoined_s": float(rejoined)}
+            for kind, detected, rejoined in faults
+        },
+    }
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    in_flight = report["throughput"]["in_flight"]
+    table = Table(title=f"SSH vs ZeroMQ between containers (node {report['node']})")
+    table.add_column("method")
+    for column in ("`true` p50 ms", "p99 ms", f"per s, {in_flight} in flight"):
+        table.add_column(column, justify="right")
+    for name, lat in report["latency"].items():
+        per_s = report["throughput"].get(name, {}).get("per_s")
+        per_s_text = "-" if per_s is None else f"{per_s:,.0f}"
+        table.add_row(name, f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}", per_s_text)
+    console.print(table)
+    ratios = report["ratios"]
+    console.print(
+        f"ZeroMQ/SSH latency {ratios['zmq_vs_ssh_latency']}, "
+        f"throughput {ratios['zmq_vs_ssh_throughput']}x"
+    )
+    detection = Table(title="failure detection by the coordinator (fault -> worker.dead)")
+    for column in ("fault", "detected after s", "rejoined after healing s"):
+        detection.add_column(column)
+    for kind, times in report["detection"].items():
+        detection.add_row(kind, f"{times['detected_s']:.2f}", f"{times['rejoined_s']:.2f}")
+    console.print(detection)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        transports = json.loads(args.transports.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise lesson.LessonError(f"cannot read {args.transports}: {exc}") from None
+    report = build_report(transports, args.fault or [])
+    print_report(report, Console())
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {args.json}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.cluster_bench")
+    transports = lesson.add_role(commands, "transports", cmd_transports, "SSH vs ZeroMQ")
+    transports.add_argument("--node", required=True, help="a node's host name, e.g. worker1")
+    transports.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    transports.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
+    transports.add_argument("--ssh-key", type=Path, default=Path("/keys/ssh/id_ed25519"))
+    transports.add_argument("--rounds", type=lesson.positive_int, default=5)
+    transports.add_argument("--latency", type=lesson.positive_int, default=60, help="per round")
+    transports.add_argument("--throughput", type=lesson.positive_int, default=400)
+    transports.add_argument("--in-flight", type=lesson.positive_int, default=32)
+
+    wait = lesson.add_role(commands, "wait-event", cmd_wait_event, "wait for a node's event")
+    wait.add_argument("--events", type=Path, required=True, help="the cluster's events.jsonl")
+    wait.add_argument("--topic", required=True, help="e.g. worker.dead or worker.joined")
+    wait.add_argument("--worker", required=True, help="the node's worker name, e.g. worker3")
+    wait.add_argument("--since", type=float, required=True, help="Unix time the fault began")
+    wait.add_argument("--offset", type=int, default=0, help="bytes of the log to skip")
+    wait.add_argument("--timeout", type=float, default=30.0, help="seconds")
+
+    report = lesson.add_role(commands, "report", cmd_report, "the bench's JSON and table")
+    report.add_argument("--transports", type=Path, required=True)
+    report.add_argument(
+        "--fault",
+        nargs=3,
+        action="append",
+        metavar=("KIND", "DETECTED_S", "REJOINED_S"),
+        help="one fault's figures from wait-event; repeat for each",
+    )
+    report.add_argument("--json", type=Path, required=True, help="where to save the report")
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
