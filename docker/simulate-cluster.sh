@@ -410,12 +410,17 @@ cmd_test() {
         cmd_flaky "${nodes[2]}" 20
     fi
     sleep "$third"  # let the load run before the first fault
+    local killed_at cut_at healed_at offset
+    offset=$(stat -c %s "$EVENTS")
     cmd_fail "${nodes[0]}"
+    killed_at=$FAULT_TS
     sleep "$third"
     cmd_recover "${nodes[0]}"
     cmd_partition "${nodes[1]}"
+    cut_at=$FAULT_TS
     sleep "$third"
     cmd_heal "${nodes[1]}"
+    healed_at=$FAULT_TS
     [ "${#nodes[@]}" -ge 3 ] && cmd_fast "${nodes[2]}"
     say "faults healed; waiting for the workload to finish"
     local code
@@ -423,12 +428,14 @@ cmd_test() {
     docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
     record test.finished "exit $code"
     [ "$code" = 0 ] || die "the workload failed under faults (exit $code; logs above)"
+    say "${nodes[0]} declared dead $(wait_event worker.dead "${nodes[0]}" "$killed_at" "$offset") s after it was killed"
+    say "${nodes[1]} declared dead $(wait_event worker.dead "${nodes[1]}" "$cut_at" "$offset") s after it was cut off, back $(wait_event worker.joined "${nodes[1]}" "$healed_at" "$offset") s after healing"
     say "PASS"
 }
 
 wait_event() {  # TOPIC NODE SINCE OFFSET: seconds from SINCE until the coordinator said TOPIC
     "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench wait-event \
-        --events "$EVENTS" --topic "$1" --worker "$2" --since "$3" --offset "$4" \
+        --events "$EVENTS" --topic "$1" --worker "$2" --since "$3" --offset "$4" --timeout 20 \
         || die "the coordinator never reported $1 for $2"
 }
 

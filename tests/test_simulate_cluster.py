@@ -213,7 +213,7 @@ def test_bench_measures_both_transports_and_detection_across_containers(
 
 
 def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:
-    done = run("test", "--duration", "15", timeout=600)
+    done = run("test", "--duration", "36", timeout=600)  # each fault lasts 36 / 4 + 1 = 10 s
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
     assert summary["tasks"]["completed"] == summary["tasks"]["submitted"] > 0
@@ -227,6 +227,22 @@ def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: N
         ("fault.end.flaky", "worker3"),
     ):
         assert fault in targets
+    # worker2 was cut off for 10 s while tasks went on elsewhere; healed, it rejoins on its own
+    # and takes tasks again.
+    log = events()
+    cut, healed = (
+        float(e["ts"])  # type: ignore[arg-type]
+        for e in log
+        if e.get("target") == "worker2" and "partition" in str(e.get("event"))
+    )
+    assert healed - cut >= 10
+    assert any(
+        e.get("topic") == "task.assigned"
+        and e.get("worker") == "worker2"
+        and float(e["ts"]) > healed  # type: ignore[arg-type]
+        for e in log
+    )
+    assert "worker2 declared dead" in done.stdout and "s after healing" in done.stdout
 
 
 def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
