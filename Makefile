@@ -22,12 +22,14 @@ $(BENCH_EXTRA): $(INSTALLED)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-# Each step's numbers, side by side in one run; figures land in results/bench-0N.json.
+# Each step's numbers, side by side in one run; figures land in results/bench-0N.json and the
+# documents' marked sections are rendered from them. The Docker figures
+# (results/bench-docker.json) come from `./docker/simulate-cluster.sh bench --json ...`.
 bench: $(BENCH_EXTRA) system
+	$(PY) -m zmq_basics.tour --json results/bench-01.json
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
-	$(PY) -m cluster_sim.performance_comparison --markdown-from results/bench-03.json \
-		--render README.md 03-cluster-runner-simulation/README.md
+	$(PY) -m cluster_sim.figures render
 
 tour: $(INSTALLED)
 	$(PY) -m zmq_basics.tour

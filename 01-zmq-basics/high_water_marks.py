@@ -146,8 +146,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         and r.router_mandatory[2] == "EAGAIN"
         and r.router_unknown == zmq.strerror(zmq.EHOSTUNREACH)
     )
+    figures = {
+        "transport": args.transport,
+        "hwm": HWM,
+        "flood": FLOOD,
+        "accepted": {
+            "PUSH": r.push[0],
+            "DEALER": r.dealer[0],
+            "PUB": r.pub[0],
+            "ROUTER": r.router[0],
+            "ROUTER_MANDATORY": r.router_mandatory[0],
+        },
+        "delivered": {"PUB": r.pub[1], "ROUTER": r.router[1]},
+    }
     return lesson.verdict(
-        "high_water_marks", ok, "PUSH/DEALER block, PUB/ROUTER drop, MANDATORY reports"
+        "high_water_marks", ok, "PUSH/DEALER block, PUB/ROUTER drop, MANDATORY reports", figures
     )
 
 

@@ -9,6 +9,7 @@ PASS/FAIL line the tour reads.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -197,8 +198,17 @@ class PeerWatch:
         self.monitor.close(linger=0)
 
 
-def verdict(lesson: str, ok: bool, detail: str) -> int:
-    """Print the demo's last line, which the tour shows, and return its exit status."""
+FIGURES_MARK = "figures: "
+
+
+def verdict(lesson: str, ok: bool, detail: str, figures: dict[str, Any] | None = None) -> int:
+    """Print the demo's last line, which the tour shows, and return its exit status.
+
+    `figures`, what the demo measured, go on the line before as JSON: `tour --json` saves them
+    and the documents' figures are rendered from that file (cluster_sim.figures).
+    """
+    if figures is not None:
+        print(FIGURES_MARK + json.dumps(figures, sort_keys=True))
     print(f"{'PASS' if ok else 'FAIL'} {lesson}: {detail}", flush=True)
     return 0 if ok else 1
 

@@ -143,8 +143,15 @@ def cmd_demo(_: argparse.Namespace) -> int:
         and all(seen == expected_topics(prefix) for prefix, seen in r.topics_seen.items())
         and r.slow_received < r.slow_sent
     )
+    figures = {
+        "burst": BURST,
+        "slow_joiner_lost": BURST - r.naive_received,
+        "xpub_wait_lost": BURST - r.synced_received,
+        "slow_subscriber_sent": r.slow_sent,
+        "slow_subscriber_received": r.slow_received,
+    }
     return lesson.verdict(
-        "pub_sub", ok, "slow-joiner loss seen and fixed, prefixes filtered, HWM drops"
+        "pub_sub", ok, "slow-joiner loss seen and fixed, prefixes filtered, HWM drops", figures
     )
 
 

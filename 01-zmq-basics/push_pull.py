@@ -123,6 +123,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
         "push_pull",
         result.lost > 0 and fair,
         f"survivors got equal shares {survivors}; {result.lost} tasks silently lost with PUSH",
+        {"sent": result.sent, "lost": result.lost, "survivors": survivors},
     )
 
 

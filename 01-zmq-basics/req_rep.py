@@ -136,6 +136,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
         ok,
         f"{result.answered}/{result.requests} answered across a server kill, "
         f"{result.retries} retried",
+        {"requests": result.requests, "answered": result.answered, "retries": result.retries},
     )
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -149,13 +150,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  {'style':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for run in runs:
         print(f"  {run.style:20} {run.per_s:9.0f} {run.pct(50):8.3f} {run.pct(99):8.3f}")
+    figures: dict[str, Any] = {"requests": args.requests, "window": args.window}
+    figures.update({run.style: run.summary() for run in runs})
     if args.json:
-        figures = {"requests": args.requests, "window": args.window}
-        figures.update({run.style: run.summary() for run in runs})
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     ok = all(run.ok == args.requests for run in runs)
     return lesson.verdict(
-        "sync_vs_async", ok, "all three styles answered every request; numbers above"
+        "sync_vs_async", ok, "all three styles answered every request; numbers above", figures
     )
 
 

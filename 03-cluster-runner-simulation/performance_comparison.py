@@ -16,8 +16,7 @@ on a shared machine falls on all of them alike.
 
     python -m cluster_sim.performance_comparison --json results/bench-03.json   (make bench)
     python -m cluster_sim.performance_comparison --quick                        (under a minute)
-    python -m cluster_sim.performance_comparison --markdown-from results/bench-03.json \\
-        --render README.md 03-cluster-runner-simulation/README.md        (refresh the docs)
+    python -m cluster_sim.figures render          (refresh the documents' figures from the JSON)
 """
 
 from __future__ import annotations
@@ -309,62 +308,9 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
         console.print(f"  {name}: {goal['ratio']} (goal {goal['goal']}) {mark}")
 
 
-def markdown_table(figures: dict[str, Any]) -> str:
-    """The figures as the Markdown table the READMEs carry (tests/test_docs.py compares)."""
-    in_flight = figures["throughput"]["in_flight"]
-    lines = [
-        f"| method | `true`, p50 | p99 | commands/s, {in_flight} in flight | 1 MB of output, p50 |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, lat in figures["latency"].items():
-        rate = figures["throughput"].get(name, {}).get("per_s")
-        big = figures["output_1mb"].get(name, {}).get("p50_ms")
-        lines.append(
-            f"| {name} | {lat['p50_ms']:.2f} ms | {lat['p99_ms']:.2f} ms | "
-            f"{'-' if rate is None else f'{rate:,.0f}'} | "
-            f"{'-' if big is None else f'{big:.1f} ms'} |"
-        )
-    if "scheduled_run" in figures:
-        run, journal = figures["scheduled_run"], figures["journal"]
-        equal = "yes" if run["journals_equal"] else "NO"
-        lines += [
-            "",
-            f"Scheduled run ({run['nodes']} simulated nodes, all three schedules, "
-            f"{run['records']} records): SSH {run['ssh']['wall_s']:.2f} s, ZeroMQ "
-            f"{run['zmq']['wall_s']:.2f} s, journals equal: {equal}. "
-            f"Journal, {journal['records']:,} records: file {journal['file']['per_s']:,.0f}/s, "
-            f"ZeroMQ with fsync and acknowledgements {journal['zmq']['per_s']:,.0f}/s.",
-        ]
-    lines += ["", "| goal | measured | target | |", "| --- | --- | --- | --- |"]
-    for name, goal in figures["goals"].items():
-        verdict = "met" if goal["met"] else "**not met**"
-        lines.append(f"| {name.replace('_', ' ')} | {goal['ratio']} | {goal['goal']} | {verdict} |")
-    return "\n".join(lines)
-
-
-MARK_START, MARK_END = "<!-- bench-03 figures -->", "<!-- /bench-03 figures -->"
-
-
-def render_into(document: Path, table: str) -> None:
-    """Replace the marked section of a Markdown document with the table."""
-    text = document.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        raise lesson.LessonError(f"{document} has no {MARK_START} ... {MARK_END} section")
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    document.write_text(f"{head}{MARK_START}\n{table}\n{MARK_END}{tail}")
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
     console = Console()
-    if args.markdown_from:
-        table = markdown_table(json.loads(args.markdown_from.read_text()))
-        for document in args.render:
-            render_into(document, table)
-        if not args.render:
-            print(table)
-        return 0
     plan = Plan.choose(args.quick, args.in_flight)
     try:
         figures = run_comparison(plan, lambda text: console.print(f"[dim]{text}[/dim]"))
@@ -384,20 +330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples: under a minute")
     parser.add_argument("--json", type=Path, help="save the figures here")
     parser.add_argument("--in-flight", type=lesson.positive_int, default=32)
-    parser.add_argument(
-        "--markdown-from",
-        type=Path,
-        metavar="JSON",
-        help="measure nothing: print a saved run as the Markdown table the READMEs carry",
-    )
-    parser.add_argument(
-        "--render",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="MARKDOWN",
-        help="with --markdown-from: write the table into these documents' marked sections",
-    )
     parser.set_defaults(func=cmd_compare)
     return lesson.run_main(parser, argv)
 

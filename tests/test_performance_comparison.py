@@ -13,8 +13,7 @@ import pytest
 
 from cluster_sim import openssh_server, performance_comparison
 from cluster_sim.openssh_server import OpenSshServer
-from cluster_sim.performance_comparison import MARK_END, MARK_START, Plan, goals, render_into
-from zmq_basics.lesson import LessonError
+from cluster_sim.performance_comparison import Plan, goals
 
 METHODS = [
     "local_spawn",
@@ -90,13 +89,3 @@ def test_without_sshd_it_says_why_in_one_line(
     assert performance_comparison.main(["--quick"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "openssh-server" in error
-
-
-def test_rendering_replaces_only_the_marked_section(tmp_path: Path) -> None:
-    document = tmp_path / "doc.md"
-    document.write_text(f"before\n{MARK_START}\nold\n{MARK_END}\nafter\n")
-    render_into(document, "new table")
-    assert document.read_text() == f"before\n{MARK_START}\nnew table\n{MARK_END}\nafter\n"
-    (tmp_path / "plain.md").write_text("no markers")
-    with pytest.raises(LessonError, match="no <!-- bench-03 figures -->"):
-        render_into(tmp_path / "plain.md", "x")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from zmq_basics import tour
@@ -15,8 +18,17 @@ def test_tour_reports_each_lesson(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_tour_fails_when_a_demo_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tour, "run_lesson", lambda name, verbose: (name != "framing", "x"))
+    monkeypatch.setattr(tour, "run_lesson", lambda name, verbose: (name != "framing", "x", None))
     assert tour.main(["framing", "bind_connect"]) == 1
+
+
+def test_json_saves_what_each_demo_measured(tmp_path: Path) -> None:
+    saved = tmp_path / "bench-01.json"
+    assert tour.main(["push_pull", "framing", "--json", str(saved)]) == 0
+    figures = json.loads(saved.read_text())
+    assert set(figures) == {"push_pull"}  # framing measures nothing: it only checks
+    assert 0 < figures["push_pull"]["lost"] < figures["push_pull"]["sent"]
+    assert len(figures["push_pull"]["survivors"]) == 2
 
 
 def test_unknown_lesson_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,500 @@
+"""The documents' measured figures, rendered from the JSON files the benchmarks save.
+
+Every figure in the README, the learning notes, the lesson pages and the integration plan sits
+in a marked section that names what it shows:
+
+    <!-- figures: transport-03 -->
+    (rendered from results/bench-03.json; do not edit by hand)
+    <!-- /figures: transport-03 -->
+
+`render` rewrites every marked section from results/; `check` lists the sections that differ
+from what their JSON says and exits 1, so a document cannot drift from what was measured
+(tests/test_docs.py runs the check). The JSON files come from the benchmark commands:
+
+    results/bench-01.json      python -m zmq_basics.tour --json results/bench-01.json
+    results/bench-02.json      python -m cluster_patterns.benchmark --json results/bench-02.json
+    results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
+    results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
+
+    python -m cluster_sim.figures render      (make bench runs it after measuring)
+    python -m cluster_sim.figures check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from zmq_basics import lesson
+
+SECTION = re.compile(
+    r"<!-- figures: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /figures: (?P=name) -->", re.S
+)
+
+
+class Results:
+    """The saved JSON files, each read once, with a clear error when one is missing."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.loaded:
+            path = self.folder / f"{name}.json"
+            try:
+                self.loaded[name] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise lesson.LessonError(f"cannot read {path}: {exc}") from None
+        return self.loaded[name]
+
+
+def ms(value: float) -> str:
+    return f"{value:.2f} ms"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+# -- step 01 -----------------------------------------------------------------------------------
+
+
+def lessons_01(r: Results) -> str:
+    d = r["bench-01"]
+    pub, hwm, styles = d["pub_sub"], d["high_water_marks"], d["sync_vs_async"]
+    refused = ", ".join(
+        f"{kind} {hwm['accepted'][kind]}" for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")
+    )
+    dropped = ", ".join(
+        f"{kind} accepted {hwm['accepted'][kind]:,} and delivered {hwm['delivered'][kind]:,}"
+        for kind in ("PUB", "ROUTER")
+    )
+    rates = "; ".join(
+        f"{style} {styles[style]['per_s']:,.0f} req/s"
+        for style in ("blocking REQ", "Poller DEALER", "zmq.asyncio DEALER")
+    )
+    rows = [
+        (
+            "`01-zmq-basics/req_rep.py`",
+            f"{d['req_rep']['answered']} of {d['req_rep']['requests']} requests answered across "
+            f"a server SIGKILL, {d['req_rep']['retries']} resent",
+        ),
+        (
+            "`01-zmq-basics/push_pull.py`",
+            f"{d['push_pull']['lost']} of {d['push_pull']['sent']} tasks lost with the killed "
+            f"worker; the survivors did {' and '.join(map(str, d['push_pull']['survivors']))}",
+        ),
+        (
+            "`01-zmq-basics/pub_sub.py`",
+            f"slow joiner: plain PUB lost {pub['slow_joiner_lost']:,} of {pub['burst']:,}, XPUB "
+            f"waiting for the subscription lost {pub['xpub_wait_lost']}; a slow subscriber "
+            f"got {pub['slow_subscriber_received']:,} of {pub['slow_subscriber_sent']:,}",
+        ),
+        (
+            f"`01-zmq-basics/high_water_marks.py` ({hwm['transport']}, "
+            f"SNDHWM = RCVHWM = {hwm['hwm']})",
+            f"accepted before refusing: {refused}; of a flood of {hwm['flood']:,}: {dropped}",
+        ),
+        (
+            f"`01-zmq-basics/sync_vs_async.py` ({styles['requests']:,} requests, "
+            f"window {styles['window']})",
+            rates,
+        ),
+    ]
+    return table(["lesson", "measured"], rows)
+
+
+# -- step 02 -----------------------------------------------------------------------------------
+
+
+def broker_02(r: Results) -> str:
+    d = r["bench-02"]
+    b, detect, scale = d["brokers"], d["detection"], d["scale"]
+    cpu = {name: b[name]["broker_cpu_us_per_request"] for name in b}
+    ratio = d["cpu_ratio_coordinator_vs_majortomo"]
+    met = "met" if ratio <= 0.5 else f"**not met** ({ratio:.2f})"
+    rows = [
+        (
+            "coordinator CPU per request, 4 echo workers and 4 clients",
+            f"{cpu['coordinator']:.0f} us (majortomo: {cpu['majortomo']:.0f} us)",
+            f"at most half of majortomo's: {met}",
+        ),
+        (
+            "the least any Python MDP broker does, same load (`python_floor`)",
+            f"{cpu['python_floor']:.0f} us, "
+            f"{d['cpu_ratio_python_floor_vs_majortomo']:.2f} of majortomo's",
+            "shows whether the goal is in reach for pyzmq on CPython",
+        ),
+        (
+            "throughput, same load",
+            f"{b['coordinator']['per_s']:,.0f} req/s (majortomo {b['majortomo']['per_s']:,.0f}; "
+            f"raw ROUTER echo {b['raw_echo']['per_s']:,.0f})",
+            f"reported: {d['throughput_ratio_coordinator_vs_raw']:.2f} of raw echo",
+        ),
+        (
+            "failure detection, SIGKILL / SIGSTOP of a worker",
+            f"median {detect['SIGKILL']['median_s']:.2f} s / {detect['SIGSTOP']['median_s']:.2f}"
+            f" s, max {detect['SIGKILL']['max_s']:.2f} s / {detect['SIGSTOP']['max_s']:.2f} s "
+            f"({detect['SIGKILL']['trials']} each)",
+            "within 1 s: " + verdict(max(detect[s]["max_s"] for s in detect) <= 1.0),
+        ),
+        (
+            f'false "dead" verdicts, {d["false_verdicts"]["seconds"]} s with both cores saturated',
+            str(d["false_verdicts"]["false_dead"]),
+            "0: " + verdict(d["false_verdicts"]["false_dead"] == 0),
+        ),
+        (
+            "1,000 simulated workers beating at 1 Hz",
+            f"{scale['1000']['cpu_share_of_one_core']:.1%} of one core",
+            "under 10%: " + verdict(scale["1000"]["cpu_share_of_one_core"] < 0.10),
+        ),
+        (
+            "10,000 simulated workers beating at 1 Hz",
+            f"{scale['10000']['registered']:,} registered, "
+            f"{scale['10000']['worker_dead_events']} declared dead, "
+            f"{scale['10000']['cpu_share_of_one_core']:.0%} of one core",
+            "can register: " + verdict(scale["10000"]["registered"] == 10_000),
+        ),
+    ]
+    return table(["what", "figure", "goal"], rows)
+
+
+# -- step 03 -----------------------------------------------------------------------------------
+
+
+def transport_03(r: Results) -> str:
+    d = r["bench-03"]
+    rows = []
+    for name, lat in d["latency"].items():
+        rate = d["throughput"].get(name, {}).get("per_s")
+        big = d["output_1mb"].get(name, {}).get("p50_ms")
+        rows.append(
+            [
+                name,
+                ms(lat["p50_ms"]),
+                ms(lat["p99_ms"]),
+                "-" if rate is None else f"{rate:,.0f}",
+                "-" if big is None else f"{big:.1f} ms",
+            ]
+        )
+    run, journal = d["scheduled_run"], d["journal"]
+    equal = "yes" if run["journals_equal"] else "NO"
+    in_flight = d["throughput"]["in_flight"]
+    goals = [
+        [name.replace("_", " "), str(goal["ratio"]), goal["goal"], verdict(goal["met"])]
+        for name, goal in d["goals"].items()
+    ]
+    return "\n".join(
+        [
+            table(
+                [
+                    "method",
+                    "`true`, p50",
+                    "p99",
+                    f"commands/s, {in_flight} in flight",
+                    "1 MB of output, p50",
+                ],
+                rows,
+            ),
+            "",
+            f"Scheduled run ({run['nodes']} simulated nodes, all three schedules, "
+            f"{run['records']} records): SSH {run['ssh']['wall_s']:.2f} s, ZeroMQ "
+            f"{run['zmq']['wall_s']:.2f} s, journals equal: {equal}. Journal, "
+            f"{journal['records']:,} records: file {journal['file']['per_s']:,.0f}/s, "
+            f"ZeroMQ with fsync and acknowledgements {journal['zmq']['per_s']:,.0f}/s.",
+            "",
+            table(["goal", "measured", "target", ""], goals),
+        ]
+    )
+
+
+# -- the Docker cluster ------------------------------------------------------------------------
+
+
+def docker_bench(r: Results) -> str:
+    d = r["bench-docker"]
+    in_flight = d["throughput"]["in_flight"]
+    rows = []
+    for name, lat in d["latency"].items():
+        rate = d["throughput"].get(name, {}).get("per_s")
+        rows.append(
+            [name, ms(lat["p50_ms"]), ms(lat["p99_ms"]), "-" if rate is None else f"{rate:,.0f}"]
+        )
+    detection = [
+        [kind, f"{times['detected_s']:.2f} s", f"{times['rejoined_s']:.2f} s"]
+        for kind, times in d["detection"].items()
+    ]
+    ratios = d["ratios"]
+    return "\n".join(
+        [
+            f"From a runner container to node `{d['node']}`, `true` each time:",
+            "",
+            table(["method", "p50", "p99", f"commands/s, {in_flight} in flight"], rows),
+            "",
+            f"ZeroMQ takes {ratios['zmq_vs_ssh_latency']} of SSH's time per command and runs "
+            f"{ratios['zmq_vs_ssh_throughput']} times as many commands per second.",
+            "",
+            table(
+                ["fault on a node", "coordinator declared it dead after", "back after healing"],
+                detection,
+            ),
+        ]
+    )
+
+
+def recording(key: str) -> Callable[[Results], str]:
+    def render(r: Results) -> str:
+        text = str(r["bench-docker"]["recordings"][key]).rstrip()
+        return f"```text\n{text}\n```"
+
+    return render
+
+
+# -- the integration plan ----------------------------------------------------------------------
+
+
+def contract_figures(r: Results) -> str:
+    """Each contract method with its SSH and ZeroMQ figures side by side."""
+    local, docker = r["bench-03"], r["bench-docker"]
+    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
+    run, journal = local["scheduled_run"], local["journal"]
+    rows = [
+        (
+            "`executor.run`, one command, p50 (one machine / container to container)",
+            f"{ms(local['latency'][ssh]['p50_ms'])} / {ms(docker['latency'][ssh]['p50_ms'])}",
+            f"{ms(local['latency'][zmq]['p50_ms'])} / {ms(docker['latency'][zmq]['p50_ms'])}",
+        ),
+        (
+            "`executor.run`, commands per second with "
+            f"{local['throughput']['in_flight']} in flight (same two places)",
+            f"{local['throughput'][ssh]['per_s']:,.0f} / {docker['throughput'][ssh]['per_s']:,.0f}",
+            f"{local['throughput'][zmq]['per_s']:,.0f} / {docker['throughput'][zmq]['per_s']:,.0f}",
+        ),
+        (
+            "`executor.run`, 1 MB of output, p50",
+            f"{local['output_1mb'][ssh]['p50_ms']:.1f} ms",
+            f"{local['output_1mb'][zmq]['p50_ms']:.1f} ms",
+        ),
+        (
+            "`executor.run` on a new connection each time, p50 (fresh asyncssh)",
+            f"{ms(local['latency']['ssh_fresh_asyncssh']['p50_ms'])} / "
+            f"{ms(docker['latency']['ssh_fresh_asyncssh']['p50_ms'])}",
+            "- (one connection per node, kept)",
+        ),
+        (
+            f"`journal.write`, records per second ({journal['records']:,} records)",
+            f"{journal['file']['per_s']:,.0f} (file journal)",
+            f"{journal['zmq']['per_s']:,.0f} (collector, fsync before each acknowledgement)",
+        ),
+        (
+            f"the three schedules on {run['nodes']} nodes through `build_*_context`, wall time",
+            f"{run['ssh']['wall_s']:.2f} s",
+            f"{run['zmq']['wall_s']:.2f} s (journals equal: "
+            f"{'yes' if run['journals_equal'] else 'NO'})",
+        ),
+    ]
+    return table(["contract method", "SSH", "ZeroMQ"], rows)
+
+
+# Each migration step's go/no-go criteria: (what, measured value, threshold, met).
+Criterion = tuple[str, str, str, bool]
+
+
+def criteria(r: Results) -> list[Criterion]:
+    local, docker, broker = r["bench-03"], r["bench-docker"], r["bench-02"]
+    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
+    lat = docker["latency"][zmq]["p50_ms"] / docker["latency"][ssh]["p50_ms"]
+    rate = docker["throughput"][zmq]["per_s"] / docker["throughput"][ssh]["per_s"]
+    big = local["output_1mb"][zmq]["p50_ms"] / local["output_1mb"][ssh]["p50_ms"]
+    journal = local["journal"]["zmq"]["per_s"] / local["journal"]["file"]["per_s"]
+    slowest = max(t["detected_s"] for t in docker["detection"].values())
+    slowest_rejoin = max(t["rejoined_s"] for t in docker["detection"].values())
+    run = local["scheduled_run"]
+    return [
+        (
+            "journals of the same scheduled run equal through both transports",
+            "yes" if run["journals_equal"] else "no",
+            "yes",
+            run["journals_equal"],
+        ),
+        ("ZeroMQ / SSH time per command, between containers", f"{lat:.2f}", "<= 1", lat <= 1),
+        ("ZeroMQ / SSH commands per second, between containers", f"{rate:.2f}", ">= 1", rate >= 1),
+        ("ZeroMQ / SSH time for 1 MB of output", f"{big:.2f}", "<= 1", big <= 1),
+        (
+            "ZeroMQ journal / file journal, records per second",
+            f"{journal:.1f}",
+            ">= 0.5",
+            journal >= 0.5,
+        ),
+        (
+            "slowest detection of a killed, frozen or cut-off node",
+            f"{slowest:.2f} s",
+            "<= 2 s",
+            slowest <= 2,
+        ),
+        (
+            "slowest return of a healed node",
+            f"{slowest_rejoin:.2f} s",
+            "<= 10 s",
+            slowest_rejoin <= 10,
+        ),
+        (
+            'false "dead" verdicts with both cores saturated',
+            str(broker["false_verdicts"]["false_dead"]),
+            "0",
+            broker["false_verdicts"]["false_dead"] == 0,
+        ),
+    ]
+
+
+def go_no_go(r: Results) -> str:
+    rows = [
+        [what, value, goal, "go" if met else "**no go**"] for what, value, goal, met in criteria(r)
+    ]
+    return table(["criterion", "measured", "go when", ""], rows)
+
+
+# -- the learning notes ------------------------------------------------------------------------
+
+
+def insights(r: Results) -> str:
+    l1, b2, local, docker = r["bench-01"], r["bench-02"], r["bench-03"], r["bench-docker"]
+    pub, hwm = l1["pub_sub"], l1["high_water_marks"]
+    refusing = [hwm["accepted"][kind] for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")]
+    exact = "exactly" if set(refusing) == {2 * hwm["hwm"]} else "not exactly"
+    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
+    lat, dlat = local["latency"], docker["latency"]
+    zmq_ms, spawn_ms = lat[zmq]["p50_ms"], lat["local_spawn"]["p50_ms"]
+    detect = docker["detection"]
+    slowest = max(
+        [t["detected_s"] for t in detect.values()]
+        + [b2["detection"][s]["median_s"] for s in b2["detection"]]
+    )
+    bullets = [
+        f"**High water marks, measured.** Over {hwm['transport']} with SNDHWM = RCVHWM = "
+        f"{hwm['hwm']}, PUSH, DEALER and ROUTER_MANDATORY took "
+        f"{', '.join(map(str, refusing))} messages before refusing: {exact} the two queues "
+        f"together. PUB and ROUTER accepted all {hwm['flood']:,} and delivered "
+        f"{hwm['delivered']['PUB']:,} and {hwm['delivered']['ROUTER']:,}: they drop without a "
+        "word.",
+        f"**The slow joiner.** A PUB that sent {pub['burst']:,} messages right after a "
+        f"subscriber connected lost {pub['slow_joiner_lost']:,}; waiting for the subscription "
+        f"on an XPUB lost {pub['xpub_wait_lost']}. A subscriber that could not keep up got "
+        f"{pub['slow_subscriber_received']:,} of {pub['slow_subscriber_sent']:,}.",
+        f"**PUSH cannot see a dead worker.** {l1['push_pull']['lost']} of "
+        f"{l1['push_pull']['sent']} tasks went down with a killed worker, which is why step 02 "
+        "hands out one task per ready worker and keeps it until the result.",
+        f"**Failure detection within {slowest:.2f} s.** On one machine the coordinator "
+        f"declared a SIGKILLed worker dead after {b2['detection']['SIGKILL']['median_s']:.2f} s "
+        f"(median) and a SIGSTOPped one after {b2['detection']['SIGSTOP']['median_s']:.2f} s; "
+        f"between containers a killed node after {detect['fail']['detected_s']:.2f} s, a frozen "
+        f"one after {detect['pause']['detected_s']:.2f} s and a cut-off one after "
+        f"{detect['partition']['detected_s']:.2f} s.",
+        f"**ZeroMQ against SSH.** One command took {ms(zmq_ms)} through ZeroMQ against "
+        f"{ms(lat[ssh]['p50_ms'])} over a kept SSH connection on one machine "
+        f"({zmq_ms / lat[ssh]['p50_ms']:.2f} of its time), and {ms(dlat[zmq]['p50_ms'])} against "
+        f"{ms(dlat[ssh]['p50_ms'])} between containers. Spawning the same command locally took "
+        f"{ms(spawn_ms)}: "
+        + (
+            "the agent beats it by keeping shells started ahead of need."
+            if zmq_ms < spawn_ms
+            else "starting the shell is most of ZeroMQ's time."
+        ),
+    ]
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+RENDERERS: dict[str, Callable[[Results], str]] = {
+    "lessons-01": lessons_01,
+    "broker-02": broker_02,
+    "transport-03": transport_03,
+    "docker-bench": docker_bench,
+    "docker-status": recording("status_during_partition"),
+    "docker-dashboard": recording("dashboard"),
+    "contract-figures": contract_figures,
+    "go-no-go": go_no_go,
+    "insights": insights,
+}
+
+
+def render_text(text: str, results: Results) -> str:
+    def replace(section: re.Match[str]) -> str:
+        name = section["name"]
+        if name not in RENDERERS:
+            raise lesson.LessonError(f"unknown figures section {name!r} ({', '.join(RENDERERS)})")
+        return f"<!-- figures: {name} -->\n{RENDERERS[name](results)}\n<!-- /figures: {name} -->"
+
+    return SECTION.sub(replace, text)
+
+
+def stale_sections(document: Path, results: Results) -> list[str]:
+    """The names of the document's sections that differ from their rendering."""
+    text = document.read_text()
+    return [
+        m["name"]
+        for m, fresh in zip(
+            SECTION.finditer(text), SECTION.finditer(render_text(text, results)), strict=True
+        )
+        if m.group(0) != fresh.group(0)
+    ]
+
+
+def documents(root: Path) -> list[Path]:
+    """Every Markdown document of the project (not the virtualenv's or the build's)."""
+    found = [*root.glob("*.md"), *root.glob("*/*.md")]
+    return sorted(
+        p for p in found if not p.relative_to(root).parts[0].startswith((".", "build", "docker"))
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    results = Results(args.results)
+    for document in args.documents or documents(Path.cwd()):
+        text = document.read_text()
+        fresh = render_text(text, results)
+        if fresh != text:
+            document.write_text(fresh)
+            print(f"rendered {document}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    results = Results(args.results)
+    stale = [
+        f"{document}: {name}"
+        for document in args.documents or documents(Path.cwd())
+        for name in stale_sections(document, results)
+    ]
+    for line in stale:
+        print(f"differs from its JSON: {line}")
+    if stale:
+        print("re-render with: python -m cluster_sim.figures render", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.figures")
+    for name, func, what in (
+        ("render", cmd_render, "rewrite the marked sections from results/"),
+        ("check", cmd_check, "exit 1 if a marked section differs from its JSON"),
+    ):
+        command = lesson.add_role(commands, name, func, what)
+        command.add_argument("documents", nargs="*", type=Path, help="default: every *.md")
+        command.add_argument("--results", type=Path, default=Path("results"))
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
