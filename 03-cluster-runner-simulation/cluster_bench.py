@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster_sim import keys
+from cluster_sim.cluster_workload import ssh_executor
 from cluster_sim.performance_comparison import (
     Runner,
     executor_runner,
@@ -41,7 +43,6 @@ from cluster_sim.performance_comparison import (
     timed,
 )
 from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
-from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zmq_basics import lesson
 
@@ -51,14 +52,10 @@ AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
 async def measure_transports(args: argparse.Namespace) -> dict[str, Any]:
     controller = keys.load_controller_keys(args.keys)
     executors: dict[str, NodeExecutorProtocol] = {
-        "ssh_persistent_asyncssh": NodeExecutorSSH(
-            args.node, args.node, username="root", client_key=str(args.ssh_key)
-        ),
+        "ssh_persistent_asyncssh": ssh_executor(args.node, args.ssh_key),
         "zmq": ZmqNodeExecutor(args.node, f"tcp://{args.node}:{AGENT_PORT}", controller),
     }
-    fresh_ssh = NodeExecutorSSH(
-        args.node, args.node, username="root", client_key=str(args.ssh_key), persistent=False
-    )
+    fresh_ssh = ssh_executor(args.node, args.ssh_key, persistent=False)
     runners: dict[str, Runner] = {name: executor_runner(e) for name, e in executors.items()}
     latency: dict[str, list[float]] = {name: [] for name in runners}
     fresh: list[float] = []
@@ -137,7 +134,23 @@ def cmd_wait_event(args: argparse.Namespace) -> int:
     raise lesson.LessonError(f"no {args.topic} for {args.worker} within {args.timeout:g} s")
 
 
-def build_report(transports: dict[str, Any], faults: list[list[str]]) -> dict[str, Any]:
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} .*$")
+
+
+def recorded_text(path: Path) -> str:
+    """A terminal recording without the program's log lines (its frames are what we keep)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise lesson.LessonError(f"cannot read the recording {path}: {exc}") from None
+    return "\n".join(LOG_LINE.sub("", line).rstrip() for line in lines).strip("\n") + "\n"
+
+
+def build_report(
+    transports: dict[str, Any],
+    faults: list[list[str]],
+    recordings: dict[str, str] | None = None,
+) -> dict[str, Any]:
     latency, rate = transports["latency"], transports["throughput"]
     ssh_p50 = latency["ssh_persistent_asyncssh"]["p50_ms"]
     ssh_rate = rate["ssh_persistent_asyncssh"]["per_s"]
@@ -152,6 +165,7 @@ def build_report(transports: dict[str, Any], faults: list[list[str]]) -> dict[st
             kind: {"detected_s": float(detected), "rejoined_s": float(rejoined)}
             for kind, detected, rejoined in faults
         },
+        "recordings": recordings or {},
     }
 
 
@@ -184,7 +198,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         transports = json.loads(args.transports.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise lesson.LessonError(f"cannot read {args.transports}: {exc}") from None
-    report = build_report(transports, args.fault or [])
+    recordings = {name: recorded_text(Path(path)) for name, path in args.recording or []}
+    report = build_report(transports, args.fault or [], recordings)
     print_report(report, Console())
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {args.json}")
@@ -219,6 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         metavar=("KIND", "DETECTED_S", "REJOINED_S"),
         help="one fault's figures from wait-event; repeat for each",
+    )
+    report.add_argument(
+        "--recording",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "FILE"),
+        help="a terminal recording to keep in the report (status, dashboard)",
     )
     report.add_argument("--json", type=Path, required=True, help="where to save the report")
     return lesson.run_main(parser, argv)

@@ -7,6 +7,11 @@ Two streams run side by side for `--duration` seconds and are then checked:
   ZeroMQ journal collector; a command a fault cut off is tried again once the node answers,
   and every planned record must be in the collector's journal exactly once.
 
+With `--fallback` (the rollback drill, `simulate-cluster.sh drill`) each node's commands go
+through the fallback executor: ZeroMQ first, SSH (root, the cluster's key) when the node's
+ZeroMQ circuit is open or a ZeroMQ attempt fails in transport. Every journal record says which
+transport served it, and the summary counts them.
+
 It prints one JSON summary and a verdict line, PASS or FAIL with the reason, and exits 0 only on
 PASS. It fails loudly when nothing succeeded at all.
 """
@@ -28,11 +33,18 @@ import zmq
 
 from cluster_patterns.client import MdpClient
 from cluster_sim import keys
+from cluster_sim.fallback import FallbackExecutor
 from cluster_sim.journal import read_journal
-from cluster_sim.protocols import ExecutorError
+from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
+from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zmq_basics import lesson
+
+
+def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorSSH:
+    """A node of the Docker cluster over SSH: root, with the cluster's key (docker/node-init.sh)."""
+    return NodeExecutorSSH(node, node, username="root", client_key=str(key), persistent=persistent)
 
 
 def tasks_through_the_coordinator(endpoint: str, duration_s: float, wave: int) -> dict[str, Any]:
@@ -62,10 +74,15 @@ def tasks_through_the_coordinator(endpoint: str, duration_s: float, wave: int) -
 async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any]:
     controller = keys.load_controller_keys(args.keys)
     nodes = args.nodes.split(",")
-    executors = {
-        node: ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
-        for node in nodes
-    }
+    executors: dict[str, NodeExecutorProtocol] = {}
+    for node in nodes:
+        over_zmq = ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
+        executors[node] = (
+            FallbackExecutor(over_zmq, ssh_executor(node, args.ssh_key))
+            if args.fallback
+            else over_zmq
+        )
+    served: collections.Counter[str] = collections.Counter()
     journal = ZmqJournalWriter(args.collector, controller)
     run_id = uuid.uuid4().hex[:8]  # the journal outlives runs: each run's records are its own
     planned = [f"{run_id}:{node}:{n}" for n in range(args.commands) for node in nodes]
@@ -84,7 +101,15 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
                 if time.monotonic() > give_up:
                     raise
                 await asyncio.sleep(0.5)  # the node is down or cut off: try again shortly
-        await journal.write({"record_id": record_id, "node": node, "out": result.text().strip()})
+        served[f"{node} {result.transport}"] += 1
+        await journal.write(
+            {
+                "record_id": record_id,
+                "node": node,
+                "out": result.text().strip(),
+                "transport": result.transport,
+            }
+        )
 
     try:
         started = time.monotonic()
@@ -103,6 +128,7 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
         "missing": sum(1 for r in planned if counts[r] == 0),
         "doubled": sum(1 for r in planned if counts[r] > 1),
         "retried": retried,
+        "served": dict(sorted(served.items())),
     }
 
 
@@ -114,6 +140,9 @@ def verdict(summary: dict[str, Any]) -> str | None:
         return f"tasks lost or failed: {tasks}"
     if commands["missing"] or commands["doubled"]:
         return f"journal records lost or doubled: {commands}"
+    node, served = summary.get("expect_fallback"), commands["served"]
+    if node and not (served.get(f"{node} ssh") and served.get(f"{node} zmq")):
+        return f"{node} was not served over ZeroMQ and, while its agent was down, SSH: {commands}"
     return None
 
 
@@ -125,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return await asyncio.gather(tasks, commands_through_the_agents(args))
 
     tasks, commands = asyncio.run(both())
-    summary = {"tasks": tasks, "commands": commands}
+    summary = {"tasks": tasks, "commands": commands, "expect_fallback": args.expect_fallback}
     print(json.dumps(summary, sort_keys=True))
     problem = verdict(summary)
     print("FAIL: " + problem if problem else "PASS: every task once, every record once")
@@ -139,6 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://coordinator:5555")
     lesson.add_endpoint(parser, "--collector", "ZCL_COLLECTOR", "tcp://collector:5570")
     parser.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
+    parser.add_argument("--ssh-key", type=Path, default=Path("/keys/ssh/id_ed25519"))
+    parser.add_argument(
+        "--fallback", action="store_true", help="ZeroMQ first, SSH when a node's ZeroMQ fails"
+    )
+    parser.add_argument(
+        "--expect-fallback", metavar="NODE", help="fail unless NODE was served over both"
+    )
     parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--commands", type=lesson.positive_int, default=40, help="per node")

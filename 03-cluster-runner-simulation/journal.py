@@ -7,19 +7,31 @@ be compared line by line.
 
 Every record carries a `record_id`, given here when the caller did not: it is what lets the
 ZeroMQ collector keep exactly one copy of a record that was sent twice.
+
+`compare` is the A/B check of a migration: the same scheduled run through SSH and through
+ZeroMQ must leave the same records, once what may differ between two runs (timings, record
+ids, the transport) is set aside.
+
+    python -m cluster_sim.journal compare ssh-journal.jsonl zmq-journal.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cluster_sim.protocols import AsyncJournalWriterProtocol
+from zmq_basics import lesson
+
+VARYING = ("record_id", "duration_s", "transport")  # differ between two runs of the same work
 
 
 def with_record_id(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,3 +75,58 @@ class FileJournalWriter:
 
 
 _conforms: type[AsyncJournalWriterProtocol] = FileJournalWriter
+
+
+def comparable(records: Iterable[Mapping[str, Any]], ignore: Iterable[str] = VARYING) -> list[str]:
+    """Records without the fields that may differ between runs, in a stable order."""
+    skipped = set(ignore)
+    return sorted(
+        json.dumps({k: v for k, v in r.items() if k not in skipped}, sort_keys=True)
+        for r in records
+    )
+
+
+def differences(first: list[str], second: list[str]) -> tuple[list[str], list[str]]:
+    """What only the first journal holds, and what only the second does (repeats count)."""
+    a, b = Counter(first), Counter(second)
+    return sorted((a - b).elements()), sorted((b - a).elements())
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    journals = []
+    for path in (args.first, args.second):
+        try:
+            journals.append(comparable(read_journal(path), args.ignore))
+        except (OSError, ValueError) as exc:
+            raise lesson.LessonError(f"cannot read the journal {path}: {exc}") from None
+    only_first, only_second = differences(*journals)
+    for name, records in ((args.first, only_first), (args.second, only_second)):
+        for record in records[: args.show]:
+            print(f"only in {name}: {record}")
+    if not journals[0]:
+        print(f"{args.first} holds no record: nothing to compare")
+        return 1
+    if only_first or only_second:
+        print(
+            f"DIFFER: {len(only_first)} record(s) only in {args.first}, "
+            f"{len(only_second)} only in {args.second}"
+        )
+        return 1
+    print(f"EQUAL: {len(journals[0])} records (ignoring {', '.join(args.ignore)})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.journal")
+    compare = lesson.add_role(commands, "compare", cmd_compare, "the A/B check of two runs")
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
+    compare.add_argument(
+        "--ignore", nargs="*", default=list(VARYING), help="fields that may differ between runs"
+    )
+    compare.add_argument("--show", type=int, default=10, help="differing records to print")
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,14 +4,20 @@
 (each its own process, killable on its own), one OpenSSH sshd that every node's SSH side points
 at, a journal collector, CurveZMQ keys for all of them, and a cluster descriptor with leaf
 labels. `scheduled_run()` runs the three schedules through `build_ssh_context` or
-`build_zmq_context`, and `comparable()` strips what may differ between two runs (timings,
-record ids, transport), so two journals can be compared record for record.
+`build_zmq_context`; `journal.comparable()` then compares the two journals record for record.
 
-The coordination tests and the SSH-vs-ZeroMQ comparison both use it.
+The coordination tests and the SSH-vs-ZeroMQ comparison both use it, and it rehearses a
+migration's A/B run: the same schedules through both transports, both journals kept.
+
+    python -m cluster_sim.simulated_cluster ab --nodes 8 --out ab-run/
+    python -m cluster_sim.journal compare ab-run/ssh-journal.jsonl ab-run/zmq-journal.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
 import shutil
 import sys
 import tempfile
@@ -22,8 +28,8 @@ from types import TracebackType
 from typing import Any
 
 from cluster_sim import keys, perftest
-from cluster_sim.journal import FileJournalWriter, read_journal
-from cluster_sim.openssh_server import OpenSshServer
+from cluster_sim.journal import FileJournalWriter, comparable, read_journal
+from cluster_sim.openssh_server import OpenSshServer, SshdUnavailableError
 from cluster_sim.protocols import AsyncJournalWriterProtocol, ClusterDescriptor
 from cluster_sim.schedules import SCHEDULES, run_schedule
 from cluster_sim.ssh_context import build_ssh_context
@@ -32,7 +38,6 @@ from cluster_sim.zmq_operational_context import build_zmq_context
 from zmq_basics import lesson
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike some venvs
-VARYING = {"record_id", "duration_s", "transport"}
 
 
 class SimulatedCluster:
@@ -145,19 +150,18 @@ async def scheduled_run(
     return time.monotonic() - started
 
 
-def comparable(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Records without what may differ between runs, in a stable order."""
-    kept = [{k: v for k, v in r.items() if k not in VARYING} for r in records]
-    return sorted(kept, key=lambda r: (r["schedule"], r["group"], r["node"]))
-
-
-async def both_transports(cluster: SimulatedCluster) -> dict[str, Any]:
-    """The same scheduled run over SSH (file journal) and ZeroMQ (ZeroMQ journal), compared."""
+async def both_transports(cluster: SimulatedCluster, keep_in: Path | None = None) -> dict[str, Any]:
+    """The same scheduled run over SSH (file journal) and ZeroMQ (ZeroMQ journal), compared;
+    `keep_in` is a folder to copy both journals to."""
     ssh_path = cluster.dir / "ssh-journal.jsonl"
     ssh_wall = await scheduled_run(cluster, "ssh", FileJournalWriter(ssh_path))
     zmq_wall = await scheduled_run(cluster, "zmq", cluster.zmq_journal())
     ssh_records = read_journal(ssh_path)
     zmq_records = read_journal(cluster.dir / "zmq-journal.jsonl")
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        for name in ("ssh-journal.jsonl", "zmq-journal.jsonl"):
+            shutil.copyfile(cluster.dir / name, keep_in / name)
     return {
         "nodes": len(cluster.node_ids),
         "schedules": list(SCHEDULES),
@@ -166,3 +170,30 @@ async def both_transports(cluster: SimulatedCluster) -> dict[str, Any]:
         "zmq": {"wall_s": round(zmq_wall, 2)},
         "journals_equal": comparable(ssh_records) == comparable(zmq_records) and bool(ssh_records),
     }
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
+    try:
+        with SimulatedCluster(nodes=args.nodes, leaves=args.leaves) as cluster:
+            figures = asyncio.run(both_transports(cluster, keep_in=args.out))
+    except SshdUnavailableError as exc:
+        raise lesson.LessonError(str(exc)) from None
+    print(
+        f"{figures['records']} records on {figures['nodes']} nodes: SSH "
+        f"{figures['ssh']['wall_s']} s, ZeroMQ {figures['zmq']['wall_s']} s; journals in {args.out}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.simulated_cluster")
+    ab = lesson.add_role(commands, "ab", cmd_ab, "one scheduled run through each transport")
+    ab.add_argument("--nodes", type=lesson.positive_int, default=8)
+    ab.add_argument("--leaves", type=lesson.positive_int, default=2)
+    ab.add_argument("--out", type=Path, required=True, help="folder for the two journals")
+    return lesson.run_main(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

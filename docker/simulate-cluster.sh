@@ -19,6 +19,11 @@
 #   bench [--quick] [--json FILE]
 #                          SSH vs ZeroMQ between containers, and how long the coordinator takes
 #                          to notice a node killed, frozen or cut off (docker/.build/bench.json)
+#   kill-agent NODE / start-agent NODE
+#                          SIGKILL only the node's ZeroMQ agent (sshd stays) / start it again
+#   drill [--duration S]   the rollback drill: commands through the fallback executor while one
+#                          node's agent is killed and restarted; PASS only if that node was served
+#                          over SSH meanwhile and every record arrived exactly once
 #   stop                   stop the cluster (containers stay for `start`)
 #   cleanup                remove everything this script made: containers, network, images, .build
 #
@@ -34,6 +39,7 @@ BASE_IMAGE="zcl-base:bookworm"
 NODE_IMAGE="zcl-node:latest"
 EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
+STARTED_IN_CLUSTER=()  # containers a verb ran on the cluster's network, removed when it ends
 SLOW_PORT=15001  # the slow-link relay inside a node
 SLOW_MARK=0x2c1  # the relay marks its own connections (cluster_sim.slow_link.RELAY_MARK)
 
@@ -173,6 +179,7 @@ cmd_start() {
 
 link_faults() {  # a node's network faults in force, e.g. "partitioned,slow", or "-"
     local faults=()
+    agent_down "$1" && faults+=(agent-down)
     partitioned "$1" && faults+=(partitioned)
     lossy "$1" && faults+=(flaky)
     slowed "$1" && faults+=(slow)
@@ -315,6 +322,34 @@ cmd_flaky() {
     say "$1 now loses $loss% of its packets"
 }
 
+agent_down() {
+    ! in_node "$1" pgrep -f cluster_sim.node_agent >/dev/null
+}
+
+cmd_kill_agent() {
+    require_node "${1:-}"
+    agent_down "$1" && die "the agent on $1 is already down (start-agent $1)"
+    FAULT_TS=$(now)
+    in_node "$1" pkill -KILL -f cluster_sim.node_agent
+    record fault.start.agent-down "$1" "$FAULT_TS"
+    say "$1's agent killed (SIGKILL); its sshd still answers"
+}
+
+cmd_start_agent() {
+    require_node "${1:-}"
+    agent_down "$1" || { say "the agent on $1 is running"; return 0; }
+    FAULT_TS=$(now)
+    docker exec -d "$(container_of "$1")" \
+        python -m cluster_sim.node_agent --bind "tcp://*:5560" --keys "/keys/nodes/$1"
+    local deadline=$((SECONDS + 20))
+    until [ -n "$(in_node "$1" ss -Hltn "sport = :5560")" ]; do
+        [ $SECONDS -lt $deadline ] || die "the agent on $1 did not start (see: logs $1)"
+        sleep 0.1  # it runs detached: poll for its listening socket
+    done
+    record fault.end.agent-down "$1" "$FAULT_TS"
+    say "$1's agent started again"
+}
+
 slowed() {
     in_node "$1" iptables -t nat -S ZCL-SLOW >/dev/null 2>&1
 }
@@ -387,8 +422,10 @@ start_in_cluster() {  # ROLE CMD...: run CMD in a container of our image on the 
         "$(container_of coordinator)")
     IN_CLUSTER=$(docker run -d --network "$network" --label "com.docker.compose.project=$PROJECT" \
         --label "zcl.role=$1" -v "$BUILD/keys:/keys:ro" -v "$BUILD/events:/events" \
-        "$NODE_IMAGE" "${@:2}")
-    trap 'docker rm -f "$IN_CLUSTER" >/dev/null 2>&1 || true' EXIT  # also when a step fails
+        -e COLUMNS=100 "$NODE_IMAGE" "${@:2}")
+    STARTED_IN_CLUSTER+=("$IN_CLUSTER")
+    # shellcheck disable=SC2154  # the trap expands the array when the script exits
+    trap 'docker rm -f "${STARTED_IN_CLUSTER[@]}" >/dev/null 2>&1 || true' EXIT  # also on failure
 }
 
 cmd_test() {
@@ -433,6 +470,33 @@ cmd_test() {
     say "PASS"
 }
 
+cmd_drill() {
+    local duration=20
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --duration) duration="${2:-}"; shift 2 || die "--duration needs seconds" ;;
+            *) die "drill: unknown option '$1' (try drill --help)" ;;
+        esac
+    done
+    [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "--duration needs whole seconds, got '$duration'"
+    require_clean_cluster drill
+    local victim="${nodes[1]}" third=$((duration / 3 + 1))
+    start_in_cluster drill python -m cluster_sim.cluster_workload --fallback \
+        --expect-fallback "$victim" --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
+    record drill.started "${nodes[*]}"
+    sleep "$third"  # ZeroMQ serves every node first
+    cmd_kill_agent "$victim"
+    sleep "$third"  # its circuit opens; SSH serves it
+    cmd_start_agent "$victim"
+    say "agent back; waiting for the drill to finish (the circuit closes after a probe)"
+    local code
+    code=$(docker wait "$IN_CLUSTER")
+    docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
+    record drill.finished "exit $code"
+    [ "$code" = 0 ] || die "the rollback drill failed (exit $code; logs above)"
+    say "PASS"
+}
+
 wait_event() {  # TOPIC NODE SINCE OFFSET: seconds from SINCE until the coordinator said TOPIC
     "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench wait-event \
         --events "$EVENTS" --topic "$1" --worker "$2" --since "$3" --offset "$4" --timeout 20 \
@@ -455,12 +519,27 @@ cmd_bench() {
         --out /events/bench-transports.json "${transports[@]}"
     docker logs -f "$IN_CLUSTER"
     [ "$(docker wait "$IN_CLUSTER")" = 0 ] || die "the transport measurement failed (output above)"
+    # A dashboard watches the faults; its last frame and `status` while the node is cut off
+    # are saved with the figures, as a record of what an operator sees.
+    rm -f "$BUILD/events/dashboard.jsonl"
+    start_in_cluster dashboard python -m cluster_patterns.monitor \
+        --events tcp://coordinator:5556 --no-metrics --json-log /events/dashboard.jsonl
+    local dashboard=$IN_CLUSTER deadline=$((SECONDS + 30))
+    until [ -s "$BUILD/events/dashboard.jsonl" ]; do  # its first event: it is subscribed
+        [ $SECONDS -lt $deadline ] || die "the dashboard received no event (see: docker logs $dashboard)"
+        sleep 0.2  # the file is the only sign from inside the container: poll it
+    done
     local faults=() kind offset detected rejoined
     for kind in fail pause partition; do
         say "failure detection: $kind $victim"
         offset=$(stat -c %s "$EVENTS")
         "cmd_$kind" "$victim"
         detected=$(wait_event worker.dead "$victim" "$FAULT_TS" "$offset")
+        if [ "$kind" = partition ]; then
+            cmd_status > "$BUILD/status-during-partition.txt"
+            docker stop "$dashboard" >/dev/null  # SIGTERM: the monitor prints its last frame
+            docker logs "$dashboard" > "$BUILD/dashboard.txt" 2>/dev/null
+        fi
         offset=$(stat -c %s "$EVENTS")
         case $kind in
             fail) cmd_recover "$victim" ;;
@@ -472,7 +551,9 @@ cmd_bench() {
         faults+=(--fault "$kind" "$detected" "$rejoined")
     done
     "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench report \
-        --transports "$BUILD/events/bench-transports.json" "${faults[@]}" --json "$BUILD/bench.json"
+        --transports "$BUILD/events/bench-transports.json" "${faults[@]}" \
+        --recording status_during_partition "$BUILD/status-during-partition.txt" \
+        --recording dashboard "$BUILD/dashboard.txt" --json "$BUILD/bench.json"
     if [ -n "$out" ]; then cp "$BUILD/bench.json" "$out" && say "saved $out"; fi
 }
 
@@ -498,8 +579,9 @@ VERB="${1:-}"
 shift
 case "$VERB" in
     -h|--help|help) usage ;;
-    build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|slow|fast|test|bench|stop|cleanup)
+    build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|slow|fast|kill-agent|\
+    start-agent|test|drill|bench|stop|cleanup)
         help_for "${1:-}"
-        "cmd_$VERB" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast test bench stop cleanup)" ;;
+        "cmd_${VERB//-/_}" "$@" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast kill-agent start-agent test drill bench stop cleanup)" ;;
 esac
