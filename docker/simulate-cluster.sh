@@ -428,15 +428,30 @@ start_in_cluster() {  # ROLE CMD...: run CMD in a container of our image on the 
     trap 'docker rm -f "${STARTED_IN_CLUSTER[@]}" >/dev/null 2>&1 || true' EXIT  # also on failure
 }
 
-cmd_test() {
-    local duration=20
+parse_duration() {  # VERB ARGS...: sets `duration` from [--duration S] (default 20)
+    local verb="$1"
+    shift
+    duration=20
     while [ $# -gt 0 ]; do
         case "$1" in
             --duration) duration="${2:-}"; shift 2 || die "--duration needs seconds" ;;
-            *) die "test: unknown option '$1' (try test --help)" ;;
+            *) die "$verb: unknown option '$1' (try $verb --help)" ;;
         esac
     done
     [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "--duration needs whole seconds, got '$duration'"
+}
+
+finish_in_cluster() {  # VERB: wait for the workload started last, show its verdict, fail with it
+    local code
+    code=$(docker wait "$IN_CLUSTER")
+    docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
+    record "$1.finished" "exit $code"
+    [ "$code" = 0 ] || die "the $1 workload failed (exit $code; its verdict is above)"
+}
+
+cmd_test() {
+    local duration
+    parse_duration test "$@"
     require_clean_cluster test
     start_in_cluster workload python -m cluster_sim.cluster_workload \
         --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
@@ -460,25 +475,15 @@ cmd_test() {
     healed_at=$FAULT_TS
     [ "${#nodes[@]}" -ge 3 ] && cmd_fast "${nodes[2]}"
     say "faults healed; waiting for the workload to finish"
-    local code
-    code=$(docker wait "$IN_CLUSTER")
-    docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
-    record test.finished "exit $code"
-    [ "$code" = 0 ] || die "the workload failed under faults (exit $code; logs above)"
+    finish_in_cluster test
     say "${nodes[0]} declared dead $(wait_event worker.dead "${nodes[0]}" "$killed_at" "$offset") s after it was killed"
     say "${nodes[1]} declared dead $(wait_event worker.dead "${nodes[1]}" "$cut_at" "$offset") s after it was cut off, back $(wait_event worker.joined "${nodes[1]}" "$healed_at" "$offset") s after healing"
     say "PASS"
 }
 
 cmd_drill() {
-    local duration=20
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --duration) duration="${2:-}"; shift 2 || die "--duration needs seconds" ;;
-            *) die "drill: unknown option '$1' (try drill --help)" ;;
-        esac
-    done
-    [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "--duration needs whole seconds, got '$duration'"
+    local duration
+    parse_duration drill "$@"
     require_clean_cluster drill
     local victim="${nodes[1]}" third=$((duration / 3 + 1))
     start_in_cluster drill python -m cluster_sim.cluster_workload --fallback \
@@ -489,11 +494,7 @@ cmd_drill() {
     sleep "$third"  # its circuit opens; SSH serves it
     cmd_start_agent "$victim"
     say "agent back; waiting for the drill to finish (the circuit closes after a probe)"
-    local code
-    code=$(docker wait "$IN_CLUSTER")
-    docker logs "$IN_CLUSTER" 2>&1 | tail -n 2
-    record drill.finished "exit $code"
-    [ "$code" = 0 ] || die "the rollback drill failed (exit $code; logs above)"
+    finish_in_cluster drill
     say "PASS"
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -44,6 +46,20 @@ def leaves_nothing_running() -> Iterator[None]:
         thread.join(timeout=5)  # a thread on its way out gets a moment to finish; a stuck one fails
     leftover_threads = set(threading.enumerate()) - threads_before
     assert not leftover_threads, f"test left threads running: {leftover_threads}"
+
+
+def python_module(
+    module: str, *args: str, timeout_s: float = 30, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS...` as a user would run it, output captured, never hanging."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=cwd,
+        check=False,
+    )
 
 
 def skip_here_fail_on_ci(reason: str | None, what: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 import zmq
 
+from tests.conftest import python_module
 from zmq_basics import lesson
 from zmq_basics.tour import LESSONS
 
@@ -22,10 +22,8 @@ BINDING_ROLES = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=30, check=False
-    )
+def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return python_module(module, *args)
 
 
 @pytest.mark.parametrize("name", [*LESSONS, "tour"])

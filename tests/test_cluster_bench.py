@@ -12,24 +12,23 @@ import sys
 from pathlib import Path
 
 from cluster_sim.cluster_bench import build_report
+from tests.conftest import python_module
+
+
+def wait_event_command(events: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cluster_sim.cluster_bench",
+        "wait-event",
+        "--events",
+        str(events),
+        *args,
+    ]
 
 
 def wait_event(events: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cluster_sim.cluster_bench",
-            "wait-event",
-            "--events",
-            str(events),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return python_module("cluster_sim.cluster_bench", "wait-event", "--events", str(events), *args)
 
 
 def line(**event: object) -> str:
@@ -56,13 +55,8 @@ def test_wait_event_follows_lines_appended_while_it_waits(tmp_path: Path) -> Non
     events.write_text(line(topic="stats", ts=1.0))
     offset = events.stat().st_size
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cluster_sim.cluster_bench",
-            "wait-event",
-            "--events",
-            str(events),
+        wait_event_command(
+            events,
             "--topic",
             "worker.joined",
             "--worker",
@@ -73,7 +67,7 @@ def test_wait_event_follows_lines_appended_while_it_waits(tmp_path: Path) -> Non
             str(offset),
             "--timeout",
             "20",
-        ],
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cluster_sim.figures import Results, render_text, stale_sections
+from tests.conftest import python_module
 from tests.doc_blocks import REPO
 from zmq_basics.lesson import LessonError
 
@@ -23,14 +23,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def figures(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cluster_sim.figures", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        check=False,
-    )
+    return python_module("cluster_sim.figures", *args, timeout_s=60, cwd=cwd)
 
 
 def test_render_fills_only_the_marked_section(results: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from cluster_sim.journal import comparable, differences
+from tests.conftest import python_module
 
 
 def journal(path: Path, *records: dict[str, object]) -> Path:
@@ -16,13 +16,7 @@ def journal(path: Path, *records: dict[str, object]) -> Path:
 
 
 def compare(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cluster_sim.journal", "compare", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return python_module("cluster_sim.journal", "compare", *args)
 
 
 RECORD = {"schedule": "all_servers", "node": "node01", "gbps": 100}

@@ -20,6 +20,7 @@ import pytest
 
 from tests.agents import free_port
 from tests.conftest import REPO, skip_here_fail_on_ci
+from tests.doc_blocks import shell_blocks
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 EVENTS = REPO / "docker" / ".build" / "events" / "events.jsonl"
@@ -213,7 +214,7 @@ def test_bench_measures_both_transports_and_detection_across_containers(
 
 
 def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:
-    done = run("test", "--duration", "36", timeout=600)  # each fault lasts 36 / 4 + 1 = 10 s
+    done = run("test", "--duration", "48", timeout=600)  # each fault lasts 48 / 4 + 1 = 13 s
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
     assert summary["tasks"]["completed"] == summary["tasks"]["submitted"] > 0
@@ -245,6 +246,54 @@ def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: N
     assert "worker2 declared dead" in done.stdout and "s after healing" in done.stdout
 
 
+def test_the_rollback_drill_serves_a_node_over_ssh_while_its_agent_is_down(
+    cluster: None,
+) -> None:
+    done = run("drill", "--duration", "12", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    served = summary["commands"]["served"]
+    assert served["worker2 ssh"] > 0 and served["worker2 zmq"] > 0  # both, in turn
+    assert all(how.endswith(" zmq") for how in served if not how.startswith("worker2"))
+    assert summary["commands"]["in_journal"] == summary["commands"]["planned"] > 0
+    targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
+    assert ("fault.start.agent-down", "worker2") in targets
+    assert ("fault.end.agent-down", "worker2") in targets
+    assert status()["worker2"][2] == "-"
+
+
+def test_kill_agent_leaves_sshd_and_start_agent_brings_it_back(cluster: None) -> None:
+    assert run("kill-agent", "worker3").returncode == 0
+    assert status()["worker3"][:1] == ("running",) and status()["worker3"][2] == "agent-down"
+    assert run("kill-agent", "worker3").returncode == 1  # already down
+    sshd = subprocess.run(
+        ["docker", "exec", container_of("worker3"), "pgrep", "-x", "sshd"],
+        capture_output=True,
+        check=False,
+    )
+    assert sshd.returncode == 0
+    assert run("start-agent", "worker3").returncode == 0
+    assert status()["worker3"][2] == "-"
+
+
+def test_the_documents_docker_commands_run(cluster: None) -> None:
+    blocks = shell_blocks("docker")
+    assert blocks, "no ```sh docker block in the plan documents"
+    env = dict(os.environ, ZCL_PROJECT=PROJECT, ZCL_METRICS_PORT=METRICS_PORT)
+    for block in blocks:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block.body],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, f"{block}: {done.stdout}{done.stderr}"
+    wait_for(lambda: status()["worker2"][:2] == ("running", "healthy"), "worker2 healthy again")
+
+
 def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
     for args, message in (
         (["fail", "worker9"], "no node 'worker9'"),
@@ -257,6 +306,8 @@ def test_bad_input_is_one_clear_line_and_a_failure(cluster: None) -> None:
         (["slow", "worker1"], "a delay such as 100ms"),
         (["bench", "--json"], "--json needs a file name"),
         (["bench", "--fast"], "bench: unknown option '--fast'"),
+        (["kill-agent"], "name a node"),
+        (["drill", "--duration", "soon"], "--duration needs whole seconds"),
     ):
         done = run(*args)
         assert done.returncode == 1, args

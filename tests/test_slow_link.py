@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +18,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from cluster_sim.slow_link import SlowLink, delay_seconds
+from tests.conftest import python_module
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -101,13 +100,7 @@ def test_delays_are_read_as_the_script_writes_them(text: str, seconds: float) ->
 
 
 def test_a_bad_delay_is_one_clear_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "cluster_sim.slow_link", "--delay", "soon"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = python_module("cluster_sim.slow_link", "--delay", "soon")
     assert done.returncode == 2
     assert "not a delay: 'soon'" in done.stderr
     assert "Traceback" not in done.stderr
