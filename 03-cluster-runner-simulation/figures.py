@@ -296,7 +296,7 @@ def contract_figures(r: Results) -> str:
         (
             f"`journal.write`, records per second ({journal['records']:,} records)",
             f"{journal['file']['per_s']:,.0f} (file journal)",
-            f"{journal['zmq']['per_s']:,.0f} (collector: each batch fsynced before it is acknowledged)",
+            f"{journal['zmq']['per_s']:,.0f} (collector: fsync, then ack, per batch)",
         ),
         (
             f"the three schedules on {run['nodes']} nodes through `build_*_context`, wall time",
