@@ -37,6 +37,7 @@ BUILD="$HERE/.build"
 PROJECT="${ZCL_PROJECT:-zcl}"
 BASE_IMAGE="zcl-base:bookworm"
 NODE_IMAGE="zcl-node:latest"
+IMAGE_LABEL="org.zmq-cluster-lab.image"  # on every image this script makes
 EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
 STARTED_IN_CLUSTER=()  # containers a verb ran on the cluster's network, removed when it ends
@@ -104,7 +105,7 @@ cmd_build() {
         mmdebstrap --quiet --variant=minbase \
             --include=python3,python3-venv,openssh-server,iproute2,iptables,procps,tini \
             bookworm "$BUILD/base.tar" "$sources"
-        docker import "$BUILD/base.tar" "$BASE_IMAGE" >/dev/null
+        docker import --change "LABEL $IMAGE_LABEL=base" "$BUILD/base.tar" "$BASE_IMAGE" >/dev/null
         rm -f "$BUILD/base.tar"
     fi
     say "wheelhouse: the project and the dependency versions the tests use"
@@ -116,8 +117,14 @@ cmd_build() {
         --wheel-dir "$BUILD/image/wheels" "$HERE/.."
     cp "$HERE/Dockerfile" "$HERE/node-init.sh" "$BUILD/image/"
     say "building $NODE_IMAGE"
+    local previous
+    previous=$(docker image inspect -f '{{.Id}}' "$NODE_IMAGE" 2>/dev/null || true)
     docker build --quiet --pull=false --build-arg "BASE=$BASE_IMAGE" -t "$NODE_IMAGE" \
         "$BUILD/image" >/dev/null
+    if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$NODE_IMAGE")" ]; then
+        # The image it replaces would stay behind untagged; containers still using it keep it.
+        docker image rm "$previous" >/dev/null 2>&1 || true
+    fi
     say "built $NODE_IMAGE"
 }
 
@@ -571,6 +578,8 @@ cmd_cleanup() {
     for image in "$NODE_IMAGE" "$BASE_IMAGE"; do
         docker image rm "$image" >/dev/null 2>&1 || true
     done
+    # and any image of ours a rebuild or an interrupted build left untagged
+    docker images -q --filter "label=$IMAGE_LABEL" | sort -u | xargs -r docker image rm -f >/dev/null 2>&1 || true
     rm -rf "$BUILD"
     say "removed the cluster's containers, network, images and build folder"
 }

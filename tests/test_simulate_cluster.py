@@ -327,8 +327,9 @@ def test_stop_then_cleanup_leaves_nothing(cluster: None) -> None:
         check=True,
     ).stdout
     assert leftovers == ""
-    images = subprocess.run(
-        ["docker", "images", "-q", "zcl-node"], capture_output=True, text=True, check=True
-    ).stdout
-    assert images == ""
+    for which in (["zcl-node"], ["zcl-base"], ["--filter", "label=org.zmq-cluster-lab.image"]):
+        images = subprocess.run(
+            ["docker", "images", "-aq", *which], capture_output=True, text=True, check=True
+        ).stdout
+        assert images == "", which
     assert not (REPO / "docker" / ".build").exists()
