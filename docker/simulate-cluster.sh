@@ -224,37 +224,19 @@ cmd_logs() {
     fi
 }
 
-cmd_fail() {
-    require_node "${1:-}"
-    FAULT_TS=$(now)
-    docker kill --signal KILL "$(container_of "$1")" >/dev/null
-    record fault.start.fail "$1" "$FAULT_TS"
-    say "$1 killed (SIGKILL)"
+container_fault() {  # NODE EVENT MESSAGE DOCKER-VERB...: act on the node's container, log it
+    local node="${1:-}" event="$2" message="$3"
+    require_node "$node"
+    FAULT_TS=$(now)  # when the fault began, not when docker returned
+    docker "${@:4}" "$(container_of "$node")" >/dev/null
+    record "$event" "$node" "$FAULT_TS"
+    say "$node $message"
 }
 
-cmd_recover() {
-    require_node "${1:-}"
-    FAULT_TS=$(now)
-    docker start "$(container_of "$1")" >/dev/null
-    record fault.end.fail "$1" "$FAULT_TS"
-    say "$1 started again"
-}
-
-cmd_pause() {
-    require_node "${1:-}"
-    FAULT_TS=$(now)
-    docker pause "$(container_of "$1")" >/dev/null
-    record fault.start.pause "$1" "$FAULT_TS"
-    say "$1 frozen"
-}
-
-cmd_resume() {
-    require_node "${1:-}"
-    FAULT_TS=$(now)
-    docker unpause "$(container_of "$1")" >/dev/null
-    record fault.end.pause "$1" "$FAULT_TS"
-    say "$1 running again"
-}
+cmd_fail() { container_fault "${1:-}" fault.start.fail "killed (SIGKILL)" kill --signal KILL; }
+cmd_recover() { container_fault "${1:-}" fault.end.fail "started again" start; }
+cmd_pause() { container_fault "${1:-}" fault.start.pause "frozen" pause; }
+cmd_resume() { container_fault "${1:-}" fault.end.pause "running again" unpause; }
 
 ip_of() {
     docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(container_of "$1")"
