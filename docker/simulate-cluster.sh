@@ -312,14 +312,16 @@ cmd_flaky() {
 }
 
 agent_down() {
-    ! in_node "$1" pgrep -f cluster_sim.node_agent >/dev/null
+    # "[c]" keeps the pattern from matching a command line that contains it, such as the
+    # health check's shell running at the same moment.
+    ! in_node "$1" pgrep -f '[c]luster_sim.node_agent' >/dev/null
 }
 
 cmd_kill_agent() {
     require_node "${1:-}"
     agent_down "$1" && die "the agent on $1 is already down (start-agent $1)"
     FAULT_TS=$(now)
-    in_node "$1" pkill -KILL -f cluster_sim.node_agent
+    in_node "$1" pkill -KILL -f '[c]luster_sim.node_agent'
     record fault.start.agent-down "$1" "$FAULT_TS"
     say "$1's agent killed (SIGKILL); its sshd still answers"
 }
@@ -386,7 +388,7 @@ cmd_fast() {
         in_node "$1" iptables -t nat -D PREROUTING -j ZCL-SLOW
         in_node "$1" iptables -t nat -F ZCL-SLOW
         in_node "$1" iptables -t nat -X ZCL-SLOW
-        in_node "$1" pkill -f cluster_sim.slow_link  # its connections close: peers reconnect
+        in_node "$1" pkill -f '[c]luster_sim.slow_link'  # its connections close: peers reconnect
         record fault.end.slow "$1"
         healed=1
     fi
