@@ -205,7 +205,7 @@ def verdict(lesson: str, ok: bool, detail: str, figures: dict[str, Any] | None =
     """Print the demo's last line, which the tour shows, and return its exit status.
 
     `figures`, what the demo measured, go on the line before as JSON: `tour --json` saves them
-    and the documents' figures are rendered from that file (cluster_sim.figures).
+    and the documents' figures are rendered from that file (zcl_tools.figures).
     """
     if figures is not None:
         print(FIGURES_MARK + json.dumps(figures, sort_keys=True))

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-from rich.progress import Progress
 
+from cluster_patterns import cli
 from cluster_patterns import protocol as mdp
-from zmq_basics import lesson
 
 log = logging.getLogger("client")
 
@@ -70,15 +69,15 @@ class BatchReport:
 
 class MdpClient:
     def __init__(
-        self, ctx: lesson.Ctx, endpoint: str, timeout_s: float = 5.0, retries: int = 3
+        self, ctx: cli.Ctx, endpoint: str, timeout_s: float = 5.0, retries: int = 3
     ) -> None:
         self.ctx, self.endpoint, self.timeout_s, self.retries = ctx, endpoint, timeout_s, retries
         self.sock = self._open()
 
-    def _open(self) -> lesson.Sock:
+    def _open(self) -> cli.Sock:
         sock = self.ctx.socket(zmq.DEALER)
         sock.linger = 0
-        lesson.connect(sock, self.endpoint)
+        cli.connect(sock, self.endpoint)
         return sock
 
     def close(self) -> None:
@@ -108,7 +107,7 @@ class MdpClient:
             log.info("no reply within %.1fs (attempt %d): new socket", self.timeout_s, attempt)
             self.close()  # a late reply to the old socket can no longer reach us
             self.sock = self._open()
-        raise lesson.LessonError(f"no reply from {self.endpoint} after {self.retries + 1} attempts")
+        raise cli.CliError(f"no reply from {self.endpoint} after {self.retries + 1} attempts")
 
     def batch(
         self,
@@ -164,9 +163,19 @@ def build_bodies(args: argparse.Namespace) -> list[list[bytes]]:
     try:
         value = json.loads(args.args)
     except json.JSONDecodeError as exc:
-        raise lesson.LessonError(f"--args is not JSON: {exc}") from None
+        raise cli.CliError(f"--args is not JSON: {exc}") from None
     encoded = mdp.get_codec(args.codec).encode(value)
     return [[encoded] for _ in range(args.count)]
+
+
+def progress_line(label: str, total: int, show: bool) -> Callable[[int], None]:
+    """Progress on one terminal line, rewritten in place (plain text: no extra dependency)."""
+
+    def update(done: int) -> None:
+        if show:
+            print(f"\r{label}: {done:,}/{total:,}", end="", file=sys.stderr, flush=True)
+
+    return update
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,14 +189,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return 0
             bodies = build_bodies(args)
             show = args.count >= 100 and sys.stderr.isatty()
-            with Progress(disable=not show, transient=True) as progress:
-                bar = progress.add_task(f"{args.service} x {args.count}", total=args.count)
-                report = client.batch(
-                    args.service.encode(),
-                    bodies,
-                    args.in_flight,
-                    lambda done: progress.update(bar, completed=done),
-                )
+            report = client.batch(
+                args.service.encode(),
+                bodies,
+                args.in_flight,
+                progress_line(f"{args.service} x {args.count}", args.count, show),
+            )
+            if show:
+                print(file=sys.stderr)  # end the progress line
         finally:
             client.close()
     summary = report.summary()
@@ -196,11 +205,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
+    parser = cli.program_parser(__doc__, "zcl-client")
+    cli.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
     parser.add_argument("--service", default="echo", help="e.g. echo, sleep, echo@w1, echo#gpu")
-    parser.add_argument("--count", type=lesson.positive_int, default=1)
-    parser.add_argument("--in-flight", type=lesson.positive_int, default=32)
+    parser.add_argument("--count", type=cli.positive_int, default=1)
+    parser.add_argument("--in-flight", type=cli.positive_int, default=32)
     parser.add_argument("--payload", default="hello", help="body for echo and mmi.service")
     parser.add_argument("--args", help="JSON arguments for sleep/shell, sent with --codec")
     parser.add_argument("--codec", choices=sorted(mdp.CODECS), default="msgpack")
@@ -208,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=cmd_run)
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

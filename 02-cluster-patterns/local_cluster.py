@@ -27,9 +27,9 @@ from typing import Any
 
 import zmq
 
+from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import BatchReport, MdpClient
-from zmq_basics import lesson
 
 EVENTS_IN_READY_LINE = re.compile(r"^(\S+) \(events on (\S+)\)$")
 
@@ -56,10 +56,10 @@ class Summary:
 class EventLog:
     """The coordinator's events, as the scenario sees them."""
 
-    def __init__(self, ctx: lesson.Ctx, where: str) -> None:
+    def __init__(self, ctx: cli.Ctx, where: str) -> None:
         self.sub = ctx.socket(zmq.SUB)
         self.sub.linger = 0
-        lesson.connect(self.sub, where)
+        cli.connect(self.sub, where)
         self.sub.subscribe(b"")
         self.seen: list[tuple[str, dict[str, Any]]] = []
 
@@ -96,8 +96,10 @@ Stats = dict[str, Any]
 
 
 def start_coordinator(
-    roles: lesson.Roles, endpoint: str = lesson.ANY_LOCAL_PORT, events: str = lesson.ANY_LOCAL_PORT
-) -> tuple[lesson.Child, str, str]:
+    roles: processes.Roles,
+    endpoint: str = processes.ANY_LOCAL_PORT,
+    events: str = processes.ANY_LOCAL_PORT,
+) -> tuple[processes.Child, str, str]:
     """A coordinator process; returns it with its request and events endpoints."""
     child = roles.spawn(
         "coordinator",
@@ -109,13 +111,13 @@ def start_coordinator(
     )
     match = EVENTS_IN_READY_LINE.match(child.endpoint)
     if not match:
-        raise lesson.LessonError(f"unexpected ready line: {child.endpoint}")
+        raise cli.CliError(f"unexpected ready line: {child.endpoint}")
     return child, match.group(1), match.group(2)
 
 
 def start_worker(
-    roles: lesson.Roles, endpoint: str, name: str, service: str = "sleep"
-) -> lesson.Child:
+    roles: processes.Roles, endpoint: str, name: str, service: str = "sleep"
+) -> processes.Child:
     return roles.spawn(
         name,
         "--coordinator",
@@ -145,12 +147,12 @@ def run_scenario(
     echo: bool = False,
 ) -> Summary:
     started = time.monotonic()
-    with lesson.Roles("cluster_patterns.coordinator", echo=echo) as roles, zmq.Context() as ctx:
+    with processes.Roles("cluster_patterns.coordinator", echo=echo) as roles, zmq.Context() as ctx:
         ctx.linger = 0
         _, endpoint, events_at = start_coordinator(roles)
         events = EventLog(ctx, events_at)
         if not events.wait_for("stats", 5):  # proves our subscription is in place
-            raise lesson.LessonError("no events from the coordinator")
+            raise cli.CliError("no events from the coordinator")
         monitor_args = ["--events", events_at, "--no-dashboard", "--metrics-port", "0"]
         if monitor_log:
             monitor_args += ["--json-log", str(monitor_log)]
@@ -159,15 +161,15 @@ def run_scenario(
         procs = {name: start_worker(roles, endpoint, name) for name in names}
         for name in names:
             if not events.wait_for("worker.joined", 5, worker=name):
-                raise lesson.LessonError(f"{name} never joined")
+                raise cli.CliError(f"{name} never joined")
 
         # Start once the coordinator has learned every worker's heartbeat rhythm, as in a
         # cluster that has been up a while (a newcomer is allowed 7.5 s of silence).
         if events.wait_for("stats", 10, when=rhythm_learned(*names)) is None:
-            raise lesson.LessonError("the coordinator did not learn the workers' rhythm")
+            raise cli.CliError("the coordinator did not learn the workers' rhythm")
         client = MdpClient(ctx, endpoint, timeout_s=30)
         body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]
-        batch = lesson.RoleThread(client.batch, b"sleep", [body] * tasks, 2 * workers)
+        batch = processes.RoleThread(client.batch, b"sleep", [body] * tasks, 2 * workers)
         batch.start()
         detection: dict[str, float | None] = {}
         try:
@@ -200,14 +202,14 @@ def run_scenario(
     )
 
 
-def _detect(events: EventLog, name: str, child: lesson.Child, sig: int) -> float | None:
+def _detect(events: EventLog, name: str, child: processes.Child, sig: int) -> float | None:
     """Send a signal to a busy worker; return seconds until the coordinator declared it dead."""
     asked_at = time.time()
     if (
         events.wait_for("task.assigned", 10, when=lambda e: e["ts"] >= asked_at, worker=name)
         is None
     ):
-        raise lesson.LessonError(f"{name} was given no task to be busy with")
+        raise cli.CliError(f"{name} was given no task to be busy with")
     sent_at = time.time()
     child.signal(sig)
     dead = events.wait_for("worker.dead", 10, worker=name)
@@ -233,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  detection, {failure}: " + (f"{seconds:.3f}s" if seconds is not None else "NEVER"))
     if args.json:
         args.json.write_text(json.dumps(asdict(summary), indent=2) + "\n")
-    return lesson.verdict(
+    return processes.verdict(
         "local_cluster",
         summary.ok,
         f"{summary.completed}/{summary.submitted} tasks exactly once through a "
@@ -242,9 +244,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    parser.add_argument("--workers", type=lesson.positive_int, default=4)
-    parser.add_argument("--tasks", type=lesson.positive_int, default=100)
+    parser = cli.program_parser(__doc__)
+    parser.add_argument("--workers", type=cli.positive_int, default=4)
+    parser.add_argument("--tasks", type=cli.positive_int, default=100)
     parser.add_argument(
         "--task-seconds",
         type=float,
@@ -255,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--verbose", action="store_true", help="show every process's log")
     parser.set_defaults(func=cmd_run)
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import zmq
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
-from prometheus_client import Counter as PromCounter
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
-from zmq_basics import lesson
+try:  # the monitor extra: not part of the core install that nodes get
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+    from prometheus_client import Counter as PromCounter
+    from rich.console import Group
+    from rich.live import Live
+    from rich.table import Table
+except ModuleNotFoundError as missing:
+    raise SystemExit(
+        f"zcl-monitor: error: {missing.name} is missing: pip install 'zmq-cluster-lab[monitor]'"
+    ) from None
+
+from cluster_patterns import cli
 
 log = logging.getLogger("monitor")
 TASK_OUTCOMES = {
@@ -154,10 +160,10 @@ def watch(args: argparse.Namespace, stop: threading.Event) -> ClusterView:
     try:
         with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
             sub.linger = 0
-            lesson.connect(sub, args.events)
+            cli.connect(sub, args.events)
             sub.subscribe(b"")
             where = f" (metrics on port {server.server_port})" if server else ""
-            lesson.announce_ready(f"monitor{where}", args.events)
+            cli.announce_ready(f"monitor{where}", args.events)
             deadline = time.monotonic() + args.duration if args.duration else float("inf")
             with (
                 Live(view.render(), refresh_per_second=4, transient=False, auto_refresh=False)
@@ -204,8 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    lesson.add_endpoint(parser, "--events", "COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
+    parser = cli.program_parser(__doc__, "zcl-monitor")
+    cli.add_endpoint(parser, "--events", "COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
     parser.add_argument("--metrics-port", type=int, default=9100, help="0 picks a free port")
     parser.add_argument("--no-metrics", dest="metrics_port", action="store_const", const=None)
     parser.add_argument("--metrics-host", default="127.0.0.1")
@@ -213,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=cmd_run)
-    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+    return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
 
 
 if __name__ == "__main__":

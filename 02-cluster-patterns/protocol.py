@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
-import zmq
+
+from cluster_patterns.wire import WireError
 
 CLIENT = b"MDPC02"
 WORKER = b"MDPW02"
@@ -57,12 +58,8 @@ MMI_PREFIX = b"mmi."  # services the broker answers itself (spec 8/MMI)
 ERROR_MARK = b"\x00error"  # second body frame of an error reply (our extension)
 
 
-class ProtocolError(ValueError):
-    """A message that breaks the spec; `kind` is a short label for the drop counters."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
+class ProtocolError(WireError):
+    """An MDP message that breaks spec 18; `kind` is a short label for the drop counters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,31 +132,6 @@ def parse_at_client(frames: Sequence[bytes]) -> tuple[bytes, bytes, list[bytes]]
     if len(rest) < 3 or rest[0] != CLIENT or rest[1] not in (C_PARTIAL, C_FINAL):
         raise ProtocolError("bad-reply", "not an MDPC02 PARTIAL or FINAL")
     return rest[1], rest[2], rest[3:]
-
-
-_MORE_NOW = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
-_NOW = int(zmq.NOBLOCK)
-
-
-def send_now(sock: zmq.Socket[bytes], frames: Sequence[bytes]) -> None:
-    """send_multipart(frames, NOBLOCK), twice as fast on the coordinator's hot path.
-
-    pyzmq's multipart helpers redo flag arithmetic on IntFlag enums for every frame; plain
-    int flags skip that (profiling showed it cost more than the sends themselves).
-    """
-    for frame in frames[:-1]:
-        sock.send(frame, _MORE_NOW)
-    sock.send(frames[-1], _NOW)
-
-
-def recv_now(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """recv_multipart(NOBLOCK), reading the more-flag off each frame instead of a getsockopt."""
-    frame = sock.recv(_NOW, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = sock.recv(_NOW, copy=False)
-        frames.append(frame.bytes)
-    return frames
 
 
 def to_worker(identity: bytes, delimited: bool, command: bytes, *frames: bytes) -> list[bytes]:

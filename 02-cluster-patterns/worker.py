@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 
 import zmq
 
+from cluster_patterns import cli
 from cluster_patterns import protocol as mdp
 from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
-from zmq_basics import lesson
 
 log = logging.getLogger("worker")
 Handler = Callable[[list[bytes], mdp.Codec], list[bytes]]
@@ -83,7 +83,7 @@ def run_handler(handler: Handler, body: list[bytes], codec: mdp.Codec) -> list[b
 class TaskThread(threading.Thread):
     """Runs one task at a time off the loop thread; results come back over an inproc PAIR."""
 
-    def __init__(self, ctx: lesson.Ctx, address: str, handler: Handler, codec: mdp.Codec) -> None:
+    def __init__(self, ctx: cli.Ctx, address: str, handler: Handler, codec: mdp.Codec) -> None:
         super().__init__(name="task-runner", daemon=True)
         self.ctx, self.address, self.handler, self.codec = ctx, address, handler, codec
         self.jobs: queue.Queue[tuple[int, bytes, list[bytes]] | None] = queue.Queue()
@@ -101,7 +101,7 @@ class TaskThread(threading.Thread):
 class Worker:
     def __init__(
         self,
-        ctx: lesson.Ctx,
+        ctx: cli.Ctx,
         coordinator: str,
         service: str,
         *,
@@ -120,7 +120,7 @@ class Worker:
         self.backoff = Backoff()
         self.generation = 0  # bumped on every reconnect; results of older ones are stale
         self.busy_with: bytes | None = None  # client address of the running task
-        self.sock: lesson.Sock | None = None
+        self.sock: cli.Sock | None = None
         self.done = 0
         self.results = ctx.socket(zmq.PAIR)
         self.results.linger = 0
@@ -137,7 +137,7 @@ class Worker:
         self.sock.linger = 0
         if self.name:
             self.sock.routing_id = self.name.encode()
-        lesson.connect(self.sock, self.coordinator)
+        cli.connect(self.sock, self.coordinator)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.results, zmq.POLLIN)
@@ -158,7 +158,7 @@ class Worker:
         self.runner.start()
         try:
             self.connect()
-            lesson.announce_ready(f"worker {self.name or self.service}", self.coordinator)
+            cli.announce_ready(f"worker {self.name or self.service}", self.coordinator)
             self._loop()
         finally:
             self.runner.jobs.put(None)
@@ -239,7 +239,7 @@ class Worker:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.service == "shell" and not args.allow_shell:
-        raise lesson.LessonError("the shell service runs any command it is sent; add --allow-shell")
+        raise cli.CliError("the shell service runs any command it is sent; add --allow-shell")
     with zmq.Context() as ctx:
         worker = Worker(
             ctx,
@@ -258,8 +258,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
+    parser = cli.program_parser(__doc__, "zcl-worker")
+    cli.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
     parser.add_argument("--service", choices=sorted(SERVICES), default="echo")
     parser.add_argument("--name", help="routing identity, for pinning tasks (default: random)")
     parser.add_argument("--tag", action="append", default=[], help="a tag tasks can require")
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-shell", action="store_true", help="enable the shell service")
     parser.add_argument("--verbose", action="store_true")
     parser.set_defaults(func=cmd_run)
-    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+    return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
 
 
 if __name__ == "__main__":

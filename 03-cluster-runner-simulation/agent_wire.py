@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from cluster_patterns.wire import WireError
 from cluster_sim.protocols import ENV_NAME
 
 VERSION = b"ZCA1"  # zmq-cluster-lab agent protocol, version 1
@@ -44,19 +45,12 @@ DONE = b"done"
 ERROR = b"error"
 PONG = b"pong"
 
+# The stream frame of OUT: which output a chunk belongs to (the file descriptor's number).
 STDOUT = b"1"
 STDERR = b"2"
 
 MAX_REQUEST_ID_BYTES = 16
 HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
-
-
-class WireError(ValueError):
-    """A message that does not follow this protocol; `kind` names the counter it lands in."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
 
 
 @dataclass(frozen=True)

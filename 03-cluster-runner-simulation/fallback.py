@@ -25,7 +25,6 @@ from cluster_sim.protocols import (
     SystemConfig,
     TransportError,
 )
-from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
 log = logging.getLogger("fallback")
@@ -33,7 +32,9 @@ T = TypeVar("T")
 
 
 class FallbackExecutor:
-    def __init__(self, zmq: ZmqNodeExecutor, ssh: NodeExecutorSSH, retry_over_ssh: bool = True):
+    def __init__(
+        self, zmq: ZmqNodeExecutor, ssh: NodeExecutorProtocol, retry_over_ssh: bool = True
+    ):
         self.node_id, self.zmq, self.ssh, self.retry_over_ssh = (
             zmq.node_id,
             zmq,

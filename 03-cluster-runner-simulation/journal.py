@@ -28,8 +28,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cluster_patterns import cli
 from cluster_sim.protocols import AsyncJournalWriterProtocol
-from zmq_basics import lesson
 
 VARYING = ("record_id", "duration_s", "transport")  # differ between two runs of the same work
 
@@ -98,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         try:
             journals.append(comparable(read_journal(path), args.ignore))
         except (OSError, ValueError) as exc:
-            raise lesson.LessonError(f"cannot read the journal {path}: {exc}") from None
+            raise cli.CliError(f"cannot read the journal {path}: {exc}") from None
     only_first, only_second = differences(*journals)
     for name, records in ((args.first, only_first), (args.second, only_second)):
         for record in records[: args.show]:
@@ -117,15 +117,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.journal")
-    compare = lesson.add_role(commands, "compare", cmd_compare, "the A/B check of two runs")
+    parser, commands = cli.command_parser(__doc__, "zcl-journal")
+    compare = cli.add_command(commands, "compare", cmd_compare, "the A/B check of two runs")
     compare.add_argument("first", type=Path)
     compare.add_argument("second", type=Path)
     compare.add_argument(
         "--ignore", nargs="*", default=list(VARYING), help="fields that may differ between runs"
     )
     compare.add_argument("--show", type=int, default=10, help="differing records to print")
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

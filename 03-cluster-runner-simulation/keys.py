@@ -28,13 +28,13 @@ from pathlib import Path
 
 import zmq.auth
 
-from zmq_basics import lesson
+from cluster_patterns import cli
 
 Z85_KEY_LENGTH = 40
 log = logging.getLogger("keys")
 
 
-class KeyFileError(lesson.LessonError):
+class KeyFileError(cli.CliError):
     """A key file that is missing, malformed, or would be overwritten."""
 
 
@@ -244,19 +244,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, verbs = lesson.make_parser(__doc__, prog="python -m cluster_sim.keys")
-    gen = lesson.add_role(verbs, "generate", _cmd_generate, "new keys for nodes and controllers")
+    parser, verbs = cli.command_parser(__doc__, prog="zcl-keys")
+    gen = cli.add_command(verbs, "generate", _cmd_generate, "new keys for nodes and controllers")
     gen.add_argument("keydir", type=Path)
     gen.add_argument("--nodes", nargs="+", default=[], metavar="NODE")
     gen.add_argument("--controllers", nargs="+", default=["controller"], metavar="NAME")
-    add = lesson.add_role(verbs, "add-controller", _cmd_add_controller, "a new controller key")
-    revoke = lesson.add_role(verbs, "revoke-controller", _cmd_revoke_controller, "distrust a key")
+    add = cli.add_command(verbs, "add-controller", _cmd_add_controller, "a new controller key")
+    revoke = cli.add_command(verbs, "revoke-controller", _cmd_revoke_controller, "distrust a key")
     for verb in (add, revoke):
         verb.add_argument("keydir", type=Path)
         verb.add_argument("name")
-    show = lesson.add_role(verbs, "show", _cmd_show, "list nodes, controllers and trust")
+    show = cli.add_command(verbs, "show", _cmd_show, "list nodes, controllers and trust")
     show.add_argument("keydir", type=Path)
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

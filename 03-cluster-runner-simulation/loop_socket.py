@@ -18,7 +18,7 @@ from typing import cast
 
 import zmq
 
-from cluster_patterns.protocol import recv_now, send_now
+from cluster_patterns.wire import recv_now, send_now
 
 MessageHandler = Callable[[list[bytes]], None]
 

@@ -16,7 +16,7 @@ on a shared machine falls on all of them alike.
 
     python -m cluster_sim.performance_comparison --json results/bench-03.json   (make bench)
     python -m cluster_sim.performance_comparison --quick                        (under a minute)
-    python -m cluster_sim.figures render          (refresh the documents' figures from the JSON)
+    python -m zcl_tools.figures render          (refresh the documents' figures from the JSON)
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from rich.console import Console
 from rich.table import Table
 
+from cluster_patterns import cli, processes
 from cluster_sim import keys
 from cluster_sim.journal import FileJournalWriter
-from cluster_sim.openssh_server import OpenSshServer, SshdUnavailableError, login_user
+from cluster_sim.lab.openssh_server import OpenSshServer, SshdUnavailableError, login_user
+from cluster_sim.lab.simulated_cluster import SimulatedCluster, both_transports
 from cluster_sim.protocols import AsyncJournalWriterProtocol, NodeExecutorProtocol
-from cluster_sim.simulated_cluster import SimulatedCluster, both_transports
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from zmq_basics import lesson
+from zcl_tools import goals
+from zcl_tools.results import Bench03
 
 ONE_MB_COMMAND = "head -c 1048576 /dev/zero"
 Runner = Callable[[str], Awaitable[object]]
@@ -214,50 +216,11 @@ async def cluster_figures(
     return scheduled, await journal_rates(cluster, plan.journal_records)
 
 
-def goals(figures: dict[str, Any]) -> dict[str, Any]:
-    """The targets of step 03, as ratios measured in this run."""
-    latency, rate, big = figures["latency"], figures["throughput"], figures["output_1mb"]
-    zmq_p50 = latency["zmq"]["p50_ms"]
-    checks = {
-        "zmq_latency_vs_local_spawn": (zmq_p50 / latency["local_spawn"]["p50_ms"], "<=", 1.3),
-        "zmq_latency_vs_ssh_persistent": (
-            zmq_p50 / latency["ssh_persistent_asyncssh"]["p50_ms"],
-            "<=",
-            1 / 3,
-        ),
-        "zmq_throughput_vs_ssh_persistent": (
-            rate["zmq"]["per_s"] / rate["ssh_persistent_asyncssh"]["per_s"],
-            ">=",
-            3.0,
-        ),
-        "zmq_1mb_vs_ssh_persistent": (
-            big["zmq"]["p50_ms"] / big["ssh_persistent_asyncssh"]["p50_ms"],
-            "<=",
-            1.0,
-        ),
-    }
-    if "journal" in figures:
-        journal = figures["journal"]
-        checks["zmq_journal_vs_file_journal"] = (
-            journal["zmq"]["per_s"] / journal["file"]["per_s"],
-            ">=",
-            0.5,
-        )
-    return {
-        name: {
-            "ratio": round(ratio, 3),
-            "goal": f"{op} {goal:.3g}",
-            "met": ratio <= goal if op == "<=" else ratio >= goal,
-        }
-        for name, (ratio, op, goal) in checks.items()
-    }
-
-
 def run_comparison(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zcl-bench-") as tmp, OpenSshServer() as sshd:
         keydir = Path(tmp) / "keys"
         keys.generate(keydir, nodes=["node1"], controllers=["bench"])
-        with lesson.Roles("cluster_sim.node_agent") as roles:
+        with processes.Roles("cluster_sim.agent.node_agent") as roles:
             agent = roles.spawn(
                 "agent",
                 "--bind",
@@ -269,7 +232,8 @@ def run_comparison(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any
     progress(f"scheduled run on {plan.nodes} simulated nodes, and the journals")
     with SimulatedCluster(nodes=plan.nodes) as cluster:
         figures["scheduled_run"], figures["journal"] = asyncio.run(cluster_figures(cluster, plan))
-    figures["goals"] = goals(figures)
+    # Assembled as a plain dict above; its shape is Bench03 (zcl_tools.results).
+    figures["goals"] = goals.evaluate(goals.TRANSPORT_03, cast(Bench03, figures))
     figures["machine"] = {
         "cpus": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
@@ -303,9 +267,8 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
             "-" if big is None else f"{big:.1f}",
         )
     console.print(table)
-    for name, goal in figures["goals"].items():
-        mark = "met" if goal["met"] else "NOT MET"
-        console.print(f"  {name}: {goal['ratio']} (goal {goal['goal']}) {mark}")
+    for line in goals.describe(figures["goals"]):
+        console.print(f"  {line}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -315,7 +278,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         figures = run_comparison(plan, lambda text: console.print(f"[dim]{text}[/dim]"))
     except SshdUnavailableError as exc:
-        raise lesson.LessonError(str(exc)) from None
+        raise cli.CliError(str(exc)) from None
     print_table(figures, console)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -325,13 +288,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
+    parser = cli.program_parser(__doc__)
     parser.prog = "python -m cluster_sim.performance_comparison"
     parser.add_argument("--quick", action="store_true", help="fewer samples: under a minute")
     parser.add_argument("--json", type=Path, help="save the figures here")
-    parser.add_argument("--in-flight", type=lesson.positive_int, default=32)
+    parser.add_argument("--in-flight", type=cli.positive_int, default=32)
     parser.set_defaults(func=cmd_compare)
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

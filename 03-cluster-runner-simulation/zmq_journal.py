@@ -38,12 +38,12 @@ import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
-from cluster_patterns.protocol import recv_now, send_now
+from cluster_patterns import cli
+from cluster_patterns.wire import recv_now, send_now
 from cluster_sim import keys as keyfiles
 from cluster_sim.journal import encode_line, iter_records, with_record_id
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import AsyncJournalWriterProtocol
-from zmq_basics import lesson
 
 log = logging.getLogger("journal-collector")
 VERSION = b"ZCJ1"
@@ -150,10 +150,10 @@ def collect(args: argparse.Namespace) -> int:
             sock.curve_server = True
             sock.curve_secretkey, sock.curve_publickey = server.secret, server.public
         elif not args.insecure:
-            raise lesson.LessonError("give --keys COLLECTOR_KEY_DIR, or --insecure")
+            raise cli.CliError("give --keys COLLECTOR_KEY_DIR, or --insecure")
         try:
             collector = Collector(args.path, sock)
-            lesson.announce_ready("journal-collector", lesson.bind(sock, args.bind))
+            cli.announce_ready("journal-collector", cli.bind(sock, args.bind))
             collector.serve(stop)
             log.info("stopped: %s", collector.counters)
         finally:
@@ -264,7 +264,7 @@ _conforms: type[AsyncJournalWriterProtocol] = ZmqJournalWriter
 async def write_many(args: argparse.Namespace) -> None:
     controller = None if args.keys is None else keyfiles.load_controller_keys(args.keys)
     writer = ZmqJournalWriter(args.endpoint, controller, max_unacked=args.window)
-    lesson.announce_ready("journal-writer", args.endpoint)
+    cli.announce_ready("journal-writer", args.endpoint)
     reported = 0
     for n in range(args.count):
         await writer.write({"record_id": f"{args.name}-{n}", "writer": args.name, "n": n})
@@ -277,25 +277,38 @@ async def write_many(args: argparse.Namespace) -> None:
     print(f"done {args.count}", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, verbs = lesson.make_parser(__doc__, prog="python -m cluster_sim.zmq_journal")
-    run = lesson.add_role(verbs, "collect", collect, "write records from many writers to a file")
-    run.add_argument(
-        "--bind", type=lesson.endpoint, default=os.environ.get("ZCL_JOURNAL_BIND", "tcp://*:5570")
+def add_collector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bind", type=cli.endpoint, default=os.environ.get("ZCL_JOURNAL_BIND", "tcp://*:5570")
     )
-    run.add_argument("--path", type=Path, required=True, help="the JSON-lines journal file")
-    run.add_argument("--keys", type=Path, help="the collector's key folder (like a node's)")
-    run.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests only")
-    load = lesson.add_role(
+    parser.add_argument("--path", type=Path, required=True, help="the JSON-lines journal file")
+    parser.add_argument("--keys", type=Path, help="the collector's key folder (like a node's)")
+    parser.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests only")
+    parser.set_defaults(func=collect)
+
+
+def collector_main(argv: Sequence[str] | None = None) -> int:
+    """`zcl-collector`: the journal collector daemon, the same as `... zmq_journal collect`."""
+    parser = cli.program_parser(__doc__, "zcl-collector")
+    add_collector_options(parser)
+    return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, verbs = cli.command_parser(__doc__, prog="python -m cluster_sim.zmq_journal")
+    add_collector_options(
+        cli.add_command(verbs, "collect", collect, "write records from many writers to a file")
+    )
+    load = cli.add_command(
         verbs, "write", lambda a: asyncio.run(write_many(a)), "send numbered records"
     )
-    load.add_argument("--endpoint", type=lesson.endpoint, required=True)
+    load.add_argument("--endpoint", type=cli.endpoint, required=True)
     load.add_argument("--keys", type=Path, help="a controller key folder pinning 'collector'")
     load.add_argument("--name", default="w1")
-    load.add_argument("--count", type=lesson.positive_int, default=1000)
-    load.add_argument("--window", type=lesson.positive_int, default=1000)
-    load.add_argument("--report-every", type=lesson.positive_int, default=1000)
-    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+    load.add_argument("--count", type=cli.positive_int, default=1000)
+    load.add_argument("--window", type=cli.positive_int, default=1000)
+    load.add_argument("--report-every", type=cli.positive_int, default=1000)
+    return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from cluster_patterns.heartbeat import Liveness
+from cluster_patterns.wire import WireError
 from cluster_sim import agent_wire as wire
 from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.keys import ControllerKeys
@@ -65,7 +66,9 @@ HANDSHAKE_FAILURES: dict[int, str] = {
 class _Call:
     future: asyncio.Future[wire.Reply]
     on_output: OutputCallback | None = None
-    output: dict[bytes, list[bytes]] = field(default_factory=lambda: {b"1": [], b"2": []})
+    output: dict[bytes, list[bytes]] = field(
+        default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
+    )
 
 
 class _Link:
@@ -168,7 +171,8 @@ class ZmqNodeExecutor:
             (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
         )
         if on_output is not None:
-            stdout, stderr = b"".join(call.output[b"1"]), b"".join(call.output[b"2"])
+            stdout = b"".join(call.output[wire.STDOUT])
+            stderr = b"".join(call.output[wire.STDERR])
         return CommandResult(
             node_id=self.node_id,
             command=command,
@@ -302,7 +306,7 @@ class ZmqNodeExecutor:
     def on_reply(self, frames: list[bytes]) -> None:
         try:
             reply = wire.parse_reply(frames)
-        except wire.WireError:
+        except WireError:
             log.warning("%s: dropped a malformed reply", self.node_id)
             return
         self.liveness.heard(time.monotonic(), is_heartbeat=reply.kind == wire.PONG)

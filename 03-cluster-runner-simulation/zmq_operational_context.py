@@ -15,6 +15,7 @@ terminated when the context exits, however it exits.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,31 @@ from cluster_sim.operational_context import NodeFilter, OperationalContext, open
 from cluster_sim.protocols import (
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
+    ExecutorError,
     NodeDescriptor,
     NodeExecutorProtocol,
 )
-from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+
+SSH_EXTRA_HINT = "pip install 'zmq-cluster-lab[ssh]'"
+
+
+def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
+    """NodeExecutorSSH for a node that uses SSH or falls back to it.
+
+    asyncssh is an extra, not part of the core install: it is imported here, at run time and
+    only when a node needs SSH, so a controller that speaks only ZeroMQ never needs it.
+    """
+    try:
+        ssh_context = importlib.import_module("cluster_sim.ssh_context")
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncssh":
+            raise
+        raise ExecutorError(
+            node.node_id, f"this node needs SSH, which needs asyncssh: {SSH_EXTRA_HINT}"
+        ) from None
+    executor: NodeExecutorProtocol = ssh_context.NodeExecutorSSH.for_node(node)
+    return executor
 
 
 @contextlib.asynccontextmanager
@@ -50,11 +71,11 @@ async def build_zmq_context(
 
     def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
         if node.transport == "ssh":
-            return NodeExecutorSSH.for_node(node)
+            return ssh_executor(node)
         over_zmq = ZmqNodeExecutor(
             node.node_id, node.agent_endpoint, keys, ctx=ctx, **executor_options
         )
-        return FallbackExecutor(over_zmq, NodeExecutorSSH.for_node(node)) if fallback else over_zmq
+        return FallbackExecutor(over_zmq, ssh_executor(node)) if fallback else over_zmq
 
     try:
         async with opened(

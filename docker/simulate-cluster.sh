@@ -42,7 +42,7 @@ EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
 STARTED_IN_CLUSTER=()  # containers a verb ran on the cluster's network, removed when it ends
 SLOW_PORT=15001  # the slow-link relay inside a node
-SLOW_MARK=0x2c1  # the relay marks its own connections (cluster_sim.slow_link.RELAY_MARK)
+SLOW_MARK=0x2c1  # the relay marks its own connections (cluster_sim.lab.slow_link.RELAY_MARK)
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
@@ -114,7 +114,7 @@ cmd_build() {
     rm -rf "$BUILD/image" && mkdir -p "$BUILD/image/wheels"
     "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
     "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \
-        --wheel-dir "$BUILD/image/wheels" "$HERE/.."
+        --wheel-dir "$BUILD/image/wheels" "$HERE/..[lab]"
     cp "$HERE/Dockerfile" "$HERE/node-init.sh" "$BUILD/image/"
     say "building $NODE_IMAGE"
     local previous
@@ -312,16 +312,16 @@ cmd_flaky() {
 }
 
 agent_down() {
-    # "[c]" keeps the pattern from matching a command line that contains it, such as the
+    # "[z]" keeps the pattern from matching a command line that contains it, such as the
     # health check's shell running at the same moment.
-    ! in_node "$1" pgrep -f '[c]luster_sim.node_agent' >/dev/null
+    ! in_node "$1" pgrep -f '[z]cl-agent' >/dev/null
 }
 
 cmd_kill_agent() {
     require_node "${1:-}"
     agent_down "$1" && die "the agent on $1 is already down (start-agent $1)"
     FAULT_TS=$(now)
-    in_node "$1" pkill -KILL -f '[c]luster_sim.node_agent'
+    in_node "$1" pkill -KILL -f '[z]cl-agent'
     record fault.start.agent-down "$1" "$FAULT_TS"
     say "$1's agent killed (SIGKILL); its sshd still answers"
 }
@@ -331,7 +331,7 @@ cmd_start_agent() {
     agent_down "$1" || { say "the agent on $1 is running"; return 0; }
     FAULT_TS=$(now)
     docker exec -d "$(container_of "$1")" \
-        python -m cluster_sim.node_agent --bind "tcp://*:5560" --keys "/keys/nodes/$1"
+        zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$1"
     local deadline=$((SECONDS + 20))
     until [ -n "$(in_node "$1" ss -Hltn "sport = :5560")" ]; do
         [ $SECONDS -lt $deadline ] || die "the agent on $1 did not start (see: logs $1)"
@@ -352,7 +352,7 @@ cmd_slow() {
         || die "slow needs a delay such as 100ms or 0.5s, got '$delay'"
     slowed "$1" && die "$1 is already slow (fast $1 first)"
     docker exec -d "$(container_of "$1")" \
-        python -m cluster_sim.slow_link --port "$SLOW_PORT" --delay "$delay"
+        python -m cluster_sim.lab.slow_link --port "$SLOW_PORT" --delay "$delay"
     local deadline=$((SECONDS + 10))
     until [ -n "$(in_node "$1" ss -Hltn "sport = :$SLOW_PORT")" ]; do
         [ $SECONDS -lt $deadline ] || die "the slow-link relay did not start on $1 (delay '$delay')"
@@ -388,7 +388,7 @@ cmd_fast() {
         in_node "$1" iptables -t nat -D PREROUTING -j ZCL-SLOW
         in_node "$1" iptables -t nat -F ZCL-SLOW
         in_node "$1" iptables -t nat -X ZCL-SLOW
-        in_node "$1" pkill -f '[c]luster_sim.slow_link'  # its connections close: peers reconnect
+        in_node "$1" pkill -f '[c]luster_sim.lab.slow_link'  # its connections close: peers reconnect
         record fault.end.slow "$1"
         healed=1
     fi
@@ -444,7 +444,7 @@ cmd_test() {
     local duration
     parse_duration test "$@"
     require_clean_cluster test
-    start_in_cluster workload python -m cluster_sim.cluster_workload \
+    start_in_cluster workload python -m cluster_sim.lab.cluster_workload \
         --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
     record test.started "${nodes[*]}"
     local third=$((duration / 4 + 1))
@@ -477,7 +477,7 @@ cmd_drill() {
     parse_duration drill "$@"
     require_clean_cluster drill
     local victim="${nodes[1]}" third=$((duration / 3 + 1))
-    start_in_cluster drill python -m cluster_sim.cluster_workload --fallback \
+    start_in_cluster drill python -m cluster_sim.lab.cluster_workload --fallback \
         --expect-fallback "$victim" --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
     record drill.started "${nodes[*]}"
     sleep "$third"  # ZeroMQ serves every node first
@@ -490,7 +490,7 @@ cmd_drill() {
 }
 
 wait_event() {  # TOPIC NODE SINCE OFFSET: seconds from SINCE until the coordinator said TOPIC
-    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench wait-event \
+    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.lab.cluster_bench wait-event \
         --events "$EVENTS" --topic "$1" --worker "$2" --since "$3" --offset "$4" --timeout 20 \
         || die "the coordinator never reported $1 for $2"
 }
@@ -507,14 +507,14 @@ cmd_bench() {
     require_clean_cluster bench
     local target="${nodes[0]}" victim="${nodes[-1]}"
     say "SSH vs ZeroMQ, from a runner container to $target"
-    start_in_cluster bench python -m cluster_sim.cluster_bench transports --node "$target" \
+    start_in_cluster bench python -m cluster_sim.lab.cluster_bench transports --node "$target" \
         --out /events/bench-transports.json "${transports[@]}"
     docker logs -f "$IN_CLUSTER"
     [ "$(docker wait "$IN_CLUSTER")" = 0 ] || die "the transport measurement failed (output above)"
     # A dashboard watches the faults; its last frame and `status` while the node is cut off
     # are saved with the figures, as a record of what an operator sees.
     rm -f "$BUILD/events/dashboard.jsonl"
-    start_in_cluster dashboard python -m cluster_patterns.monitor \
+    start_in_cluster dashboard zcl-monitor \
         --events tcp://coordinator:5556 --no-metrics --json-log /events/dashboard.jsonl
     local dashboard=$IN_CLUSTER deadline=$((SECONDS + 30))
     until [ -s "$BUILD/events/dashboard.jsonl" ]; do  # its first event: it is subscribed
@@ -542,7 +542,7 @@ cmd_bench() {
         wait_healthy "$victim"
         faults+=(--fault "$kind" "$detected" "$rejoined")
     done
-    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.cluster_bench report \
+    "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.lab.cluster_bench report \
         --transports "$BUILD/events/bench-transports.json" "${faults[@]}" \
         --recording status_during_partition "$BUILD/status-during-partition.txt" \
         --recording dashboard "$BUILD/dashboard.txt" --json "$BUILD/bench.json"

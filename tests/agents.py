@@ -10,12 +10,12 @@ from typing import Any
 
 import zmq
 
+from cluster_patterns import cli, processes
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from zmq_basics import lesson
 
-AGENT = "cluster_sim.node_agent"
+AGENT = "cluster_sim.agent.node_agent"
 
 
 def free_port() -> int:
@@ -27,10 +27,10 @@ def free_port() -> int:
 @contextmanager
 def running_agent(
     keydir: Path | None, *args: str, bind: str = "tcp://127.0.0.1:*"
-) -> Iterator[lesson.Child]:
+) -> Iterator[processes.Child]:
     """An agent process for node1 (CurveZMQ with `keydir`'s keys, or --insecure without)."""
     key_args = ["--keys", str(keys.node_dir(keydir, "node1"))] if keydir else ["--insecure"]
-    with lesson.Roles(AGENT) as roles:
+    with processes.Roles(AGENT) as roles:
         yield roles.spawn("agent", "--bind", bind, *key_args, *args)
 
 
@@ -44,7 +44,7 @@ def executor(
 class RawController:
     """A DEALER speaking the agent's wire format by hand, to send what our executor never would."""
 
-    def __init__(self, ctx: lesson.Ctx, endpoint: str, keydir: Path, **options: int) -> None:
+    def __init__(self, ctx: cli.Ctx, endpoint: str, keydir: Path, **options: int) -> None:
         controller = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.linger = 0

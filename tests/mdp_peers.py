@@ -12,14 +12,14 @@ from contextlib import contextmanager
 
 import zmq
 
+from cluster_patterns import cli, processes
 from cluster_patterns.coordinator import Config, Coordinator
-from zmq_basics import lesson
 
 WAIT_MS = 3000
 
 
 class RawPeer:
-    def __init__(self, ctx: lesson.Ctx, endpoint: str, delimited: bool = False, name: bytes = b""):
+    def __init__(self, ctx: cli.Ctx, endpoint: str, delimited: bool = False, name: bytes = b""):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.linger = 0
         if name:
@@ -66,18 +66,18 @@ class RawWorker(RawPeer):
 
 @contextmanager
 def running_coordinator(
-    ctx: lesson.Ctx, config: Config | None = None, worker_endpoint: str | None = None
+    ctx: cli.Ctx, config: Config | None = None, worker_endpoint: str | None = None
 ) -> Iterator[Coordinator]:
     """A coordinator on free ports, run on a thread, stopped and closed on exit."""
     coordinator = Coordinator(
-        ctx, lesson.ANY_LOCAL_PORT, lesson.ANY_LOCAL_PORT, worker_endpoint, config=config
+        ctx, processes.ANY_LOCAL_PORT, processes.ANY_LOCAL_PORT, worker_endpoint, config=config
     )
-    thread = lesson.RoleThread(coordinator.run, name="coordinator")
+    thread = processes.RoleThread(coordinator.run, name="coordinator")
     thread.start()
     try:
         yield coordinator
     finally:
         coordinator.stop.set()
         thread.join(timeout=10)
-        for sock in (*coordinator.sockets, coordinator.events):
+        for sock in (*coordinator.routers.values(), coordinator.events):
             sock.close(linger=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cluster_patterns.wire import WireError
 from cluster_sim import agent_wire as wire
 
 
@@ -26,7 +27,7 @@ def test_a_request_round_trips() -> None:
     ],
 )
 def test_malformed_requests_name_their_fault(frames: list[bytes], kind: str) -> None:
-    with pytest.raises(wire.WireError) as refused:
+    with pytest.raises(WireError) as refused:
         wire.parse_request(frames)
     assert refused.value.kind == kind
 
@@ -44,7 +45,7 @@ def test_field_readers_refuse_wrong_types() -> None:
         (wire.env_field, "bad_env"),
         (wire.bytes_field, "s"),
     ):
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             reader(body, name)
 
 
@@ -53,5 +54,5 @@ def test_replies_parse_and_refuse_strangers() -> None:
     parsed = wire.parse_reply(frames[1:])  # the DEALER sees no peer frame
     assert (parsed.request_id, parsed.kind, parsed.incarnation) == (b"id", wire.DONE, b"inc")
     assert parsed.body() == {"exit_status": 0}
-    with pytest.raises(wire.WireError):
+    with pytest.raises(WireError):
         wire.parse_reply([b"HTTP", b"id", wire.DONE, b"inc"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 import zmq
 
-from tests.conftest import python_module
+from tests.helpers import REPO, python_module
 from zmq_basics import lesson
 from zmq_basics.tour import LESSONS
 
@@ -57,7 +60,7 @@ def test_unknown_role_and_bad_count() -> None:
     assert "Traceback" not in done.stderr
 
 
-STEP_02 = ["coordinator", "worker", "client", "monitor", "heartbeat", "local_cluster"]
+STEP_02 = ["coordinator", "worker", "client", "monitor", "heartbeat_demo", "local_cluster"]
 
 
 @pytest.mark.parametrize("name", STEP_02)
@@ -90,4 +93,21 @@ def test_coordinator_port_in_use_is_one_line() -> None:
             "cluster_patterns.coordinator", "--endpoint", taken, "--events", "tcp://127.0.0.1:*"
         )
     assert done.returncode == 1
-    assert done.stderr == f"coordinator.py: error: cannot bind {taken}: Address already in use\n"
+    assert done.stderr == f"zcl-coordinator: error: cannot bind {taken}: Address already in use\n"
+
+
+CONSOLE_SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(CONSOLE_SCRIPTS))
+def test_console_scripts_answer_help_under_their_own_name(script: str) -> None:
+    """Each zcl-* command is installed beside the interpreter and names itself in its usage."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {script}")

@@ -10,32 +10,32 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import MdpClient
 from tests.mdp_peers import running_coordinator
-from zmq_basics import lesson
 
 
 @pytest.fixture
-def ctx() -> Iterator[lesson.Ctx]:
+def ctx() -> Iterator[cli.Ctx]:
     with zmq.Context() as context:
         context.linger = 0
         yield context
 
 
-def test_request_gives_up_with_a_clear_error(ctx: lesson.Ctx) -> None:
+def test_request_gives_up_with_a_clear_error(ctx: cli.Ctx) -> None:
     with ctx.socket(zmq.ROUTER) as silent:
-        where = lesson.bind(silent, lesson.ANY_LOCAL_PORT)
+        where = cli.bind(silent, processes.ANY_LOCAL_PORT)
         client = MdpClient(ctx, where, timeout_s=0.2, retries=1)
-        with pytest.raises(lesson.LessonError, match="after 2 attempts"):
+        with pytest.raises(cli.CliError, match="after 2 attempts"):
             client.request(b"echo", b"x")
         client.close()
 
 
-def test_batch_drops_duplicate_replies(ctx: lesson.Ctx) -> None:
+def test_batch_drops_duplicate_replies(ctx: cli.Ctx) -> None:
     with ctx.socket(zmq.ROUTER) as broker:
         broker.linger = 0
-        where = lesson.bind(broker, lesson.ANY_LOCAL_PORT)
+        where = cli.bind(broker, processes.ANY_LOCAL_PORT)
         client = MdpClient(ctx, where, timeout_s=5)
 
         def answer_everything_twice() -> None:
@@ -47,7 +47,7 @@ def test_batch_drops_duplicate_replies(ctx: lesson.Ctx) -> None:
                         mdp.to_client(identity, False, mdp.C_FINAL, service, *body)
                     )
 
-        server = lesson.RoleThread(answer_everything_twice)
+        server = processes.RoleThread(answer_everything_twice)
         server.start()
         report = client.batch(b"echo", [[b"payload"]] * 10, in_flight=3)
         server.join(timeout=10)
@@ -57,13 +57,13 @@ def test_batch_drops_duplicate_replies(ctx: lesson.Ctx) -> None:
     assert all(o.body[1] == b"payload" for o in report.outcomes.values())
 
 
-def test_batch_resends_what_was_never_answered(ctx: lesson.Ctx) -> None:
+def test_batch_resends_what_was_never_answered(ctx: cli.Ctx) -> None:
     with ctx.socket(zmq.ROUTER) as broker:
         broker.linger = 0
         client = MdpClient(
-            ctx, lesson.bind(broker, lesson.ANY_LOCAL_PORT), timeout_s=0.3, retries=2
+            ctx, cli.bind(broker, processes.ANY_LOCAL_PORT), timeout_s=0.3, retries=2
         )
-        batch = lesson.RoleThread(client.batch, b"echo", [[b"x"]], 1)
+        batch = processes.RoleThread(client.batch, b"echo", [[b"x"]], 1)
         batch.start()
         assert broker.poll(5000)
         broker.recv_multipart()  # the first copy is lost, as with a coordinator that died
@@ -75,8 +75,11 @@ def test_batch_resends_what_was_never_answered(ctx: lesson.Ctx) -> None:
     assert batch.result.resent == 1 and len(batch.result.outcomes) == 1
 
 
-def test_command_line_against_a_live_cluster(ctx: lesson.Ctx) -> None:
-    with running_coordinator(ctx) as coordinator, lesson.Roles("cluster_patterns.worker") as roles:
+def test_command_line_against_a_live_cluster(ctx: cli.Ctx) -> None:
+    with (
+        running_coordinator(ctx) as coordinator,
+        processes.Roles("cluster_patterns.worker") as roles,
+    ):
         where = coordinator.endpoints[0]
         roles.spawn("worker", "--coordinator", where, "--service", "echo")
         done = subprocess.run(

@@ -11,15 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster_sim.cluster_bench import build_report
-from tests.conftest import python_module
+from cluster_sim.lab.cluster_bench import build_report
+from tests.helpers import python_module
 
 
 def wait_event_command(events: Path, *args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "cluster_sim.cluster_bench",
+        "cluster_sim.lab.cluster_bench",
         "wait-event",
         "--events",
         str(events),
@@ -28,7 +28,9 @@ def wait_event_command(events: Path, *args: str) -> list[str]:
 
 
 def wait_event(events: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return python_module("cluster_sim.cluster_bench", "wait-event", "--events", str(events), *args)
+    return python_module(
+        "cluster_sim.lab.cluster_bench", "wait-event", "--events", str(events), *args
+    )
 
 
 def line(**event: object) -> str:

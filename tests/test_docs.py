@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.figures import SECTION, Results, documents, stale_sections
-from cluster_sim.openssh_server import sshd_missing_reason
-from tests.conftest import skip_here_fail_on_ci
+from cluster_sim.lab.openssh_server import sshd_missing_reason
 from tests.doc_blocks import PLAN_DOCUMENTS, REPO, Block, fenced_blocks, shell_blocks
+from tests.helpers import skip_here_fail_on_ci
+from zcl_tools.figures import SECTION, Results, documents, stale_sections
 
 DOCUMENTS = [
     *PLAN_DOCUMENTS,
@@ -88,7 +88,7 @@ def test_every_figure_section_matches_its_json() -> None:
         for document in documents(REPO)
     }
     stale = {document: names for document, names in stale.items() if names}
-    assert not stale, f"re-render with `python -m cluster_sim.figures render`: {stale}"
+    assert not stale, f"re-render with `python -m zcl_tools.figures render`: {stale}"
 
 
 @pytest.mark.parametrize(
@@ -189,12 +189,20 @@ def test_diagrams_are_mermaid_of_a_known_kind(document: str, least: int) -> None
         assert "```" not in diagram.body
 
 
+STEP_FOLDERS = ("01-zmq-basics", "02-cluster-patterns", "03-cluster-runner-simulation", "tools")
+
+
 def test_the_learning_path_lists_every_script() -> None:
     readme = (REPO / "README.md").read_text()
     scripts = [
         str(path.relative_to(REPO))
-        for folder in ("01-zmq-basics", "02-cluster-patterns", "03-cluster-runner-simulation")
-        for path in sorted((REPO / folder).glob("*.py"))
+        for folder in (
+            "01-zmq-basics",
+            "02-cluster-patterns",
+            "03-cluster-runner-simulation",
+            "tools",
+        )
+        for path in sorted((REPO / folder).rglob("*.py"))
         if path.name != "__init__.py"
     ]
     missing = [script for script in scripts if f"`{script}`" not in readme]

@@ -7,10 +7,10 @@ import socket
 
 import zmq
 
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import MdpClient
 from cluster_patterns.local_cluster import EventLog, run_scenario, start_worker
-from zmq_basics import lesson
 
 SLEEP = mdp.get_codec("msgpack").encode({"seconds": 0.05})
 
@@ -34,13 +34,13 @@ def test_sigkill_and_sigstop_of_busy_workers_lose_and_duplicate_nothing() -> Non
 def test_coordinator_restart_workers_reregister_and_clients_get_results() -> None:
     endpoint, events_at = free_endpoint(), free_endpoint()
     coordinator_args = ["--endpoint", endpoint, "--events", events_at]
-    with lesson.Roles("cluster_patterns.coordinator") as roles, zmq.Context() as ctx:
+    with processes.Roles("cluster_patterns.coordinator") as roles, zmq.Context() as ctx:
         ctx.linger = 0
         first = roles.spawn("coordinator", *coordinator_args)
         for name in ("w1", "w2"):
             start_worker(roles, endpoint, name)
         client = MdpClient(ctx, endpoint, timeout_s=2.0, retries=5)
-        batch = lesson.RoleThread(client.batch, b"sleep", [[SLEEP]] * 60, 4)
+        batch = processes.RoleThread(client.batch, b"sleep", [[SLEEP]] * 60, 4)
         events = EventLog(ctx, events_at)
         batch.start()
         try:

@@ -8,7 +8,7 @@ import pytest
 
 from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.openssh_server import OpenSshServer
+from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import TransportError
 from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import executor, free_port, running_agent

@@ -1,4 +1,4 @@
-"""cluster_sim.figures: marked sections are rendered from their JSON, and a stale one is caught."""
+"""zcl_tools.figures: marked sections are rendered from their JSON, and a stale one is caught."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.figures import Results, render_text, stale_sections
-from tests.conftest import python_module
+from cluster_patterns.cli import CliError
 from tests.doc_blocks import REPO
-from zmq_basics.lesson import LessonError
+from tests.helpers import python_module
+from zcl_tools.figures import Results, render_text, stale_sections
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def figures(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return python_module("cluster_sim.figures", *args, timeout_s=60, cwd=cwd)
+    return python_module("zcl_tools.figures", *args, timeout_s=60, cwd=cwd)
 
 
 def test_render_fills_only_the_marked_section(results: Path) -> None:
@@ -61,7 +61,7 @@ def test_check_exits_1_naming_the_stale_section_and_render_mends_it(
 def test_an_unknown_section_or_a_missing_file_is_a_clear_error(
     results: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(LessonError, match="unknown figures section 'nope'"):
+    with pytest.raises(CliError, match="unknown figures section 'nope'"):
         render_text("<!-- figures: nope -->\n<!-- /figures: nope -->", Results(results))
     (results / "bench-01.json").unlink()
     document = tmp_path / "doc.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_patterns import heartbeat
+from cluster_patterns import heartbeat, heartbeat_demo
 from cluster_patterns.heartbeat import Backoff, Liveness
 
 
@@ -73,7 +73,7 @@ def test_backoff_doubles_is_capped_and_randomised() -> None:
 
 
 def test_demo_detects_a_frozen_peer_and_spares_the_slow_one() -> None:
-    detected, false_positive = heartbeat.demo(freeze_after_s=3.0, observe_s=3.0)
+    detected, false_positive = heartbeat_demo.demo(freeze_after_s=3.0, observe_s=3.0)
     assert detected is not None and detected < 1.0
     assert not false_positive
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from cluster_sim.journal import comparable, differences
-from tests.conftest import python_module
+from tests.helpers import python_module
 
 
 def journal(path: Path, *records: dict[str, object]) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 import zmq
 from prometheus_client import CollectorRegistry
 
+from cluster_patterns import cli, processes
 from cluster_patterns.monitor import ClusterView
-from zmq_basics import lesson
 
 
 def test_view_tracks_workers_tasks_and_detections() -> None:
@@ -36,10 +36,10 @@ def test_monitor_process_serves_metrics_and_logs_events(tmp_path: Path) -> None:
     with (
         zmq.Context() as ctx,
         ctx.socket(zmq.PUB) as pub,
-        lesson.Roles("cluster_patterns.monitor") as roles,
+        processes.Roles("cluster_patterns.monitor") as roles,
     ):
         pub.linger = 0
-        where = lesson.bind(pub, lesson.ANY_LOCAL_PORT)
+        where = cli.bind(pub, processes.ANY_LOCAL_PORT)
         child = roles.spawn(
             "monitor",
             "--events",

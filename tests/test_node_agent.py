@@ -84,7 +84,7 @@ async def test_a_controller_pinning_the_wrong_agent_key_is_refused(
 
 
 def test_the_agent_will_not_start_without_keys_unless_told_insecure() -> None:
-    from cluster_sim import node_agent  # noqa: PLC0415
+    from cluster_sim.agent import node_agent  # noqa: PLC0415
 
     with pytest.raises(SystemExit) as stopped:
         node_agent.main(["--bind", "tcp://127.0.0.1:*", "--operations", "launch"])

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.agents import free_port
-from tests.conftest import REPO, skip_here_fail_on_ci
 from tests.doc_blocks import shell_blocks
+from tests.helpers import REPO, skip_here_fail_on_ci
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 EVENTS = REPO / "docker" / ".build" / "events" / "events.jsonl"
@@ -185,7 +185,7 @@ def test_slow_delays_a_nodes_traffic_and_fast_takes_it_away(cluster: None) -> No
     assert run("fast", "worker4").returncode == 0
     assert status()["worker4"][2] == "-"
     relay = subprocess.run(
-        ["docker", "exec", container_of("worker4"), "pgrep", "-f", "cluster_sim.slow_link"],
+        ["docker", "exec", container_of("worker4"), "pgrep", "-f", "cluster_sim.lab.slow_link"],
         capture_output=True,
         check=False,
     )

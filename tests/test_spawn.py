@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cluster_sim.spawn import RunningCommand, WarmShells
+from cluster_sim.agent.spawn import RunningCommand, WarmShells
 from tests.test_node_agent import wait_gone
 
 ENV = dict(os.environ)
@@ -73,7 +73,7 @@ async def test_warm_shells_run_commands_like_cold_ones_and_are_cleaned_up() -> N
 
 
 def test_a_missing_shell_is_a_clear_spawn_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cluster_sim import spawn  # noqa: PLC0415
+    from cluster_sim.agent import spawn  # noqa: PLC0415
 
     monkeypatch.setattr(spawn, "SHELL", "/nonexistent/sh")
 

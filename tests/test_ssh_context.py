@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.openssh_server import OpenSshServer, free_loopback_port
+from cluster_sim.lab.openssh_server import OpenSshServer, free_loopback_port
 from cluster_sim.protocols import (
     CommandTimeoutError,
     RemoteError,

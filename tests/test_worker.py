@@ -12,9 +12,9 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.worker import Worker
-from zmq_basics import lesson
 
 WAIT_MS = 3000
 CODEC = mdp.get_codec("msgpack")
@@ -23,11 +23,11 @@ CODEC = mdp.get_codec("msgpack")
 class RawBroker:
     """A ROUTER that speaks MDP by hand, to see exactly what the worker sends."""
 
-    def __init__(self, ctx: lesson.Ctx) -> None:
+    def __init__(self, ctx: cli.Ctx) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
         self.sock.router_handover = True  # a worker reconnecting under its name takes over
-        self.endpoint = lesson.bind(self.sock, lesson.ANY_LOCAL_PORT)
+        self.endpoint = cli.bind(self.sock, processes.ANY_LOCAL_PORT)
 
     def recv(self, skip_heartbeats: bool = True) -> list[bytes]:
         while True:
@@ -41,21 +41,21 @@ class RawBroker:
 
 
 @pytest.fixture
-def ctx() -> Iterator[lesson.Ctx]:
+def ctx() -> Iterator[cli.Ctx]:
     with zmq.Context() as context:
         context.linger = 0
         yield context
 
 
-def started(ctx: lesson.Ctx, broker: RawBroker, service: str) -> tuple[Worker, lesson.RoleThread]:
+def started(ctx: cli.Ctx, broker: RawBroker, service: str) -> tuple[Worker, processes.RoleThread]:
     worker = Worker(ctx, broker.endpoint, service, name="w", heartbeat_s=0.05)
-    thread = lesson.RoleThread(worker.run)
+    thread = processes.RoleThread(worker.run)
     thread.start()
     assert broker.recv() == [b"w", mdp.WORKER, mdp.W_READY, service.encode()]
     return worker, thread
 
 
-def stop(worker: Worker, thread: lesson.RoleThread) -> None:
+def stop(worker: Worker, thread: processes.RoleThread) -> None:
     worker.stop.set()
     thread.join(timeout=10)
 
@@ -73,7 +73,7 @@ def request(broker: RawBroker, *body: bytes) -> list[bytes]:
     return reply
 
 
-def test_echo_returns_the_frames_unchanged(ctx: lesson.Ctx) -> None:
+def test_echo_returns_the_frames_unchanged(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "echo")
     assert request(broker, b"corr", b"a", b"\x00\xff") == [b"corr", b"a", b"\x00\xff"]
@@ -81,7 +81,7 @@ def test_echo_returns_the_frames_unchanged(ctx: lesson.Ctx) -> None:
     assert broker.recv()[1:] == [mdp.WORKER, mdp.W_DISCONNECT]
 
 
-def test_a_failing_task_is_an_error_reply_and_the_worker_lives_on(ctx: lesson.Ctx) -> None:
+def test_a_failing_task_is_an_error_reply_and_the_worker_lives_on(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "fail")
     for _ in range(2):
@@ -90,14 +90,14 @@ def test_a_failing_task_is_an_error_reply_and_the_worker_lives_on(ctx: lesson.Ct
     stop(worker, thread)
 
 
-def test_bad_arguments_are_an_error_reply(ctx: lesson.Ctx) -> None:
+def test_bad_arguments_are_an_error_reply(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "sleep")
     assert mdp.error_reason(request(broker, b"corr", b"not msgpack \xc1")) is not None
     stop(worker, thread)
 
 
-def test_heartbeats_continue_while_a_task_runs(ctx: lesson.Ctx) -> None:
+def test_heartbeats_continue_while_a_task_runs(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "sleep")
     broker.send(b"w", mdp.W_REQUEST, b"client-1", b"", b"corr", CODEC.encode({"seconds": 0.5}))
@@ -112,7 +112,7 @@ def test_heartbeats_continue_while_a_task_runs(ctx: lesson.Ctx) -> None:
     stop(worker, thread)
 
 
-def test_disconnect_makes_it_register_again_on_a_new_socket(ctx: lesson.Ctx) -> None:
+def test_disconnect_makes_it_register_again_on_a_new_socket(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "echo")
     broker.send(b"w", mdp.W_DISCONNECT)
@@ -120,7 +120,7 @@ def test_disconnect_makes_it_register_again_on_a_new_socket(ctx: lesson.Ctx) -> 
     stop(worker, thread)
 
 
-def test_a_silent_coordinator_makes_it_reconnect(ctx: lesson.Ctx) -> None:
+def test_a_silent_coordinator_makes_it_reconnect(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "echo")
     for _ in range(3):  # beat so the worker learns a 50 ms rhythm, then fall silent
@@ -133,7 +133,7 @@ def test_a_silent_coordinator_makes_it_reconnect(ctx: lesson.Ctx) -> None:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.lists(st.binary(max_size=8), max_size=5), min_size=1, max_size=8))
-def test_garbage_from_the_broker_is_dropped(ctx: lesson.Ctx, messages: list[list[bytes]]) -> None:
+def test_garbage_from_the_broker_is_dropped(ctx: cli.Ctx, messages: list[list[bytes]]) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "echo")
     for frames in messages:
@@ -155,9 +155,9 @@ def test_shell_is_refused_without_the_flag() -> None:
     assert done.stderr.strip().endswith("add --allow-shell") and "Traceback" not in done.stderr
 
 
-def test_sigterm_finishes_the_task_then_says_goodbye(ctx: lesson.Ctx) -> None:
+def test_sigterm_finishes_the_task_then_says_goodbye(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
-    with lesson.Roles("cluster_patterns.worker") as roles:
+    with processes.Roles("cluster_patterns.worker") as roles:
         child = roles.spawn(
             "worker", "--coordinator", broker.endpoint, "--service", "sleep", "--name", "w"
         )
@@ -171,11 +171,11 @@ def test_sigterm_finishes_the_task_then_says_goodbye(ctx: lesson.Ctx) -> None:
     broker.sock.close()
 
 
-def test_two_workers_in_one_process_do_not_share_state(ctx: lesson.Ctx) -> None:
+def test_two_workers_in_one_process_do_not_share_state(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     first = Worker(ctx, broker.endpoint, "echo", name="a")
     second = Worker(ctx, broker.endpoint, "echo", name="b")
-    threads = [lesson.RoleThread(w.run) for w in (first, second)]
+    threads = [processes.RoleThread(w.run) for w in (first, second)]
     for thread in threads:
         thread.start()
     assert {broker.recv()[0], broker.recv()[0]} == {b"a", b"b"}
@@ -183,7 +183,7 @@ def test_two_workers_in_one_process_do_not_share_state(ctx: lesson.Ctx) -> None:
         stop(worker, thread)
 
 
-def test_shell_service_reports_exit_status_and_both_streams(ctx: lesson.Ctx) -> None:
+def test_shell_service_reports_exit_status_and_both_streams(ctx: cli.Ctx) -> None:
     broker = RawBroker(ctx)
     worker, thread = started(ctx, broker, "shell")
     command = {"cmd": "echo out; echo err >&2; exit 3", "timeout": 10}

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import zmq
 
+from cluster_patterns import processes
 from cluster_sim import keys
 from cluster_sim.journal import read_journal
 from cluster_sim.zmq_journal import VERSION, JournalError, ZmqJournalWriter
 from tests.agents import free_port
-from zmq_basics import lesson
 
 COLLECTOR = "cluster_sim.zmq_journal"
 
@@ -28,7 +28,9 @@ def journal_keys(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def collector(roles: lesson.Roles, keydir: Path, path: Path, bind: str) -> Iterator[lesson.Child]:
+def collector(
+    roles: processes.Roles, keydir: Path, path: Path, bind: str
+) -> Iterator[processes.Child]:
     yield roles.spawn(
         "collector",
         *("collect", "--bind", bind, "--path", str(path)),
@@ -41,7 +43,7 @@ def writer_keys(keydir: Path) -> keys.ControllerKeys:
     return keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
 
 
-def wait_for_line(child: lesson.Child, prefix: str, at_least: int, timeout_s: float = 60) -> int:
+def wait_for_line(child: processes.Child, prefix: str, at_least: int, timeout_s: float = 60) -> int:
     """The first figure the child printed after `prefix` that is at least `at_least`."""
 
     def enough(line: str) -> bool:
@@ -57,7 +59,7 @@ def test_a_collector_killed_mid_stream_loses_and_doubles_nothing(
 ) -> None:
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
     count = 100_000
-    with lesson.Roles(COLLECTOR) as roles:
+    with processes.Roles(COLLECTOR) as roles:
         with collector(roles, journal_keys, path, bind) as first:
             writer = roles.spawn(
                 "writer",
@@ -79,7 +81,7 @@ def test_what_a_killed_writer_had_acknowledged_is_on_disk(
     journal_keys: Path, tmp_path: Path
 ) -> None:
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
-    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as running:
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as running:
         writer = roles.spawn(
             "writer",
             *("write", "--endpoint", bind, "--count", "100000", "--report-every", "2000"),
@@ -95,7 +97,7 @@ def test_what_a_killed_writer_had_acknowledged_is_on_disk(
 @pytest.mark.asyncio
 async def test_a_resent_record_is_kept_once(journal_keys: Path, tmp_path: Path) -> None:
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
-    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
         writer = ZmqJournalWriter(bind, writer_keys(journal_keys), resend_after_s=0.05)
         for n in range(50):
             await writer.write({"record_id": f"r{n % 10}", "n": n % 10})  # each id five times
@@ -108,7 +110,7 @@ async def test_write_waits_while_the_collector_is_frozen(
     journal_keys: Path, tmp_path: Path
 ) -> None:
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
-    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as frozen:
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as frozen:
         writer = ZmqJournalWriter(bind, writer_keys(journal_keys), max_unacked=20)
         await writer.write({"n": -1})
         await writer.flush(timeout_s=10)  # connected and acknowledged
@@ -146,7 +148,7 @@ def test_malformed_records_are_dropped_and_good_ones_kept(
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
     runner = writer_keys(journal_keys)
     with (
-        lesson.Roles(COLLECTOR) as roles,
+        processes.Roles(COLLECTOR) as roles,
         collector(roles, journal_keys, path, bind),
         zmq.Context() as ctx,
     ):
@@ -172,7 +174,7 @@ def test_malformed_records_are_dropped_and_good_ones_kept(
 
 def test_many_writers_feed_one_collector(journal_keys: Path, tmp_path: Path) -> None:
     path, bind = tmp_path / "journal.jsonl", f"tcp://127.0.0.1:{free_port()}"
-    with lesson.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
         key_folder = str(keys.controller_dir(journal_keys, "runner"))
         writers = roles.spawn_many(
             [

@@ -9,7 +9,7 @@ import pytest
 
 from cluster_sim import keys
 from cluster_sim.journal import FileJournalWriter, read_journal
-from cluster_sim.openssh_server import OpenSshServer
+from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import ClusterDescriptor, OperationalContextProtocol
 from cluster_sim.ssh_context import build_ssh_context
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor

@@ -16,8 +16,8 @@ from what their JSON says and exits 1, so a document cannot drift from what was 
     results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
     results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
 
-    python -m cluster_sim.figures render      (make bench runs it after measuring)
-    python -m cluster_sim.figures check
+    python -m zcl_tools.figures render      (make bench runs it after measuring)
+    python -m zcl_tools.figures check
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, overload
 
-from zmq_basics import lesson
+from cluster_patterns import cli
+from zcl_tools.goals import GO_NO_GO
+from zcl_tools.results import Bench02, Bench03, BenchDocker, GoalResult, ResultsName
 
 SECTION = re.compile(
     r"<!-- figures: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /figures: (?P=name) -->", re.S
@@ -38,19 +40,28 @@ SECTION = re.compile(
 
 
 class Results:
-    """The saved JSON files, each read once, with a clear error when one is missing."""
+    """The saved JSON files, each read once, with a clear error when one is missing. Indexing
+    by a file's name gives its TypedDict (zcl_tools.results), so mypy checks every key."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.loaded: dict[str, Any] = {}
 
-    def __getitem__(self, name: str) -> Any:
+    @overload
+    def __getitem__(self, name: Literal["bench-02"]) -> Bench02: ...
+    @overload
+    def __getitem__(self, name: Literal["bench-03"]) -> Bench03: ...
+    @overload
+    def __getitem__(self, name: Literal["bench-docker"]) -> BenchDocker: ...
+    @overload
+    def __getitem__(self, name: Literal["bench-01"]) -> dict[str, Any]: ...
+    def __getitem__(self, name: ResultsName) -> Any:
         if name not in self.loaded:
             path = self.folder / f"{name}.json"
             try:
                 self.loaded[name] = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise lesson.LessonError(f"cannot read {path}: {exc}") from None
+                raise cli.CliError(f"cannot read {path}: {exc}") from None
         return self.loaded[name]
 
 
@@ -123,8 +134,9 @@ def broker_02(r: Results) -> str:
     d = r["bench-02"]
     b, detect, scale = d["brokers"], d["detection"], d["scale"]
     cpu = {name: b[name]["broker_cpu_us_per_request"] for name in b}
-    ratio = d["cpu_ratio_coordinator_vs_majortomo"]
-    met = "met" if ratio <= 0.5 else f"**not met** ({ratio:.2f})"
+    g = d["goals"]
+    cpu_goal = g["coordinator_cpu_vs_majortomo"]
+    met = "met" if cpu_goal["met"] else f"**not met** ({cpu_goal['shown']})"
     rows = [
         (
             "coordinator CPU per request, 4 echo workers and 4 clients",
@@ -148,24 +160,24 @@ def broker_02(r: Results) -> str:
             f"median {detect['SIGKILL']['median_s']:.2f} s / {detect['SIGSTOP']['median_s']:.2f}"
             f" s, max {detect['SIGKILL']['max_s']:.2f} s / {detect['SIGSTOP']['max_s']:.2f} s "
             f"({detect['SIGKILL']['trials']} each)",
-            "within 1 s: " + verdict(max(detect[s]["max_s"] for s in detect) <= 1.0),
+            "within 1 s: " + verdict(g["detection_max_s"]["met"]),
         ),
         (
             f'false "dead" verdicts, {d["false_verdicts"]["seconds"]} s with both cores saturated',
             str(d["false_verdicts"]["false_dead"]),
-            "0: " + verdict(d["false_verdicts"]["false_dead"] == 0),
+            "0: " + verdict(g["false_dead_saturated"]["met"]),
         ),
         (
             "1,000 simulated workers beating at 1 Hz",
             f"{scale['1000']['cpu_share_of_one_core']:.1%} of one core",
-            "under 10%: " + verdict(scale["1000"]["cpu_share_of_one_core"] < 0.10),
+            "under 10%: " + verdict(g["cpu_share_1000_workers"]["met"]),
         ),
         (
             "10,000 simulated workers beating at 1 Hz",
             f"{scale['10000']['registered']:,} registered, "
             f"{scale['10000']['worker_dead_events']} declared dead, "
             f"{scale['10000']['cpu_share_of_one_core']:.0%} of one core",
-            "can register: " + verdict(scale["10000"]["registered"] == 10_000),
+            "can register: " + verdict(g["registered_10000_workers"]["met"]),
         ),
     ]
     return table(["what", "figure", "goal"], rows)
@@ -174,12 +186,19 @@ def broker_02(r: Results) -> str:
 # -- step 03 -----------------------------------------------------------------------------------
 
 
+def method_figure(by_method: Mapping[str, Any], method: str, figure: str) -> float | None:
+    """A figure of a method that only some tables measure (latency covers more methods than
+    throughput), or None where this one was not measured."""
+    measured = by_method.get(method)
+    return None if not isinstance(measured, dict) else measured.get(figure)
+
+
 def transport_03(r: Results) -> str:
     d = r["bench-03"]
     rows = []
     for name, lat in d["latency"].items():
-        rate = d["throughput"].get(name, {}).get("per_s")
-        big = d["output_1mb"].get(name, {}).get("p50_ms")
+        rate = method_figure(d["throughput"], name, "per_s")
+        big = method_figure(d["output_1mb"], name, "p50_ms")
         rows.append(
             [
                 name,
@@ -192,10 +211,7 @@ def transport_03(r: Results) -> str:
     run, journal = d["scheduled_run"], d["journal"]
     equal = "yes" if run["journals_equal"] else "NO"
     in_flight = d["throughput"]["in_flight"]
-    goals = [
-        [name.replace("_", " "), str(goal["ratio"]), goal["goal"], verdict(goal["met"])]
-        for name, goal in d["goals"].items()
-    ]
+    goals = [[g["what"], g["shown"], g["target"], verdict(g["met"])] for g in d["goals"].values()]
     return "\n".join(
         [
             table(
@@ -228,7 +244,7 @@ def docker_bench(r: Results) -> str:
     in_flight = d["throughput"]["in_flight"]
     rows = []
     for name, lat in d["latency"].items():
-        rate = d["throughput"].get(name, {}).get("per_s")
+        rate = method_figure(d["throughput"], name, "per_s")
         rows.append(
             [name, ms(lat["p50_ms"]), ms(lat["p99_ms"]), "-" if rate is None else f"{rate:,.0f}"]
         )
@@ -268,7 +284,8 @@ def recording(key: str) -> Callable[[Results], str]:
 def contract_figures(r: Results) -> str:
     """Each contract method with its SSH and ZeroMQ figures side by side."""
     local, docker = r["bench-03"], r["bench-docker"]
-    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
+    ssh: Final = "ssh_persistent_asyncssh"
+    zmq: Final = "zmq"
     run, journal = local["scheduled_run"], local["journal"]
     rows = [
         (
@@ -308,60 +325,19 @@ def contract_figures(r: Results) -> str:
     return table(["contract method", "SSH", "ZeroMQ"], rows)
 
 
-# Each migration step's go/no-go criteria: (what, measured value, threshold, met).
-Criterion = tuple[str, str, str, bool]
-
-
-def criteria(r: Results) -> list[Criterion]:
-    local, docker, broker = r["bench-03"], r["bench-docker"], r["bench-02"]
-    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
-    lat = docker["latency"][zmq]["p50_ms"] / docker["latency"][ssh]["p50_ms"]
-    rate = docker["throughput"][zmq]["per_s"] / docker["throughput"][ssh]["per_s"]
-    big = local["output_1mb"][zmq]["p50_ms"] / local["output_1mb"][ssh]["p50_ms"]
-    journal = local["journal"]["zmq"]["per_s"] / local["journal"]["file"]["per_s"]
-    slowest = max(t["detected_s"] for t in docker["detection"].values())
-    slowest_rejoin = max(t["rejoined_s"] for t in docker["detection"].values())
-    run = local["scheduled_run"]
-    return [
-        (
-            "journals of the same scheduled run equal through both transports",
-            "yes" if run["journals_equal"] else "no",
-            "yes",
-            run["journals_equal"],
-        ),
-        ("ZeroMQ / SSH time per command, between containers", f"{lat:.2f}", "<= 1", lat <= 1),
-        ("ZeroMQ / SSH commands per second, between containers", f"{rate:.2f}", ">= 1", rate >= 1),
-        ("ZeroMQ / SSH time for 1 MB of output", f"{big:.2f}", "<= 1", big <= 1),
-        (
-            "ZeroMQ journal / file journal, records per second",
-            f"{journal:.1f}",
-            ">= 0.5",
-            journal >= 0.5,
-        ),
-        (
-            "slowest detection of a killed, frozen or cut-off node",
-            f"{slowest:.2f} s",
-            "<= 2 s",
-            slowest <= 2,
-        ),
-        (
-            "slowest return of a healed node",
-            f"{slowest_rejoin:.2f} s",
-            "<= 10 s",
-            slowest_rejoin <= 10,
-        ),
-        (
-            'false "dead" verdicts with both cores saturated',
-            str(broker["false_verdicts"]["false_dead"]),
-            "0",
-            broker["false_verdicts"]["false_dead"] == 0,
-        ),
-    ]
+def criteria(r: Results) -> list[GoalResult]:
+    """The migration's go/no-go criteria, as their benchmarks judged them (zcl_tools.goals)."""
+    saved = {
+        "bench-02": r["bench-02"]["goals"],
+        "bench-03": r["bench-03"]["goals"],
+        "bench-docker": r["bench-docker"]["goals"],
+    }
+    return [saved[name][key] for name, key in GO_NO_GO]
 
 
 def go_no_go(r: Results) -> str:
     rows = [
-        [what, value, goal, "go" if met else "**no go**"] for what, value, goal, met in criteria(r)
+        [c["what"], c["shown"], c["target"], "go" if c["met"] else "**no go**"] for c in criteria(r)
     ]
     return table(["criterion", "measured", "go when", ""], rows)
 
@@ -374,7 +350,8 @@ def insights(r: Results) -> str:
     pub, hwm = l1["pub_sub"], l1["high_water_marks"]
     refusing = [hwm["accepted"][kind] for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")]
     exact = "exactly" if set(refusing) == {2 * hwm["hwm"]} else "not exactly"
-    ssh, zmq = "ssh_persistent_asyncssh", "zmq"
+    ssh: Final = "ssh_persistent_asyncssh"
+    zmq: Final = "zmq"
     lat, dlat = local["latency"], docker["latency"]
     zmq_ms, spawn_ms = lat[zmq]["p50_ms"], lat["local_spawn"]["p50_ms"]
     detect = docker["detection"]
@@ -433,7 +410,7 @@ def render_text(text: str, results: Results) -> str:
     def replace(section: re.Match[str]) -> str:
         name = section["name"]
         if name not in RENDERERS:
-            raise lesson.LessonError(f"unknown figures section {name!r} ({', '.join(RENDERERS)})")
+            raise cli.CliError(f"unknown figures section {name!r} ({', '.join(RENDERERS)})")
         return f"<!-- figures: {name} -->\n{RENDERERS[name](results)}\n<!-- /figures: {name} -->"
 
     return SECTION.sub(replace, text)
@@ -480,20 +457,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     for line in stale:
         print(f"differs from its JSON: {line}")
     if stale:
-        print("re-render with: python -m cluster_sim.figures render", file=sys.stderr)
+        print("re-render with: python -m zcl_tools.figures render", file=sys.stderr)
     return 1 if stale else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.figures")
+    parser, commands = cli.command_parser(__doc__, "python -m zcl_tools.figures")
     for name, func, what in (
         ("render", cmd_render, "rewrite the marked sections from results/"),
         ("check", cmd_check, "exit 1 if a marked section differs from its JSON"),
     ):
-        command = lesson.add_role(commands, name, func, what)
+        command = cli.add_command(commands, name, func, what)
         command.add_argument("documents", nargs="*", type=Path, help="default: every *.md")
         command.add_argument("--results", type=Path, default=Path("results"))
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

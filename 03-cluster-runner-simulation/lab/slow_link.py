@@ -24,7 +24,7 @@ import struct
 import sys
 from collections.abc import Callable, Sequence
 
-from zmq_basics import lesson
+from cluster_patterns import cli
 
 log = logging.getLogger("slow_link")
 
@@ -126,7 +126,7 @@ async def serve(port: int, delay_s: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with server:
-        lesson.announce_ready(f"slow link ({delay_s * 1000:.0f} ms)", f"port {port}")
+        cli.announce_ready(f"slow link ({delay_s * 1000:.0f} ms)", f"port {port}")
         await stop.wait()
     log.info("stopped after relaying %d connection(s)", link.connections)
 
@@ -150,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    parser.prog = "python -m cluster_sim.slow_link"
-    parser.add_argument("--port", type=lesson.positive_int, default=15001, help="relay port")
+    parser = cli.program_parser(__doc__)
+    parser.prog = "python -m cluster_sim.lab.slow_link"
+    parser.add_argument("--port", type=cli.positive_int, default=15001, help="relay port")
     parser.add_argument("--delay", type=delay_seconds, required=True, help="e.g. 100ms, 0.2s")
     parser.set_defaults(func=run)
-    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+    return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from cluster_patterns import cli
 from cluster_patterns.client import MdpClient
 from cluster_sim import keys
 from cluster_sim.fallback import FallbackExecutor
@@ -39,7 +40,6 @@ from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from zmq_basics import lesson
 
 
 def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorSSH:
@@ -162,11 +162,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    parser.prog = "python -m cluster_sim.cluster_workload"
+    parser = cli.program_parser(__doc__)
+    parser.prog = "python -m cluster_sim.lab.cluster_workload"
     parser.add_argument("--nodes", required=True, help="comma-separated node host names")
-    lesson.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://coordinator:5555")
-    lesson.add_endpoint(parser, "--collector", "ZCL_COLLECTOR", "tcp://collector:5570")
+    cli.add_endpoint(parser, "--coordinator", "COORDINATOR_ENDPOINT", "tcp://coordinator:5555")
+    cli.add_endpoint(parser, "--collector", "ZCL_COLLECTOR", "tcp://collector:5570")
     parser.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
     parser.add_argument("--ssh-key", type=Path, default=Path("/keys/ssh/id_ed25519"))
     parser.add_argument(
@@ -177,10 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
-    parser.add_argument("--commands", type=lesson.positive_int, default=40, help="per node")
-    parser.add_argument("--wave", type=lesson.positive_int, default=20, help="tasks per batch")
+    parser.add_argument("--commands", type=cli.positive_int, default=40, help="per node")
+    parser.add_argument("--wave", type=cli.positive_int, default=20, help="tasks per batch")
     parser.set_defaults(func=run)
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ Three parts, which the script runs in turn:
                  a given moment it came; the script injects a fault, then asks this
     report       on the host: both parts as one JSON file and a table
 
-    python -m cluster_sim.cluster_bench transports --node worker1 --out /events/transports.json
-    python -m cluster_sim.cluster_bench wait-event --events events.jsonl --topic worker.dead \\
+    python -m cluster_sim.lab.cluster_bench transports --node worker1 --out /events/transports.json
+    python -m cluster_sim.lab.cluster_bench wait-event --events events.jsonl --topic worker.dead \\
         --worker worker3 --since 1795859697.05
-    python -m cluster_sim.cluster_bench report --transports transports.json \\
+    python -m cluster_sim.lab.cluster_bench report --transports transports.json \\
         --fault fail 0.71 2.30 --json bench.json
 """
 
@@ -28,13 +28,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 from rich.table import Table
 
+from cluster_patterns import cli
 from cluster_sim import keys
-from cluster_sim.cluster_workload import ssh_executor
+from cluster_sim.lab.cluster_workload import ssh_executor
 from cluster_sim.performance_comparison import (
     Runner,
     executor_runner,
@@ -44,7 +45,8 @@ from cluster_sim.performance_comparison import (
 )
 from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from zmq_basics import lesson
+from zcl_tools import goals
+from zcl_tools.results import BenchDocker
 
 AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
 
@@ -93,7 +95,7 @@ def cmd_transports(args: argparse.Namespace) -> int:
     try:
         figures = asyncio.run(measure_transports(args))
     except (ExecutorError, RuntimeError) as exc:  # RuntimeError: a command that failed
-        raise lesson.LessonError(f"cannot measure {args.node}: {exc}") from None
+        raise cli.CliError(f"cannot measure {args.node}: {exc}") from None
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
@@ -120,7 +122,7 @@ def cmd_wait_event(args: argparse.Namespace) -> int:
     try:
         log = args.events.open()
     except OSError as exc:
-        raise lesson.LessonError(f"cannot read the event log: {exc}") from None
+        raise cli.CliError(f"cannot read the event log: {exc}") from None
     with log:
         log.seek(args.offset)
         for event in follow(log, deadline):
@@ -131,7 +133,7 @@ def cmd_wait_event(args: argparse.Namespace) -> int:
             ):
                 print(f"{float(event['ts']) - args.since:.3f}")
                 return 0
-    raise lesson.LessonError(f"no {args.topic} for {args.worker} within {args.timeout:g} s")
+    raise cli.CliError(f"no {args.topic} for {args.worker} within {args.timeout:g} s")
 
 
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} .*$")
@@ -142,7 +144,7 @@ def recorded_text(path: Path) -> str:
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise lesson.LessonError(f"cannot read the recording {path}: {exc}") from None
+        raise cli.CliError(f"cannot read the recording {path}: {exc}") from None
     return "\n".join(LOG_LINE.sub("", line).rstrip() for line in lines).strip("\n") + "\n"
 
 
@@ -197,28 +199,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         transports = json.loads(args.transports.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise lesson.LessonError(f"cannot read {args.transports}: {exc}") from None
+        raise cli.CliError(f"cannot read {args.transports}: {exc}") from None
     recordings = {name: recorded_text(Path(path)) for name, path in args.recording or []}
     report = build_report(transports, args.fault or [], recordings)
+    report["goals"] = goals.evaluate(goals.DOCKER, cast(BenchDocker, report))
     print_report(report, Console())
+    for line in goals.describe(report["goals"]):
+        print(line)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {args.json}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.cluster_bench")
-    transports = lesson.add_role(commands, "transports", cmd_transports, "SSH vs ZeroMQ")
+    parser, commands = cli.command_parser(__doc__, "python -m cluster_sim.lab.cluster_bench")
+    transports = cli.add_command(commands, "transports", cmd_transports, "SSH vs ZeroMQ")
     transports.add_argument("--node", required=True, help="a node's host name, e.g. worker1")
     transports.add_argument("--out", type=Path, required=True, help="JSON file to write")
     transports.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
     transports.add_argument("--ssh-key", type=Path, default=Path("/keys/ssh/id_ed25519"))
-    transports.add_argument("--rounds", type=lesson.positive_int, default=5)
-    transports.add_argument("--latency", type=lesson.positive_int, default=60, help="per round")
-    transports.add_argument("--throughput", type=lesson.positive_int, default=400)
-    transports.add_argument("--in-flight", type=lesson.positive_int, default=32)
+    transports.add_argument("--rounds", type=cli.positive_int, default=5)
+    transports.add_argument("--latency", type=cli.positive_int, default=60, help="per round")
+    transports.add_argument("--throughput", type=cli.positive_int, default=400)
+    transports.add_argument("--in-flight", type=cli.positive_int, default=32)
 
-    wait = lesson.add_role(commands, "wait-event", cmd_wait_event, "wait for a node's event")
+    wait = cli.add_command(commands, "wait-event", cmd_wait_event, "wait for a node's event")
     wait.add_argument("--events", type=Path, required=True, help="the cluster's events.jsonl")
     wait.add_argument("--topic", required=True, help="e.g. worker.dead or worker.joined")
     wait.add_argument("--worker", required=True, help="the node's worker name, e.g. worker3")
@@ -226,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait.add_argument("--offset", type=int, default=0, help="bytes of the log to skip")
     wait.add_argument("--timeout", type=float, default=30.0, help="seconds")
 
-    report = lesson.add_role(commands, "report", cmd_report, "the bench's JSON and table")
+    report = cli.add_command(commands, "report", cmd_report, "the bench's JSON and table")
     report.add_argument("--transports", type=Path, required=True)
     report.add_argument(
         "--fault",
@@ -243,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a terminal recording to keep in the report (status, dashboard)",
     )
     report.add_argument("--json", type=Path, required=True, help="where to save the report")
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

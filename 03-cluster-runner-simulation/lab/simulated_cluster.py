@@ -9,7 +9,7 @@ labels. `scheduled_run()` runs the three schedules through `build_ssh_context` o
 The coordination tests and the SSH-vs-ZeroMQ comparison both use it, and it rehearses a
 migration's A/B run: the same schedules through both transports, both journals kept.
 
-    python -m cluster_sim.simulated_cluster ab --nodes 8 --out ab-run/
+    python -m cluster_sim.lab.simulated_cluster ab --nodes 8 --out ab-run/
     python -m cluster_sim.journal compare ab-run/ssh-journal.jsonl ab-run/zmq-journal.jsonl
 """
 
@@ -27,15 +27,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cluster_sim import keys, perftest
+from cluster_patterns import cli, processes
+from cluster_sim import keys
 from cluster_sim.journal import FileJournalWriter, comparable, read_journal
-from cluster_sim.openssh_server import OpenSshServer, SshdUnavailableError
+from cluster_sim.lab import perftest
+from cluster_sim.lab.openssh_server import OpenSshServer, SshdUnavailableError
 from cluster_sim.protocols import AsyncJournalWriterProtocol, ClusterDescriptor
 from cluster_sim.schedules import SCHEDULES, run_schedule
 from cluster_sim.ssh_context import build_ssh_context
 from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_operational_context import build_zmq_context
-from zmq_basics import lesson
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike some venvs
 
@@ -45,9 +46,9 @@ class SimulatedCluster:
         self.node_ids = [f"node{n:02d}" for n in range(1, nodes + 1)]
         self.leaves, self.agent_args = leaves, list(agent_args)
         self.sshd = OpenSshServer()
-        self.roles = lesson.Roles("cluster_sim.node_agent")
+        self.roles = processes.Roles("cluster_sim.agent.node_agent")
         self.dir = Path()
-        self.agents: dict[str, lesson.Child] = {}
+        self.agents: dict[str, processes.Child] = {}
 
     def __enter__(self) -> SimulatedCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="zcl-cluster-"))
@@ -178,7 +179,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
         with SimulatedCluster(nodes=args.nodes, leaves=args.leaves) as cluster:
             figures = asyncio.run(both_transports(cluster, keep_in=args.out))
     except SshdUnavailableError as exc:
-        raise lesson.LessonError(str(exc)) from None
+        raise cli.CliError(str(exc)) from None
     print(
         f"{figures['records']} records on {figures['nodes']} nodes: SSH "
         f"{figures['ssh']['wall_s']} s, ZeroMQ {figures['zmq']['wall_s']} s; journals in {args.out}"
@@ -187,12 +188,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, commands = lesson.make_parser(__doc__, "python -m cluster_sim.simulated_cluster")
-    ab = lesson.add_role(commands, "ab", cmd_ab, "one scheduled run through each transport")
-    ab.add_argument("--nodes", type=lesson.positive_int, default=8)
-    ab.add_argument("--leaves", type=lesson.positive_int, default=2)
+    parser, commands = cli.command_parser(__doc__, "python -m cluster_sim.lab.simulated_cluster")
+    ab = cli.add_command(commands, "ab", cmd_ab, "one scheduled run through each transport")
+    ab.add_argument("--nodes", type=cli.positive_int, default=8)
+    ab.add_argument("--leaves", type=cli.positive_int, default=2)
     ab.add_argument("--out", type=Path, required=True, help="folder for the two journals")
-    return lesson.run_main(parser, argv)
+    return cli.run_main(parser, argv)
 
 
 if __name__ == "__main__":

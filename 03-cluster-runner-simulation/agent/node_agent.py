@@ -22,7 +22,7 @@ A controller beats while it waits for commands (cluster_patterns.heartbeat learn
 if it goes silent its commands are killed, as sshd's are when an SSH connection drops. SIGTERM
 drains: new commands are refused, running ones get --drain-timeout to finish, then are killed.
 
-    python -m cluster_sim.node_agent --keys KEYDIR/nodes/node1 --bind tcp://*:5560
+    python -m cluster_sim.agent.node_agent --keys KEYDIR/nodes/node1 --bind tcp://*:5560
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
+from cluster_patterns import cli
 from cluster_patterns.heartbeat import Liveness
+from cluster_patterns.wire import WireError
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
+from cluster_sim.agent.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import shell_script
-from cluster_sim.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
-from zmq_basics import lesson
 
 log = logging.getLogger("node-agent")
 MiB = 1024 * 1024
@@ -101,7 +102,7 @@ class NodeAgent:
             sock.curve_server = True
             sock.curve_secretkey = self.cfg.keys.secret
             sock.curve_publickey = self.cfg.keys.public
-        self.endpoint = lesson.bind(sock, self.cfg.bind)
+        self.endpoint = cli.bind(sock, self.cfg.bind)
         return LoopSocket(sock, self.handle)
 
     def send(self, frames: list[bytes]) -> bool:
@@ -162,7 +163,7 @@ class NodeAgent:
     def _handle(self, frames: list[bytes]) -> None:
         try:
             req = wire.parse_request(frames)
-        except wire.WireError as exc:
+        except WireError as exc:
             self.counters[f"dropped.{exc.kind}"] += 1
             log.debug("dropped a malformed request: %s", exc)
             return
@@ -179,8 +180,8 @@ class NodeAgent:
             return
         try:
             handler(self, req)
-        except wire.WireError as exc:
-            self.refuse(req, exc.kind, str(exc))
+        except WireError as exc:
+            self.refuse(req, exc.kind, exc.detail)
 
     async def _housekeeping(self) -> None:
         """Kill the commands of controllers that went silent; end a drain when it is done."""
@@ -237,7 +238,7 @@ class NodeAgent:
                 wire.text_field(req.body, "cwd", optional=True),
             )
         except ValueError as exc:
-            raise wire.WireError("bad-field", str(exc)) from None
+            raise WireError("bad-field", str(exc)) from None
         sink = self._streamer(req) if req.body.get("stream") else None
         try:
             cmd = RunningCommand(
@@ -292,7 +293,7 @@ class NodeAgent:
     def _path(self, req: wire.Request) -> Path:
         path = Path(str(wire.text_field(req.body, "path")))
         if not path.is_absolute():
-            raise wire.WireError("bad-path", f"path must be absolute, got {str(path)!r}")
+            raise WireError("bad-path", f"path must be absolute, got {str(path)!r}")
         return path
 
     def op_put(self, req: wire.Request) -> None:
@@ -333,7 +334,7 @@ class NodeAgent:
         lost with a restart or a broken connection, so the controller fails them at once."""
         asked = req.body.get("ids", [])
         if not isinstance(asked, list) or not all(isinstance(rid, bytes) for rid in asked):
-            raise wire.WireError("bad-field", "'ids' must be a list of request ids")
+            raise WireError("bad-field", "'ids' must be a list of request ids")
         unknown = [
             rid
             for rid in asked
@@ -390,7 +391,7 @@ def _operations(text: str) -> frozenset[bytes]:
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.keys is None and not args.insecure:
-        raise lesson.LessonError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
+        raise cli.CliError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
     return AgentConfig(
         bind=args.bind,
         keys=None if args.keys is None else keyfiles.load_agent_keys(args.keys),
@@ -416,7 +417,7 @@ async def run_agent(config: AgentConfig) -> None:
             "CurveZMQ is OFF (--insecure): anyone who reaches %s can run commands", config.bind
         )
     try:
-        await agent.serve(on_ready=lambda where: lesson.announce_ready("node-agent", where))
+        await agent.serve(on_ready=lambda where: cli.announce_ready("node-agent", where))
     finally:
         ctx.term()
     log.info("stopped; counters: %s", dict(agent.counters))
@@ -427,10 +428,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = lesson.program_parser(__doc__)
-    parser.prog = "python -m cluster_sim.node_agent"
-    lesson.add_endpoint(parser, "--bind", "ZCL_AGENT_BIND", "tcp://*:5560")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.program_parser(__doc__, "zcl-agent")
+    default = AgentConfig()  # the one place each default is written
+    cli.add_endpoint(parser, "--bind", "ZCL_AGENT_BIND", default.bind)
     parser.add_argument(
         "--keys",
         type=Path,
@@ -441,29 +442,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--operations",
         type=_operations,
-        default=frozenset(OPERATIONS),
+        default=default.operations,
         help="comma-separated allow-list (default: all of run,cancel,put,get,sysinfo,ping)",
     )
-    parser.add_argument("--max-concurrent", type=lesson.positive_int, default=64)
-    parser.add_argument("--max-output-bytes", type=lesson.positive_int, default=16 * MiB)
-    parser.add_argument("--max-message-bytes", type=lesson.positive_int, default=64 * MiB)
-    parser.add_argument("--max-file-bytes", type=lesson.positive_int, default=32 * MiB)
-    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (default 30)")
+    for option, value in (
+        ("--max-concurrent", default.max_concurrent),
+        ("--max-output-bytes", default.max_output_bytes),
+        ("--max-message-bytes", default.max_message_bytes),
+        ("--max-file-bytes", default.max_file_bytes),
+    ):
+        parser.add_argument(option, type=cli.positive_int, default=value, help=f"default {value:,}")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=default.drain_timeout_s,
+        help=f"seconds (default {default.drain_timeout_s:g})",
+    )
     parser.add_argument(
         "--controller-timeout",
         type=float,
-        default=5.0,
-        help="least silence (s) after which a controller's commands are killed (default 5)",
+        default=default.controller_timeout_s,
+        help="least silence (s) after which a controller's commands are killed "
+        f"(default {default.controller_timeout_s:g})",
     )
     parser.add_argument(
         "--warm-shells",
         type=int,
-        default=8,
+        default=default.warm_shells,
         help="shells started ahead of need, to take exec off the command's path (0: none)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=_cmd_serve)
-    return lesson.run_main(parser, argv, lesson.DAEMON_LOG_FORMAT)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_main(build_parser(), argv, cli.DAEMON_LOG_FORMAT)
 
 
 if __name__ == "__main__":

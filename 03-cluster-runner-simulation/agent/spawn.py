@@ -30,14 +30,24 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import ClassVar
 
-from cluster_sim.posix_spawn import spawn_in_new_session
+from cluster_sim.agent.posix_spawn import spawn_in_new_session
 
 SHELL = "/bin/sh"
 READ_CHUNK = 1024 * 1024
 PIPE_BYTES = 1024 * 1024  # Linux's default most (pipe-max-size): a megabyte in one read, not 16
-STDOUT, STDERR = 1, 2
+
+
+class Stream(IntEnum):
+    """Which of a command's outputs a chunk came from (their file descriptor numbers)."""
+
+    STDOUT = 1
+    STDERR = 2
+
+
+STDOUT, STDERR = Stream.STDOUT, Stream.STDERR
 
 # Called with (stream, data) as output arrives; returns False when it could not pass it on.
 ChunkSink = Callable[[int, bytes], bool]

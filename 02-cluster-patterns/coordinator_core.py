@@ -1,0 +1,511 @@
+"""The coordinator's state machine, with no sockets and no clock of its own (sans-IO).
+
+Everything the broker decides lives here: which worker gets which request, when a silent worker
+is dead, when a request is retried, expires or is refused. It is fed what arrived and when:
+
+    core.handle(route, frames, now)     a message from a ROUTER socket (route says which one)
+    core.subscription(message)          an XPUB (un)subscription from the events socket
+    core.tick(now)                      time passed: timers, expiry, back-off, stats
+    core.undeliverable(out, why, now)   a message the shell could not send
+
+and it answers with what to do, which the I/O shell (coordinator.py) carries out:
+
+    core.outbox   Outgoing(route, frames, assigned_to) to send on ROUTER socket `route`
+    core.events   (topic, fields) to publish for the monitor
+
+With no sockets and no threads, every rule (retries, expiry, pinning, tags, drain, quiet
+workers, bounded queues) is tested by feeding messages and moving a number that stands for the
+clock (tests/test_coordinator_core.py). The design follows h11 and majortomo: the protocol and
+its state in one place, the I/O around it in another.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from cluster_patterns import protocol as mdp
+from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
+
+Route = int  # which of the shell's ROUTER sockets a peer talks through
+FRONTEND: Route = 0  # clients, and workers unless they have an endpoint of their own
+BACKEND: Route = 1  # the optional separate worker endpoint
+
+STATS_INTERVAL_S = 1.0
+STATS_MAX_WORKERS = 500  # a stats snapshot lists at most this many workers
+RETRY_BACKOFF_INITIAL_S = 0.05
+RETRY_BACKOFF_CAP_S = 2.0
+
+
+class Timer(IntEnum):
+    """What a timer on the heap does when it fires."""
+
+    CHECK_ALIVE = 0  # is the worker still within its deadline?
+    SEND_HEARTBEAT = 1  # beat to the worker, busy or not, so it can learn our rhythm
+
+
+@dataclass
+class Config:
+    """Every knob of the coordinator; the command line takes its defaults from here."""
+
+    heartbeat_s: float = OUR_INTERVAL_S
+    liveness: float = 3.0  # intervals of silence before a worker is dead
+    max_retries: int = 3  # reassignments after the first attempt
+    service_timeout_s: float = 10.0  # how long a request may wait for a worker
+    # Services whose workers fall silent while busy (plain MDP workers, like the zguide's):
+    # while they hold a task they are allowed busy_timeout_s instead of their heartbeat rhythm.
+    quiet_when_busy: frozenset[bytes] = frozenset()
+    busy_timeout_s: float = 300.0
+    max_queue: int = 10_000  # per service
+    max_message_bytes: int = 1 << 20
+    balance: str = "lru"  # or "least-done"
+    drain_timeout_s: float = 10.0
+    # Messages queued per peer connection, each way. A client that stops reading loses the
+    # replies beyond this (counted as undeliverable) instead of growing our memory.
+    hwm: int = 100_000
+
+
+BALANCES = ("lru", "least-done")
+
+
+class Outgoing(NamedTuple):
+    """A message for the shell to send. `assigned_to` names the worker when the message hands
+    it a task: if it cannot be delivered, that worker is buried and the task retried."""
+
+    route: Route
+    frames: list[bytes]
+    assigned_to: bytes | None = None
+
+
+@dataclass(slots=True)
+class Task:
+    id: int
+    client: bytes
+    route: Route
+    delimited: bool
+    service: bytes  # as requested, echoed in the reply
+    want: mdp.ServiceRequest
+    body: list[bytes]
+    expires_at: float
+    queued_at: float
+    attempts: int = 0
+    not_before: float = 0.0
+    started_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Worker:
+    identity: bytes
+    route: Route
+    service: bytes
+    tags: frozenset[str]
+    delimited: bool
+    liveness: Liveness
+    task: Task | None = None
+    check_at: float = float("inf")  # when the earliest pending liveness check fires
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def name(self) -> str:
+        """The identity as text when it is printable (a --name), else as hex."""
+        text = self.identity.decode("ascii", errors="replace")
+        return text if self.identity.isascii() and text.isprintable() else self.identity.hex()
+
+
+@dataclass
+class Service:
+    queue: deque[Task] = field(default_factory=deque)
+    idle: OrderedDict[bytes, Worker] = field(default_factory=OrderedDict)  # longest idle first
+
+
+class CoordinatorCore:
+    def __init__(self, config: Config | None = None) -> None:
+        self.cfg = config or Config()
+        self.outbox: list[Outgoing] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.subscriptions: set[bytes] = set()
+        self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
+        self.workers: dict[bytes, Worker] = {}
+        self.services: dict[bytes, Service] = {}
+        self.timers: list[tuple[float, Timer, bytes]] = []  # lazily rechecked when they fire
+        self.counters: Counter[str] = Counter()
+        self.next_task_id = 0
+        self.draining_since: float | None = None
+        self.next_stats = 0.0
+
+    # -- input ------------------------------------------------------------------------------
+
+    def handle(self, route: Route, frames: list[bytes], now: float) -> None:
+        """A message as a ROUTER socket delivered it: the sender's identity first."""
+        if sum(map(len, frames)) > self.cfg.max_message_bytes:
+            self.counters["dropped.oversized"] += 1
+            return
+        try:
+            msg = mdp.parse_at_broker(frames)
+        except mdp.ProtocolError as exc:
+            self.counters[f"dropped.{exc.kind}"] += 1
+            return
+        if msg.header == mdp.CLIENT:
+            self.on_client(route, msg, now)
+        else:
+            self.on_worker(route, msg, now)
+
+    def subscription(self, message: bytes) -> None:
+        """What XPUB reports: b"\\x01" + prefix to subscribe, b"\\x00" + prefix to leave."""
+        if message[:1] == b"\x01":
+            self.subscriptions.add(message[1:])
+        else:
+            self.subscriptions.discard(message[1:])
+        self.wanted.clear()
+
+    def undeliverable(self, out: Outgoing, reason: str, now: float) -> None:
+        """The shell could not send `out` (the peer is gone, or not keeping up)."""
+        self.counters[f"undeliverable.{reason}"] += 1
+        if out.assigned_to is None:
+            return
+        worker = self.workers.get(out.assigned_to)
+        if worker is not None and worker.task is not None:
+            self.bury(worker, now, "unreachable")
+
+    def take_outbox(self) -> list[Outgoing]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_events(self) -> list[tuple[str, dict[str, Any]]]:
+        events, self.events = self.events, []
+        return events
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def on_client(self, route: Route, msg: mdp.Inbound, now: float) -> None:
+        self.counters["requests"] += 1
+        name, body = msg.frames[0], msg.frames[1:]
+        if name.startswith(mdp.MMI_PREFIX):
+            reply = mdp.to_client(
+                msg.sender, msg.delimited, mdp.C_FINAL, name, self.mmi(name, body)
+            )
+            self.outbox.append(Outgoing(route, reply))
+            return
+        want = mdp.parse_service_name(name)
+        queue = self.service(want.service).queue
+        reason = "coordinator draining" if self.draining_since is not None else None
+        if reason is None and len(queue) >= self.cfg.max_queue:
+            reason = f"queue for {want.service.decode(errors='replace')} is full"
+        if reason:
+            self.counters["rejected"] += 1
+            error = mdp.error_body(body, reason)
+            reply = mdp.to_client(msg.sender, msg.delimited, mdp.C_FINAL, name, *error)
+            self.outbox.append(Outgoing(route, reply))
+            return
+        self.next_task_id += 1
+        task = Task(
+            self.next_task_id,
+            msg.sender,
+            route,
+            msg.delimited,
+            name,
+            want,
+            body,
+            expires_at=now + self.cfg.service_timeout_s,
+            queued_at=now,
+        )
+        queue.append(task)
+        self.publish("task.queued", task=task.id, service=name.decode(errors="replace"))
+        self.dispatch(want.service, now)
+
+    def service(self, name: bytes) -> Service:
+        found = self.services.get(name)
+        if found is None:
+            found = self.services[name] = Service()
+        return found
+
+    def mmi(self, name: bytes, body: list[bytes]) -> bytes:
+        if name != b"mmi.service":
+            return b"501"
+        wanted = mdp.parse_service_name(body[0] if body else b"").service
+        known = any(w.service == wanted for w in self.workers.values())
+        return b"200" if known else b"404"
+
+    def reply_error(self, task: Task, reason: str, topic: str) -> None:
+        error = mdp.error_body(task.body, reason)
+        reply = mdp.to_client(task.client, task.delimited, mdp.C_FINAL, task.service, *error)
+        self.outbox.append(Outgoing(task.route, reply))
+        self.publish(topic, task=task.id, reason=reason, attempts=task.attempts)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def on_worker(self, route: Route, msg: mdp.Inbound, now: float) -> None:
+        worker = self.workers.get(msg.sender)
+        if msg.command == mdp.W_READY:
+            if worker is not None:  # the same identity came back: its old self is gone
+                self.bury(worker, now, "re-registered")
+            self.register(route, msg, now)
+            return
+        if worker is None:
+            self.counters["unexpected.unknown-worker"] += 1
+            if msg.command != mdp.W_DISCONNECT:
+                disconnect = mdp.to_worker(msg.sender, msg.delimited, mdp.W_DISCONNECT)
+                self.outbox.append(Outgoing(route, disconnect))
+            return
+        worker.liveness.heard(now, is_heartbeat=msg.command == mdp.W_HEARTBEAT)
+        if msg.command == mdp.W_HEARTBEAT:
+            self._schedule_check(worker)  # a freshly learned rhythm may bring the deadline closer
+        elif msg.command == mdp.W_DISCONNECT:
+            self.bury(worker, now, "disconnected", topic="worker.left")
+        elif msg.command in (mdp.W_PARTIAL, mdp.W_FINAL) and self._holds(worker, msg.frames[0]):
+            self.on_result(worker, msg, now)
+        else:  # REQUEST from a worker, or a result for a task it does not hold
+            self.counters["unexpected.command"] += 1
+            self.bury(worker, now, "protocol violation")  # which tells it DISCONNECT
+
+    @staticmethod
+    def _holds(worker: Worker, client: bytes) -> bool:
+        return worker.task is not None and worker.task.client == client
+
+    def register(self, route: Route, msg: mdp.Inbound, now: float) -> None:
+        announced = mdp.parse_service_name(msg.frames[0])
+        if announced.service.startswith(mdp.MMI_PREFIX) or announced.pinned:
+            self.counters["dropped.bad-ready"] += 1
+            return
+        liveness = Liveness(now, liveness=self.cfg.liveness)
+        worker = Worker(
+            msg.sender, route, announced.service, announced.tags, msg.delimited, liveness
+        )
+        self.workers[msg.sender] = worker
+        self.publish(
+            "worker.joined",
+            worker=worker.name,
+            service=announced.service.decode(errors="replace"),
+            tags=sorted(announced.tags),
+        )
+        self._watch(worker, now)
+        self.make_idle(worker, now)
+
+    def on_result(self, worker: Worker, msg: mdp.Inbound, now: float) -> None:
+        task = worker.task
+        if task is None:  # _holds() checked it; kept as a guard that survives `python -O`
+            return
+        command = mdp.C_PARTIAL if msg.command == mdp.W_PARTIAL else mdp.C_FINAL
+        error = mdp.error_reason(msg.frames[2:])
+        if command == mdp.C_FINAL:  # counted before the reply leaves: whoever sees it sees these
+            worker.done += 1
+            worker.failed += error is not None
+            self.counters["replies"] += 1
+        reply = mdp.to_client(task.client, task.delimited, command, task.service, *msg.frames[2:])
+        self.outbox.append(Outgoing(task.route, reply))
+        if command == mdp.C_PARTIAL:
+            return
+        self.publish(
+            "task.done",
+            task=task.id,
+            worker=worker.name,
+            attempts=task.attempts,
+            seconds=now - task.started_at,
+            waited=task.started_at - task.queued_at,
+            error=error,
+        )
+        worker.task = None
+        self.make_idle(worker, now)
+
+    def make_idle(self, worker: Worker, now: float) -> None:
+        self.service(worker.service).idle[worker.identity] = worker
+        self.publish("worker.ready", worker=worker.name)
+        self.dispatch(worker.service, now)
+
+    def bury(self, worker: Worker, now: float, reason: str, topic: str = "worker.dead") -> None:
+        """Forget a worker; requeue or fail the task it held."""
+        self.workers.pop(worker.identity, None)
+        self.services[worker.service].idle.pop(worker.identity, None)
+        if topic == "worker.dead":  # if it is only frozen, it will reconnect when it wakes
+            disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
+            self.outbox.append(Outgoing(worker.route, disconnect))
+        self.publish(
+            topic, worker=worker.name, reason=reason, silence=now - worker.liveness.last_heard
+        )
+        if worker.task is not None:
+            task, worker.task = worker.task, None
+            self.retry(task, now, f"worker {worker.name} {reason}")
+
+    def retry(self, task: Task, now: float, reason: str) -> None:
+        if task.attempts > self.cfg.max_retries:
+            self.reply_error(
+                task, f"gave up after {task.attempts} attempts: {reason}", "task.failed"
+            )
+            return
+        backoff = Backoff(initial_s=RETRY_BACKOFF_INITIAL_S, cap_s=RETRY_BACKOFF_CAP_S)
+        backoff.attempts = task.attempts - 1
+        task.not_before = now + backoff.next_delay()
+        task.expires_at = now + self.cfg.service_timeout_s
+        self.services[task.want.service].queue.appendleft(task)  # it has waited longest
+        self.publish("task.retried", task=task.id, attempts=task.attempts, reason=reason)
+
+    # -- matching work to workers -----------------------------------------------------------
+
+    def dispatch(self, service_name: bytes, now: float) -> None:
+        service = self.services[service_name]
+        if not service.queue or not service.idle:
+            return
+        waiting: list[Task] = []
+        while service.queue and service.idle:
+            task = service.queue.popleft()
+            worker = self.pick(service, task) if task.not_before <= now else None
+            if worker is None:
+                waiting.append(task)
+            else:
+                self.assign(task, worker, now)
+        service.queue.extendleft(reversed(waiting))
+
+    def pick(self, service: Service, task: Task) -> Worker | None:
+        want = task.want
+        if want.pinned is not None:
+            return service.idle.get(want.pinned)
+        candidates = (w for w in service.idle.values() if want.tags <= w.tags)
+        if self.cfg.balance == "least-done":
+            return min(candidates, key=lambda w: w.done, default=None)
+        return next(candidates, None)
+
+    def assign(self, task: Task, worker: Worker, now: float) -> None:
+        del self.services[worker.service].idle[worker.identity]
+        worker.task, task.attempts, task.started_at = task, task.attempts + 1, now
+        frames = mdp.to_worker(
+            worker.identity, worker.delimited, mdp.W_REQUEST, task.client, b"", *task.body
+        )
+        self.outbox.append(Outgoing(worker.route, frames, assigned_to=worker.identity))
+        self.publish("task.assigned", task=task.id, worker=worker.name, attempt=task.attempts)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _watch(self, worker: Worker, now: float) -> None:
+        self._schedule_check(worker)
+        beat_at = now + self._beat_interval(worker)
+        heapq.heappush(self.timers, (beat_at, Timer.SEND_HEARTBEAT, worker.identity))
+
+    def _deadline(self, worker: Worker) -> float:
+        deadline = worker.liveness.deadline()
+        if worker.task is not None and worker.service in self.cfg.quiet_when_busy:
+            deadline = max(deadline, worker.task.started_at + self.cfg.busy_timeout_s)
+        return deadline
+
+    def _schedule_check(self, worker: Worker) -> None:
+        """Timers are lazy (a check that finds the worker heard from just re-arms itself), so
+        one is only added when the deadline moved earlier than the one already armed."""
+        deadline = self._deadline(worker)
+        if deadline < worker.check_at:
+            worker.check_at = deadline
+            heapq.heappush(self.timers, (deadline, Timer.CHECK_ALIVE, worker.identity))
+
+    def _beat_interval(self, worker: Worker) -> float:
+        # Beat back at the worker's own rhythm: a 1 Hz worker does not need 4 beats a second.
+        return max(self.cfg.heartbeat_s, worker.liveness.interval or self.cfg.heartbeat_s)
+
+    def tick(self, now: float) -> None:
+        """Fire due timers, expire and dispatch queued requests, publish stats when due."""
+        while self.timers and self.timers[0][0] <= now:
+            when, kind, identity = heapq.heappop(self.timers)
+            worker = self.workers.get(identity)
+            if worker is None:
+                continue  # a timer of a worker already gone
+            if kind == Timer.CHECK_ALIVE:
+                if when == worker.check_at:  # superseded checks are dropped here
+                    self._check_alive(worker, now)
+            else:
+                beat = mdp.to_worker(identity, worker.delimited, mdp.W_HEARTBEAT)
+                self.outbox.append(Outgoing(worker.route, beat))
+                beat_at = now + self._beat_interval(worker)
+                heapq.heappush(self.timers, (beat_at, Timer.SEND_HEARTBEAT, identity))
+        for name, service in self.services.items():
+            self._expire(service, now)
+            self.dispatch(name, now)  # tasks whose back-off has passed
+        if now >= self.next_stats:
+            self.next_stats = now + STATS_INTERVAL_S
+            self.publish("stats", **self.snapshot(now))
+
+    def _check_alive(self, worker: Worker, now: float) -> None:
+        # At the deadline itself the allowance has run out: `>` here re-armed the same timer at
+        # `now` and tick() popped it forever (found by the fake-clock tests).
+        if now >= self._deadline(worker):
+            self.bury(worker, now, "silent")
+        else:
+            worker.check_at = float("inf")
+            self._schedule_check(worker)
+
+    def _expire(self, service: Service, now: float) -> None:
+        if not any(task.expires_at <= now for task in service.queue):
+            return
+        keep: deque[Task] = deque()
+        for task in service.queue:
+            if task.expires_at > now:
+                keep.append(task)
+            else:
+                name = task.service.decode(errors="replace")
+                self.reply_error(
+                    task,
+                    f"no worker for {name} within {self.cfg.service_timeout_s:g}s",
+                    "task.expired",
+                )
+        service.queue = keep
+
+    # -- draining ---------------------------------------------------------------------------
+
+    def request_drain(self, now: float) -> None:
+        """Stop taking work; running tasks may finish within drain_timeout_s."""
+        if self.draining_since is None:
+            self.draining_since = now
+
+    def drained(self, now: float) -> bool:
+        """While draining: fail what is queued; True once nothing is running (or time is up)."""
+        for service in self.services.values():
+            while service.queue:
+                self.reply_error(service.queue.popleft(), "coordinator draining", "task.failed")
+        busy = [w for w in self.workers.values() if w.task is not None]
+        if busy and now - (self.draining_since or now) < self.cfg.drain_timeout_s:
+            return False
+        for worker in busy:
+            if worker.task is not None:
+                self.reply_error(
+                    worker.task, "coordinator stopped before the task finished", "task.failed"
+                )
+                worker.task = None
+        return True
+
+    def goodbye(self) -> None:
+        """Tell every worker to find the next coordinator."""
+        for worker in self.workers.values():
+            disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
+            self.outbox.append(Outgoing(worker.route, disconnect))
+        self.publish("broker.stopped", counters=dict(self.counters))
+
+    # -- output -----------------------------------------------------------------------------
+
+    def publish(self, topic: str, **fields: Any) -> None:
+        """Queue an event for the monitor, only if some subscription covers its topic."""
+        wanted = self.wanted.get(topic)
+        if wanted is None:
+            encoded = topic.encode()
+            wanted = self.wanted[topic] = any(encoded.startswith(p) for p in self.subscriptions)
+        if wanted:
+            self.events.append((topic, fields))
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        workers = {
+            w.name: {
+                "service": w.service.decode(errors="replace"),
+                "state": "busy" if w.task else "idle",
+                "heard_s": now - w.liveness.last_heard,
+                "interval_s": w.liveness.interval,
+                "done": w.done,
+                "failed": w.failed,
+            }
+            for w in list(self.workers.values())[:STATS_MAX_WORKERS]
+        }
+        return {
+            "workers": workers,
+            "worker_count": len(self.workers),
+            "queued": sum(len(s.queue) for s in self.services.values()),
+            "in_flight": sum(1 for w in self.workers.values() if w.task),
+            "counters": dict(self.counters),
+        }

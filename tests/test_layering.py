@@ -1,0 +1,86 @@
+"""The layering is enforced: import-linter passes on the tree and fails on a forbidden import.
+
+The check runs against a copy of the packages (found first on PYTHONPATH), so planting a bad
+import never touches the working tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PACKAGES = {
+    "zmq_basics": "01-zmq-basics",
+    "cluster_patterns": "02-cluster-patterns",
+    "cluster_sim": "03-cluster-runner-simulation",
+    "zcl_tools": "tools",
+    "tests": "tests",
+}
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(packages: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(packages))
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=REPO,  # the contracts are in pyproject.toml
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def packages(tmp_path: Path) -> Path:
+    for name, folder in PACKAGES.items():
+        shutil.copytree(
+            REPO / folder, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "contract"),
+    [
+        (
+            "cluster_sim/agent/node_agent.py",
+            "from cluster_sim import zmq_node_executor",
+            "The node daemon imports nothing of the controller side",
+        ),
+        (
+            "cluster_sim/zmq_journal.py",
+            "from cluster_sim.lab import simulated_cluster",
+            "The product imports nothing of the lab",
+        ),
+        (
+            "zmq_basics/req_rep.py",
+            "from cluster_patterns import cli",
+            "Lessons import nothing of ours",
+        ),
+        (
+            "cluster_sim/zmq_node_executor.py",
+            "import asyncssh",
+            "The core installs with pyzmq and msgpack",
+        ),
+    ],
+)
+def test_a_forbidden_import_breaks_lint(
+    packages: Path, module: str, planted: str, contract: str
+) -> None:
+    assert (packages / "cluster_sim" / "lab").is_dir()
+    clean = lint_imports(packages)
+    assert clean.returncode == 0, clean.stdout[-2000:]  # the copy is found and passes as it is
+    target = packages / module
+    target.write_text(target.read_text() + f"\n{planted}  # planted by the test\n")
+    broken = lint_imports(packages)
+    assert broken.returncode != 0
+    assert f"{contract}" in broken.stdout and "BROKEN" in broken.stdout

@@ -1,0 +1,144 @@
+"""The shapes of results/*.json, shared by the benchmarks that write them and the renderer and
+goals that read them: rename a key in one place and mypy names every place that still uses it.
+
+Only the figures that goals and documents read are spelled out; the rest stays open (extra keys
+are allowed in the files, and `machine` facts vary by benchmark).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+ResultsName = Literal["bench-01", "bench-02", "bench-03", "bench-docker"]
+
+
+class GoalResult(TypedDict):
+    """One goal as evaluated when its benchmark ran (tools/goals.py)."""
+
+    what: str
+    value: float
+    shown: str  # the value as the documents print it
+    target: str  # e.g. "<= 0.5"
+    met: bool
+
+
+Goals = dict[str, GoalResult]
+
+
+class Percentiles(TypedDict):
+    p50_ms: float
+    p99_ms: float
+    samples: int
+
+
+class Rate(TypedDict):
+    per_s: float
+
+
+# -- step 02 -----------------------------------------------------------------------------------
+
+
+class BrokerRun(TypedDict):
+    requests: int
+    expected: int
+    per_s: float
+    broker_cpu_us_per_request: float
+
+
+class Detection02(TypedDict):
+    trials: int
+    median_s: float
+    max_s: float
+
+
+class FalseVerdicts(TypedDict):
+    seconds: int | float
+    cores_saturated: int
+    workers: int
+    false_dead: int
+
+
+class ScaleRun(TypedDict):
+    registered: int
+    heartbeat_s: float
+    cpu_share_of_one_core: float
+    worker_dead_events: int
+
+
+class Bench02(TypedDict):
+    machine: dict[str, Any]
+    brokers: dict[str, BrokerRun]
+    cpu_ratio_python_floor_vs_majortomo: float
+    cpu_ratio_coordinator_vs_majortomo: float
+    throughput_ratio_coordinator_vs_raw: float
+    detection: dict[str, Detection02]
+    false_verdicts: FalseVerdicts
+    scale: dict[str, ScaleRun]
+    goals: Goals
+
+
+# -- step 03 -----------------------------------------------------------------------------------
+
+
+class Throughput(TypedDict):
+    zmq: Rate
+    ssh_persistent_asyncssh: Rate
+    in_flight: int
+
+
+class OutputMB(TypedDict):
+    zmq: Percentiles
+    ssh_persistent_asyncssh: Percentiles
+
+
+class WallTime(TypedDict):
+    wall_s: float
+
+
+class ScheduledRun(TypedDict):
+    nodes: int
+    schedules: list[str]
+    records: int
+    ssh: WallTime
+    zmq: WallTime
+    journals_equal: bool
+
+
+class JournalRates(TypedDict):
+    file: Rate
+    zmq: Rate
+    records: int
+
+
+class Bench03(TypedDict):
+    latency: dict[str, Percentiles]
+    throughput: Throughput
+    output_1mb: OutputMB
+    scheduled_run: ScheduledRun
+    journal: JournalRates
+    machine: dict[str, Any]
+    goals: Goals
+
+
+# -- the Docker cluster ------------------------------------------------------------------------
+
+
+class DockerRatios(TypedDict):
+    zmq_vs_ssh_latency: float
+    zmq_vs_ssh_throughput: float
+
+
+class FaultTimes(TypedDict):
+    detected_s: float
+    rejoined_s: float
+
+
+class BenchDocker(TypedDict):
+    where: str
+    node: str
+    latency: dict[str, Percentiles]
+    throughput: Throughput
+    ratios: DockerRatios
+    detection: dict[str, FaultTimes]
+    recordings: dict[str, str]
+    goals: Goals
