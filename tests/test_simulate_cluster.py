@@ -149,16 +149,26 @@ def container_of(service: str) -> str:
 
 
 # From one node, how long another node's agent takes to send the first byte of its ZMTP
-# greeting (it sends it as soon as a connection is accepted): a bare network round trip.
+# greeting (it sends it as soon as a connection is accepted): a bare network round trip. The
+# node under test may also be lossy, so a connection lost on the way is tried again (at most
+# 20 tries for 5 samples) and said on stderr, not taken for the answer.
 GREETING_PROBE = """
 import socket, sys, time
 samples = []
-for _ in range(5):
-    with socket.create_connection((sys.argv[1], 5560), timeout=10) as conn:
-        started = time.monotonic()
-        assert conn.recv(1)
-        samples.append(time.monotonic() - started)
-print(sorted(samples)[2])
+for _ in range(20):
+    try:
+        with socket.create_connection((sys.argv[1], 5560), timeout=10) as conn:
+            started = time.monotonic()
+            if not conn.recv(1):
+                raise ConnectionError("closed before the greeting")
+            samples.append(time.monotonic() - started)
+    except OSError as exc:
+        print(f"probe: {exc!r}", file=sys.stderr)
+    if len(samples) == 5:
+        print(sorted(samples)[2])
+        break
+else:
+    sys.exit(1)
 """
 
 
@@ -167,22 +177,26 @@ def greeting_s(to_node: str) -> float:
         ["docker", "exec", container_of("worker1"), "python", "-c", GREETING_PROBE, to_node],
         capture_output=True,
         text=True,
-        timeout=60,
-        check=True,
+        timeout=300,
+        check=False,
     )
+    assert probe.returncode == 0, f"greeting probe to {to_node} failed: {probe.stderr}"
     return float(probe.stdout)
 
 
 def test_slow_delays_a_nodes_traffic_and_fast_takes_it_away(cluster: None) -> None:
     assert run("slow", "worker4", "300ms").returncode == 0
-    assert status()["worker4"][2] == "slow"
-    assert run("slow", "worker4", "10ms").returncode == 1  # already slow: one delay at a time
-    assert run("flaky", "worker4", "5%").returncode == 0
-    assert status()["worker4"][2] == "flaky,slow"
-    slowed = greeting_s("worker4")
-    assert slowed >= 0.15  # the greeting is held half the delay; unslowed it takes about 1 ms
-    wait_for(lambda: status()["worker4"][1] == "healthy", "worker4 to stay healthy while slow")
-    assert run("fast", "worker4").returncode == 0
+    try:
+        assert status()["worker4"][2] == "slow"
+        assert run("slow", "worker4", "10ms").returncode == 1  # already slow: one at a time
+        assert run("flaky", "worker4", "5%").returncode == 0
+        assert status()["worker4"][2] == "flaky,slow"
+        slowed = greeting_s("worker4")
+        assert slowed >= 0.15  # the greeting is held half the delay; unslowed about 1 ms
+        wait_for(lambda: status()["worker4"][1] == "healthy", "worker4 to stay healthy when slow")
+    finally:  # the later tests share this cluster: never leave them a faulted node
+        healed = run("fast", "worker4")
+    assert healed.returncode == 0
     assert status()["worker4"][2] == "-"
     relay = subprocess.run(
         ["docker", "exec", container_of("worker4"), "pgrep", "-f", "cluster_sim.lab.slow_link"],
