@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import zmq
 from rich.console import Console
@@ -50,7 +50,7 @@ from cluster_sim.protocols import AsyncJournalWriterProtocol, NodeExecutorProtoc
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zcl_tools import goals
-from zcl_tools.results import Bench03
+from zcl_tools.results import Bench03, JournalRates, Rate, ScheduledRun, method_figure
 
 ONE_MB_COMMAND = "head -c 1048576 /dev/zero"
 Runner = Callable[[str], Awaitable[object]]
@@ -191,10 +191,10 @@ async def measure(
     }
 
 
-async def journal_rates(cluster: SimulatedCluster, count: int) -> dict[str, Any]:
+async def journal_rates(cluster: SimulatedCluster, count: int) -> JournalRates:
     """Records per second into the plain file journal and through the ZeroMQ journal, which
     acknowledges each record only once the collector has fsynced it."""
-    rates = {}
+    rates: dict[str, Rate] = {}
     for name in ("file", "zmq"):
         journal: AsyncJournalWriterProtocol = (
             FileJournalWriter(cluster.dir / "file-rate.jsonl")
@@ -206,17 +206,17 @@ async def journal_rates(cluster: SimulatedCluster, count: int) -> dict[str, Any]
             await journal.write({"n": n, "node": "node01", "passed": True})
         await journal.close()  # the ZeroMQ writer returns once the last record is on disk
         rates[name] = {"per_s": round(count / (time.perf_counter() - started), 1)}
-    return {**rates, "records": count}
+    return {"file": rates["file"], "zmq": rates["zmq"], "records": count}
 
 
 async def cluster_figures(
     cluster: SimulatedCluster, plan: Plan
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[ScheduledRun, JournalRates]:
     scheduled = await both_transports(cluster)
     return scheduled, await journal_rates(cluster, plan.journal_records)
 
 
-def run_comparison(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
+def run_comparison(plan: Plan, progress: Callable[[str], None]) -> Bench03:
     with tempfile.TemporaryDirectory(prefix="zcl-bench-") as tmp, OpenSshServer() as sshd:
         keydir = Path(tmp) / "keys"
         keys.generate(keydir, nodes=["node1"], controllers=["bench"])
@@ -228,20 +228,27 @@ def run_comparison(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any
                 "--keys",
                 str(keys.node_dir(keydir, "node1")),
             )
-            figures = asyncio.run(measure(sshd, agent.endpoint, keydir, plan, progress))
+            measured = asyncio.run(measure(sshd, agent.endpoint, keydir, plan, progress))
     progress(f"scheduled run on {plan.nodes} simulated nodes, and the journals")
     with SimulatedCluster(nodes=plan.nodes) as cluster:
-        figures["scheduled_run"], figures["journal"] = asyncio.run(cluster_figures(cluster, plan))
-    # Assembled as a plain dict above; its shape is Bench03 (zcl_tools.results).
-    figures["goals"] = goals.evaluate(goals.TRANSPORT_03, cast(Bench03, figures))
-    figures["machine"] = {
-        "cpus": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "libzmq": zmq.zmq_version(),
-        "openssh": _openssh_version(),
-        "ssh_login_shell": login_user().pw_shell,
-        "quick": plan.rounds < 5,
+        scheduled_run, journal = asyncio.run(cluster_figures(cluster, plan))
+    figures: Bench03 = {
+        "latency": measured["latency"],
+        "throughput": measured["throughput"],
+        "output_1mb": measured["output_1mb"],
+        "scheduled_run": scheduled_run,
+        "journal": journal,
+        "goals": {},
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "libzmq": zmq.zmq_version(),
+            "openssh": _openssh_version(),
+            "ssh_login_shell": login_user().pw_shell,
+            "quick": plan.rounds < 5,
+        },
     }
+    figures["goals"] = goals.evaluate(goals.TRANSPORT_03, figures)
     return figures
 
 
@@ -250,15 +257,15 @@ def _openssh_version() -> str:
     return (done.stderr or done.stdout).strip()
 
 
-def print_table(figures: dict[str, Any], console: Console) -> None:
+def print_table(figures: Bench03, console: Console) -> None:
     table = Table(title="SSH vs ZeroMQ, one node on this machine (true, one at a time)")
     in_flight = figures["throughput"]["in_flight"]
     table.add_column("method")
     for column in ("p50 ms", "p99 ms", f"per s, {in_flight} in flight", "1 MB p50 ms"):
         table.add_column(column, justify="right")
     for name, lat in figures["latency"].items():
-        rate = figures["throughput"].get(name, {}).get("per_s")
-        big = figures["output_1mb"].get(name, {}).get("p50_ms")
+        rate = method_figure(figures["throughput"], name, "per_s")
+        big = method_figure(figures["output_1mb"], name, "p50_ms")
         table.add_row(
             name,
             f"{lat['p50_ms']:.2f}",

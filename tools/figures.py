@@ -26,13 +26,20 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, overload
 
 from cluster_patterns import cli
 from zcl_tools.goals import GO_NO_GO
-from zcl_tools.results import Bench02, Bench03, BenchDocker, GoalResult, ResultsName
+from zcl_tools.results import (
+    Bench02,
+    Bench03,
+    BenchDocker,
+    GoalResult,
+    ResultsName,
+    method_figure,
+)
 
 SECTION = re.compile(
     r"<!-- figures: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /figures: (?P=name) -->", re.S
@@ -184,13 +191,6 @@ def broker_02(r: Results) -> str:
 
 
 # -- step 03 -----------------------------------------------------------------------------------
-
-
-def method_figure(by_method: Mapping[str, Any], method: str, figure: str) -> float | None:
-    """A figure of a method that only some tables measure (latency covers more methods than
-    throughput), or None where this one was not measured."""
-    measured = by_method.get(method)
-    return None if not isinstance(measured, dict) else measured.get(figure)
 
 
 def transport_03(r: Results) -> str:

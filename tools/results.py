@@ -7,9 +7,17 @@ are allowed in the files, and `machine` facts vary by benchmark).
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict
 
 ResultsName = Literal["bench-01", "bench-02", "bench-03", "bench-docker"]
+
+
+def method_figure(by_method: Mapping[str, Any], method: str, figure: str) -> float | None:
+    """A figure of a method that only some tables measure (latency covers more methods than
+    throughput), or None where this one was not measured."""
+    measured = by_method.get(method)
+    return None if not isinstance(measured, dict) else measured.get(figure)
 
 
 class GoalResult(TypedDict):
@@ -38,11 +46,12 @@ class Rate(TypedDict):
 # -- step 02 -----------------------------------------------------------------------------------
 
 
-class BrokerRun(TypedDict):
+class BrokerRun(TypedDict, total=False):
     requests: int
     expected: int
     per_s: float
     broker_cpu_us_per_request: float
+    error: str  # instead of the figures, when this broker could not be run (not installed)
 
 
 class Detection02(TypedDict):
@@ -68,8 +77,8 @@ class ScaleRun(TypedDict):
 class Bench02(TypedDict):
     machine: dict[str, Any]
     brokers: dict[str, BrokerRun]
-    cpu_ratio_python_floor_vs_majortomo: float
-    cpu_ratio_coordinator_vs_majortomo: float
+    cpu_ratio_python_floor_vs_majortomo: NotRequired[float]  # only when majortomo ran
+    cpu_ratio_coordinator_vs_majortomo: NotRequired[float]
     throughput_ratio_coordinator_vs_raw: float
     detection: dict[str, Detection02]
     false_verdicts: FalseVerdicts

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -46,7 +46,7 @@ from cluster_sim.performance_comparison import (
 from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zcl_tools import goals
-from zcl_tools.results import BenchDocker
+from zcl_tools.results import BenchDocker, method_figure
 
 AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
 
@@ -152,13 +152,15 @@ def build_report(
     transports: dict[str, Any],
     faults: list[list[str]],
     recordings: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> BenchDocker:
     latency, rate = transports["latency"], transports["throughput"]
     ssh_p50 = latency["ssh_persistent_asyncssh"]["p50_ms"]
     ssh_rate = rate["ssh_persistent_asyncssh"]["per_s"]
-    return {
+    report: BenchDocker = {
         "where": "docker, container to container",
-        **transports,
+        "node": transports["node"],
+        "latency": latency,
+        "throughput": rate,
         "ratios": {
             "zmq_vs_ssh_latency": round(latency["zmq"]["p50_ms"] / ssh_p50, 2),
             "zmq_vs_ssh_throughput": round(rate["zmq"]["per_s"] / ssh_rate, 2),
@@ -168,17 +170,20 @@ def build_report(
             for kind, detected, rejoined in faults
         },
         "recordings": recordings or {},
+        "goals": {},
     }
+    report["goals"] = goals.evaluate(goals.DOCKER, report)
+    return report
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
+def print_report(report: BenchDocker, console: Console) -> None:
     in_flight = report["throughput"]["in_flight"]
     table = Table(title=f"SSH vs ZeroMQ between containers (node {report['node']})")
     table.add_column("method")
     for column in ("`true` p50 ms", "p99 ms", f"per s, {in_flight} in flight"):
         table.add_column(column, justify="right")
     for name, lat in report["latency"].items():
-        per_s = report["throughput"].get(name, {}).get("per_s")
+        per_s = method_figure(report["throughput"], name, "per_s")
         per_s_text = "-" if per_s is None else f"{per_s:,.0f}"
         table.add_row(name, f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}", per_s_text)
     console.print(table)
@@ -202,7 +207,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise cli.CliError(f"cannot read {args.transports}: {exc}") from None
     recordings = {name: recorded_text(Path(path)) for name, path in args.recording or []}
     report = build_report(transports, args.fault or [], recordings)
-    report["goals"] = goals.evaluate(goals.DOCKER, cast(BenchDocker, report))
     print_report(report, Console())
     for line in goals.describe(report["goals"]):
         print(line)

@@ -37,6 +37,7 @@ from cluster_sim.schedules import SCHEDULES, run_schedule
 from cluster_sim.ssh_context import build_ssh_context
 from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_operational_context import build_zmq_context
+from zcl_tools.results import ScheduledRun
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike some venvs
 
@@ -151,7 +152,7 @@ async def scheduled_run(
     return time.monotonic() - started
 
 
-async def both_transports(cluster: SimulatedCluster, keep_in: Path | None = None) -> dict[str, Any]:
+async def both_transports(cluster: SimulatedCluster, keep_in: Path | None = None) -> ScheduledRun:
     """The same scheduled run over SSH (file journal) and ZeroMQ (ZeroMQ journal), compared;
     `keep_in` is a folder to copy both journals to."""
     ssh_path = cluster.dir / "ssh-journal.jsonl"
