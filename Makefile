@@ -1,5 +1,5 @@
 # Two entry points for people and CI alike: `make demo` and `make test`.
-# Both create .venv on first use and reinstall when pyproject.toml changes.
+# Both create .venv on first use and reinstall when pyproject.toml or setup.py changes.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint format tour bench clean system
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
