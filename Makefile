@@ -26,13 +26,13 @@ $(BENCH_EXTRA): $(INSTALLED)
 # documents' marked sections are rendered from them. The Docker figures
 # (results/bench-docker.json) come from `./docker/simulate-cluster.sh bench --json ...`.
 bench: $(BENCH_EXTRA) system
-	$(PY) -m zmq_basics.tour --json results/bench-01.json
+	$(PY) 01-zmq-basics/tour.py --json results/bench-01.json
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
 	$(PY) -m zcl_tools.figures render
 
 tour: $(INSTALLED)
-	$(PY) -m zmq_basics.tour
+	$(PY) 01-zmq-basics/tour.py
 
 test: lint system
 	$(PY) -m pytest
@@ -59,7 +59,7 @@ system:
 
 # mypy cannot follow setuptools' folder mapping, so it reads the packages through links.
 TYPECHECK := build/typecheck
-PACKAGES := zmq_basics:01-zmq-basics cluster_patterns:02-cluster-patterns cluster_sim:03-cluster-runner-simulation zcl_tools:tools
+PACKAGES := cluster_patterns:02-cluster-patterns cluster_sim:03-cluster-runner-simulation zcl_tools:tools
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
@@ -67,6 +67,7 @@ lint: $(INSTALLED)
 	@mkdir -p $(TYPECHECK)
 	@for pair in $(PACKAGES); do ln -sfn ../../$${pair#*:} $(TYPECHECK)/$${pair%%:*}; done
 	$(PY) -m mypy
+	$(PY) -m mypy 01-zmq-basics/*.py
 	$(VENV)/bin/lint-imports
 
 format: $(INSTALLED)

@@ -17,7 +17,6 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGES = {
-    "zmq_basics": "01-zmq-basics",
     "cluster_patterns": "02-cluster-patterns",
     "cluster_sim": "03-cluster-runner-simulation",
     "zcl_tools": "tools",
@@ -62,9 +61,9 @@ def packages(tmp_path: Path) -> Path:
             "The product imports nothing of the lab",
         ),
         (
-            "zmq_basics/req_rep.py",
-            "from cluster_patterns import cli",
-            "Lessons import nothing of ours",
+            "cluster_patterns/heartbeat.py",
+            "from cluster_patterns import processes",
+            "The product imports nothing of the lab",
         ),
         (
             "cluster_sim/zmq_node_executor.py",

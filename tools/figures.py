@@ -11,7 +11,7 @@ in a marked section that names what it shows:
 from what their JSON says and exits 1, so a document cannot drift from what was measured
 (tests/test_docs.py runs the check). The JSON files come from the benchmark commands:
 
-    results/bench-01.json      python -m zmq_basics.tour --json results/bench-01.json
+    results/bench-01.json      python 01-zmq-basics/tour.py --json results/bench-01.json
     results/bench-02.json      python -m cluster_patterns.benchmark --json results/bench-02.json
     results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
     results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
@@ -91,7 +91,12 @@ def verdict(met: bool) -> str:
 
 def lessons_01(r: Results) -> str:
     d = r["bench-01"]
-    pub, hwm, styles = d["pub_sub"], d["high_water_marks"], d["sync_vs_async"]
+    pipe, pub = d["04_pipeline"], d["05_pub_sub"]
+    hwm, styles = d["08_high_water_marks"], d["13_sync_vs_async"]
+    seconds = pipe["seconds"]
+    speedup = ", ".join(
+        f"{n} workers {seconds[n]:.2f} s ({seconds['1'] / seconds[n]:.1f}x)" for n in ("2", "4")
+    )
     refused = ", ".join(
         f"{kind} {hwm['accepted'][kind]}" for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")
     )
@@ -105,28 +110,22 @@ def lessons_01(r: Results) -> str:
     )
     rows = [
         (
-            "`01-zmq-basics/req_rep.py`",
-            f"{d['req_rep']['answered']} of {d['req_rep']['requests']} requests answered across "
-            f"a server SIGKILL, {d['req_rep']['retries']} resent",
+            f"`01-zmq-basics/04_pipeline.py` ({pipe['tasks']} tasks of {pipe['work_ms']} ms)",
+            f"1 worker {seconds['1']:.2f} s, {speedup}; with one of two workers killed "
+            f"mid-batch, {pipe['lost_with_killed_worker']} of {pipe['tasks']} tasks never came",
         ),
         (
-            "`01-zmq-basics/push_pull.py`",
-            f"{d['push_pull']['lost']} of {d['push_pull']['sent']} tasks lost with the killed "
-            f"worker; the survivors did {' and '.join(map(str, d['push_pull']['survivors']))}",
-        ),
-        (
-            "`01-zmq-basics/pub_sub.py`",
+            "`01-zmq-basics/05_pub_sub.py`",
             f"slow joiner: plain PUB lost {pub['slow_joiner_lost']:,} of {pub['burst']:,}, XPUB "
-            f"waiting for the subscription lost {pub['xpub_wait_lost']}; a slow subscriber "
-            f"got {pub['slow_subscriber_received']:,} of {pub['slow_subscriber_sent']:,}",
+            f"waiting for the subscription lost {pub['xpub_wait_lost']}",
         ),
         (
-            f"`01-zmq-basics/high_water_marks.py` ({hwm['transport']}, "
+            f"`01-zmq-basics/08_high_water_marks.py` ({hwm['transport']}, "
             f"SNDHWM = RCVHWM = {hwm['hwm']})",
             f"accepted before refusing: {refused}; of a flood of {hwm['flood']:,}: {dropped}",
         ),
         (
-            f"`01-zmq-basics/sync_vs_async.py` ({styles['requests']:,} requests, "
+            f"`01-zmq-basics/13_sync_vs_async.py` ({styles['requests']:,} requests, "
             f"window {styles['window']})",
             rates,
         ),
@@ -347,7 +346,7 @@ def go_no_go(r: Results) -> str:
 
 def insights(r: Results) -> str:
     l1, b2, local, docker = r["bench-01"], r["bench-02"], r["bench-03"], r["bench-docker"]
-    pub, hwm = l1["pub_sub"], l1["high_water_marks"]
+    pub, hwm, pipe = l1["05_pub_sub"], l1["08_high_water_marks"], l1["04_pipeline"]
     refusing = [hwm["accepted"][kind] for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")]
     exact = "exactly" if set(refusing) == {2 * hwm["hwm"]} else "not exactly"
     ssh: Final = "ssh_persistent_asyncssh"
@@ -368,10 +367,9 @@ def insights(r: Results) -> str:
         "word.",
         f"**The slow joiner.** A PUB that sent {pub['burst']:,} messages right after a "
         f"subscriber connected lost {pub['slow_joiner_lost']:,}; waiting for the subscription "
-        f"on an XPUB lost {pub['xpub_wait_lost']}. A subscriber that could not keep up got "
-        f"{pub['slow_subscriber_received']:,} of {pub['slow_subscriber_sent']:,}.",
-        f"**PUSH cannot see a dead worker.** {l1['push_pull']['lost']} of "
-        f"{l1['push_pull']['sent']} tasks went down with a killed worker, which is why step 02 "
+        f"on an XPUB lost {pub['xpub_wait_lost']}.",
+        f"**PUSH cannot see a dead worker.** {pipe['lost_with_killed_worker']} of "
+        f"{pipe['tasks']} tasks went down with a killed worker, which is why step 02 "
         "hands out one task per ready worker and keeps it until the result.",
         f"**Failure detection within {slowest:.2f} s.** On one machine the coordinator "
         f"declared a SIGKILLed worker dead after {b2['detection']['SIGKILL']['median_s']:.2f} s "

@@ -1,4 +1,8 @@
-"""Socket types: every valid pairing tried live, and what happens with an invalid one.
+"""Lesson 14, an appendix: every valid pairing of socket types tried live, and invalid ones.
+
+zguide: chapter 2, "Messaging Patterns" (the table of valid combinations); the RFCs 23/ZMTP,
+28/REQREP, 29/PUBSUB, 30/PIPELINE.
+Terms: pairing, ZMTP handshake, socket-type check.
 
 What it shows
   * ZeroMQ's socket types come in compatible pairs (ZMTP, RFC 23/28/29/30): PAIR-PAIR;
@@ -10,23 +14,22 @@ What it shows
     peer's socket type. Nothing is delivered and no error reaches your code: only a socket
     monitor shows the connection dropping before the handshake ever succeeds.
 
-What you will see (demo)
-  One line per pairing: delivered one way or both, or dropped at the handshake.
-
 Try it
+  python 14_socket_types.py demo    (a line per pairing: delivered one way or both, or dropped)
   Add (zmq.PAIR, zmq.DEALER) to INVALID, or move a pairing from VALID to INVALID.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
 from dataclasses import dataclass
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zmq_basics import lesson
+Socket = zmq.Socket[bytes]
+Context = zmq.Context[Socket]
 
 VALID = [
     (zmq.PAIR, zmq.PAIR),
@@ -60,14 +63,14 @@ def envelope(sender: int, receiver: int) -> list[bytes]:
     return frames
 
 
-def subscribe(receiver: lesson.Sock, kind: int) -> None:
+def subscribe(receiver: Socket, kind: int) -> None:
     if kind == zmq.SUB:
         receiver.subscribe(b"")
     elif kind == zmq.XSUB:
         receiver.send(b"\x01")  # XSUB subscribes by sending the subscription as a message
 
 
-def send_until_heard(a: lesson.Sock, b: lesson.Sock, frames: list[bytes]) -> bool:
+def send_until_heard(a: Socket, b: Socket, frames: list[bytes]) -> bool:
     """PUB has no delivery guarantee while a subscription travels: resend until one arrives."""
     for _ in range(WAIT_MS // 50):
         a.send_multipart(frames)
@@ -76,16 +79,20 @@ def send_until_heard(a: lesson.Sock, b: lesson.Sock, frames: list[bytes]) -> boo
     return False
 
 
-def try_pair(ctx: lesson.Ctx, a_type: int, b_type: int) -> str:
+def try_pair(ctx: Context, a_type: int, b_type: int) -> str:
     """a binds, b connects; a sends "hello" and b answers where the pattern has a way back."""
     with ctx.socket(a_type) as a, ctx.socket(b_type) as b:
         b.routing_id = RECEIVER_ID
         if a_type == zmq.ROUTER:
             a.router_mandatory = True  # report rather than silently drop an unknown peer
         subscribe(b, b_type)
-        with lesson.PeerWatch(a) as handshakes:
-            lesson.connect(b, lesson.bind(a, "tcp://127.0.0.1:*"))
-            handshakes.wait(1, WAIT_MS / 1000)
+        handshakes = a.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        a.bind("tcp://127.0.0.1:*")
+        b.connect(a.getsockopt_string(zmq.LAST_ENDPOINT))
+        if handshakes.poll(WAIT_MS):  # lesson 02: wait for the peer, never sleep
+            recv_monitor_message(handshakes)
+        a.disable_monitor()
+        handshakes.close()
         if a_type == zmq.XPUB and a.poll(WAIT_MS):
             a.recv()  # the subscription: from here on nothing is lost
         hello = [*envelope(a_type, b_type), b"hello"]
@@ -103,11 +110,12 @@ def try_pair(ctx: lesson.Ctx, a_type: int, b_type: int) -> str:
         return "no reply"
 
 
-def try_invalid(ctx: lesson.Ctx, a_type: int, b_type: int) -> str:
+def try_invalid(ctx: Context, a_type: int, b_type: int) -> str:
     with ctx.socket(a_type) as a, ctx.socket(b_type) as b:
         # libzmq 4.3 reports a peer of the wrong type as a plain disconnect during the handshake.
         monitor = a.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-        lesson.connect(a, lesson.bind(b, "tcp://127.0.0.1:*"))
+        b.bind("tcp://127.0.0.1:*")
+        a.connect(b.getsockopt_string(zmq.LAST_ENDPOINT))
         a.send(b"hello", zmq.NOBLOCK)
         event = "no handshake event"
         if monitor.poll(WAIT_MS):
@@ -124,7 +132,7 @@ class SocketTypesDemo:
     invalid: dict[str, str]
 
 
-def demo() -> SocketTypesDemo:
+def observe() -> SocketTypesDemo:
     with zmq.Context() as ctx:
         ctx.linger = 0
         return SocketTypesDemo(
@@ -133,8 +141,8 @@ def demo() -> SocketTypesDemo:
         )
 
 
-def cmd_demo(_: argparse.Namespace) -> int:
-    r = demo()
+def demo() -> int:
+    r = observe()
     for pairing, outcome in r.valid.items():
         print(f"  {pairing:14} {outcome}")
     for pairing, outcome in r.invalid.items():
@@ -142,18 +150,27 @@ def cmd_demo(_: argparse.Namespace) -> int:
     ok = all(o.startswith("delivered") for o in r.valid.values()) and all(
         o == "DISCONNECTED, nothing delivered" for o in r.invalid.values()
     )
-    return lesson.verdict(
-        "socket_types",
-        ok,
-        f"{len(r.valid)} valid pairings delivered, {len(r.invalid)} invalid refused",
+    print(
+        f"{'PASS' if ok else 'FAIL'} 14_socket_types: {len(r.valid)} valid pairings delivered, "
+        f"{len(r.invalid)} invalid refused"
     )
+    return 0 if ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, roles = lesson.make_parser(__doc__)
-    lesson.add_role(roles, "demo", cmd_demo, "try every pairing live")
-    return lesson.run_main(parser, argv)
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    roles = parser.add_subparsers(dest="role", required=True)
+    roles.add_parser("demo", help="try every pairing live")
+    parser.parse_args()
+    try:
+        return demo()
+    except zmq.ZMQError as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,18 +1,21 @@
-"""Synchronous vs asynchronous: one request-reply workload, three client styles, measured.
+"""Lesson 13, sync or async: one request-reply workload, three client styles, measured.
+
+zguide: chapter 3, "The Asynchronous Client/Server Pattern"; pyzmq's documentation, "Asyncio
+support".
+Terms: round trip, pipelining, window (requests in flight), zmq.Poller, zmq.asyncio.
 
 What it shows
   * Blocking (REQ): one request at a time. Simple, and each request pays a full round trip.
   * Poller (DEALER + zmq.Poller): many requests in flight from one thread; replies are matched
     by a request id. Throughput rises because round trips overlap.
   * zmq.asyncio (DEALER): the same overlap written as coroutines; a reader task hands each
-    reply to the coroutine awaiting it. This is how step 03's executor is built.
-
-What you will see (demo)
-  A table of requests per second and latency p50/p99 for each style against the same server
-  process, measured in the same run.
+    reply to the coroutine awaiting it. Convenient, and slower than the Poller here: every
+    send and receive goes through the event loop. Step 03's executor keeps the coroutine
+    style but drives a plain socket from asyncio itself (its loop_socket.py), for that reason.
 
 Try it
-  python 01-zmq-basics/sync_vs_async.py demo --requests 20000 --window 64
+  python 13_sync_vs_async.py demo    (requests per second and p50/p99 of each style, one run)
+  python 13_sync_vs_async.py demo --requests 20000 --window 64
   A wider window raises throughput until the server is the bottleneck; watch p99 grow.
 """
 
@@ -21,9 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +36,20 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from zmq_basics import lesson
-
 ENDPOINT = "tcp://127.0.0.1:5561"
 TIMEOUT_MS = 5000
+Socket = zmq.Socket[bytes]
+Context = zmq.Context[Socket]
 
 
-def serve(where: str) -> None:
+def serve(endpoint: str) -> None:
     """Echo every message, envelope included, so REQ and DEALER clients both get it back."""
-    with zmq.Context() as ctx:
-        sock = ctx.socket(zmq.ROUTER)
-        lesson.announce_ready("server", lesson.bind(sock, where))
-        while True:
-            sock.send_multipart(sock.recv_multipart())
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    print(f"server: echoing on {endpoint}", flush=True)
+    while True:
+        sock.send_multipart(sock.recv_multipart())
 
 
 @dataclass
@@ -66,11 +72,11 @@ class Run:
         return {"per_s": self.per_s, "p50_ms": self.pct(50), "p99_ms": self.pct(99)}
 
 
-def blocking(ctx: lesson.Ctx, where: str, requests: int) -> Run:
+def blocking(ctx: Context, where: str, requests: int) -> Run:
     latencies, ok, start = [], 0, time.perf_counter()
     with ctx.socket(zmq.REQ) as sock:
         sock.rcvtimeo = TIMEOUT_MS  # a blocking recv with a deadline raises zmq.Again
-        lesson.connect(sock, where)
+        sock.connect(where)
         for n in range(requests):
             sent = time.perf_counter()
             sock.send(b"%d" % n)
@@ -79,13 +85,13 @@ def blocking(ctx: lesson.Ctx, where: str, requests: int) -> Run:
     return Run("blocking REQ", ok, time.perf_counter() - start, latencies)
 
 
-def with_poller(ctx: lesson.Ctx, where: str, requests: int, window: int) -> Run:
+def with_poller(ctx: Context, where: str, requests: int, window: int) -> Run:
     latencies: list[float] = []
     sent_at: dict[int, float] = {}
     ok = next_id = 0
     start = time.perf_counter()
     with ctx.socket(zmq.DEALER) as sock:
-        lesson.connect(sock, where)
+        sock.connect(where)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         while ok < requests:
@@ -94,7 +100,7 @@ def with_poller(ctx: lesson.Ctx, where: str, requests: int, window: int) -> Run:
                 sock.send(b"%d" % next_id)
                 next_id += 1
             if not poller.poll(TIMEOUT_MS):
-                raise lesson.LessonError(f"poller: no reply within {TIMEOUT_MS} ms")
+                raise TimeoutError(f"poller: no reply within {TIMEOUT_MS} ms")
             reply_id = int(sock.recv())
             latencies.append((time.perf_counter() - sent_at.pop(reply_id)) * 1000)
             ok += 1
@@ -104,7 +110,7 @@ def with_poller(ctx: lesson.Ctx, where: str, requests: int, window: int) -> Run:
 async def with_asyncio(where: str, requests: int, window: int) -> Run:
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.DEALER)
-    lesson.connect(sock, where)  # type: ignore[arg-type]  # an asyncio socket is a zmq.Socket too
+    sock.connect(where)
     waiting: dict[bytes, asyncio.Future[bytes]] = {}
     limit = asyncio.Semaphore(window)
 
@@ -133,44 +139,73 @@ async def with_asyncio(where: str, requests: int, window: int) -> Run:
     return Run("zmq.asyncio DEALER", len(latencies), time.perf_counter() - start, list(latencies))
 
 
-def demo(requests: int = 5000, window: int = 32) -> list[Run]:
-    with lesson.Roles("sync_vs_async") as roles, zmq.Context() as ctx:
-        ctx.linger = 0
-        where = roles.spawn("server", "server", "--endpoint", lesson.ANY_LOCAL_PORT).endpoint
+def free_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def measure(requests: int, window: int) -> list[Run]:
+    where = free_endpoint()
+    server = subprocess.Popen([sys.executable, __file__, "server", where])
+    ctx = zmq.Context()
+    ctx.linger = 0
+    try:
+        blocking(ctx, where, 1)  # the first request waits for the server to start: not timed
         return [
             blocking(ctx, where, requests),
             with_poller(ctx, where, requests, window),
             asyncio.run(with_asyncio(where, requests, window)),
         ]
+    finally:
+        ctx.term()
+        server.kill()
+        server.wait()
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    runs = demo(args.requests, args.window)
-    print(f"{args.requests} echo requests, window {args.window} for the pipelined styles")
+def demo(requests: int, window: int, json_path: Path | None) -> int:
+    runs = measure(requests, window)
+    print(f"{requests} echo requests, window {window} for the pipelined styles")
     print(f"  {'style':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for run in runs:
         print(f"  {run.style:20} {run.per_s:9.0f} {run.pct(50):8.3f} {run.pct(99):8.3f}")
-    figures: dict[str, Any] = {"requests": args.requests, "window": args.window}
+    figures: dict[str, Any] = {"requests": requests, "window": window}
     figures.update({run.style: run.summary() for run in runs})
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    ok = all(run.ok == args.requests for run in runs)
-    return lesson.verdict(
-        "sync_vs_async", ok, "all three styles answered every request; numbers above", figures
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    ok = all(run.ok == requests for run in runs)
+    print(
+        f"{'PASS' if ok else 'FAIL'} 13_sync_vs_async: all three styles answered every request; "
+        "figures above"
     )
+    return 0 if ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, roles = lesson.make_parser(__doc__)
-    lesson.add_role(
-        roles, "server", lambda a: serve(a.endpoint), "a ROUTER echo server", endpoint=ENDPOINT
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    demo_role = lesson.add_role(roles, "demo", cmd_demo, "measure the three styles in one run")
-    demo_role.add_argument("--requests", type=lesson.positive_int, default=5000)
-    demo_role.add_argument("--window", type=lesson.positive_int, default=32, help="in flight")
-    demo_role.add_argument("--json", type=Path, help="also write the figures to this file")
-    return lesson.run_main(parser, argv)
+    roles = parser.add_subparsers(dest="role", required=True)
+    roles.add_parser("server", help="a ROUTER echo server").add_argument(
+        "endpoint", nargs="?", default=ENDPOINT
+    )
+    demo_role = roles.add_parser("demo", help="measure the three styles in one run")
+    demo_role.add_argument("--requests", type=int, default=5000)
+    demo_role.add_argument("--window", type=int, default=32, help="requests in flight")
+    demo_role.add_argument("--json", type=Path, help="save the figures here")
+    args = parser.parse_args()
+    try:
+        if args.role == "server":
+            serve(args.endpoint)
+            return 0
+        if args.requests < 1 or args.window < 1:
+            parser.error("--requests and --window must be at least 1")
+        return demo(args.requests, args.window, args.json)
+    except (zmq.ZMQError, TimeoutError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,4 +1,8 @@
-"""Framing: multipart messages, envelopes, and what ROUTER and REQ add to them.
+"""Lesson 06, framing: multipart messages, envelopes, and what ROUTER and REQ add to them.
+
+zguide: chapter 2, "Multipart Messages"; chapter 3, "The Simple Reply Envelope" and "The
+Extended Reply Envelope".
+Terms: frame, multipart, SNDMORE, RCVMORE, envelope, routing id (identity), empty delimiter.
 
 What it shows
   * A ZeroMQ message is a list of frames, sent with SNDMORE on every frame but the last and
@@ -7,45 +11,43 @@ What it shows
   * REQ adds an empty delimiter frame in front of the body; REP strips everything up to it and
     puts it back on the reply. DEALER adds nothing: with a DEALER you write the envelope.
 
-What you will see (demo)
-  Each message printed frame by frame as the receiving socket delivers it.
-
 Try it
+  python 06_framing.py demo          (each message printed frame by frame as it arrives)
   Change the DEALER's routing_id in `dealer_to_router`, or delete it, and run the demo again.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
 from dataclasses import dataclass
 
 import zmq
 
-from zmq_basics import lesson
-
 WAIT_MS = 2000
-Pair = tuple[lesson.Sock, lesson.Sock]
+Socket = zmq.Socket[bytes]
+Context = zmq.Context[Socket]
 
 
-def pair(ctx: lesson.Ctx, sender_type: int, receiver_type: int) -> Pair:
+def pair(ctx: Context, sender_type: int, receiver_type: int) -> tuple[Socket, Socket]:
     receiver = ctx.socket(receiver_type)
+    receiver.bind("tcp://127.0.0.1:*")
     sender = ctx.socket(sender_type)
-    lesson.connect(sender, lesson.bind(receiver, lesson.ANY_LOCAL_PORT))
+    sender.connect(receiver.getsockopt_string(zmq.LAST_ENDPOINT))
     return sender, receiver
 
 
-def receive(sock: lesson.Sock) -> list[bytes]:
+def receive(sock: Socket) -> list[bytes]:
     """Read one message frame by frame, as recv_multipart() does for us."""
     if not sock.poll(WAIT_MS):
-        raise lesson.LessonError(f"nothing arrived within {WAIT_MS} ms")
+        raise TimeoutError(f"nothing arrived within {WAIT_MS} ms")
     frames = [sock.recv()]
     while sock.rcvmore:  # set while more frames of the same message follow
         frames.append(sock.recv())
     return frames
 
 
-def atomic_delivery(ctx: lesson.Ctx) -> tuple[bool, list[bytes]]:
+def atomic_delivery(ctx: Context) -> tuple[bool, list[bytes]]:
     """Send two frames of three; show that nothing is readable until the last one is sent."""
     sender, receiver = pair(ctx, zmq.PUSH, zmq.PULL)
     sender.send(b"part 1", zmq.SNDMORE)
@@ -55,7 +57,7 @@ def atomic_delivery(ctx: lesson.Ctx) -> tuple[bool, list[bytes]]:
     return early, receive(receiver)
 
 
-def req_to_router(ctx: lesson.Ctx) -> tuple[list[bytes], list[bytes]]:
+def req_to_router(ctx: Context) -> tuple[list[bytes], list[bytes]]:
     req, router = pair(ctx, zmq.REQ, zmq.ROUTER)
     req.send(b"hello")
     seen_by_router = receive(router)
@@ -64,16 +66,17 @@ def req_to_router(ctx: lesson.Ctx) -> tuple[list[bytes], list[bytes]]:
     return seen_by_router, receive(req)
 
 
-def dealer_to_router(ctx: lesson.Ctx) -> list[bytes]:
+def dealer_to_router(ctx: Context) -> list[bytes]:
     dealer = ctx.socket(zmq.DEALER)
     dealer.routing_id = b"alice"
     router = ctx.socket(zmq.ROUTER)
-    lesson.connect(dealer, lesson.bind(router, lesson.ANY_LOCAL_PORT))
+    router.bind("tcp://127.0.0.1:*")
+    dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
     dealer.send_multipart([b"no", b"delimiter"])
     return receive(router)
 
 
-def req_to_rep(ctx: lesson.Ctx) -> list[bytes]:
+def req_to_rep(ctx: Context) -> list[bytes]:
     req, rep = pair(ctx, zmq.REQ, zmq.REP)
     req.send(b"hello")
     return receive(rep)
@@ -89,7 +92,7 @@ class FramingDemo:
     req_rep: list[bytes]
 
 
-def demo() -> FramingDemo:
+def observe() -> FramingDemo:
     with zmq.Context() as ctx:
         ctx.linger = 0
         early, multipart = atomic_delivery(ctx)
@@ -105,8 +108,8 @@ def show(title: str, frames: list[bytes]) -> None:
         print(f"  frame {number}: {len(frame):2} bytes  {frame!r}")
 
 
-def cmd_demo(_: argparse.Namespace) -> int:
-    r = demo()
+def demo() -> int:
+    r = observe()
     print(f"after 2 of 3 frames, could the receiver read anything? {r.arrived_early}")
     show("PUSH -> PULL, three frames:", r.multipart)
     show("REQ -> ROUTER (identity from ROUTER, empty delimiter from REQ):", r.req_router)
@@ -122,16 +125,27 @@ def cmd_demo(_: argparse.Namespace) -> int:
         and r.dealer_router == [b"alice", b"no", b"delimiter"]
         and r.req_rep == [b"hello"]
     )
-    return lesson.verdict(
-        "framing", ok, "atomic multipart, ROUTER identity and REQ delimiter as described"
+    print(
+        f"{'PASS' if ok else 'FAIL'} 06_framing: "
+        "atomic multipart, ROUTER identity and REQ delimiter as described"
     )
+    return 0 if ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, roles = lesson.make_parser(__doc__)
-    lesson.add_role(roles, "demo", cmd_demo, "send each kind of message and print its frames")
-    return lesson.run_main(parser, argv)
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    roles = parser.add_subparsers(dest="role", required=True)
+    roles.add_parser("demo", help="send each kind of message and print its frames")
+    parser.parse_args()
+    try:
+        return demo()
+    except (zmq.ZMQError, TimeoutError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

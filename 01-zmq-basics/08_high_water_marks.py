@@ -1,4 +1,8 @@
-"""High water marks: what each socket type does when its peer stops reading, measured.
+"""Lesson 08, high-water marks: what each socket type does when its peer stops reading, measured.
+
+zguide: chapter 2, "High-Water Marks"; chapter 5, "Slow Subscriber Detection".
+Terms: HWM (high-water mark: how many messages a queue may hold), SNDHWM, RCVHWM,
+backpressure, EAGAIN, ROUTER_MANDATORY, EHOSTUNREACH.
 
 What it shows
   * Every pipe between two sockets holds at most SNDHWM messages on the sending side plus
@@ -9,11 +13,9 @@ What it shows
   * ROUTER drops too, unless ROUTER_MANDATORY is set: then a full pipe gives EAGAIN and an
     unknown identity gives EHOSTUNREACH, so nothing vanishes without an error.
 
-What you will see (demo)
-  For each socket type, how many messages went in before the limit, and what happened after.
-
 Try it
-  python 01-zmq-basics/high_water_marks.py demo --transport tcp
+  python 08_high_water_marks.py demo        (how many went in before the limit, then what)
+  python 08_high_water_marks.py demo --transport tcp
   Over TCP the kernel's socket buffers add to the queue: the numbers grow and vary.
 """
 
@@ -21,33 +23,36 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections.abc import Sequence
+import json
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
-
-from zmq_basics import lesson
 
 HWM = 100
 FLOOD = 50 * HWM  # far more than any queue here can hold
 PAYLOAD = b"m" * 64
+Socket = zmq.Socket[bytes]
+Context = zmq.Context[Socket]
 
 
 def linked(
-    ctx: lesson.Ctx, sender_type: int, receiver_type: int, transport: str
-) -> tuple[lesson.Sock, lesson.Sock]:
+    ctx: Context, sender_type: int, receiver_type: int, transport: str
+) -> tuple[Socket, Socket]:
     """A sender and a receiver with HWM on both ends; the receiver never reads until drained."""
     sender, receiver = ctx.socket(sender_type), ctx.socket(receiver_type)
     sender.sndhwm = receiver.rcvhwm = HWM
     where = "tcp://127.0.0.1:*" if transport == "tcp" else f"inproc://hwm-{next(_names)}"
-    lesson.connect(receiver, lesson.bind(sender, where))
+    sender.bind(where)
+    receiver.connect(sender.getsockopt_string(zmq.LAST_ENDPOINT))
     return sender, receiver
 
 
 _names = itertools.count()
 
 
-def drain(sock: lesson.Sock) -> int:
+def drain(sock: Socket) -> int:
     count = 0
     while sock.poll(200):
         sock.recv_multipart()
@@ -55,7 +60,7 @@ def drain(sock: lesson.Sock) -> int:
     return count
 
 
-def send_until_blocked(sock: lesson.Sock, frames: list[bytes]) -> tuple[int, str]:
+def send_until_blocked(sock: Socket, frames: list[bytes]) -> tuple[int, str]:
     """Send without blocking until the socket refuses; return how many went in, and why not more."""
     for sent in range(FLOOD):
         try:
@@ -66,36 +71,36 @@ def send_until_blocked(sock: lesson.Sock, frames: list[bytes]) -> tuple[int, str
 
 
 def blocking_type(
-    ctx: lesson.Ctx, sender_type: int, receiver_type: int, transport: str
+    ctx: Context, sender_type: int, receiver_type: int, transport: str
 ) -> tuple[int, str]:
     sender, _ = linked(ctx, sender_type, receiver_type, transport)
     if not sender.poll(2000, zmq.POLLOUT):
-        raise lesson.LessonError("the connection did not come up within 2s")
+        raise TimeoutError("the connection did not come up within 2s")
     return send_until_blocked(sender, [PAYLOAD])
 
 
-def pub_flood(ctx: lesson.Ctx, transport: str) -> tuple[int, int, str]:
+def pub_flood(ctx: Context, transport: str) -> tuple[int, int, str]:
     pub, sub = linked(ctx, zmq.XPUB, zmq.SUB, transport)
     sub.subscribe(b"")
     if not pub.poll(2000):
-        raise lesson.LessonError("the subscription did not arrive within 2s")
+        raise TimeoutError("the subscription did not arrive within 2s")
     pub.recv()
     accepted, stop = send_until_blocked(pub, [PAYLOAD])
     return accepted, drain(sub), stop
 
 
-def router_flood(ctx: lesson.Ctx, transport: str, mandatory: bool) -> tuple[int, int, str]:
+def router_flood(ctx: Context, transport: str, mandatory: bool) -> tuple[int, int, str]:
     router, dealer = linked(ctx, zmq.ROUTER, zmq.DEALER, transport)
     router.router_mandatory = mandatory
     dealer.send(b"hello")  # the ROUTER learns the dealer's identity from its first message
     if not router.poll(2000):
-        raise lesson.LessonError("the dealer's hello did not arrive within 2s")
+        raise TimeoutError("the dealer's hello did not arrive within 2s")
     identity, _ = router.recv_multipart()
     accepted, stop = send_until_blocked(router, [identity, PAYLOAD])
     return accepted, drain(dealer), stop
 
 
-def router_unknown_peer(ctx: lesson.Ctx) -> str:
+def router_unknown_peer(ctx: Context) -> str:
     with ctx.socket(zmq.ROUTER) as router:
         router.router_mandatory = True
         _, stop = send_until_blocked(router, [b"nobody", PAYLOAD])
@@ -112,7 +117,7 @@ class HwmDemo:
     router_unknown: str
 
 
-def demo(transport: str = "inproc") -> HwmDemo:
+def observe(transport: str = "inproc") -> HwmDemo:
     with zmq.Context() as ctx:
         ctx.linger = 0
         return HwmDemo(
@@ -125,9 +130,9 @@ def demo(transport: str = "inproc") -> HwmDemo:
         )
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    r = demo(args.transport)
-    print(f"SNDHWM = RCVHWM = {HWM}, {args.transport}, flood of {FLOOD}")
+def demo(transport: str, json_path: Path | None) -> int:
+    r = observe(transport)
+    print(f"SNDHWM = RCVHWM = {HWM}, {transport}, flood of {FLOOD}")
     print(f"  PUSH:    {r.push[0]:5} accepted, then {r.push[1]}")
     print(f"  DEALER:  {r.dealer[0]:5} accepted, then {r.dealer[1]}")
     print(f"  PUB:     {r.pub[0]:5} accepted ({r.pub[2]}), {r.pub[1]} delivered, the rest dropped")
@@ -147,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         and r.router_unknown == zmq.strerror(zmq.EHOSTUNREACH)
     )
     figures = {
-        "transport": args.transport,
+        "transport": transport,
         "hwm": HWM,
         "flood": FLOOD,
         "accepted": {
@@ -159,17 +164,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         },
         "delivered": {"PUB": r.pub[1], "ROUTER": r.router[1]},
     }
-    return lesson.verdict(
-        "high_water_marks", ok, "PUSH/DEALER block, PUB/ROUTER drop, MANDATORY reports", figures
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"{'PASS' if ok else 'FAIL'} 08_high_water_marks: "
+        "PUSH and DEALER refuse, PUB and ROUTER drop, ROUTER_MANDATORY reports"
     )
+    return 0 if ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser, roles = lesson.make_parser(__doc__)
-    demo_role = lesson.add_role(roles, "demo", cmd_demo, "flood each socket type and report")
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    roles = parser.add_subparsers(dest="role", required=True)
+    demo_role = roles.add_parser("demo", help="flood each socket type and report")
     demo_role.add_argument("--transport", choices=["inproc", "tcp"], default="inproc")
-    return lesson.run_main(parser, argv)
+    demo_role.add_argument("--json", type=Path, help="save the figures here")
+    args = parser.parse_args()
+    try:
+        return demo(args.transport, args.json)
+    except (zmq.ZMQError, TimeoutError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Lesson 05, publish-subscribe: topics by prefix, the slow joiner, and XPUB's cure for it.
+
+zguide: chapter 1, "Getting the Message Out"; chapter 2, "Pub-Sub Message Envelopes";
+chapter 5, "Slow Subscriber Detection" and "Getting an Out-of-Band Snapshot".
+Terms: PUB, SUB, topic, prefix match, slow joiner, XPUB, subscription message.
+
+What it shows
+  * A SUB receives only messages whose first frame starts with a prefix it subscribed to:
+    byte prefixes, not words, so "node.1" also matches "node.10.status".
+  * The slow joiner: connecting and subscribing take a moment, and whatever PUB sends before
+    the subscription reaches it is dropped, silently.
+  * The cure is to know when the subscriber is there. An XPUB socket receives each
+    subscription as a message (b"\\x01" + prefix), so the publisher can wait for it.
+  * PUB never blocks and never errs; lesson 08 shows what it does to a subscriber that reads
+    too slowly.
+
+Try it
+  python 05_pub_sub.py publisher
+  python 05_pub_sub.py subscriber --topic node.1       (and another with --topic node.)
+  python 05_pub_sub.py demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+BURST = 10_000
+TOPICS = [b"node.1.status", b"node.2.status", b"node.10.status", b"job.done"]
+Socket = zmq.Socket[bytes]
+
+
+def publisher(endpoint: str) -> None:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(endpoint)
+    print(f"publisher: on {endpoint}", flush=True)
+    seq = 0
+    while True:
+        for topic in TOPICS:
+            pub.send_multipart([topic, str(seq).encode()])
+        seq += 1
+        time.sleep(0.5)  # a paced status feed, not synchronisation
+
+
+def subscriber(endpoint: str, topics: list[str]) -> None:
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(endpoint)
+    for prefix in topics or [""]:  # no --topic: the empty prefix, which matches everything
+        sub.subscribe(prefix.encode())
+    while True:
+        topic, body = sub.recv_multipart()
+        print(f"{topic.decode()} {body.decode()}", flush=True)
+
+
+def drain(sock: Socket, idle_ms: int = 500) -> list[list[bytes]]:
+    """Everything that arrives until nothing has arrived for idle_ms."""
+    received = []
+    while sock.poll(idle_ms):
+        received.append(sock.recv_multipart())
+    return received
+
+
+def burst_to_new_subscriber(ctx: zmq.Context[Socket], wait: bool) -> int:
+    """Publish BURST messages right after a subscriber connects; return how many it got."""
+    pub = ctx.socket(zmq.XPUB if wait else zmq.PUB)
+    pub.sndhwm = 0  # unbounded queues: here only joining late may lose messages
+    pub.bind("tcp://127.0.0.1:*")
+    sub = ctx.socket(zmq.SUB)
+    sub.rcvhwm = 0
+    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    sub.subscribe(b"")
+    if wait and pub.poll(5000):
+        print(f"XPUB received the subscription {pub.recv()!r} before publishing")
+    for seq in range(BURST):
+        pub.send_multipart([b"tick", str(seq).encode()])
+    got = len(drain(sub))
+    sub.close()
+    pub.close()
+    return got
+
+
+def topic_filtering(ctx: zmq.Context[Socket]) -> dict[bytes, set[bytes]]:
+    prefixes = [b"node.1", b"node.", b""]
+    pub = ctx.socket(zmq.XPUB)
+    pub.xpub_verbose = True  # pass on every subscription, even one another subscriber made
+    pub.bind("tcp://127.0.0.1:*")
+    subs = {}
+    for prefix in prefixes:
+        subs[prefix] = ctx.socket(zmq.SUB)
+        subs[prefix].connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+        subs[prefix].subscribe(prefix)
+    for _ in prefixes:  # every subscriber is listening once its subscription has arrived
+        if not pub.poll(5000):
+            raise TimeoutError("a subscription did not arrive within 5 s")
+        pub.recv()
+    for topic in TOPICS:
+        pub.send_multipart([topic, b"payload"])
+    seen = {prefix: {frames[0] for frames in drain(sock, 300)} for prefix, sock in subs.items()}
+    for sock in [*subs.values(), pub]:
+        sock.close()
+    return seen
+
+
+def demo(json_path: Path | None) -> int:
+    ctx = zmq.Context()
+    ctx.linger = 0
+    plain = burst_to_new_subscriber(ctx, wait=False)
+    waited = burst_to_new_subscriber(ctx, wait=True)
+    seen = topic_filtering(ctx)
+    ctx.term()
+    print(f"slow joiner: plain PUB lost {BURST - plain} of {BURST}")
+    print(f"XPUB waited for the subscription: lost {BURST - waited} of {BURST}")
+    for prefix, topics in seen.items():
+        print(f"subscribed to {prefix!r:10} got {sorted(topics)}")
+    expected = {prefix: {t for t in TOPICS if t.startswith(prefix)} for prefix in seen}
+    ok = plain < BURST and waited == BURST and seen == expected
+    if json_path:
+        lost = {"slow_joiner_lost": BURST - plain, "xpub_wait_lost": BURST - waited}
+        figures = {"burst": BURST, **lost}
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"{'PASS' if ok else 'FAIL'} 05_pub_sub: plain PUB lost {BURST - plain}, "
+        f"XPUB that waited lost {BURST - waited}; prefixes matched as bytes"
+    )
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    roles = parser.add_subparsers(dest="role", required=True)
+    pub = roles.add_parser("publisher", help="publish status on every topic, twice a second")
+    pub.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5556")
+    sub = roles.add_parser("subscriber", help="print the messages matching --topic")
+    sub.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5556")
+    sub.add_argument("--topic", action="append", default=[], help="a prefix (repeatable)")
+    roles.add_parser("demo").add_argument("--json", type=Path, help="save the figures here")
+    args = parser.parse_args()
+    try:
+        if args.role == "publisher":
+            publisher(args.endpoint)
+        elif args.role == "subscriber":
+            subscriber(args.endpoint, args.topic)
+        else:
+            return demo(args.json)
+    except (zmq.ZMQError, TimeoutError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Step 01: the ZeroMQ socket patterns, one runnable lesson per module."""

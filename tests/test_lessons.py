@@ -1,0 +1,232 @@
+"""Step 01's lessons leave the repository intact: each one, copied alone into an empty folder and
+run by an interpreter that has only pyzmq and msgpack, demonstrates and checks itself; an edited
+copy demonstrates its edit; none imports anything but pyzmq and the standard library."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from tests.helpers import REPO
+
+LESSON_DIR = REPO / "01-zmq-basics"
+LESSONS = sorted(LESSON_DIR.glob("[0-9][0-9]_*.py"))
+DEMO_TIMEOUT_S = 120
+ALLOWED_IMPORTS = {"zmq", "msgpack"} | set(sys.stdlib_module_names)
+
+
+@pytest.fixture(scope="session")
+def pyzmq_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A venv holding pyzmq and msgpack and nothing else: not this project, not its tools.
+
+    Built from the packages already installed here (linked, not downloaded), so it needs no
+    network; the check below proves our own packages are out of its reach.
+    """
+    env = tmp_path_factory.mktemp("pyzmq-only")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    python = env / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    installed = Path(zmq.__file__).parent.parent
+    for package in (Path(zmq.__file__).parent, Path(msgpack.__file__).parent):
+        (site / package.name).symlink_to(package)
+    for extra in installed.glob("pyzmq*.libs"):  # the libzmq shared library pyzmq's wheel ships
+        (site / extra.name).symlink_to(extra)
+    probe = subprocess.run(
+        [str(python), "-c", "import zmq, msgpack, cluster_patterns"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "No module named 'cluster_patterns'" in probe.stderr, probe.stderr
+    yield python
+
+
+def run_demo(python: Path, lesson: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), lesson.name, "demo", *args],
+        cwd=lesson.parent,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_a_copied_lesson_runs_alone_with_only_pyzmq(
+    lesson: Path, pyzmq_only: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copy(lesson, tmp_path))
+    done = run_demo(pyzmq_only, copy)
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert last.startswith(f"PASS {lesson.stem}:"), last
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [lesson.name]  # it left nothing behind
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+def test_an_edited_copy_demonstrates_its_own_edit(pyzmq_only: Path, tmp_path: Path) -> None:
+    """The demo runs the server from the file it is in, so a learner's edit is what they see."""
+    source = (LESSON_DIR / "01_hello.py").read_text()
+    assert source.count('sock.send(b"World")') == 1
+    copy = tmp_path / "01_hello.py"
+    copy.write_text(source.replace('sock.send(b"World")', 'sock.send(b"Earth")'))
+    done = run_demo(pyzmq_only, copy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "got b'Earth'" in done.stdout and "World" not in done.stdout
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+def test_a_copy_edited_to_break_its_lesson_fails_its_own_check(
+    pyzmq_only: Path, tmp_path: Path
+) -> None:
+    """The check is real: a Lazy Pirate client that never retries cannot survive the kill."""
+    source = (LESSON_DIR / "11_lazy_pirate.py").read_text()
+    assert source.count("ATTEMPTS = 4") == 1
+    copy = tmp_path / "11_lazy_pirate.py"
+    copy.write_text(source.replace("ATTEMPTS = 4", "ATTEMPTS = 1"))
+    done = run_demo(pyzmq_only, copy)
+    assert done.returncode == 1
+    assert "no reply from" in done.stderr and "after 1 attempts" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}: relative import"
+            found.add(str(node.module).split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("lesson", [*LESSONS, LESSON_DIR / "tour.py"], ids=lambda p: p.stem)
+def test_lessons_import_only_pyzmq_msgpack_and_the_standard_library(lesson: Path) -> None:
+    assert imported_modules(lesson) <= ALLOWED_IMPORTS, imported_modules(lesson) - ALLOWED_IMPORTS
+
+
+def test_the_import_check_catches_one_of_ours(tmp_path: Path) -> None:
+    planted = tmp_path / "01_x.py"
+    planted.write_text("import zmq\nfrom cluster_patterns import cli\n")
+    assert imported_modules(planted) - ALLOWED_IMPORTS == {"cluster_patterns"}
+
+
+def test_lessons_are_numbered_in_reading_order_with_no_gaps() -> None:
+    numbers = [int(p.name[:2]) for p in LESSONS]
+    assert numbers == list(range(1, len(LESSONS) + 1))
+    assert not [p for p in LESSON_DIR.glob("*.py") if p not in LESSONS and p.name != "tour.py"]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_each_lesson_names_its_zguide_section_and_its_terms(lesson: Path) -> None:
+    doc = ast.get_docstring(ast.parse(lesson.read_text())) or ""
+    assert doc.startswith(f"Lesson {lesson.name[:2]}, "), doc[:80]
+    assert re.search(r"^zguide: chapter \d", doc, re.M), "no zguide section named"
+    assert re.search(r"^Terms: \S", doc, re.M), "no terms listed"
+    assert "Try it" in doc and f"python {lesson.name} demo" in doc
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_help_and_usage_errors_are_short(lesson: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(lesson), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert run("--help").returncode == 0
+    wrong = run("demo", "--no-such-option")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.splitlines()[-1].startswith(f"{lesson.name}: error:")
+
+
+@pytest.mark.parametrize(
+    ("lesson", "role"),
+    [
+        ("01_hello.py", "server"),
+        ("02_socket_monitors.py", "server"),
+        ("05_pub_sub.py", "publisher"),
+        ("11_lazy_pirate.py", "server"),
+        ("13_sync_vs_async.py", "server"),
+    ],
+)
+def test_a_port_in_use_is_one_line(lesson: str, role: str) -> None:
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as holder:
+        holder.linger = 0
+        holder.bind("tcp://127.0.0.1:*")
+        taken = holder.getsockopt_string(zmq.LAST_ENDPOINT)
+        done = subprocess.run(
+            [sys.executable, str(LESSON_DIR / lesson), role, taken],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Address already in use" in done.stderr
+
+
+def tour(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(folder / "tour.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+def test_the_tour_runs_lessons_in_reading_order_and_saves_their_figures(tmp_path: Path) -> None:
+    saved = tmp_path / "bench-01.json"
+    done = tour(LESSON_DIR, "06_framing", "05_pub_sub", "01_hello", "--json", str(saved))
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdicts = [line.split("] ", 1)[1] for line in done.stdout.splitlines() if "] " in line]
+    in_order = ["PASS 01_hello", "PASS 05_pub_sub", "PASS 06_framing"]
+    assert [v.split(":")[0] for v in verdicts] == in_order
+    assert done.stdout.splitlines()[-2] == "01 tour: 3 of 3 lessons passed"
+    figures = json.loads(saved.read_text())
+    assert set(figures) == {"05_pub_sub"}  # the others check, they measure nothing
+    assert figures["05_pub_sub"]["xpub_wait_lost"] == 0
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+def test_the_tour_fails_when_a_lesson_fails(tmp_path: Path) -> None:
+    shutil.copy(LESSON_DIR / "tour.py", tmp_path)
+    source = (LESSON_DIR / "01_hello.py").read_text()
+    broken = source.replace("ok = len(replies)", "ok = False and len(replies)")
+    (tmp_path / "01_hello.py").write_text(broken)
+    shutil.copy(LESSON_DIR / "06_framing.py", tmp_path)
+    done = tour(tmp_path)
+    assert done.returncode == 1
+    assert "FAIL 01_hello:" in done.stdout and "PASS 06_framing:" in done.stdout
+    assert "01 tour: 1 of 2 lessons passed" in done.stdout
+
+
+def test_the_tour_refuses_a_lesson_that_does_not_exist() -> None:
+    done = tour(LESSON_DIR, "no_such_lesson")
+    assert done.returncode == 2 and "no lesson matches no_such_lesson" in done.stderr
