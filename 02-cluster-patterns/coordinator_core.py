@@ -247,6 +247,8 @@ class CoordinatorCore:
             return
         if worker is None:
             self.counters["unexpected.unknown-worker"] += 1
+            if msg.command in (mdp.W_PARTIAL, mdp.W_FINAL):  # from a worker we declared dead
+                self.counters["dropped.late-result"] += 1
             if msg.command != mdp.W_DISCONNECT:
                 disconnect = mdp.to_worker(msg.sender, msg.delimited, mdp.W_DISCONNECT)
                 self.outbox.append(Outgoing(route, disconnect))

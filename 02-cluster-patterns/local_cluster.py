@@ -42,15 +42,19 @@ class Summary:
     retried: int
     lost: int
     duplicates: int
-    late_results_discarded: int
+    late_results_discarded: int  # by the frozen worker itself or, if it replied first, by us
     detection_s: dict[str, float | None] = field(default_factory=dict)
     rejoined: bool = False
+    frozen_held_task: bool = False  # declared dead with a task: its result is bound to be late
     wall_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         detected = all(v is not None for v in self.detection_s.values())
-        return self.lost == 0 and self.duplicates == 0 and self.errors == 0 and detected
+        late_dropped = self.late_results_discarded >= 1 or not self.frozen_held_task
+        return (
+            self.lost == 0 and self.duplicates == 0 and self.errors == 0 and detected
+        ) and late_dropped
 
 
 class EventLog:
@@ -185,9 +189,20 @@ def run_scenario(
         finally:
             client.close()
         report: BatchReport = batch.result
-        events.wait_for("stats", 2)  # one more snapshot with the final counters
-        last_stats = [e for t, e in events.seen if t == "stats"][-1]
+        # The coordinator's counters as they stand after the batch: a snapshot taken after now
+        # (stats come every second), not the last one this scenario happened to read.
+        batch_done = time.time()
+        last_stats = events.wait_for("stats", 5, when=lambda e: e["ts"] >= batch_done)
+        if last_stats is None:
+            raise cli.CliError("no stats from the coordinator after the batch")
         events.sub.close()
+        # The thawed worker finds the coordinator gave up on it and drops the result of the
+        # task it was frozen in (worker.py, on_result); had it replied before noticing, the
+        # coordinator would have dropped the reply of a worker it no longer knows.
+        dropped_by_worker = sum(DISCARDED in line for line in procs[frozen].output)
+        if not dropped_by_worker:
+            found = procs[frozen].wait_for_output(lambda line: DISCARDED in line, timeout_s=2)
+            dropped_by_worker = found is not None
     return Summary(
         submitted=report.submitted,
         completed=len(report.outcomes),
@@ -195,11 +210,19 @@ def run_scenario(
         retried=events.count("task.retried"),
         lost=report.submitted - len(report.outcomes),
         duplicates=report.duplicates,
-        late_results_discarded=last_stats["counters"].get("unexpected.unknown-worker", 0),
+        late_results_discarded=dropped_by_worker
+        + last_stats["counters"].get("dropped.late-result", 0),
         detection_s=detection,
         rejoined=rejoined,
+        frozen_held_task=any(
+            topic == "task.retried" and str(e.get("reason", "")).startswith(f"worker {frozen} ")
+            for topic, e in events.seen
+        ),
         wall_s=time.monotonic() - started,
     )
+
+
+DISCARDED = "discarding the result of a task from before a reconnect"  # worker.py's log line
 
 
 def _detect(events: EventLog, name: str, child: processes.Child, sig: int) -> float | None:

@@ -136,11 +136,15 @@ def test_a_late_final_from_a_buried_worker_is_discarded() -> None:
     request(core, b"echo", b"corr", now=0.4)
     core.tick(2.0)  # silent: buried, the task queued again
     core.take_outbox()
-    final(core, b"frozen", CLIENT, b"corr", b"late", now=2.1)  # it wakes up and answers
+    beat(core, b"frozen", 2.05)  # it wakes up: a heartbeat first, which is no result
+    assert core.counters["dropped.late-result"] == 0
+    core.take_outbox()
+    final(core, b"frozen", CLIENT, b"corr", b"late", now=2.1)  # then its answer
     out = core.take_outbox()
     assert replies(out) == []
     assert to(b"frozen", out) == [[mdp.WORKER, mdp.W_DISCONNECT]]
-    assert core.counters["unexpected.unknown-worker"] == 1
+    assert core.counters["unexpected.unknown-worker"] == 2
+    assert core.counters["dropped.late-result"] == 1  # what local_cluster reports
 
 
 def test_pinned_and_tagged_requests_reach_only_the_workers_they_name() -> None:

@@ -72,10 +72,15 @@ def test_backoff_doubles_is_capped_and_randomised() -> None:
     assert low.next_delay() == pytest.approx(0.05)
 
 
-def test_demo_detects_a_frozen_peer_and_spares_the_slow_one() -> None:
-    detected, false_positive = heartbeat_demo.demo(freeze_after_s=3.0, observe_s=3.0)
-    assert detected is not None and detected < 1.0
-    assert not false_positive
+def test_demo_shows_what_a_fixed_timeout_gets_wrong_and_the_learned_rhythm_gets_right() -> None:
+    results = heartbeat_demo.demo()
+    learned_detected, learned_condemned_slow = results["learned"]
+    assert learned_detected is not None
+    assert not learned_condemned_slow
+    assert results["short"][1], "a timeout short enough for the fast peer condemns the slow one"
+    long_detected, long_condemned_slow = results["long"]
+    assert not long_condemned_slow
+    assert long_detected is not None and long_detected > learned_detected
 
 
 def test_an_extra_beat_teaches_nothing() -> None:
