@@ -69,9 +69,15 @@ class BatchReport:
 
 class MdpClient:
     def __init__(
-        self, ctx: cli.Ctx, endpoint: str, timeout_s: float = 5.0, retries: int = 3
+        self,
+        ctx: cli.Ctx,
+        endpoint: str,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        framing: str = "spec",
     ) -> None:
         self.ctx, self.endpoint, self.timeout_s, self.retries = ctx, endpoint, timeout_s, retries
+        self.delimited = framing == "delimited"  # see protocol.FRAMINGS
         self.sock = self._open()
 
     def _open(self) -> cli.Sock:
@@ -100,7 +106,7 @@ class MdpClient:
     def request(self, service: bytes, *body: bytes) -> list[bytes]:
         """One request, retried on a fresh socket; returns the FINAL body (PARTIALs skipped)."""
         for attempt in range(1, self.retries + 2):
-            self.sock.send_multipart(mdp.from_client(service, *body))
+            self.sock.send_multipart(mdp.from_client(service, *body, delimited=self.delimited))
             while (reply := self._receive(self.timeout_s)) is not None:
                 if reply[0] == mdp.C_FINAL:
                     return reply[1]
@@ -126,7 +132,8 @@ class MdpClient:
         started = time.monotonic()
 
         def send(cid: bytes, sends: int) -> None:
-            self.sock.send_multipart(mdp.from_client(service, *frames[cid]))
+            request = mdp.from_client(service, *frames[cid], delimited=self.delimited)
+            self.sock.send_multipart(request)
             pending[cid] = (time.monotonic(), sends)
             first_sent.setdefault(cid, time.monotonic())
 
@@ -180,7 +187,7 @@ def progress_line(label: str, total: int, show: bool) -> Callable[[int], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     with zmq.Context() as ctx:
-        client = MdpClient(ctx, args.coordinator, args.timeout, args.retries)
+        client = MdpClient(ctx, args.coordinator, args.timeout, args.retries, args.framing)
         try:
             if args.service.startswith("mmi."):
                 print(
@@ -216,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before resending")
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--framing",
+        choices=mdp.FRAMINGS,
+        default="spec",
+        help="delimited: lead with an empty frame, for brokers that need it",
+    )
     parser.set_defaults(func=cmd_run)
     return cli.run_main(parser, argv)
 

@@ -144,12 +144,17 @@ def to_client(
     return [identity, *([b""] if delimited else []), CLIENT, command, service, *frames]
 
 
-def from_worker(command: bytes, *frames: bytes) -> list[bytes]:
-    return [WORKER, command, *frames]
+# How a worker or client frames what it sends: "spec" is MDP/0.2 as written; "delimited" puts
+# the MDP/0.1-style empty frame first, which some brokers (majortomo's, for one) require.
+FRAMINGS = ("spec", "delimited")
 
 
-def from_client(service: bytes, *body: bytes) -> list[bytes]:
-    return [CLIENT, C_REQUEST, service, *body]
+def from_worker(command: bytes, *frames: bytes, delimited: bool = False) -> list[bytes]:
+    return [*([b""] if delimited else []), WORKER, command, *frames]
+
+
+def from_client(service: bytes, *body: bytes, delimited: bool = False) -> list[bytes]:
+    return [*([b""] if delimited else []), CLIENT, C_REQUEST, service, *body]
 
 
 def error_body(request_body: Sequence[bytes], reason: str) -> list[bytes]:

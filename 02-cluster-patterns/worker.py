@@ -110,8 +110,10 @@ class Worker:
         heartbeat_s: float = OUR_INTERVAL_S,
         codec: str = "msgpack",
         drain_timeout_s: float = 30.0,
+        framing: str = "spec",
     ) -> None:
         self.ctx, self.coordinator, self.service, self.name = ctx, coordinator, service, name
+        self.delimited = framing == "delimited"  # see protocol.FRAMINGS
         self.announce = service + (f"#{','.join(tags)}" if tags else "")
         self.heartbeat_s, self.drain_timeout_s = heartbeat_s, drain_timeout_s
         self.codec = mdp.get_codec(codec)
@@ -148,7 +150,8 @@ class Worker:
     def send(self, command: bytes, *frames: bytes) -> None:
         assert self.sock is not None
         try:
-            self.sock.send_multipart(mdp.from_worker(command, *frames), zmq.NOBLOCK)
+            message = mdp.from_worker(command, *frames, delimited=self.delimited)
+            self.sock.send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:  # the coordinator is not reading: it will requeue what we could not send
             log.warning(
                 "coordinator not keeping up: dropped a %s", mdp.WORKER_COMMAND_NAMES[command]
@@ -221,6 +224,7 @@ class Worker:
     def on_result(self, frames: list[bytes]) -> None:
         generation, client, *reply = frames
         if int(generation) != self.generation:
+            # local_cluster counts this line as the frozen worker's late result dropped
             log.info("discarding the result of a task from before a reconnect")
             return
         self.busy_with = None
@@ -250,6 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             heartbeat_s=args.heartbeat,
             codec=args.codec,
             drain_timeout_s=args.drain_timeout,
+            framing=args.framing,
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
         signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
@@ -267,6 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codec", choices=sorted(mdp.CODECS), default="msgpack")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds on SIGTERM")
     parser.add_argument("--allow-shell", action="store_true", help="enable the shell service")
+    parser.add_argument(
+        "--framing",
+        choices=mdp.FRAMINGS,
+        default="spec",
+        help="delimited: lead with an empty frame, for brokers that need it (e.g. majortomo)",
+    )
     parser.add_argument("--verbose", action="store_true")
     parser.set_defaults(func=cmd_run)
     return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)

@@ -1,8 +1,8 @@
-"""Minimal MDP/0.2 peers written straight from the spec's frame tables, for interoperability tests.
+"""The spec-written MDP peers (cluster_patterns.mdp_minimal) and a coordinator on a thread, for
+interoperability tests.
 
-They share nothing with our client and worker code on purpose: if our coordinator and these
-disagree, the coordinator is wrong. `delimited=True` speaks the MDP/0.1-style form with the
-leading empty frame that older implementations still use.
+The peers share nothing with our client and worker code on purpose: if our coordinator and
+they disagree, the coordinator is wrong.
 """
 
 from __future__ import annotations
@@ -10,58 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import zmq
-
 from cluster_patterns import cli, processes
 from cluster_patterns.coordinator import Config, Coordinator
+from cluster_patterns.mdp_minimal import RawClient, RawPeer, RawWorker
 
-WAIT_MS = 3000
-
-
-class RawPeer:
-    def __init__(self, ctx: cli.Ctx, endpoint: str, delimited: bool = False, name: bytes = b""):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        if name:
-            self.sock.routing_id = name
-        self.sock.connect(endpoint)
-        self.prefix = [b""] if delimited else []
-
-    def send(self, *frames: bytes) -> None:
-        self.sock.send_multipart([*self.prefix, *frames])
-
-    def recv(self, timeout_ms: int = WAIT_MS) -> list[bytes]:
-        """The next message, with the delimiter (if this peer uses it) checked and removed."""
-        if not self.sock.poll(timeout_ms):
-            raise TimeoutError(f"nothing within {timeout_ms} ms")
-        frames = self.sock.recv_multipart()
-        assert frames[: len(self.prefix)] == self.prefix, f"answered in the wrong form: {frames}"
-        return frames[len(self.prefix) :]
-
-    def recv_skipping_heartbeats(self, timeout_ms: int = WAIT_MS) -> list[bytes]:
-        while True:
-            frames = self.recv(timeout_ms)
-            if frames != [b"MDPW02", b"\x05"]:
-                return frames
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
-
-
-class RawClient(RawPeer):
-    def request(self, service: bytes, *body: bytes) -> None:
-        self.send(b"MDPC02", b"\x01", service, *body)
-
-
-class RawWorker(RawPeer):
-    def ready(self, service: bytes) -> None:
-        self.send(b"MDPW02", b"\x01", service)
-
-    def final(self, client: bytes, *body: bytes) -> None:
-        self.send(b"MDPW02", b"\x04", client, b"", *body)
-
-    def heartbeat(self) -> None:
-        self.send(b"MDPW02", b"\x05")
+__all__ = ["RawClient", "RawPeer", "RawWorker", "running_coordinator"]
 
 
 @contextmanager
