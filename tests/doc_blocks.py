@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 # The documents whose every command a test runs and whose every figure comes from results/.
 PLAN_DOCUMENTS = [
     "README.md",
+    "RESULTS.md",
+    "GLOSSARY.md",
     "LEARNING_NOTES.md",
     "integration-plan/protocol-mapping.md",
     "integration-plan/migration-strategy.md",

@@ -99,7 +99,7 @@ def test_every_figure_section_matches_its_json() -> None:
     ("document", "sections"),
     [
         (
-            "README.md",
+            "RESULTS.md",
             {
                 "lessons-01",
                 "broker-02",

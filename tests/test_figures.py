@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ import pytest
 from cluster_patterns.cli import CliError
 from tests.doc_blocks import REPO
 from tests.helpers import python_module
+from zcl_tools import figures as figures_tool
+from zcl_tools import pictures
 from zcl_tools.figures import Results, render_text, stale_sections
 
 
@@ -70,3 +74,42 @@ def test_an_unknown_section_or_a_missing_file_is_a_clear_error(
     assert done.returncode == 1
     assert "cannot read" in done.stderr and "bench-01.json" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)]+\.svg)\)")
+
+
+def test_every_picture_is_drawn_shown_and_current() -> None:
+    shown = {
+        (document.parent / m["path"]).resolve()
+        for document in figures_tool.documents(REPO)
+        for m in IMAGE.finditer(document.read_text())
+    }
+    for name in pictures.PICTURES:
+        path = (REPO / "results" / pictures.FOLDER / f"{name}.svg").resolve()
+        assert path.is_file(), f"{path} was never drawn"
+        assert path in shown, f"no document shows {path.name}"
+    assert all(path.is_file() for path in shown), "a document shows a picture that does not exist"
+    assert figures_tool.stale_pictures(figures_tool.Results(REPO / "results")) == {}
+
+
+def test_drawing_is_deterministic_and_a_stale_picture_fails_the_check(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results", results)
+    assert pictures.draw("pipeline", figures_tool.Results(results)) == pictures.draw(
+        "pipeline", figures_tool.Results(results)
+    )
+    bench = json.loads((results / "bench-01.json").read_text())
+    bench["04_pipeline"]["seconds"]["4"] *= 2  # a new measurement, the picture not redrawn
+    (results / "bench-01.json").write_text(json.dumps(bench))
+    stale = figures_tool.stale_pictures(figures_tool.Results(results))
+    assert list(stale) == [results / pictures.FOLDER / "pipeline.svg"]
+    done = subprocess.run(
+        [sys.executable, "-m", "zcl_tools.figures", "check", "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "pipeline.svg: the picture" in done.stdout

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, overload
 
 from cluster_patterns import cli
+from zcl_tools import pictures
 from zcl_tools.goals import GO_NO_GO
 from zcl_tools.results import (
     Bench02,
@@ -434,6 +435,17 @@ def documents(root: Path) -> list[Path]:
     )
 
 
+def stale_pictures(results: Results) -> dict[Path, bytes]:
+    """Each picture whose file differs from what its JSON draws, with the fresh drawing."""
+    stale = {}
+    for name in pictures.PICTURES:
+        path = results.folder / pictures.FOLDER / f"{name}.svg"
+        fresh = pictures.draw(name, results)
+        if not path.is_file() or path.read_bytes() != fresh:
+            stale[path] = fresh
+    return stale
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     results = Results(args.results)
     for document in args.documents or documents(Path.cwd()):
@@ -442,6 +454,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         if fresh != text:
             document.write_text(fresh)
             print(f"rendered {document}")
+    if not args.documents:
+        for path, drawing in stale_pictures(results).items():
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(drawing)
+            print(f"drew {path}")
     return 0
 
 
@@ -452,6 +469,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         for document in args.documents or documents(Path.cwd())
         for name in stale_sections(document, results)
     ]
+    if not args.documents:
+        stale += [f"{path}: the picture" for path in stale_pictures(results)]
     for line in stale:
         print(f"differs from its JSON: {line}")
     if stale:
@@ -462,8 +481,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = cli.command_parser(__doc__, "python -m zcl_tools.figures")
     for name, func, what in (
-        ("render", cmd_render, "rewrite the marked sections from results/"),
-        ("check", cmd_check, "exit 1 if a marked section differs from its JSON"),
+        ("render", cmd_render, "rewrite the marked sections and the pictures from results/"),
+        ("check", cmd_check, "exit 1 if a marked section or a picture differs from its JSON"),
     ):
         command = cli.add_command(commands, name, func, what)
         command.add_argument("documents", nargs="*", type=Path, help="default: every *.md")
