@@ -521,7 +521,8 @@ cmd_bench() {
         [ $SECONDS -lt $deadline ] || die "the dashboard received no event (see: docker logs $dashboard)"
         sleep 0.2  # the file is the only sign from inside the container: poll it
     done
-    local faults=() kind offset detected rejoined
+    local faults=() kind offset detected rejoined since
+    since=$(now)  # the timeline of faults and verdicts starts here
     for kind in fail pause partition; do
         say "failure detection: $kind $victim"
         offset=$(stat -c %s "$EVENTS")
@@ -545,7 +546,8 @@ cmd_bench() {
     "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.lab.cluster_bench report \
         --transports "$BUILD/events/bench-transports.json" "${faults[@]}" \
         --recording status_during_partition "$BUILD/status-during-partition.txt" \
-        --recording dashboard "$BUILD/dashboard.txt" --json "$BUILD/bench.json"
+        --recording dashboard "$BUILD/dashboard.txt" --events "$EVENTS" --since "$since" \
+        --json "$BUILD/bench.json"
     if [ -n "$out" ]; then cp "$BUILD/bench.json" "$out" && say "saved $out"; fi
 }
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster_sim.lab.cluster_bench import build_report
+from cluster_sim.lab.cluster_bench import build_report, timeline
 from tests.helpers import python_module
 
 
@@ -117,3 +117,23 @@ def test_the_report_carries_the_ratios_and_each_fault() -> None:
     assert report["detection"]["fail"] == {"detected_s": 0.78, "rejoined_s": 0.86}
     assert set(report["detection"]) == {"fail", "pause"}
     assert report["latency"]["zmq"]["p50_ms"] == 2.0
+
+
+def test_the_timeline_keeps_our_faults_and_the_coordinators_verdicts_in_order() -> None:
+    lines = [
+        '{"ts": 99.0, "source": "simulate-cluster", "event": "fault.start.fail", "target": "w3"}',
+        '{"ts": 100.0, "source": "simulate-cluster", "event": "fault.start.fail", "target": "w3"}',
+        '{"ts": 100.8, "topic": "worker.dead", "worker": "w3", "silence": 0.8}',
+        '{"ts": 100.5, "topic": "task.done", "worker": "w1"}',
+        '{"ts": 101.0, "source": "simulate-cluster", "event": "cluster.stopped", "target": "all"}',
+        "not json at all",
+        '{"ts": 102.0, "source": "simulate-cluster", "event": "fault.end.fail", "target": "w3"}',
+        '{"ts": 102.5, "topic": "worker.joined", "worker": "w3"}',
+        '{"ts": 101.5, "topic": "worker.dead"',  # torn
+    ]
+    assert timeline(lines, since=100.0) == [
+        {"t": 0.0, "node": "w3", "event": "fault.start.fail"},
+        {"t": 0.8, "node": "w3", "event": "worker.dead"},
+        {"t": 2.0, "node": "w3", "event": "fault.end.fail"},
+        {"t": 2.5, "node": "w3", "event": "worker.joined"},
+    ]

@@ -225,6 +225,15 @@ def test_bench_measures_both_transports_and_detection_across_containers(
         assert 0 < fault["detected_s"] < 30 and 0 < fault["rejoined_s"] < 30
     assert "failure detection" in done.stdout
     assert {health for _, health, _ in status().values()} <= {"healthy", "-"}  # all healed
+    # The timeline: each fault on the node and the coordinator's verdicts, in order.
+    victim = report["timeline"][0]["node"]
+    mine = [e["event"] for e in report["timeline"] if e["node"] == victim]
+    for kind in ("fail", "pause", "partition"):
+        start, end = mine.index(f"fault.start.{kind}"), mine.index(f"fault.end.{kind}")
+        assert "worker.dead" in mine[start:end], f"{kind}: no verdict while the fault lasted"
+        assert "worker.joined" in mine[end:], f"{kind}: never back after it ended"
+    times = [e["t"] for e in report["timeline"]]
+    assert times == sorted(times) and times[0] >= 0
 
 
 def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: None) -> None:

@@ -142,6 +142,12 @@ class FaultTimes(TypedDict):
     rejoined_s: float
 
 
+class TimelineEvent(TypedDict):
+    t: float  # seconds from the first fault
+    node: str
+    event: str  # fault.start.KIND / fault.end.KIND (ours), worker.dead / .joined / .left
+
+
 class BenchDocker(TypedDict):
     where: str
     node: str
@@ -150,4 +156,5 @@ class BenchDocker(TypedDict):
     ratios: DockerRatios
     detection: dict[str, FaultTimes]
     recordings: dict[str, str]
+    timeline: NotRequired[list[TimelineEvent]]  # benches before the timeline was recorded
     goals: Goals

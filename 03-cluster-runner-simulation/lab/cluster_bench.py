@@ -26,7 +26,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -46,7 +46,7 @@ from cluster_sim.performance_comparison import (
 from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zcl_tools import goals
-from zcl_tools.results import BenchDocker, method_figure
+from zcl_tools.results import BenchDocker, TimelineEvent, method_figure
 
 AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
 
@@ -148,10 +148,47 @@ def recorded_text(path: Path) -> str:
     return "\n".join(LOG_LINE.sub("", line).rstrip() for line in lines).strip("\n") + "\n"
 
 
+TIMELINE_TOPICS = {"worker.dead", "worker.joined", "worker.left"}
+
+
+def timeline(lines: Iterable[str], since: float) -> list[TimelineEvent]:
+    """What happened to each node from `since` on: the faults we injected (the driver's
+    records) and the coordinator's verdicts on its workers, seconds from `since`, in order."""
+    found: list[TimelineEvent] = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+            ts = float(event["ts"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a torn line, or another writer's
+        if ts < since:
+            continue
+        if event.get("source") == "simulate-cluster" and str(event.get("event")).startswith(
+            "fault."
+        ):
+            found.append(
+                {
+                    "t": round(ts - since, 3),
+                    "node": str(event["target"]),
+                    "event": str(event["event"]),
+                }
+            )
+        elif event.get("topic") in TIMELINE_TOPICS and event.get("worker"):
+            found.append(
+                {
+                    "t": round(ts - since, 3),
+                    "node": str(event["worker"]),
+                    "event": str(event["topic"]),
+                }
+            )
+    return sorted(found, key=lambda e: e["t"])
+
+
 def build_report(
     transports: dict[str, Any],
     faults: list[list[str]],
     recordings: dict[str, str] | None = None,
+    events: list[TimelineEvent] | None = None,
 ) -> BenchDocker:
     latency, rate = transports["latency"], transports["throughput"]
     ssh_p50 = latency["ssh_persistent_asyncssh"]["p50_ms"]
@@ -170,6 +207,7 @@ def build_report(
             for kind, detected, rejoined in faults
         },
         "recordings": recordings or {},
+        "timeline": events or [],
         "goals": {},
     }
     report["goals"] = goals.evaluate(goals.DOCKER, report)
@@ -206,7 +244,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         raise cli.CliError(f"cannot read {args.transports}: {exc}") from None
     recordings = {name: recorded_text(Path(path)) for name, path in args.recording or []}
-    report = build_report(transports, args.fault or [], recordings)
+    events: list[TimelineEvent] = []
+    if args.events is not None:
+        try:
+            events = timeline(args.events.read_text().splitlines(), args.since)
+        except OSError as exc:
+            raise cli.CliError(f"cannot read the event log: {exc}") from None
+    report = build_report(transports, args.fault or [], recordings, events)
     print_report(report, Console())
     for line in goals.describe(report["goals"]):
         print(line)
@@ -251,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("NAME", "FILE"),
         help="a terminal recording to keep in the report (status, dashboard)",
     )
+    report.add_argument("--events", type=Path, help="the cluster's events.jsonl, for the timeline")
+    report.add_argument("--since", type=float, default=0.0, help="Unix time the timeline starts")
     report.add_argument("--json", type=Path, required=True, help="where to save the report")
     return cli.run_main(parser, argv)
 
