@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 from collections import Counter
@@ -32,6 +33,61 @@ from cluster_patterns import cli
 from cluster_sim.protocols import AsyncJournalWriterProtocol
 
 VARYING = ("record_id", "duration_s", "transport")  # differ between two runs of the same work
+MAX_RECORD_BYTES = 1024 * 1024  # one record's line, newline included
+MAX_DEPTH = 32  # nesting of objects and arrays in a record; results are flat, attackers are not
+RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RecordError(ValueError):
+    """A line that is not a journal record; `kind` is a short label for the counters."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed record, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_line(line: bytes, record_id: bytes | None = None) -> dict[str, Any]:
+    """The record a journal line holds, or RecordError saying why it is not one.
+
+    A record is one UTF-8 JSON object on one line ending in its only newline, no bigger than
+    MAX_RECORD_BYTES, nested at most MAX_DEPTH deep, whose `record_id` is a string of up to 128
+    letters, digits and `._:-` (equal to `record_id` when one is given). Whatever passes can be
+    written, read back and compared; whatever fails is refused before it reaches a disk.
+    """
+    if len(line) > MAX_RECORD_BYTES:
+        raise RecordError("too-large", f"{len(line)} bytes, over {MAX_RECORD_BYTES}")
+    if not line.endswith(b"\n") or line.count(b"\n") != 1 or b"\r" in line:
+        raise RecordError("not-one-line", "a record is one line ending in its only newline")
+    try:
+        record = json.loads(line[:-1].decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecordError("not-utf8", "a record is UTF-8") from None
+    except RecursionError:
+        raise RecordError("too-deep", f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:
+        raise RecordError("not-json", str(exc)) from None
+    if not isinstance(record, dict):
+        raise RecordError("not-an-object", "a record is a JSON object")
+    if _depth(record) > MAX_DEPTH:
+        raise RecordError("too-deep", f"nested deeper than {MAX_DEPTH}")
+    found = record.get("record_id")
+    if not isinstance(found, str) or not RECORD_ID.fullmatch(found):
+        raise RecordError("bad-record-id", "record_id must be 1-128 of A-Z a-z 0-9 . _ : -")
+    if record_id is not None and found.encode() != record_id:
+        raise RecordError("bad-record-id", "the record_id inside differs from the one outside")
+    return record
 
 
 def with_record_id(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,10 +104,14 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 
 def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
+    """Split on the newline only: a CR, or a U+2028 inside a string, is not a line break."""
     complete = data[: data.rfind(b"\n") + 1]
-    for line in complete.splitlines():
+    for number, line in enumerate(complete.split(b"\n")[:-1], start=1):
         if line.strip():
-            yield json.loads(line)
+            try:
+                yield json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise ValueError(f"line {number} is not a record: {exc}") from None
 
 
 class FileJournalWriter:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import hashlib
 import logging
 import os
 import signal
@@ -41,14 +41,20 @@ from zmq.auth.thread import ThreadAuthenticator
 from cluster_patterns import cli
 from cluster_patterns.wire import recv_now, send_now
 from cluster_sim import keys as keyfiles
-from cluster_sim.journal import encode_line, iter_records, with_record_id
+from cluster_sim.journal import (
+    MAX_RECORD_BYTES,
+    RecordError,
+    check_line,
+    encode_line,
+    with_record_id,
+)
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import AsyncJournalWriterProtocol
 
 log = logging.getLogger("journal-collector")
 VERSION = b"ZCJ1"
 ACK = b"ack"
-MAX_RECORD_BYTES = 1024 * 1024
+REFUSED = b"refused"  # [VERSION, REFUSED, record_id, reason]: will never be written; do not resend
 BATCH = 2000  # records written (and fsynced) together at most
 
 
@@ -59,76 +65,131 @@ class JournalError(RuntimeError):
 # -- the collector ------------------------------------------------------------------------------
 
 
-def recover(path: Path) -> set[bytes]:
-    """Record ids already on disk; a torn last line (never acknowledged) is cut off first."""
+def digest(line: bytes) -> bytes:
+    """What the collector remembers of a record: enough to tell a resend from a reuse of its id."""
+    return hashlib.blake2b(line, digest_size=16).digest()
+
+
+def quarantine_path(path: Path) -> Path:
+    return path.with_name(path.name + ".quarantine")
+
+
+def recover(path: Path) -> tuple[dict[bytes, bytes], int]:
+    """Record ids already on disk (with each record's digest), and how many lines were set aside.
+
+    A torn last line (never acknowledged) is cut off. A complete line that is not a record
+    (written by an older collector that checked less) is moved to the quarantine file beside
+    the journal, and counted: a bad line must never stop the collector from starting.
+    """
     if not path.exists():
-        return set()
+        return {}, 0
     data = path.read_bytes()
     complete = data.rfind(b"\n") + 1
     if complete < len(data):
         log.warning("dropping a torn last line of %d bytes", len(data) - complete)
         with path.open("r+b") as journal:
             journal.truncate(complete)
-    return {str(record["record_id"]).encode() for record in iter_records(data[:complete])}
+    seen: dict[bytes, bytes] = {}
+    good, bad = [], []
+    for line in data[:complete].split(b"\n")[:-1]:
+        whole = line + b"\n"
+        try:
+            record = check_line(whole)
+        except RecordError as exc:
+            bad.append(whole)
+            log.warning(
+                "quarantining a line of %d bytes that is not a record (%s)", len(whole), exc.kind
+            )
+            continue
+        seen.setdefault(str(record["record_id"]).encode(), digest(whole))
+        good.append(whole)
+    if bad:
+        with quarantine_path(path).open("ab") as side:
+            side.write(b"".join(bad))
+            side.flush()
+            os.fsync(side.fileno())
+        fresh = path.with_name(path.name + ".recovering")
+        with fresh.open("wb") as journal:
+            journal.write(b"".join(good))
+            journal.flush()
+            os.fsync(journal.fileno())
+        fresh.replace(path)  # atomic: the journal is whole before and after
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    return seen, len(bad)
 
 
 class Collector:
-    def __init__(self, path: Path, sock: zmq.Socket[bytes]) -> None:
-        self.path, self.sock = path, sock
-        self.seen = recover(path)
+    def __init__(self, path: Path, sock: zmq.Socket[bytes], stats_every_s: float = 60.0) -> None:
+        self.path, self.sock, self.stats_every_s = path, sock, stats_every_s
+        self.seen, quarantined = recover(path)
         self.file = path.open("ab")
-        self.counters: dict[str, int] = {"written": 0, "duplicates": 0, "dropped": 0}
+        self.counters: Counter[str] = Counter(
+            {"written": 0, "duplicates": 0, "refused": 0, "dropped": 0}
+        )
+        self.counters["quarantined"] = quarantined
         log.info("%s holds %d records", path, len(self.seen))
+        if quarantined:
+            log.warning("%d bad lines moved to %s", quarantined, quarantine_path(path))
 
     def serve(self, stop: threading.Event) -> None:
+        next_stats = time.monotonic() + self.stats_every_s
         while not stop.is_set():
             if self.sock.poll(250):
                 self.take_batch()
+            if time.monotonic() >= next_stats:  # visible while it runs, not only at the end
+                log.info("counters: %s", dict(sorted(self.counters.items())))
+                next_stats = time.monotonic() + self.stats_every_s
         self.file.close()
 
     def take_batch(self) -> None:
         lines: list[bytes] = []
         acks: dict[bytes, list[bytes]] = {}
-        batch_ids: set[bytes] = set()
+        refusals: list[tuple[bytes, bytes, str]] = []
+        batch: dict[bytes, bytes] = {}
         for _ in range(BATCH):
             try:
                 frames = recv_now(self.sock)
             except zmq.Again:
                 break
-            parsed = self._parse(frames)
-            if parsed is None:
+            if len(frames) != 4 or frames[1] != VERSION:
+                self.counters["dropped"] += 1  # not our protocol: nothing to answer
                 continue
-            peer, record_id, line = parsed
+            peer, _, record_id, line = frames
+            try:
+                check_line(line, record_id)
+            except RecordError as exc:
+                self.counters["refused"] += 1
+                self.counters[f"refused.{exc.kind}"] += 1
+                refusals.append((peer, record_id, str(exc)))
+                continue
+            known = self.seen.get(record_id) or batch.get(record_id)
+            if known is not None and known != digest(line):
+                self.counters["refused"] += 1
+                self.counters["refused.id-reused"] += 1
+                refusals.append((peer, record_id, "id-reused: another record has this id"))
+                continue
             acks.setdefault(peer, []).append(record_id)
-            if record_id in self.seen or record_id in batch_ids:
+            if known is not None:
                 self.counters["duplicates"] += 1
                 continue
-            batch_ids.add(record_id)
+            batch[record_id] = digest(line)
             lines.append(line)
         if lines:
             self.file.write(b"".join(lines))
             self.file.flush()
             os.fsync(self.file.fileno())  # acknowledged means on disk
-            self.seen |= batch_ids
+            self.seen.update(batch)
             self.counters["written"] += len(lines)
         for peer, ids in acks.items():
             with contextlib.suppress(zmq.ZMQError):  # a writer that left gets no ack
                 send_now(self.sock, [peer, VERSION, ACK, *ids])
-
-    def _parse(self, frames: list[bytes]) -> tuple[bytes, bytes, bytes] | None:
-        if len(frames) != 4 or frames[1] != VERSION or not frames[2]:
-            self.counters["dropped"] += 1
-            return None
-        peer, _, record_id, line = frames
-        try:
-            record = json.loads(line)
-            valid = isinstance(record, dict) and str(record.get("record_id")).encode() == record_id
-        except ValueError:
-            valid = False
-        if not valid or not line.endswith(b"\n") or line.count(b"\n") != 1:
-            self.counters["dropped"] += 1
-            return None
-        return peer, record_id, line
+        for peer, record_id, reason in refusals:
+            with contextlib.suppress(zmq.ZMQError):
+                send_now(self.sock, [peer, VERSION, REFUSED, record_id[:128], reason.encode()])
 
 
 def collect(args: argparse.Namespace) -> int:
@@ -140,7 +201,7 @@ def collect(args: argparse.Namespace) -> int:
         sock = ctx.socket(zmq.ROUTER)
         sock.linger = 1000  # the last acknowledgements still go out on a clean stop
         sock.router_mandatory = True
-        sock.maxmsgsize = MAX_RECORD_BYTES + 1024
+        sock.maxmsgsize = MAX_RECORD_BYTES + 1024  # a frame over this drops the connection
         if args.keys is not None:
             server = keyfiles.load_agent_keys(args.keys)
             auth = ThreadAuthenticator(ctx)
@@ -152,7 +213,7 @@ def collect(args: argparse.Namespace) -> int:
         elif not args.insecure:
             raise cli.CliError("give --keys COLLECTOR_KEY_DIR, or --insecure")
         try:
-            collector = Collector(args.path, sock)
+            collector = Collector(args.path, sock, args.stats_every)
             cli.announce_ready("journal-collector", cli.bind(sock, args.bind))
             collector.serve(stop)
             log.info("stopped: %s", collector.counters)
@@ -184,6 +245,7 @@ class ZmqJournalWriter:
         self.max_unacked, self.resend_after_s = max_unacked, resend_after_s
         self.unacked: dict[bytes, tuple[bytes, float]] = {}  # id -> (line, last sent)
         self.acked = 0
+        self.refused: dict[bytes, str] = {}  # id -> the collector's reason; never written
         self.room = asyncio.Event()
         self.room.set()
         self.drained = asyncio.Event()
@@ -216,11 +278,15 @@ class ZmqJournalWriter:
             self.link.send([VERSION, record_id, line])
 
     def _on_ack(self, frames: list[bytes]) -> None:
-        if len(frames) < 2 or frames[:2] != [VERSION, ACK]:
+        if len(frames) == 4 and frames[:2] == [VERSION, REFUSED]:
+            if self.unacked.pop(frames[2], None) is not None:
+                self.refused[frames[2]] = frames[3].decode(errors="replace")
+        elif len(frames) >= 2 and frames[:2] == [VERSION, ACK]:
+            for record_id in frames[2:]:
+                if self.unacked.pop(record_id, None) is not None:
+                    self.acked += 1
+        else:
             return
-        for record_id in frames[2:]:
-            if self.unacked.pop(record_id, None) is not None:
-                self.acked += 1
         if len(self.unacked) < self.max_unacked:
             self.room.set()
         if not self.unacked:
@@ -236,12 +302,20 @@ class ZmqJournalWriter:
                     self._send(record_id, line)
 
     async def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record written so far is on the collector's disk, or refused:
+        then raise JournalError naming the refused ones (never a silent loss)."""
         try:
             await asyncio.wait_for(self.drained.wait(), timeout_s)
         except TimeoutError:
             raise JournalError(
                 f"{len(self.unacked)} records not acknowledged within {timeout_s} s"
             ) from None
+        if self.refused:
+            record_id, reason = next(iter(self.refused.items()))
+            raise JournalError(
+                f"the collector refused {len(self.refused)} record(s), e.g. "
+                f"{record_id.decode(errors='replace')}: {reason}"
+            )
 
     async def close(self, timeout_s: float = 30.0) -> None:
         try:
@@ -284,6 +358,9 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", type=Path, required=True, help="the JSON-lines journal file")
     parser.add_argument("--keys", type=Path, help="the collector's key folder (like a node's)")
     parser.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests only")
+    parser.add_argument(
+        "--stats-every", type=float, default=60.0, help="seconds between counter lines in the log"
+    )
     parser.set_defaults(func=collect)
 
 

@@ -1,0 +1,187 @@
+"""The journal collector against an attacker with a key and against its own past: one message
+cannot kill it, nothing it acknowledges can stop it from starting again, and what it writes can
+always be read back (issue 14, finding 2, and the collector's part of finding 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from cluster_patterns import processes
+from cluster_sim import keys
+from cluster_sim.journal import MAX_RECORD_BYTES, RecordError, check_line, read_journal
+from cluster_sim.zmq_journal import REFUSED, VERSION, JournalError, ZmqJournalWriter
+from tests.agents import free_port
+from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
+
+__all__ = ["journal_keys"]  # the fixture, used by name below
+
+DEEP = b'{"record_id":"deep","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+POISON = {
+    # an id frame that is no id, with a record whose id is null: the old str(None) == "None"
+    b"None": b'{"record_id":null}\n',
+    b"cr": b'{"record_id":"cr",\r"x":1}\n',  # bytes.splitlines() split this record in two
+    b"u16": '{"record_id":"u16"}\n'.encode("utf-16-le"),  # json.loads(bytes) would take it
+    b"deep": DEEP,  # RecursionError escaped the old parser and killed the collector
+}
+
+
+@pytest.fixture
+def link(journal_keys: Path) -> Iterator[tuple[zmq.Socket[bytes], str]]:
+    """A raw authenticated DEALER, and the endpoint a collector should bind for it."""
+    runner = writer_keys(journal_keys)
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    with zmq.Context() as ctx:
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.curve_publickey, sock.curve_secretkey = runner.public, runner.secret
+        sock.curve_serverkey = runner.agent_key("collector")
+        sock.connect(bind)
+        yield sock, bind
+        sock.close()
+
+
+def answer(sock: zmq.Socket[bytes], record_id: bytes, line: bytes) -> list[bytes]:
+    sock.send_multipart([VERSION, record_id, line])
+    assert sock.poll(20_000), f"no answer for {record_id!r}"
+    return sock.recv_multipart()
+
+
+def record(record_id: str, **fields: object) -> bytes:
+    return json.dumps({"record_id": record_id, **fields}).encode() + b"\n"
+
+
+def test_poison_is_refused_the_collector_lives_and_starts_again(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    path = tmp_path / "journal.jsonl"
+    with processes.Roles(COLLECTOR) as roles:
+        with collector(roles, journal_keys, path, bind) as first:
+            for record_id, line in POISON.items():
+                reply = answer(sock, record_id, line)
+                assert reply[:3] == [VERSION, REFUSED, record_id], reply
+            assert answer(sock, b"good", record("good")) == [VERSION, b"ack", b"good"]
+            assert first.process.poll() is None
+            first.kill(signal.SIGTERM)
+        with collector(roles, journal_keys, path, bind):  # it starts: nothing bad was written
+            assert answer(sock, b"after", record("after"))[:2] == [VERSION, b"ack"]
+    assert [r["record_id"] for r in read_journal(path)] == ["good", "after"]
+
+
+def test_a_journal_poisoned_by_an_older_collector_is_quarantined_and_read(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    path = tmp_path / "journal.jsonl"
+    bad = [line if line.endswith(b"\n") else line + b"\n" for line in POISON.values()]
+    path.write_bytes(record("one") + b"".join(bad) + record("two"))
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as c:
+        assert c.wait_for_output(lambda line: "bad lines moved to" in line, 10)
+        assert answer(sock, b"two", record("two"))[:3] == [VERSION, b"ack", b"two"]  # a resend
+        assert answer(sock, b"three", record("three"))[:2] == [VERSION, b"ack"]
+    assert [r["record_id"] for r in read_journal(path)] == ["one", "two", "three"]
+    side = (tmp_path / "journal.jsonl.quarantine").read_bytes()
+    assert side.count(b"\n") >= len(POISON) and b'"cr"' in side
+    compare = subprocess.run(
+        [sys.executable, "-m", "cluster_sim.journal", "compare", str(path), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert compare.returncode == 0 and "EQUAL: 3 records" in compare.stdout
+
+
+def test_the_size_limit_holds_to_the_byte_and_a_reused_id_is_refused(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    path = tmp_path / "journal.jsonl"
+    frame = len(record("big", pad=""))
+    largest = record("big", pad="x" * (MAX_RECORD_BYTES - frame))
+    assert len(largest) == MAX_RECORD_BYTES
+    over = record("over", pad="x" * (MAX_RECORD_BYTES - frame + 1))
+    with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind):
+        assert answer(sock, b"big", largest)[:2] == [VERSION, b"ack"]
+        assert answer(sock, b"over", over)[:2] == [VERSION, REFUSED]
+        assert answer(sock, b"same", record("same", n=1))[:2] == [VERSION, b"ack"]
+        assert answer(sock, b"same", record("same", n=1))[:2] == [VERSION, b"ack"]  # a resend
+        reused = answer(sock, b"same", record("same", n=2))
+        assert reused[:3] == [VERSION, REFUSED, b"same"] and b"id-reused" in reused[3]
+    on_disk = read_journal(path)
+    assert [r["record_id"] for r in on_disk] == ["big", "same"] and on_disk[1]["n"] == 1
+
+
+def test_counters_are_visible_while_it_runs(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    with processes.Roles(COLLECTOR) as roles:
+        c = roles.spawn(
+            "collector",
+            *("collect", "--bind", bind, "--path", str(tmp_path / "j.jsonl")),
+            *("--keys", str(keys.node_dir(journal_keys, "collector")), "--stats-every", "0.2"),
+            module=COLLECTOR,
+        )
+        answer(sock, b"cr", POISON[b"cr"])
+        line = c.wait_for_output(lambda line: "'refused.not-one-line': 1" in line, 10)
+        assert line is not None and "counters:" in line and c.process.poll() is None
+
+
+def test_the_writer_reports_a_refused_record_instead_of_resending_it(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    bind = f"tcp://127.0.0.1:{free_port()}"
+
+    async def write() -> None:
+        writer = ZmqJournalWriter(bind, writer_keys(journal_keys), resend_after_s=0.5)
+        await writer.write({"fine": 1})
+        await writer.write({"deep": json.loads("[" * 40 + "]" * 40)})  # deeper than allowed
+        with pytest.raises(JournalError, match=r"refused 1 record.*too-deep"):
+            await writer.close(timeout_s=20)
+
+    with (
+        processes.Roles(COLLECTOR) as roles,
+        collector(roles, journal_keys, tmp_path / "j.jsonl", bind),
+    ):
+        asyncio.run(write())
+    assert [r["fine"] for r in read_journal(tmp_path / "j.jsonl")] == [1]
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        (b'{"record_id":"a"}', "not-one-line"),
+        (b'{"record_id":"a"}\n\n', "not-one-line"),
+        (b'{"record_id":"a",\r"b":1}\n', "not-one-line"),
+        ('{"record_id":"a"}'.encode("utf-16-le") + b"\n", "not-json"),  # NULs are UTF-8
+        (b'{"record_id":"a","x":"\xff"}\n', "not-utf8"),
+        (b'["record_id"]\n', "not-an-object"),
+        (b"{nope}\n", "not-json"),
+        (b'{"record_id":null}\n', "bad-record-id"),
+        (b'{"record_id":"a b"}\n', "bad-record-id"),
+        (b'{"record_id":"' + b"a" * 129 + b'"}\n', "bad-record-id"),
+        (DEEP, "too-deep"),
+        (b'{"record_id":"a","x":' + b"[" * 33 + b"]" * 33 + b"}\n", "too-deep"),
+    ],
+)
+def test_check_line_refuses_what_is_not_a_record(line: bytes, kind: str) -> None:
+    with pytest.raises(RecordError) as refused:
+        check_line(line)
+    assert refused.value.kind == kind
+
+
+def test_a_line_separator_inside_a_string_is_not_a_line_break(tmp_path: Path) -> None:
+    line = json.dumps({"record_id": "a", "text": "one\u2028two\x85three"}, ensure_ascii=False)
+    assert check_line(line.encode() + b"\n")["text"] == "one\u2028two\x85three"
+    (tmp_path / "j.jsonl").write_bytes(line.encode() + b"\n")
+    assert read_journal(tmp_path / "j.jsonl")[0]["text"] == "one\u2028two\x85three"
