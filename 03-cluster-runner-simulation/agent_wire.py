@@ -20,6 +20,7 @@ in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,8 +132,13 @@ def number_field(body: Mapping[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise WireError("bad-field", f"{name!r} must be a positive number")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)  # NaN passed `<= 0` and killed the command at once
+        or value <= 0
+    ):
+        raise WireError("bad-field", f"{name!r} must be a positive, finite number")
     return float(value)
 
 

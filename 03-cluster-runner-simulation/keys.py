@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -125,7 +126,7 @@ class AuthorizedKeys:
             log.debug("controller %s authenticated", self.keys[key] or key.decode())
             return True
         self.counters["refused.unknown-key"] += 1
-        log.warning("refused a controller key that is not in %s", self.path)
+        log.warning("refused controller key %s: not in %s", key.decode(errors="replace"), self.path)
         return False
 
 
@@ -147,8 +148,14 @@ def _new_pair(folder: Path, stem: str) -> bytes:
     if (folder / f"{stem}.key_secret").exists():
         raise KeyFileError(f"{folder / stem}.key_secret exists; refusing to overwrite a key")
     folder.mkdir(parents=True, exist_ok=True)
-    _, secret_file = zmq.auth.create_certificates(folder, stem)
-    Path(secret_file).chmod(0o600)
+    # The secret is private from the moment it exists: created under a umask that leaves no
+    # bit for group or others, rather than made readable and chmodded a moment later.
+    before = os.umask(0o077)
+    try:
+        public_file, _ = zmq.auth.create_certificates(folder, stem)
+    finally:
+        os.umask(before)
+    Path(public_file).chmod(0o644)  # public by nature
     return _key_pair(folder, stem)[0]
 
 

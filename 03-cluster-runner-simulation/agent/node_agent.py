@@ -182,6 +182,10 @@ class NodeAgent:
             handler(self, req)
         except WireError as exc:
             self.refuse(req, exc.kind, exc.detail)
+        except Exception:  # a bug of ours: the controller still gets an answer, never silence
+            log.exception("internal error in %r", req.operation[:32])
+            self.counters["internal-error"] += 1
+            self.refuse(req, "internal-error", "the agent failed on this request; see its log")
 
     async def _housekeeping(self) -> None:
         """Kill the commands of controllers that went silent; end a drain when it is done."""
@@ -291,7 +295,10 @@ class NodeAgent:
             self.counters["cancelled"] += 1
 
     def _path(self, req: wire.Request) -> Path:
-        path = Path(str(wire.text_field(req.body, "path")))
+        text = str(wire.text_field(req.body, "path"))
+        if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
+            raise WireError("bad-path", "a path cannot contain a NUL character")
+        path = Path(text)
         if not path.is_absolute():
             raise WireError("bad-path", f"path must be absolute, got {str(path)!r}")
         return path
@@ -313,6 +320,11 @@ class NodeAgent:
             body = await asyncio.to_thread(io, *args)  # disk I/O off the event loop
         except OSError as exc:
             self.refuse(req, "file-error", f"{exc.strerror or exc}: {exc.filename or ''}")
+            return
+        except Exception:  # never leave a request unanswered ("exception never retrieved")
+            log.exception("internal error in a file operation")
+            self.counters["internal-error"] += 1
+            self.refuse(req, "internal-error", "the agent failed on this request; see its log")
             return
         self.answer(req, wire.DONE, wire.encode_body(body))
 

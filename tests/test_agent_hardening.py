@@ -1,0 +1,84 @@
+"""The node agent against requests our executor would never send (issue 14, finding 9): every one
+gets an answer, none is misread, and the keys it runs with are private from their first byte."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from cluster_patterns import cli
+from cluster_sim import agent_wire as wire
+from cluster_sim import keys
+from tests.agents import RawController, running_agent
+
+
+@pytest.fixture
+def controller(keydir: Path) -> Iterator[RawController]:
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        yield raw
+        raw.sock.close(linger=0)
+
+
+def ask(controller: RawController, operation: bytes, body: dict[str, Any]) -> wire.Reply:
+    controller.request(b"probe", operation, body)
+    return controller.reply(timeout_ms=10_000)
+
+
+@pytest.mark.parametrize("timeout_s", [float("nan"), float("inf"), -1.0, 0])
+def test_a_timeout_that_is_no_positive_finite_number_is_refused(
+    controller: RawController, timeout_s: float
+) -> None:
+    """NaN passed the old `<= 0` check and the command was killed the moment it started."""
+    reply = ask(controller, wire.RUN, {"command": "echo hi", "timeout_s": timeout_s})
+    assert reply.kind == wire.ERROR and reply.body()["code"] == "bad-field"
+
+
+@pytest.mark.parametrize("operation", [wire.GET, wire.PUT])
+def test_a_path_with_a_nul_gets_an_answer(controller: RawController, operation: bytes) -> None:
+    """It used to get none: the OS call raised ValueError inside a task nobody awaited."""
+    body: dict[str, Any] = {"path": "/tmp/a\x00b"}
+    if operation == wire.PUT:
+        body["data"] = b"x"
+    reply = ask(controller, operation, body)
+    assert reply.kind == wire.ERROR and reply.body()["code"] == "bad-path"
+    assert ask(controller, wire.PING, {"ids": []}).kind == wire.PONG  # and it still serves
+
+
+def test_a_secret_key_is_private_from_the_moment_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not world-readable and then chmodded: with chmod gone, the secret must still be 0600."""
+    monkeypatch.setattr(Path, "chmod", lambda self, mode: None)
+    before = os.umask(0)  # the most careless operator's umask
+    try:
+        keys.generate(tmp_path / "keys", nodes=["node1"], controllers=["runner"])
+    finally:
+        os.umask(before)
+    secrets = list((tmp_path / "keys").rglob("*.key_secret"))
+    assert len(secrets) == 2
+    for secret in secrets:
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+
+
+def test_a_refused_key_is_named_in_the_log(keydir: Path, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger"
+    keys.add_controller(stranger, "stranger")  # a key pair the agent never heard of
+    them = keys.load_controller_keys(keys.controller_dir(stranger, "stranger"))
+    runner = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        sock: cli.Sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.curve_publickey, sock.curve_secretkey = them.public, them.secret
+        sock.curve_serverkey = runner.agent_key("node1")
+        sock.connect(agent.endpoint)
+        sock.send_multipart(wire.request(b"x", wire.PING, {"ids": []}))
+        line = agent.wait_for_output(lambda text: "refused controller key" in text, 10)
+        sock.close()
+    assert line is not None and them.public.decode() in line
