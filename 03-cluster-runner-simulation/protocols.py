@@ -96,7 +96,10 @@ class NodeDescriptor:
     agent_port: int = 5560
     ssh_user: str | None = None
     ssh_key_path: str | None = None
-    ssh_known_hosts_path: str | None = None
+    ssh_known_hosts_path: str | None = None  # None: the user's ~/.ssh/known_hosts, as ssh does
+    # Believe any host key: only for hosts whose keys are new at every start (a lab). Named so
+    # that it cannot be switched on by leaving a field out.
+    ssh_skip_host_key_check: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     transport: Transport = "zmq"
 

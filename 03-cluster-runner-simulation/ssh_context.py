@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -48,15 +49,21 @@ class NodeExecutorSSH:
         username: str | None = None,
         client_key: str | None = None,
         known_hosts: str | None = None,
+        skip_host_key_check: bool = False,
         persistent: bool = True,
     ) -> None:
         self.node_id, self.host, self.port = node_id, host, port
-        self.options = {
+        self.options: dict[str, Any] = {
             "username": username,
             "client_keys": [client_key] if client_key else None,
-            "known_hosts": known_hosts,
             "connect_timeout": CONNECT_TIMEOUT_S,
         }
+        # asyncssh checks host keys against ~/.ssh/known_hosts unless told otherwise; its
+        # known_hosts=None means "check nothing", so None is passed only when asked by name.
+        if skip_host_key_check:
+            self.options["known_hosts"] = None
+        elif known_hosts is not None:
+            self.options["known_hosts"] = known_hosts
         self.persistent = persistent
         self.connection: asyncssh.SSHClientConnection | None = None
         self.connecting = asyncio.Lock()
@@ -70,6 +77,7 @@ class NodeExecutorSSH:
             username=node.ssh_user,
             client_key=node.ssh_key_path,
             known_hosts=node.ssh_known_hosts_path,
+            skip_host_key_check=node.ssh_skip_host_key_check,
             persistent=persistent,
         )
 

@@ -99,3 +99,36 @@ async def test_an_unreachable_node_is_a_transport_error(sshd: OpenSshServer) -> 
     ) as runner:
         with pytest.raises(TransportError, match=r"ssh to 127\.0\.0\.1"):
             await runner.run("true")
+
+
+# -- host keys are checked unless the caller says, by name, not to (issue 14, finding 7) --------
+
+
+@pytest.mark.asyncio
+async def test_with_no_known_hosts_given_the_users_own_are_checked(
+    sshd: OpenSshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """known_hosts=None used to switch checking off: any server would have been believed."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # a user whose known_hosts does not know sshd
+    node = sshd.node("node1")
+    async with NodeExecutorSSH(
+        "node1", node.host, node.ssh_port, username=sshd.user, client_key=node.ssh_key_path
+    ) as runner:
+        with pytest.raises(TransportError, match="ssh to"):
+            await runner.run("true")
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "known_hosts").write_bytes(sshd.known_hosts.read_bytes())
+    async with NodeExecutorSSH(
+        "node1", node.host, node.ssh_port, username=sshd.user, client_key=node.ssh_key_path
+    ) as runner:
+        assert (await runner.run("echo trusted")).stdout == b"trusted\n"
+
+
+@pytest.mark.asyncio
+async def test_skipping_the_host_key_check_must_be_asked_for_by_name(
+    sshd: OpenSshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    node = sshd.node("node1", ssh_known_hosts_path=None, ssh_skip_host_key_check=True)
+    async with NodeExecutorSSH.for_node(node) as runner:
+        assert (await runner.run("echo unchecked")).stdout == b"unchecked\n"

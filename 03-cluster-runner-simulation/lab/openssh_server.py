@@ -161,13 +161,13 @@ class OpenSshServer:
 
     def node(self, node_id: str, **fields: Any) -> NodeDescriptor:
         """A node descriptor that reaches this server, as cluster_runner's descriptor would."""
+        fields.setdefault("ssh_known_hosts_path", str(self.known_hosts))
         return NodeDescriptor(
             node_id=node_id,
             host=self.host,
             ssh_port=self.port,
             ssh_user=self.user,
             ssh_key_path=str(self.client_key),
-            ssh_known_hosts_path=str(self.known_hosts),
             **fields,
         )
 
