@@ -4,6 +4,7 @@ gets an answer, none is misread, and the keys it runs with are private from thei
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,39 @@ def test_a_refused_key_is_named_in_the_log(keydir: Path, tmp_path: Path) -> None
         line = agent.wait_for_output(lambda text: "refused controller key" in text, 10)
         sock.close()
     assert line is not None and them.public.decode() in line
+
+
+# -- limits that hold on every path (issue 14, finding 6 in part) -------------------------------
+
+
+def test_file_operations_and_sysinfo_count_against_max_concurrent(keydir: Path) -> None:
+    """sysinfo, put and get used to run outside the cap: 248 shells at once with a cap of 4."""
+    with running_agent(keydir, "--max-concurrent", "1") as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        raw.request(b"long", wire.RUN, {"command": "sleep 30", "timeout_s": 60})
+        for operation, body in (
+            (wire.SYSINFO, {}),
+            (wire.GET, {"path": "/etc/hostname"}),
+            (wire.PUT, {"path": "/tmp/never-written", "data": b"x"}),
+        ):
+            reply = ask(raw, operation, body)
+            assert reply.kind == wire.ERROR and reply.body()["code"] == "busy", operation
+        raw.request(b"stop", wire.CANCEL, {"target": b"long"})
+        raw.sock.close(linger=0)
+    assert not Path("/tmp/never-written").exists()
+
+
+def test_a_get_on_a_fifo_is_refused_at_once_and_blocks_nothing(
+    keydir: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        reply = ask(raw, wire.GET, {"path": str(fifo)})
+        assert reply.kind == wire.ERROR and "not a regular file" in reply.body()["reason"]
+        (tmp_path / "plain").write_bytes(b"fine")
+        assert ask(raw, wire.GET, {"path": str(tmp_path / "plain")}).body()["data"] == b"fine"
+        raw.sock.close(linger=0)
+        agent.kill(signal.SIGTERM)  # and it can still stop
+        assert agent.process.returncode == 0

@@ -33,6 +33,7 @@ import errno
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections import Counter
@@ -215,6 +216,15 @@ class NodeAgent:
             log.info("draining: %d command(s) running, new ones refused", len(self.running))
             self.draining_since = time.monotonic()
 
+    def _refused_busy(self, req: wire.Request) -> bool:
+        """Every operation that holds a thread or a process counts against --max-concurrent:
+        commands, file transfers and system probes alike."""
+        busy = len(self.running) + len(self.file_ops)
+        if busy < self.cfg.max_concurrent:
+            return False
+        self.refuse(req, "busy", f"{busy} operations running (the limit)")
+        return True
+
     def spawn_task(self, req: wire.Request, coro: Any) -> None:
         key = (req.peer, req.request_id)
         self.file_ops.add(key)
@@ -229,8 +239,7 @@ class NodeAgent:
         if self.draining_since is not None:
             self.refuse(req, "shutting-down", "the agent is shutting down")
             return
-        if len(self.running) >= self.cfg.max_concurrent:
-            self.refuse(req, "busy", f"{len(self.running)} commands running (the limit)")
+        if self._refused_busy(req):
             return
         if (req.peer, req.request_id) in self.running:
             self.refuse(req, "duplicate-id", "a command with this request id is running")
@@ -305,12 +314,16 @@ class NodeAgent:
 
     def op_put(self, req: wire.Request) -> None:
         path, data = self._path(req), wire.bytes_field(req.body, "data")
+        if self._refused_busy(req):
+            return
         if len(data) > self.cfg.max_file_bytes:
             self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
             return
         self.spawn_task(req, self._file_io(req, _write_file, path, data))
 
     def op_get(self, req: wire.Request) -> None:
+        if self._refused_busy(req):
+            return
         self.spawn_task(
             req, self._file_io(req, _read_file, self._path(req), self.cfg.max_file_bytes)
         )
@@ -329,6 +342,8 @@ class NodeAgent:
         self.answer(req, wire.DONE, wire.encode_body(body))
 
     def op_sysinfo(self, req: wire.Request) -> None:
+        if self._refused_busy(req):
+            return
         self.counters["sysinfo"] += 1
         self.spawn_task(req, self._sysinfo(req))
 
@@ -374,7 +389,12 @@ def _write_file(path: Path, data: bytes) -> dict[str, Any]:
 
 
 def _read_file(path: Path, limit: int) -> dict[str, Any]:
-    with path.open("rb") as source:
+    # O_NONBLOCK: opening a FIFO with no writer would block this thread for ever (and every
+    # later transfer behind it); a device or a socket is no file to send either.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         data = source.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"file over {limit} bytes", str(path))
