@@ -113,3 +113,23 @@ def test_drawing_is_deterministic_and_a_stale_picture_fails_the_check(tmp_path: 
         check=False,
     )
     assert done.returncode == 1 and "pipeline.svg: the picture" in done.stdout
+
+
+def test_the_timeline_picture_draws_a_benchs_faults_and_verdicts(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results", results)
+    bench = json.loads((results / "bench-docker.json").read_text())
+    bench["timeline"] = [
+        {"t": 0.0, "node": "worker3", "event": "fault.start.fail"},
+        {"t": 0.8, "node": "worker3", "event": "worker.dead"},
+        {"t": 2.0, "node": "worker3", "event": "fault.end.fail"},
+        {"t": 2.5, "node": "worker3", "event": "worker.joined"},
+        {"t": 3.0, "node": "worker2", "event": "fault.start.partition"},  # still in force
+    ]
+    (results / "bench-docker.json").write_text(json.dumps(bench))
+    fig = pictures.timeline(figures_tool.Results(results))
+    [ax] = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["worker2", "worker3"]
+    assert len(ax.patches) == 2  # the fail span and the partition still in force
+    texts = {t.get_text() for t in ax.texts}
+    assert {"fail"} <= texts

@@ -169,6 +169,41 @@ def detection(r: Results) -> Figure:
     return fig
 
 
+def timeline(r: Results) -> Figure:
+    """The Docker bench's faults and the coordinator's verdicts, one row per node, from the
+    cluster's event log: shaded while a fault was in force, x when declared dead, o when back."""
+    events = r["bench-docker"].get("timeline", [])
+    nodes = sorted({e["node"] for e in events})
+    colours = {"fail": "#b2182b", "pause": "#ef8a62", "partition": "#92c5de"}
+    fig = _figure(7, 1 + 0.45 * max(len(nodes), 1))
+    ax = fig.add_subplot()
+    started: dict[tuple[str, str], float] = {}
+    end = max((e["t"] for e in events), default=1.0)
+    for e in events:
+        y = nodes.index(e["node"])
+        kind = e["event"].rsplit(".", 1)[-1]
+        if e["event"].startswith("fault.start."):
+            started[(e["node"], kind)] = e["t"]
+        elif e["event"].startswith("fault.end."):
+            begin = started.pop((e["node"], kind), e["t"])
+            ax.barh(y, e["t"] - begin, left=begin, height=0.5, color=colours.get(kind, "#cccccc"))
+            ax.text((begin + e["t"]) / 2, y + 0.38, kind, ha="center", fontsize=7)
+        elif e["event"] == "worker.dead":
+            ax.plot([e["t"]], [y], "x", color="black", markersize=7)
+        elif e["event"] == "worker.joined":
+            ax.plot([e["t"]], [y], "o", color="black", markersize=4, fillstyle="none")
+    for (node, kind), begin in started.items():  # a fault still in force at the end
+        y = nodes.index(node)
+        ax.barh(y, end - begin, left=begin, height=0.5, color=colours.get(kind, "#cccccc"))
+    ax.set_yticks(range(len(nodes)), nodes)
+    ax.set_ylim(-0.6, len(nodes) - 0.2)
+    ax.set_xlabel("seconds from the first fault: x declared dead, o back")
+    ax.set_title("The Docker bench's faults and the coordinator's verdicts")
+    return fig
+
+
+# timeline() joins PICTURES once results/bench-docker.json comes from a bench that recorded a
+# timeline (see RESULTS.md); until then tests draw it from a recorded timeline of their own.
 PICTURES: dict[str, Callable[[Results], Figure]] = {
     "latency": latency,
     "throughput": throughput,
