@@ -79,9 +79,6 @@ class Coordinator:
         # event nobody listens for is never even serialised.
         self.events = ctx.socket(zmq.XPUB)
         self.events.linger = 0
-        # XPUB_MANUAL: a subscription takes effect only when we apply it, so the core can
-        # refuse prefixes beyond its cap (libzmq's own table would otherwise grow without bound).
-        self.events.setsockopt(zmq.XPUB_MANUAL, 1)
         self.events_endpoint = cli.bind(self.events, events)
         self.stop = threading.Event()
         self.drain_requested = False
@@ -102,12 +99,6 @@ class Coordinator:
         sock.backlog = 1024  # thousands of workers connect at once after a restart
         return sock
 
-    def _subscription(self, message: bytes) -> None:
-        """Apply what the core accepts, on the subscriber it came from (XPUB_MANUAL)."""
-        if self.core.subscription(message):
-            option = zmq.SUBSCRIBE if message[:1] == b"\x01" else zmq.UNSUBSCRIBE
-            self.events.setsockopt(option, message[1:])
-
     def run(self) -> None:
         poller = zmq.Poller()
         by_socket = {sock: route for route, sock in self.routers.items()}
@@ -121,7 +112,7 @@ class Coordinator:
             for sock, _ in poller.poll(max(0, int(wait_s * 1000))):
                 if sock is self.events:
                     while self.events.poll(0):
-                        self._subscription(self.events.recv())
+                        self.core.subscription(self.events.recv())
                 else:
                     self._read(sock, by_socket[sock])
             now = time.monotonic()
@@ -190,8 +181,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         service_timeout_s=args.service_timeout,
         max_queue=args.max_queue,
-        max_services=args.max_services,
-        max_subscriptions=args.max_subscriptions,
         max_message_bytes=args.max_message_bytes,
         balance=args.balance,
         drain_timeout_s=args.drain_timeout,
@@ -229,18 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a request waits",
     )
     parser.add_argument("--max-queue", type=cli.positive_int, default=default.max_queue)
-    parser.add_argument(
-        "--max-services",
-        type=cli.positive_int,
-        default=default.max_services,
-        help="services with work waiting or a worker idle, at once; requests for more are refused",
-    )
-    parser.add_argument(
-        "--max-subscriptions",
-        type=cli.positive_int,
-        default=default.max_subscriptions,
-        help="distinct topic prefixes on the events socket; more are not applied",
-    )
     parser.add_argument(
         "--max-message-bytes", type=cli.positive_int, default=default.max_message_bytes
     )

@@ -60,8 +60,6 @@ class Config:
     quiet_when_busy: frozenset[bytes] = frozenset()
     busy_timeout_s: float = 300.0
     max_queue: int = 10_000  # per service
-    max_services: int = 1000  # services with work waiting or a worker idle, at once
-    max_subscriptions: int = 1000  # distinct topic prefixes subscribed on the events socket
     max_message_bytes: int = 1 << 20
     balance: str = "lru"  # or "least-done"
     drain_timeout_s: float = 10.0
@@ -129,7 +127,7 @@ class CoordinatorCore:
         self.cfg = config or Config()
         self.outbox: list[Outgoing] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self.subscriptions: Counter[bytes] = Counter()  # prefix -> subscribers holding it
+        self.subscriptions: set[bytes] = set()
         self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
         self.workers: dict[bytes, Worker] = {}
         self.services: dict[bytes, Service] = {}
@@ -156,30 +154,13 @@ class CoordinatorCore:
         else:
             self.on_worker(route, msg, now)
 
-    def subscription(self, message: bytes) -> bool:
-        """What XPUB reports: b"\\x01" + prefix to subscribe, b"\\x00" + prefix to leave.
-
-        Returns whether the shell should apply it (the events socket is XPUB_MANUAL): a new
-        prefix beyond max_subscriptions is refused, so neither our table nor libzmq's grows
-        without bound however many a peer sends.
-        """
-        prefix = message[1:]
+    def subscription(self, message: bytes) -> None:
+        """What XPUB reports: b"\\x01" + prefix to subscribe, b"\\x00" + prefix to leave."""
         if message[:1] == b"\x01":
-            if (
-                prefix not in self.subscriptions
-                and len(self.subscriptions) >= self.cfg.max_subscriptions
-            ):
-                self.counters["dropped.subscription"] += 1
-                return False
-            self.subscriptions[prefix] += 1
+            self.subscriptions.add(message[1:])
         else:
-            if prefix not in self.subscriptions:
-                return False
-            self.subscriptions[prefix] -= 1
-            if self.subscriptions[prefix] <= 0:
-                del self.subscriptions[prefix]
+            self.subscriptions.discard(message[1:])
         self.wanted.clear()
-        return True
 
     def undeliverable(self, out: Outgoing, reason: str, now: float) -> None:
         """The shell could not send `out` (the peer is gone, or not keeping up)."""
@@ -210,11 +191,8 @@ class CoordinatorCore:
             self.outbox.append(Outgoing(route, reply))
             return
         want = mdp.parse_service_name(name)
+        queue = self.service(want.service).queue
         reason = "coordinator draining" if self.draining_since is not None else None
-        known = want.service in self.services
-        if reason is None and not known and len(self.services) >= self.cfg.max_services:
-            reason = f"too many services ({self.cfg.max_services}) have work waiting"
-        queue = self.service(want.service).queue if reason is None else deque()
         if reason is None and len(queue) >= self.cfg.max_queue:
             reason = f"queue for {want.service.decode(errors='replace')} is full"
         if reason:
@@ -343,8 +321,7 @@ class CoordinatorCore:
     def bury(self, worker: Worker, now: float, reason: str, topic: str = "worker.dead") -> None:
         """Forget a worker; requeue or fail the task it held."""
         self.workers.pop(worker.identity, None)
-        if worker.service in self.services:
-            self.services[worker.service].idle.pop(worker.identity, None)
+        self.services[worker.service].idle.pop(worker.identity, None)
         if topic == "worker.dead":  # if it is only frozen, it will reconnect when it wakes
             disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
             self.outbox.append(Outgoing(worker.route, disconnect))
@@ -365,14 +342,14 @@ class CoordinatorCore:
         backoff.attempts = task.attempts - 1
         task.not_before = now + backoff.next_delay()
         task.expires_at = now + self.cfg.service_timeout_s
-        self.service(task.want.service).queue.appendleft(task)  # it has waited longest
+        self.services[task.want.service].queue.appendleft(task)  # it has waited longest
         self.publish("task.retried", task=task.id, attempts=task.attempts, reason=reason)
 
     # -- matching work to workers -----------------------------------------------------------
 
     def dispatch(self, service_name: bytes, now: float) -> None:
-        service = self.services.get(service_name)
-        if service is None or not service.queue or not service.idle:
+        service = self.services[service_name]
+        if not service.queue or not service.idle:
             return
         waiting: list[Task] = []
         while service.queue and service.idle:
@@ -442,14 +419,9 @@ class CoordinatorCore:
                 self.outbox.append(Outgoing(worker.route, beat))
                 beat_at = now + self._beat_interval(worker)
                 heapq.heappush(self.timers, (beat_at, Timer.SEND_HEARTBEAT, identity))
-        for name, service in list(self.services.items()):
+        for name, service in self.services.items():
             self._expire(service, now)
             self.dispatch(name, now)  # tasks whose back-off has passed
-            if not service.queue and not service.idle:
-                # Nothing waits and nobody is idle: forget it (it comes back with its next
-                # request or its next idle worker), so a client inventing names cannot make
-                # us remember, and walk, every name it ever sent.
-                del self.services[name]
         if now >= self.next_stats:
             self.next_stats = now + STATS_INTERVAL_S
             self.publish("stats", **self.snapshot(now))
@@ -535,7 +507,6 @@ class CoordinatorCore:
         return {
             "workers": workers,
             "worker_count": len(self.workers),
-            "service_count": len(self.services),
             "queued": sum(len(s.queue) for s in self.services.values()),
             "in_flight": sum(1 for w in self.workers.values() if w.task),
             "counters": dict(self.counters),
