@@ -48,3 +48,19 @@ def recv_now(sock: zmq.Socket[bytes]) -> list[bytes]:
         frame = sock.recv(_NOW, copy=False)
         frames.append(frame.bytes)
     return frames
+
+
+def recv_now_as(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str]:
+    """recv_now, and who sent the message: the User-Id the ZAP handler gave its connection.
+
+    With CurveZMQ and pyzmq's authenticator that is the Z85 text of the sender's public key,
+    read per message, so a server can check a key still holds on a connection made earlier.
+    Only for a socket with a ZAP handler: without one libzmq attaches no User-Id.
+    """
+    frame = sock.recv(_NOW, copy=False)
+    user_id = str(frame.get("User-Id"))
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(_NOW, copy=False)
+        frames.append(frame.bytes)
+    return frames, user_id

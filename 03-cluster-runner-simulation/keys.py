@@ -106,22 +106,44 @@ def read_known_hosts(path: Path) -> dict[str, bytes]:
 
 
 class AuthorizedKeys:
-    """The ZAP callback: is this controller key in authorized_keys? Rereads the file on change."""
+    """Which controller keys the agent accepts, from authorized_keys, reread when it changes.
+
+    `callback` is the ZAP check at each CurveZMQ handshake; `allows` is the agent's check on
+    every message, so a key revoked while its controller is connected loses that session too.
+    `generation` counts the changes, for whoever must act on one (the agent's housekeeping).
+    """
 
     def __init__(self, path: Path, counters: Counter[str]) -> None:
         self.path, self.counters = path, counters
-        self.stamp: tuple[float, int] | None = None
+        self.stamp: tuple[int, int, int] | None = None
         self.keys: dict[bytes, str] = {}
+        self.user_ids: frozenset[str] = frozenset()
+        self.generation = 0
+        self.unreadable = False
+
+    def refresh(self) -> None:
+        """Reread the file if it changed (a new inode, time or size) since the last look."""
+        try:
+            found = self.path.stat()
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            if stamp == self.stamp:
+                return
+            keys, self.stamp, self.unreadable = read_authorized_keys(self.path), stamp, False
+        except (OSError, KeyFileError) as exc:
+            if not self.unreadable:  # once per failure, not once per look
+                log.error("cannot read %s, refusing everyone: %s", self.path, exc)
+            keys, self.stamp, self.unreadable = {}, None, True
+        if keys.keys() != self.keys.keys():
+            self.generation += 1
+        self.keys = keys
+        self.user_ids = frozenset(key.decode() for key in keys)
+
+    def allows(self, user_id: str) -> bool:
+        """Is this sender (pyzmq's User-Id for a CurveZMQ client: its key in Z85) still listed?"""
+        return user_id in self.user_ids
 
     def callback(self, domain: str, key: bytes) -> bool:
-        try:
-            stat = self.path.stat()
-            if (stat.st_mtime, stat.st_size) != self.stamp:
-                self.keys = read_authorized_keys(self.path)
-                self.stamp = (stat.st_mtime, stat.st_size)
-        except (OSError, KeyFileError) as exc:
-            log.error("cannot read %s, refusing everyone: %s", self.path, exc)
-            self.keys, self.stamp = {}, None
+        self.refresh()
         if key in self.keys:
             log.debug("controller %s authenticated", self.keys[key] or key.decode())
             return True
@@ -157,6 +179,21 @@ def _new_pair(folder: Path, stem: str) -> bytes:
         os.umask(before)
     Path(public_file).chmod(0o644)  # public by nature
     return _key_pair(folder, stem)[0]
+
+
+def _replace(path: Path, text: str) -> None:
+    """Rewrite a file whole, never in place: an agent reading authorized_keys at that moment
+    sees the old file or the new one, not an empty or half-written one (which would refuse
+    every controller)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, path.stat().st_mode & 0o777)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _append(path: Path, line: str) -> None:
@@ -207,7 +244,7 @@ def revoke_controller(keydir: Path, name: str) -> int:
         lines = path.read_text().splitlines()
         kept = [line for line in lines if not line.startswith(public)]
         if kept != lines:
-            path.write_text("".join(f"{line}\n" for line in kept))
+            _replace(path, "".join(f"{line}\n" for line in kept))
             changed += 1
     return changed
 

@@ -14,18 +14,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 import zmq
 
-from cluster_patterns.wire import recv_now, send_now
+from cluster_patterns.wire import send_now
 
-MessageHandler = Callable[[list[bytes]], None]
+Message = TypeVar("Message")
 
 
-class LoopSocket:
-    def __init__(self, sock: zmq.Socket[bytes], on_message: MessageHandler, batch: int = 256):
-        self.sock, self.on_message, self.batch = sock, on_message, batch
+class LoopSocket(Generic[Message]):
+    """`receive` takes one message off the socket without blocking (recv_now, or recv_now_as
+    where the sender's key matters) and `on_message` is called with what it returns."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes],
+        on_message: Callable[[Message], None],
+        receive: Callable[[zmq.Socket[bytes]], Message],
+        batch: int = 256,
+    ):
+        self.sock, self.on_message, self.receive, self.batch = sock, on_message, receive, batch
         self.loop = asyncio.get_running_loop()
         self.fd = sock.FD
         self.look_scheduled = False
@@ -43,7 +52,7 @@ class LoopSocket:
         for _ in range(self.batch):  # bounded, so one busy socket cannot starve the loop
             if self.closed or not cast(int, self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
-            self.on_message(recv_now(self.sock))
+            self.on_message(self.receive(self.sock))
         self._look_again()  # more may be waiting: come back after the loop's other work
 
     def send(self, frames: Sequence[bytes]) -> None:

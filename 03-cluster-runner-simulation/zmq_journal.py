@@ -257,7 +257,7 @@ class ZmqJournalWriter:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = keys.agent_key(collector_id)
         sock.connect(endpoint)
-        self.link = LoopSocket(sock, self._on_ack)
+        self.link = LoopSocket(sock, self._on_ack, recv_now)
         self.resender = asyncio.create_task(self._resend_forever())
 
     async def write(self, record: Mapping[str, Any]) -> None:

@@ -12,7 +12,8 @@ What can go wrong, and what the caller sees (never a hang):
 - the agent restarted, or a reconnect lost requests: each ping lists the ids in flight and the
   agent names those it does not know; they fail with TransportError saying so;
 - the agent refuses our key, or its key is not the pinned one: the CurveZMQ handshake fails and
-  waiting calls fail with TransportError at once.
+  waiting calls fail with TransportError at once; so do they when our key is revoked while we
+  are connected (the agent answers `key-refused`).
 After any transport failure the socket is replaced, so a request we gave up on can never run
 later, and a circuit breaker per node (circuit_breaker.py) makes a failing node fail fast.
 
@@ -36,7 +37,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from cluster_patterns.heartbeat import Liveness
-from cluster_patterns.wire import WireError
+from cluster_patterns.wire import WireError, recv_now
 from cluster_sim import agent_wire as wire
 from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.keys import ControllerKeys
@@ -84,8 +85,8 @@ class _Link:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = keys.agent_key(executor.node_id)
         monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES))
-        self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames))
-        self.dealer = LoopSocket(sock, executor.on_reply)
+        self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames), recv_now)
+        self.dealer = LoopSocket(sock, executor.on_reply, recv_now)
         sock.connect(executor.endpoint)
 
     def send(self, frames: list[bytes]) -> None:
@@ -315,6 +316,11 @@ class ZmqNodeExecutor:
         elif reply.incarnation != self.incarnation:
             self._transport_failed("the agent restarted; commands in flight there are lost")
             return
+        if reply.kind == wire.ERROR and _error_code(reply) == "key-refused":
+            # Revoked while connected: nothing more will be served on this connection, and a
+            # new one is refused at the handshake.
+            self._transport_failed("the agent refused our key (revoked from its authorized_keys)")
+            return
         if reply.kind == wire.PONG and reply.request_id == wire.HEARTBEAT_ID:
             self._lost(reply.body().get("unknown", []))
             return
@@ -366,6 +372,13 @@ class ZmqNodeExecutor:
         if not self.calls:  # waiting calls each count their own failure
             self.breaker.record_failure()
         self._transport_failed(reason)
+
+
+def _error_code(reply: wire.Reply) -> object:
+    try:
+        return reply.body().get("code")
+    except WireError:
+        return None  # a malformed error body; the waiting call reports it
 
 
 _conforms: type[NodeExecutorProtocol] = ZmqNodeExecutor

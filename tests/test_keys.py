@@ -35,6 +35,20 @@ def test_rotation_adds_a_key_everywhere_then_revokes_the_old_one(tmp_path: Path)
     assert keys.load_controller_keys(keys.controller_dir(tmp_path, "new")).agent_key("node1")
 
 
+def test_revoking_replaces_authorized_keys_whole_never_in_place(tmp_path: Path) -> None:
+    """An agent reads authorized_keys on every change; a file truncated and rewritten in place
+    could be read empty, and an empty file revokes every controller's sessions."""
+    keys.generate(tmp_path, nodes=["node1"], controllers=["old", "new"])
+    authorized = keys.node_dir(tmp_path, "node1") / "authorized_keys"
+    authorized.chmod(0o640)
+    with authorized.open() as held:  # what an agent reading at that moment would have open
+        assert keys.revoke_controller(tmp_path, "old") == 1
+        assert set(keys.read_authorized_keys(authorized).values()) == {"new"}
+        assert {"old", "new"} <= set(held.read().split())  # the old file, whole, not emptied
+    assert stat.S_IMODE(authorized.stat().st_mode) == 0o640  # and it keeps its mode
+    assert [p.name for p in authorized.parent.iterdir() if "partial" in p.name] == []
+
+
 def test_existing_keys_are_never_overwritten(tmp_path: Path) -> None:
     keys.generate(tmp_path, nodes=["node1"], controllers=["runner"])
     before = (keys.node_dir(tmp_path, "node1") / "host.key_secret").read_bytes()

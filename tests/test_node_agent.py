@@ -57,6 +57,41 @@ async def test_a_controller_key_not_in_authorized_keys_is_refused(
 
 
 @pytest.mark.asyncio
+async def test_a_revoked_key_loses_its_open_session_at_once(keydir: Path, tmp_path: Path) -> None:
+    """The handshake is not the only check: a controller connected before its key was revoked
+    has its running command killed and its next request refused, while other keys' sessions go
+    on. (It used to keep running commands on the connection it already had.)"""
+    keys.add_controller(keydir, "leaving")
+    marker = tmp_path / "ran"
+    pids: list[int] = []
+    started = asyncio.Event()
+
+    def note_pid(stream: str, data: bytes) -> None:
+        pids.extend(int(word) for word in data.split())
+        started.set()
+
+    with running_agent(keydir) as agent:
+        async with (
+            executor(agent.endpoint, keydir, controller="leaving", agent_silence_s=3) as leaving,
+            executor(agent.endpoint, keydir) as staying,
+        ):
+            assert (await leaving.run("echo in")).stdout == b"in\n"
+            assert (await staying.run("echo in")).stdout == b"in\n"
+            running = asyncio.create_task(
+                leaving.run("sleep 300 & echo $!; wait", on_output=note_pid)
+            )
+            await asyncio.wait_for(started.wait(), 15)  # its first output: it runs
+            assert keys.revoke_controller(keydir, "leaving") == 1
+            with pytest.raises(TransportError, match="refused our key"):
+                await asyncio.wait_for(running, 20)
+            assert await asyncio.to_thread(wait_gone, pids[0], 15), "its command still runs"
+            with pytest.raises(TransportError, match="refused our key"):
+                await asyncio.wait_for(leaving.run(f"touch {marker}"), 20)
+            assert (await staying.run("echo still")).stdout == b"still\n"
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
 async def test_a_controller_without_curvezmq_is_refused(keydir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with running_agent(keydir) as agent:

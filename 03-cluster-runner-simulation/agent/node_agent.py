@@ -2,7 +2,10 @@
 
 It binds a ROUTER (sshd listens; controllers connect, as ssh does) with CurveZMQ on by default:
 its key pair is the node's host key, which controllers pin, and it accepts only the controller
-keys listed in its authorized_keys (reread when the file changes, so keys rotate live). Each
+keys listed in its authorized_keys (reread when the file changes, so keys rotate live). The
+check is made on every message, not only at the handshake: a key taken out of authorized_keys
+while its controller is connected has that controller's commands killed and every later request
+answered `key-refused`, within a housekeeping tick. Each
 request names an operation that is looked up in OPERATIONS, an explicit allow-list that
 `--operations` can narrow further; nothing on the wire is ever used as a method name.
 
@@ -48,7 +51,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 
 from cluster_patterns import cli
 from cluster_patterns.heartbeat import Liveness
-from cluster_patterns.wire import WireError
+from cluster_patterns.wire import WireError, recv_now, recv_now_as
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
 from cluster_sim.agent.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
@@ -90,10 +93,15 @@ class NodeAgent:
         self.env = dict(os.environ)
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
+        self.authorized: keyfiles.AuthorizedKeys | None = None
+        if config.keys is not None:
+            self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
+        self.keys_seen = 0  # the authorized_keys generation housekeeping last enforced
+        self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
 
     # -- sockets -----------------------------------------------------------------------------
 
-    def _open(self) -> LoopSocket:
+    def _open(self) -> LoopSocket[tuple[list[bytes], str | None]]:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.linger = 0
         sock.router_mandatory = True  # a reply to a vanished controller raises, and is counted
@@ -104,7 +112,7 @@ class NodeAgent:
             sock.curve_secretkey = self.cfg.keys.secret
             sock.curve_publickey = self.cfg.keys.public
         self.endpoint = cli.bind(sock, self.cfg.bind)
-        return LoopSocket(sock, self.handle)
+        return LoopSocket(sock, self.handle, _receive_as if self.authorized else _receive)
 
     def send(self, frames: list[bytes]) -> bool:
         try:
@@ -129,11 +137,12 @@ class NodeAgent:
 
     async def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
         auth: AsyncioAuthenticator | None = None
-        if self.cfg.keys is not None:
+        if self.authorized is not None:
             auth = AsyncioAuthenticator(zmq.asyncio.Context.shadow(self.ctx))
             auth.start()  # the ZAP handler must be in place before the first handshake
-            provider = keyfiles.AuthorizedKeys(self.cfg.keys.authorized_keys, self.counters)
-            auth.configure_curve_callback("*", credentials_provider=provider)
+            auth.configure_curve_callback("*", credentials_provider=self.authorized)
+            self.authorized.refresh()
+            self.keys_seen = self.authorized.generation
         self.link = self._open()
         self.warm.wanted.set()
         housekeeping = asyncio.create_task(self._housekeeping())
@@ -154,20 +163,26 @@ class NodeAgent:
             if auth is not None:
                 auth.stop()
 
-    def handle(self, frames: list[bytes]) -> None:
+    def handle(self, message: tuple[list[bytes], str | None]) -> None:
         try:
-            self._handle(frames)
+            self._handle(*message)
         except Exception:  # one bad request must never take the agent down
             log.exception("internal error while handling a request; dropped")
             self.counters["dropped.internal-error"] += 1
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], user_id: str | None) -> None:
         try:
             req = wire.parse_request(frames)
         except WireError as exc:
             self.counters[f"dropped.{exc.kind}"] += 1
             log.debug("dropped a malformed request: %s", exc)
             return
+        if user_id is not None:
+            self.peer_keys[req.peer] = user_id
+            if self._revoked(req.peer):
+                self._end_session(req.peer)
+                self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+                return
         now = time.monotonic()
         liveness = self.controllers.get(req.peer)
         if liveness is None:
@@ -203,6 +218,8 @@ class NodeAgent:
                             cmd.cancel()
                 if peer not in busy and now - liveness.last_heard > 60:
                     del self.controllers[peer]  # forget idle controllers: memory stays bounded
+                    self.peer_keys.pop(peer, None)
+            self._enforce_authorized_keys()
             if self.draining_since is not None:
                 if not self.running:
                     self.stopped.set()
@@ -210,6 +227,38 @@ class NodeAgent:
                     log.warning("drain timeout: killing %d command(s)", len(self.running))
                     for cmd in self.running.values():
                         cmd.cancel()
+
+    def _enforce_authorized_keys(self) -> None:
+        """A key taken out of authorized_keys: end its sessions without waiting for a request."""
+        if self.authorized is None:
+            return
+        self.authorized.refresh()
+        if self.authorized.generation != self.keys_seen:
+            self.keys_seen = self.authorized.generation
+            for peer in {owner for owner, _ in self.running}:
+                if self._revoked(peer):
+                    self._end_session(peer)
+
+    def _revoked(self, peer: bytes) -> bool:
+        """Did this peer authenticate with a key that authorized_keys no longer lists?"""
+        user_id = self.peer_keys.get(peer)
+        if self.authorized is None or user_id is None:
+            return False
+        return not self.authorized.allows(user_id)
+
+    def _end_session(self, peer: bytes) -> None:
+        """Kill what a revoked key's session runs. libzmq cannot drop one peer of a ROUTER, so
+        the connection stays up, but every request on it is refused from now on."""
+        mine = [cmd for (owner, _), cmd in self.running.items() if owner == peer]
+        if mine:
+            log.warning(
+                "key %s revoked: killing %d command(s) of its session",
+                self.peer_keys.get(peer),
+                len(mine),
+            )
+        for cmd in mine:
+            self.counters["killed.key-revoked"] += 1
+            cmd.cancel()
 
     def request_stop(self) -> None:
         if self.draining_since is None:
@@ -281,6 +330,9 @@ class NodeAgent:
         self.running.pop((req.peer, req.request_id), None)
         if finished.cancelled():
             return
+        if self._revoked(req.peer):
+            self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+            return
         if isinstance(finished.exception(), SpawnError):
             self.refuse(req, "spawn-failed", str(finished.exception()))
             return
@@ -339,6 +391,9 @@ class NodeAgent:
             self.counters["internal-error"] += 1
             self.refuse(req, "internal-error", "the agent failed on this request; see its log")
             return
+        if self._revoked(req.peer):  # it began while the key was valid; the answer is refused
+            self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+            return
         self.answer(req, wire.DONE, wire.encode_body(body))
 
     def op_sysinfo(self, req: wire.Request) -> None:
@@ -379,6 +434,14 @@ class NodeAgent:
             "unknown": unknown,
         }
         self.answer(req, wire.PONG, wire.encode_body(body))
+
+
+def _receive(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str | None]:
+    return recv_now(sock), None  # --insecure: nobody is authenticated
+
+
+def _receive_as(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str | None]:
+    return recv_now_as(sock)
 
 
 def _write_file(path: Path, data: bytes) -> dict[str, Any]:
