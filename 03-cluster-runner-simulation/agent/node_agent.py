@@ -12,7 +12,9 @@ request names an operation that is looked up in OPERATIONS, an explicit allow-li
     run      a shell command, with timeout, environment and working directory; its output comes
              back at the end, or streamed as it is produced; a timeout kills its process group
     cancel   kill a running command's process group
-    put/get  write or read a file (up to --max-file-bytes)
+    put/get  write or read a file (up to --max-file-bytes) below a --file-root, never through a
+             symbolic link, never in the agent's key folder, never into its interpreter
+             (file_access.py); the default root is the folder the agent starts in
     sysinfo  the node's hardware (system_probe.py)
     ping     liveness, the agent's counters, how many commands run
 
@@ -32,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import logging
 import os
 import signal
-import stat
 import sys
 import time
 from collections import Counter
@@ -54,6 +54,7 @@ from cluster_patterns.heartbeat import Liveness
 from cluster_patterns.wire import WireError, recv_now, recv_now_as
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
+from cluster_sim.agent.file_access import FileRoots, PathRefusedError, Staged, read_file, stage_file
 from cluster_sim.agent.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import shell_script
@@ -77,6 +78,7 @@ class AgentConfig:
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
+    file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
 
 
 class NodeAgent:
@@ -98,6 +100,10 @@ class NodeAgent:
             self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
         self.keys_seen = 0  # the authorized_keys generation housekeeping last enforced
         self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
+        self.files = FileRoots.for_agent(
+            config.file_roots or (Path.cwd(),),
+            None if config.keys is None else config.keys.authorized_keys.parent,
+        )
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -355,34 +361,45 @@ class NodeAgent:
             cmd.cancel()
             self.counters["cancelled"] += 1
 
-    def _path(self, req: wire.Request) -> Path:
+    def _located(self, req: wire.Request, *, writing: bool) -> tuple[Path, tuple[str, ...]]:
         text = str(wire.text_field(req.body, "path"))
         if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
             raise WireError("bad-path", "a path cannot contain a NUL character")
-        path = Path(text)
-        if not path.is_absolute():
-            raise WireError("bad-path", f"path must be absolute, got {str(path)!r}")
-        return path
+        if not text.startswith("/"):
+            raise WireError("bad-path", f"path must be absolute, got {text[:200]!r}")
+        try:
+            return self.files.locate(text, writing=writing)
+        except PathRefusedError as exc:
+            raise WireError("forbidden-path", str(exc)) from None
 
     def op_put(self, req: wire.Request) -> None:
-        path, data = self._path(req), wire.bytes_field(req.body, "data")
+        located, data = self._located(req, writing=True), wire.bytes_field(req.body, "data")
         if self._refused_busy(req):
             return
         if len(data) > self.cfg.max_file_bytes:
             self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
             return
-        self.spawn_task(req, self._file_io(req, _write_file, path, data))
+        self.spawn_task(req, self._file_io(req, stage_file, located, data))
 
     def op_get(self, req: wire.Request) -> None:
+        located = self._located(req, writing=False)
         if self._refused_busy(req):
             return
-        self.spawn_task(
-            req, self._file_io(req, _read_file, self._path(req), self.cfg.max_file_bytes)
-        )
+        self.spawn_task(req, self._file_io(req, read_file, located, self.cfg.max_file_bytes))
 
     async def _file_io(self, req: wire.Request, io: Callable[..., Any], *args: Any) -> None:
         try:
-            body = await asyncio.to_thread(io, *args)  # disk I/O off the event loop
+            outcome = await asyncio.to_thread(io, *args)  # disk I/O off the event loop
+            if isinstance(outcome, Staged):
+                # The rename and the answer in one step of the loop: of two puts to one path,
+                # the one answered last is the one on disk.
+                outcome.commit()
+                body: dict[str, Any] = {"bytes": len(args[-1])}
+            else:
+                body = {"data": outcome}
+        except PathRefusedError as exc:  # a link found on the way
+            self.refuse(req, "forbidden-path", str(exc))
+            return
         except OSError as exc:
             self.refuse(req, "file-error", f"{exc.strerror or exc}: {exc.filename or ''}")
             return
@@ -444,26 +461,6 @@ def _receive_as(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str | None]:
     return recv_now_as(sock)
 
 
-def _write_file(path: Path, data: bytes) -> dict[str, Any]:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)  # readers see the old file or the new one, never half of it
-    return {"bytes": len(data)}
-
-
-def _read_file(path: Path, limit: int) -> dict[str, Any]:
-    # O_NONBLOCK: opening a FIFO with no writer would block this thread for ever (and every
-    # later transfer behind it); a device or a socket is no file to send either.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as source:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        data = source.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, f"file over {limit} bytes", str(path))
-    return {"data": data}
-
-
 # The allow-list: wire name -> handler. Adding an operation means adding it here, on purpose.
 OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
     wire.RUN: NodeAgent.op_run,
@@ -484,6 +481,18 @@ def _operations(text: str) -> frozenset[bytes]:
     return frozenset(names)
 
 
+def _file_roots(given: list[Path] | None) -> tuple[Path, ...]:
+    if not given and Path.cwd() == Path("/"):
+        raise cli.CliError(
+            "give --file-root DIR: the agent's working folder is /, the default root, "
+            "and put/get would reach the whole disk"
+        )
+    for root in given or ():
+        if not root.is_dir():
+            raise cli.CliError(f"--file-root {root}: not a folder")
+    return tuple(given or ())
+
+
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.keys is None and not args.insecure:
         raise cli.CliError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
@@ -498,6 +507,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         drain_timeout_s=args.drain_timeout,
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
+        file_roots=_file_roots(args.file_root),
     )
 
 
@@ -534,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's key folder, with host.key_secret and authorized_keys ($ZCL_AGENT_KEYS)",
     )
     parser.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests and demos only")
+    parser.add_argument(
+        "--file-root",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a folder put/get may reach below (repeatable; default: the working folder, "
+        "which must not be /); the agent's key folder and interpreter stay out of reach",
+    )
     parser.add_argument(
         "--operations",
         type=_operations,

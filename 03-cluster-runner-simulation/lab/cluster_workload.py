@@ -1,6 +1,7 @@
 """The workload `docker/simulate-cluster.sh test` runs inside the cluster while it injects faults.
 
-Two streams run side by side for `--duration` seconds and are then checked:
+Two streams run side by side for `--duration` seconds (the tasks longer, until `--until-file`
+exists, when given) and are then checked:
 - step 02: waves of echo tasks through the coordinator to the nodes' workers; every task must
   come back exactly once (the client drops a second reply to the same correlation id);
 - step 03: commands on every node through its agent, each result journalled through the
@@ -41,6 +42,8 @@ from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
+UNTIL_FILE_LIMIT_S = 120.0
+
 
 def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorSSH:
     """A node of the Docker cluster over SSH: root, with the cluster's key (docker/node-init.sh).
@@ -58,13 +61,26 @@ def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorS
     )
 
 
-def tasks_through_the_coordinator(endpoint: str, duration_s: float, wave: int) -> dict[str, Any]:
+def tasks_through_the_coordinator(
+    endpoint: str, duration_s: float, wave: int, until: Path | None = None
+) -> dict[str, Any]:
+    """Waves of tasks for `duration_s`, then on until the file `until` exists: the script
+    injecting faults creates it once they are over, so the load outlasts them however long a
+    loaded machine takes to inject them (bounded, so a lost signal cannot hang the run)."""
     completed = submitted = missing = duplicates = errors = 0
     deadline = time.monotonic() + duration_s
+    last_call = deadline + UNTIL_FILE_LIMIT_S
+
+    def going_on() -> bool:
+        now = time.monotonic()
+        if now < deadline:
+            return True
+        return until is not None and now < last_call and not until.exists()
+
     with zmq.Context() as ctx:
         client = MdpClient(ctx, endpoint, timeout_s=3.0, retries=10)
         try:
-            while time.monotonic() < deadline:
+            while going_on():
                 report = client.batch(b"echo", [[b"task"]] * wave, in_flight=8)
                 submitted += report.submitted
                 completed += len(report.outcomes)
@@ -160,7 +176,7 @@ def verdict(summary: dict[str, Any]) -> str | None:
 def run(args: argparse.Namespace) -> int:
     async def both() -> tuple[dict[str, Any], dict[str, Any]]:
         tasks = asyncio.to_thread(
-            tasks_through_the_coordinator, args.coordinator, args.duration, args.wave
+            tasks_through_the_coordinator, args.coordinator, args.duration, args.wave, args.until
         )
         return await asyncio.gather(tasks, commands_through_the_agents(args))
 
@@ -189,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--commands", type=cli.positive_int, default=40, help="per node")
+    parser.add_argument(
+        "--until-file",
+        dest="until",
+        type=Path,
+        help="after --duration, keep the tasks going until this file exists "
+        f"(at most {UNTIL_FILE_LIMIT_S:g} s more)",
+    )
     parser.add_argument("--wave", type=cli.positive_int, default=20, help="tasks per batch")
     parser.set_defaults(func=run)
     return cli.run_main(parser, argv)

@@ -80,7 +80,7 @@ class SimulatedCluster:
                         "--keys",
                         str(keys.node_dir(self.keydir, node)),
                     ),
-                    *("--warm-shells", "1", *self.agent_args),
+                    *("--warm-shells", "1", "--file-root", str(self.dir), *self.agent_args),
                 ],
             )
             for node in self.node_ids
