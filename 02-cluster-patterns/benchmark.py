@@ -155,7 +155,7 @@ def broker_run(kind: str, requests: int, window: int = 16) -> dict[str, Any]:
     spawn = {
         "coordinator": (
             "cluster_patterns.coordinator",
-            ["--endpoint", endpoint, "--events", "tcp://127.0.0.1:*"],
+            ["--endpoint", endpoint, "--events", "tcp://127.0.0.1:*", "--insecure"],
         ),
         "majortomo": (ME, ["majortomo", "--endpoint", endpoint]),
         "raw_echo": (ME, ["raw-echo", "--endpoint", endpoint]),

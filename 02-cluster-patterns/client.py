@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
 
 log = logging.getLogger("client")
@@ -75,14 +75,19 @@ class MdpClient:
         timeout_s: float = 5.0,
         retries: int = 3,
         framing: str = "spec",
+        *,
+        keys: curve.ControllerKeys | None = None,
     ) -> None:
         self.ctx, self.endpoint, self.timeout_s, self.retries = ctx, endpoint, timeout_s, retries
+        self.keys = keys  # CurveZMQ, pinning the coordinator's key; None: a plain connection
         self.delimited = framing == "delimited"  # see protocol.FRAMINGS
         self.sock = self._open()
 
     def _open(self) -> cli.Sock:
         sock = self.ctx.socket(zmq.DEALER)
         sock.linger = 0
+        if self.keys is not None:
+            curve.connect_curve(sock, self.keys, curve.COORDINATOR)
         cli.connect(sock, self.endpoint)
         return sock
 
@@ -187,7 +192,10 @@ def progress_line(label: str, total: int, show: bool) -> Callable[[int], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     with zmq.Context() as ctx:
-        client = MdpClient(ctx, args.coordinator, args.timeout, args.retries, args.framing)
+        keys = curve.client_keys(args)
+        client = MdpClient(
+            ctx, args.coordinator, args.timeout, args.retries, args.framing, keys=keys
+        )
         try:
             if args.service.startswith("mmi."):
                 print(
@@ -229,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="spec",
         help="delimited: lead with an empty frame, for brokers that need it",
     )
+    curve.add_client_keys(parser)
     parser.set_defaults(func=cmd_run)
     return cli.run_main(parser, argv)
 

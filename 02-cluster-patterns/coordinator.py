@@ -19,6 +19,13 @@ Beyond plain MDP, because a cluster needs it:
   * SIGTERM drains: new requests are refused, running tasks may finish, then workers are told
     to reconnect elsewhere and the process exits 0.
 
+Who may connect: with --keys every socket (peers and events) is a CurveZMQ server and only
+keys in its authorized_keys complete the handshake (curve.py, the same model as step 03's
+agent). Without keys anyone who reaches the port can queue work, take tasks and read every
+event, so it refuses to start unless told --insecure (the lessons on one machine). Either way a
+connection can never take the name of a live worker: ROUTER_HANDOVER is off, so a second peer
+calling itself worker1 is ignored while worker1 is connected.
+
 This file is the I/O shell: sockets, the poll loop, signals and the command line. Every
 decision is made by the state machine in coordinator_core.py, which has no sockets; read that
 first to learn what the broker does, and this file to see how ZeroMQ feeds it.
@@ -35,11 +42,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns.coordinator_core import (
     BACKEND,
     BALANCES,
@@ -67,7 +75,11 @@ class Coordinator:
         events: str,
         worker_endpoint: str | None = None,
         config: Config | None = None,
+        *,
+        keys: curve.AgentKeys | None = None,
     ) -> None:
+        """With `keys`, start a ZAP handler on `ctx` first (curve.start_authenticator)."""
+        self.keys = keys
         self.core = CoordinatorCore(config)
         self.cfg = self.core.cfg
         self.routers = {FRONTEND: self._router(ctx)}  # route number -> socket
@@ -79,6 +91,8 @@ class Coordinator:
         # event nobody listens for is never even serialised.
         self.events = ctx.socket(zmq.XPUB)
         self.events.linger = 0
+        if keys is not None:
+            curve.serve_curve(self.events, keys)
         self.events_endpoint = cli.bind(self.events, events)
         self.stop = threading.Event()
         self.drain_requested = False
@@ -93,7 +107,14 @@ class Coordinator:
         sock = ctx.socket(zmq.ROUTER)
         sock.linger = 0
         sock.router_mandatory = True  # an unroutable reply raises instead of vanishing
-        sock.router_handover = True  # a named worker that reconnects takes over its identity
+        # No ROUTER_HANDOVER: with it, any new connection naming itself worker1 would take
+        # over the live worker1's route and receive its tasks. A restarted worker's new
+        # connection is accepted once the old one is gone, which ZMTP heartbeats make sure of
+        # even when the old one died silently (a cut cable, a frozen host).
+        sock.router_handover = False
+        sock.heartbeat_ivl, sock.heartbeat_timeout = 1000, 5000  # milliseconds
+        if self.keys is not None:
+            curve.serve_curve(sock, self.keys)
         sock.maxmsgsize = self.cfg.max_message_bytes * 2  # libzmq cuts off grossly oversized peers
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
         sock.backlog = 1024  # thousands of workers connect at once after a restart
@@ -181,22 +202,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         service_timeout_s=args.service_timeout,
         max_queue=args.max_queue,
+        max_services=args.max_services,
         max_message_bytes=args.max_message_bytes,
         balance=args.balance,
         drain_timeout_s=args.drain_timeout,
         quiet_when_busy=frozenset(s.encode() for s in args.quiet_when_busy),
     )
+    if args.keys is None and not args.insecure:
+        raise cli.CliError("give --keys SERVER_KEY_DIR, or --insecure to run without CurveZMQ")
+    keys = None if args.keys is None else curve.load_agent_keys(args.keys)
     with zmq.Context() as ctx:
-        coordinator = Coordinator(ctx, args.endpoint, args.events, args.worker_endpoint, config)
-        signal.signal(signal.SIGTERM, lambda *_: coordinator.request_drain())
-        signal.signal(signal.SIGINT, lambda *_: coordinator.request_drain())
-        log.info(
-            "coordinator ready on %s (events on %s)",
-            " and ".join(coordinator.endpoints),
-            coordinator.events_endpoint,
-        )
-        coordinator.run()
-        log.info("coordinator stopped: %s", dict(coordinator.counters))
+        auth = None if keys is None else curve.start_authenticator(ctx, keys)
+        try:
+            return _serve(ctx, args, config, keys)
+        finally:
+            if auth is not None:
+                auth.stop()
+
+
+def _serve(
+    ctx: cli.Ctx, args: argparse.Namespace, config: Config, keys: curve.AgentKeys | None
+) -> int:
+    if keys is None:
+        log.warning("CurveZMQ is OFF (--insecure): anyone who reaches the ports can use them")
+    coordinator = Coordinator(
+        ctx, args.endpoint, args.events, args.worker_endpoint, config, keys=keys
+    )
+    signal.signal(signal.SIGTERM, lambda *_: coordinator.request_drain())
+    signal.signal(signal.SIGINT, lambda *_: coordinator.request_drain())
+    log.info(
+        "coordinator ready on %s (events on %s)",
+        " and ".join(coordinator.endpoints),
+        coordinator.events_endpoint,
+    )
+    coordinator.run()
+    log.info("coordinator stopped: %s", dict(coordinator.counters))
     return 0
 
 
@@ -206,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_endpoint(parser, "--endpoint", "COORDINATOR_ENDPOINT", "tcp://127.0.0.1:5555")
     cli.add_endpoint(parser, "--events", "COORDINATOR_EVENTS", "tcp://127.0.0.1:5556")
     parser.add_argument("--worker-endpoint", type=cli.endpoint, help="a separate one for workers")
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=os.environ.get("ZCL_COORDINATOR_KEYS"),
+        metavar="DIR",
+        help="the coordinator's key folder, with host.key_secret and authorized_keys "
+        "(zcl-keys generate KEYDIR --nodes coordinator ...; $ZCL_COORDINATOR_KEYS)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="no CurveZMQ: lessons on one machine only"
+    )
     parser.add_argument("--heartbeat", type=float, default=default.heartbeat_s, help="seconds")
     parser.add_argument(
         "--liveness", type=float, default=default.liveness, help="silent intervals = dead"
@@ -218,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a request waits",
     )
     parser.add_argument("--max-queue", type=cli.positive_int, default=default.max_queue)
+    parser.add_argument(
+        "--max-services",
+        type=cli.positive_int,
+        default=default.max_services,
+        help="services with work waiting or a worker idle, at once; requests for more are "
+        f"refused (default {default.max_services})",
+    )
     parser.add_argument(
         "--max-message-bytes", type=cli.positive_int, default=default.max_message_bytes
     )

@@ -60,6 +60,7 @@ class Config:
     quiet_when_busy: frozenset[bytes] = frozenset()
     busy_timeout_s: float = 300.0
     max_queue: int = 10_000  # per service
+    max_services: int = 1000  # services with work waiting or a worker idle, at once
     max_message_bytes: int = 1 << 20
     balance: str = "lru"  # or "least-done"
     drain_timeout_s: float = 10.0
@@ -155,7 +156,7 @@ class CoordinatorCore:
             self.on_worker(route, msg, now)
 
     def subscription(self, message: bytes) -> None:
-        """What XPUB reports: b"\\x01" + prefix to subscribe, b"\\x00" + prefix to leave."""
+        """What XPUB reports: b"\x01" + prefix to subscribe, b"\x00" + prefix to leave."""
         if message[:1] == b"\x01":
             self.subscriptions.add(message[1:])
         else:
@@ -191,8 +192,11 @@ class CoordinatorCore:
             self.outbox.append(Outgoing(route, reply))
             return
         want = mdp.parse_service_name(name)
-        queue = self.service(want.service).queue
         reason = "coordinator draining" if self.draining_since is not None else None
+        known = want.service in self.services
+        if reason is None and not known and len(self.services) >= self.cfg.max_services:
+            reason = f"too many services ({self.cfg.max_services}) have work waiting"
+        queue = self.service(want.service).queue if reason is None else deque()
         if reason is None and len(queue) >= self.cfg.max_queue:
             reason = f"queue for {want.service.decode(errors='replace')} is full"
         if reason:
@@ -321,7 +325,8 @@ class CoordinatorCore:
     def bury(self, worker: Worker, now: float, reason: str, topic: str = "worker.dead") -> None:
         """Forget a worker; requeue or fail the task it held."""
         self.workers.pop(worker.identity, None)
-        self.services[worker.service].idle.pop(worker.identity, None)
+        if worker.service in self.services:
+            self.services[worker.service].idle.pop(worker.identity, None)
         if topic == "worker.dead":  # if it is only frozen, it will reconnect when it wakes
             disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
             self.outbox.append(Outgoing(worker.route, disconnect))
@@ -342,14 +347,14 @@ class CoordinatorCore:
         backoff.attempts = task.attempts - 1
         task.not_before = now + backoff.next_delay()
         task.expires_at = now + self.cfg.service_timeout_s
-        self.services[task.want.service].queue.appendleft(task)  # it has waited longest
+        self.service(task.want.service).queue.appendleft(task)  # it has waited longest
         self.publish("task.retried", task=task.id, attempts=task.attempts, reason=reason)
 
     # -- matching work to workers -----------------------------------------------------------
 
     def dispatch(self, service_name: bytes, now: float) -> None:
-        service = self.services[service_name]
-        if not service.queue or not service.idle:
+        service = self.services.get(service_name)
+        if service is None or not service.queue or not service.idle:
             return
         waiting: list[Task] = []
         while service.queue and service.idle:
@@ -419,9 +424,14 @@ class CoordinatorCore:
                 self.outbox.append(Outgoing(worker.route, beat))
                 beat_at = now + self._beat_interval(worker)
                 heapq.heappush(self.timers, (beat_at, Timer.SEND_HEARTBEAT, identity))
-        for name, service in self.services.items():
+        for name, service in list(self.services.items()):
             self._expire(service, now)
             self.dispatch(name, now)  # tasks whose back-off has passed
+            if not service.queue and not service.idle:
+                # Nothing waits and nobody is idle: forget it (it comes back with its next
+                # request or its next idle worker), so a client inventing names cannot make
+                # us remember, and walk, every name it ever sent.
+                del self.services[name]
         if now >= self.next_stats:
             self.next_stats = now + STATS_INTERVAL_S
             self.publish("stats", **self.snapshot(now))
@@ -507,6 +517,7 @@ class CoordinatorCore:
         return {
             "workers": workers,
             "worker_count": len(self.workers),
+            "service_count": len(self.services),
             "queued": sum(len(s.queue) for s in self.services.values()),
             "in_flight": sum(1 for w in self.workers.values() if w.task),
             "counters": dict(self.counters),

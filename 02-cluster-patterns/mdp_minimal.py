@@ -22,7 +22,7 @@ rhythm and reconnects with back-off (step 01's lesson 12 did it with a fixed rhy
 tasks on a thread so it can beat while busy; the client retries and keeps many requests in
 flight. The broker's rules are in coordinator_core.py, its sockets in coordinator.py.
 
-  zcl-coordinator                                                  (in one terminal)
+  zcl-coordinator --insecure                                       (in one terminal)
   python -m cluster_patterns.mdp_minimal worker --service echo     (in a second)
   python -m cluster_patterns.mdp_minimal client --service echo hello world
 """

@@ -40,7 +40,7 @@ except ModuleNotFoundError as missing:
         f"zcl-monitor: error: {missing.name} is missing: pip install 'zmq-cluster-lab[monitor]'"
     ) from None
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 
 log = logging.getLogger("monitor")
 TASK_OUTCOMES = {
@@ -160,6 +160,9 @@ def watch(args: argparse.Namespace, stop: threading.Event) -> ClusterView:
     try:
         with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
             sub.linger = 0
+            keys = curve.client_keys(args)
+            if keys is not None:
+                curve.connect_curve(sub, keys, curve.COORDINATOR)
             cli.connect(sub, args.events)
             sub.subscribe(b"")
             where = f" (metrics on port {server.server_port})" if server else ""
@@ -218,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json-log", type=Path, help="append every event to this JSON-lines file")
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    curve.add_client_keys(parser)
     parser.set_defaults(func=cmd_run)
     return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import zmq
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
 from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
 
@@ -111,8 +111,10 @@ class Worker:
         codec: str = "msgpack",
         drain_timeout_s: float = 30.0,
         framing: str = "spec",
+        keys: curve.ControllerKeys | None = None,
     ) -> None:
         self.ctx, self.coordinator, self.service, self.name = ctx, coordinator, service, name
+        self.keys = keys  # CurveZMQ, pinning the coordinator's key; None: a plain connection
         self.delimited = framing == "delimited"  # see protocol.FRAMINGS
         self.announce = service + (f"#{','.join(tags)}" if tags else "")
         self.heartbeat_s, self.drain_timeout_s = heartbeat_s, drain_timeout_s
@@ -139,6 +141,8 @@ class Worker:
         self.sock.linger = 0
         if self.name:
             self.sock.routing_id = self.name.encode()
+        if self.keys is not None:
+            curve.connect_curve(self.sock, self.keys, curve.COORDINATOR)
         cli.connect(self.sock, self.coordinator)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -255,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             codec=args.codec,
             drain_timeout_s=args.drain_timeout,
             framing=args.framing,
+            keys=curve.client_keys(args),
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
         signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
@@ -278,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="spec",
         help="delimited: lead with an empty frame, for brokers that need it (e.g. majortomo)",
     )
+    curve.add_client_keys(parser)
     parser.add_argument("--verbose", action="store_true")
     parser.set_defaults(func=cmd_run)
     return cli.run_main(parser, argv, cli.DAEMON_LOG_FORMAT)

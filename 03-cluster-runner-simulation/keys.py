@@ -22,148 +22,42 @@ import argparse
 import logging
 import os
 import sys
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq.auth
 
 from cluster_patterns import cli
+from cluster_patterns.curve import (
+    AgentKeys,
+    AuthorizedKeys,
+    ControllerKeys,
+    KeyFileError,
+    key_pair,
+    load_agent_keys,
+    load_controller_keys,
+    read_authorized_keys,
+    read_known_hosts,
+)
 
-Z85_KEY_LENGTH = 40
+__all__ = [  # the readers live in cluster_patterns.curve (step 02 uses them); found here too
+    "AgentKeys",
+    "AuthorizedKeys",
+    "ControllerKeys",
+    "KeyFileError",
+    "add_controller",
+    "add_node",
+    "controller_dir",
+    "generate",
+    "load_agent_keys",
+    "load_controller_keys",
+    "main",
+    "node_dir",
+    "read_authorized_keys",
+    "read_known_hosts",
+    "revoke_controller",
+]
 log = logging.getLogger("keys")
-
-
-class KeyFileError(cli.CliError):
-    """A key file that is missing, malformed, or would be overwritten."""
-
-
-@dataclass(frozen=True)
-class AgentKeys:
-    public: bytes
-    secret: bytes
-    authorized_keys: Path
-
-
-@dataclass(frozen=True)
-class ControllerKeys:
-    public: bytes
-    secret: bytes
-    known_hosts: dict[str, bytes]
-
-    def agent_key(self, node_id: str) -> bytes:
-        try:
-            return self.known_hosts[node_id]
-        except KeyError:
-            raise KeyFileError(f"no pinned key for node {node_id!r} in known_hosts") from None
-
-
-def node_dir(keydir: Path, node_id: str) -> Path:
-    return keydir / "nodes" / node_id
-
-
-def controller_dir(keydir: Path, name: str) -> Path:
-    return keydir / "controllers" / name
-
-
-def _key_pair(folder: Path, stem: str) -> tuple[bytes, bytes]:
-    path = folder / f"{stem}.key_secret"
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"cannot read key pair {path}: {exc}") from None
-    if secret is None:
-        raise KeyFileError(f"{path} holds no secret key")
-    return public, secret
-
-
-def _check_key(text: str, where: str) -> bytes:
-    if len(text) != Z85_KEY_LENGTH:
-        raise KeyFileError(f"{where}: expected a {Z85_KEY_LENGTH}-character Z85 key, got {text!r}")
-    return text.encode()
-
-
-def read_authorized_keys(path: Path) -> dict[bytes, str]:
-    """Public key -> name, from an authorized_keys file; blank lines and # comments skipped."""
-    keys: dict[bytes, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            key, _, name = line.partition(" ")
-            keys[_check_key(key, f"{path}:{number}")] = name.strip()
-    return keys
-
-
-def read_known_hosts(path: Path) -> dict[str, bytes]:
-    hosts: dict[str, bytes] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            node, _, key = line.partition(" ")
-            hosts[node] = _check_key(key.strip(), f"{path}:{number}")
-    return hosts
-
-
-class AuthorizedKeys:
-    """Which controller keys the agent accepts, from authorized_keys, reread when it changes.
-
-    `callback` is the ZAP check at each CurveZMQ handshake; `allows` is the agent's check on
-    every message, so a key revoked while its controller is connected loses that session too.
-    `generation` counts the changes, for whoever must act on one (the agent's housekeeping).
-    """
-
-    def __init__(self, path: Path, counters: Counter[str]) -> None:
-        self.path, self.counters = path, counters
-        self.stamp: tuple[int, int, int] | None = None
-        self.keys: dict[bytes, str] = {}
-        self.user_ids: frozenset[str] = frozenset()
-        self.generation = 0
-        self.unreadable = False
-
-    def refresh(self) -> None:
-        """Reread the file if it changed (a new inode, time or size) since the last look."""
-        try:
-            found = self.path.stat()
-            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
-            if stamp == self.stamp:
-                return
-            keys, self.stamp, self.unreadable = read_authorized_keys(self.path), stamp, False
-        except (OSError, KeyFileError) as exc:
-            if not self.unreadable:  # once per failure, not once per look
-                log.error("cannot read %s, refusing everyone: %s", self.path, exc)
-            keys, self.stamp, self.unreadable = {}, None, True
-        if keys.keys() != self.keys.keys():
-            self.generation += 1
-        self.keys = keys
-        self.user_ids = frozenset(key.decode() for key in keys)
-
-    def allows(self, user_id: str) -> bool:
-        """Is this sender (pyzmq's User-Id for a CurveZMQ client: its key in Z85) still listed?"""
-        return user_id in self.user_ids
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        self.refresh()
-        if key in self.keys:
-            log.debug("controller %s authenticated", self.keys[key] or key.decode())
-            return True
-        self.counters["refused.unknown-key"] += 1
-        log.warning("refused controller key %s: not in %s", key.decode(errors="replace"), self.path)
-        return False
-
-
-def load_agent_keys(folder: Path) -> AgentKeys:
-    public, secret = _key_pair(folder, "host")
-    authorized = folder / "authorized_keys"
-    if not authorized.exists():
-        raise KeyFileError(f"{authorized} is missing: no controller could ever connect")
-    return AgentKeys(public, secret, authorized)
-
-
-def load_controller_keys(folder: Path) -> ControllerKeys:
-    public, secret = _key_pair(folder, "id")
-    known = folder / "known_hosts"
-    return ControllerKeys(public, secret, read_known_hosts(known) if known.exists() else {})
 
 
 def _new_pair(folder: Path, stem: str) -> bytes:
@@ -178,7 +72,15 @@ def _new_pair(folder: Path, stem: str) -> bytes:
     finally:
         os.umask(before)
     Path(public_file).chmod(0o644)  # public by nature
-    return _key_pair(folder, stem)[0]
+    return key_pair(folder, stem)[0]
+
+
+def node_dir(keydir: Path, node_id: str) -> Path:
+    return keydir / "nodes" / node_id
+
+
+def controller_dir(keydir: Path, name: str) -> Path:
+    return keydir / "controllers" / name
 
 
 def _replace(path: Path, text: str) -> None:
@@ -211,8 +113,8 @@ def _controllers(keydir: Path) -> list[str]:
 
 def _trust(keydir: Path, node_id: str, controller: str) -> None:
     """The node accepts the controller's key; the controller pins the node's host key."""
-    host_public = _key_pair(node_dir(keydir, node_id), "host")[0].decode()
-    controller_public = _key_pair(controller_dir(keydir, controller), "id")[0].decode()
+    host_public = key_pair(node_dir(keydir, node_id), "host")[0].decode()
+    controller_public = key_pair(controller_dir(keydir, controller), "id")[0].decode()
     _append(node_dir(keydir, node_id) / "authorized_keys", f"{controller_public} {controller}")
     _append(controller_dir(keydir, controller) / "known_hosts", f"{node_id} {host_public}")
 
@@ -237,7 +139,7 @@ def add_controller(keydir: Path, name: str) -> bytes:
 
 def revoke_controller(keydir: Path, name: str) -> int:
     """Remove a controller's key from every node's authorized_keys; returns the nodes changed."""
-    public = _key_pair(controller_dir(keydir, name), "id")[0].decode()
+    public = key_pair(controller_dir(keydir, name), "id")[0].decode()
     changed = 0
     for node_id in _nodes(keydir):
         path = node_dir(keydir, node_id) / "authorized_keys"
@@ -278,7 +180,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for node_id in _nodes(args.keydir):
         folder = node_dir(args.keydir, node_id)
         accepted = read_authorized_keys(folder / "authorized_keys")
-        public = _key_pair(folder, "host")[0].decode()
+        public = key_pair(folder, "host")[0].decode()
         print(f"node {node_id}: host key {public}, accepts {', '.join(accepted.values()) or '-'}")
     for name in _controllers(args.keydir):
         keys = load_controller_keys(controller_dir(args.keydir, name))

@@ -12,7 +12,7 @@ fi
 /usr/sbin/sshd -D -e -o MaxSessions=64 -o MaxStartups=100:30:200 -o UseDNS=no &
 install -d -m 755 /var/lib/zcl-agent  # the agent's work folder and its put/get root
 zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$node" --file-root /var/lib/zcl-agent &
-zcl-worker --coordinator tcp://coordinator:5555 --name "$node" \
+zcl-worker --coordinator tcp://coordinator:5555 --name "$node" --keys "/keys/mdp/controllers/$node" \
     --tag "$node" &
 trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT
 wait

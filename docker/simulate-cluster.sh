@@ -162,10 +162,14 @@ cmd_start() {
     mkdir -p "$BUILD/events"
     local nodes=()
     for n in $(seq 1 "$workers"); do nodes+=("worker$n"); done
-    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -le "$workers" ]; then
+    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -le "$workers" ] \
+        || [ ! -d "$BUILD/keys/mdp/controllers/worker$workers" ]; then
         rm -rf "$BUILD/keys"
         "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys" \
             --nodes "${nodes[@]}" collector --controllers runner >/dev/null
+        # Step 02's coordinator has a key domain of its own: its workers' keys open no agent.
+        "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys/mdp" \
+            --nodes coordinator --controllers "${nodes[@]}" runner monitor >/dev/null
     fi
     if [ ! -f "$BUILD/keys/ssh/id_ed25519" ]; then  # for the SSH side of `bench`
         mkdir -p "$BUILD/keys/ssh"
@@ -522,7 +526,7 @@ cmd_bench() {
     # A dashboard watches the faults; its last frame and `status` while the node is cut off
     # are saved with the figures, as a record of what an operator sees.
     rm -f "$BUILD/events/dashboard.jsonl"
-    start_in_cluster dashboard zcl-monitor \
+    start_in_cluster dashboard zcl-monitor --keys /keys/mdp/controllers/monitor \
         --events tcp://coordinator:5556 --no-metrics --json-log /events/dashboard.jsonl
     local dashboard=$IN_CLUSTER deadline=$((SECONDS + 30))
     until [ -s "$BUILD/events/dashboard.jsonl" ]; do  # its first event: it is subscribed

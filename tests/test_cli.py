@@ -50,7 +50,8 @@ def test_coordinator_port_in_use_is_one_line() -> None:
         holder.bind("tcp://127.0.0.1:*")
         taken = holder.getsockopt_string(zmq.LAST_ENDPOINT)
         done = run(
-            "cluster_patterns.coordinator", "--endpoint", taken, "--events", "tcp://127.0.0.1:*"
+            "cluster_patterns.coordinator",
+            *("--endpoint", taken, "--events", "tcp://127.0.0.1:*", "--insecure"),
         )
     assert done.returncode == 1
     assert done.stderr == f"zcl-coordinator: error: cannot bind {taken}: Address already in use\n"

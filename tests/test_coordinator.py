@@ -9,7 +9,9 @@ garbage from a peer never stops the service.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
+from cluster_patterns.benchmark import free_endpoint
 from cluster_patterns.coordinator import Config
 from tests.mdp_peers import RawClient, RawWorker, running_coordinator
 
@@ -230,3 +233,42 @@ def test_a_client_that_never_reads_costs_bounded_memory(ctx: cli.Ctx) -> None:
             peer.close()
     undeliverable = sum(v for k, v in coordinator.counters.items() if k.startswith("undeliverable"))
     assert undeliverable > 0
+
+
+# -- a client that tries to exhaust the coordinator (issue 14, finding 5) -----------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS line")
+
+
+@pytest.mark.timeout(120)
+def test_a_flood_of_invented_service_names_is_forgotten(ctx: cli.Ctx) -> None:
+    """150,000 names nobody serves used to stay for good, and every tick walked them all."""
+    events_at, clients_at = free_endpoint(), free_endpoint()
+    with processes.Roles("cluster_patterns.coordinator") as roles:
+        coordinator = roles.spawn(
+            "coordinator",
+            *("--endpoint", clients_at, "--events", events_at, "--insecure"),
+            *("--service-timeout", "0.5"),
+        )
+        before = rss_bytes(coordinator.process.pid)
+        with ctx.socket(zmq.DEALER) as flood, ctx.socket(zmq.SUB) as watcher:
+            flood.connect(clients_at)
+            for n in range(20_000):  # each one expires with an error reply nobody reads
+                flood.send_multipart([mdp.CLIENT, mdp.C_REQUEST, b"invented-%d" % n, b"x"])
+            watcher.connect(events_at)
+            watcher.subscribe(b"stats")
+            seen: list[tuple[int, int]] = []  # (requests read, services remembered)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and watcher.poll(5000):
+                stats = json.loads(watcher.recv_multipart()[1])
+                seen.append((stats["counters"].get("requests", 0), stats["service_count"]))
+                if seen[-1] == (20_000, 0):  # all read, all expired, all forgotten
+                    break
+        assert seen and seen[-1] == (20_000, 0), f"services still remembered: {seen[-3:]}"
+        grown = rss_bytes(coordinator.process.pid) - before
+        assert grown < 64 << 20, f"the coordinator kept {grown >> 20} MiB"

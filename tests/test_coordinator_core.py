@@ -313,3 +313,41 @@ def test_malformed_messages_are_dropped_and_counted(frames: list[bytes]) -> None
     core.handle(FRONTEND, frames, 0.0)
     assert core.take_outbox() == []
     assert sum(v for k, v in core.counters.items() if k.startswith("dropped.")) == 1
+
+
+# -- bounds a client cannot push past (issue 14, finding 5) -------------------------------------
+
+
+def test_services_nobody_serves_are_forgotten_once_nothing_waits_for_them() -> None:
+    """150,000 names used to stay for good and every tick walked them all."""
+    core = CoordinatorCore(Config(service_timeout_s=1.0))
+    for n in range(5000):
+        request(core, b"nobody-%d" % n, b"x", now=0.0)
+    core.tick(2.0)  # every request expired with an error reply
+    assert len(replies(core.take_outbox())) == 5000
+    assert core.services == {}
+    ready(core, b"w", b"echo", now=2.0)
+    request(core, b"echo", b"still served", now=2.0)
+    assert tasks_for(b"w", core.take_outbox())
+
+
+def test_a_service_whose_worker_is_busy_survives_the_forgetting() -> None:
+    core = CoordinatorCore()
+    ready(core, b"w", b"echo", now=0.0)
+    request(core, b"echo", b"first", now=0.0)
+    core.tick(0.1)  # w holds the task: no queue, nobody idle
+    final(core, b"w", CLIENT, b"first", now=0.2)  # w idle again
+    request(core, b"echo", b"second", now=0.3)
+    assert len(tasks_for(b"w", core.take_outbox())) == 2
+
+
+def test_new_services_beyond_the_cap_are_refused_at_once() -> None:
+    core = CoordinatorCore(Config(max_services=3))
+    for n in range(3):
+        request(core, b"s%d" % n, b"x", now=0.0)
+    request(core, b"one-too-many", b"x", now=0.0)
+    [refused] = replies(core.take_outbox())
+    assert refused[2] == b"one-too-many" and b"too many services" in refused[-1]
+    request(core, b"s1", b"known service", now=0.0)  # a known one still queues
+    assert replies(core.take_outbox()) == []
+    assert core.counters["rejected"] == 1

@@ -33,7 +33,7 @@ def test_sigkill_and_sigstop_of_busy_workers_lose_and_duplicate_nothing() -> Non
 
 def test_coordinator_restart_workers_reregister_and_clients_get_results() -> None:
     endpoint, events_at = free_endpoint(), free_endpoint()
-    coordinator_args = ["--endpoint", endpoint, "--events", events_at]
+    coordinator_args = ["--endpoint", endpoint, "--events", events_at, "--insecure"]
     with processes.Roles("cluster_patterns.coordinator") as roles, zmq.Context() as ctx:
         ctx.linger = 0
         first = roles.spawn("coordinator", *coordinator_args)

@@ -16,7 +16,7 @@ COORDINATOR = "cluster_patterns.coordinator"
 
 
 def coordinator_args(endpoint: str) -> list[str]:
-    return ["--endpoint", endpoint, "--events", processes.ANY_LOCAL_PORT]
+    return ["--endpoint", endpoint, "--events", processes.ANY_LOCAL_PORT, "--insecure"]
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,9 @@ def test_the_spec_written_worker_and_client_talk_through_our_coordinator() -> No
     minimal = [sys.executable, "-m", "cluster_patterns.mdp_minimal"]
     with processes.Roles("cluster_patterns.coordinator") as roles:
         endpoint = free_endpoint()
-        roles.spawn("coordinator", "--endpoint", endpoint, "--events", free_endpoint())
+        roles.spawn(
+            "coordinator", "--endpoint", endpoint, "--events", free_endpoint(), "--insecure"
+        )
         worker = subprocess.Popen(
             [*minimal, "worker", "--endpoint", endpoint], stdout=subprocess.PIPE
         )

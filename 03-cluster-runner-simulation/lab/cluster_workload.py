@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns.client import MdpClient
 from cluster_sim import keys
 from cluster_sim.fallback import FallbackExecutor
@@ -62,7 +62,11 @@ def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorS
 
 
 def tasks_through_the_coordinator(
-    endpoint: str, duration_s: float, wave: int, until: Path | None = None
+    endpoint: str,
+    duration_s: float,
+    wave: int,
+    until: Path | None = None,
+    keys: curve.ControllerKeys | None = None,
 ) -> dict[str, Any]:
     """Waves of tasks for `duration_s`, then on until the file `until` exists: the script
     injecting faults creates it once they are over, so the load outlasts them however long a
@@ -78,7 +82,7 @@ def tasks_through_the_coordinator(
         return until is not None and now < last_call and not until.exists()
 
     with zmq.Context() as ctx:
-        client = MdpClient(ctx, endpoint, timeout_s=3.0, retries=10)
+        client = MdpClient(ctx, endpoint, timeout_s=3.0, retries=10, keys=keys)
         try:
             while going_on():
                 report = client.batch(b"echo", [[b"task"]] * wave, in_flight=8)
@@ -175,8 +179,14 @@ def verdict(summary: dict[str, Any]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        mdp_keys = curve.load_controller_keys(args.mdp_keys)
         tasks = asyncio.to_thread(
-            tasks_through_the_coordinator, args.coordinator, args.duration, args.wave, args.until
+            tasks_through_the_coordinator,
+            args.coordinator,
+            args.duration,
+            args.wave,
+            args.until,
+            mdp_keys,
         )
         return await asyncio.gather(tasks, commands_through_the_agents(args))
 
@@ -196,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_endpoint(parser, "--collector", "ZCL_COLLECTOR", "tcp://collector:5570")
     parser.add_argument("--keys", type=Path, default=Path("/keys/controllers/runner"))
     parser.add_argument("--ssh-key", type=Path, default=Path("/keys/ssh/id_ed25519"))
+    parser.add_argument(
+        "--mdp-keys",
+        type=Path,
+        default=Path("/keys/mdp/controllers/runner"),
+        help="the client's keys for the coordinator's own key domain",
+    )
     parser.add_argument(
         "--fallback", action="store_true", help="ZeroMQ first, SSH when a node's ZeroMQ fails"
     )

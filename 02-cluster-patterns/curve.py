@@ -1,0 +1,204 @@
+"""CurveZMQ keys read from files, and the ZAP check, shared by every server of ours.
+
+A server (the node agent, the journal collector, step 02's coordinator) has a key pair and an
+authorized_keys file: one Z85 public key per line, then a name. A client (a controller, a
+journal writer, a worker, an MDP client, the monitor) has a key pair and a known_hosts file,
+"NAME KEY" per line, pinning the servers it talks to. The folders are laid out and rotated by
+cluster_sim.keys (`zcl-keys`); this module only reads them, so step 02 needs nothing of step 03:
+
+    KEYDIR/nodes/SERVER/host.key_secret, authorized_keys     load_agent_keys(folder)
+    KEYDIR/controllers/CLIENT/id.key_secret, known_hosts      load_controller_keys(folder)
+
+pyzmq's authenticator calls AuthorizedKeys at each handshake (ZAP, RFC 27); a server that
+must also drop sessions of a key revoked later checks `allows` on each message (recv_now_as).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from cluster_patterns import cli
+
+Z85_KEY_LENGTH = 40
+log = logging.getLogger("keys")
+
+
+class KeyFileError(cli.CliError):
+    """A key file that is missing, malformed, or would be overwritten."""
+
+
+@dataclass(frozen=True)
+class AgentKeys:
+    public: bytes
+    secret: bytes
+    authorized_keys: Path
+
+
+@dataclass(frozen=True)
+class ControllerKeys:
+    public: bytes
+    secret: bytes
+    known_hosts: dict[str, bytes]
+
+    def agent_key(self, node_id: str) -> bytes:
+        try:
+            return self.known_hosts[node_id]
+        except KeyError:
+            raise KeyFileError(f"no pinned key for node {node_id!r} in known_hosts") from None
+
+
+def key_pair(folder: Path, stem: str) -> tuple[bytes, bytes]:
+    path = folder / f"{stem}.key_secret"
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read key pair {path}: {exc}") from None
+    if secret is None:
+        raise KeyFileError(f"{path} holds no secret key")
+    return public, secret
+
+
+def check_key(text: str, where: str) -> bytes:
+    if len(text) != Z85_KEY_LENGTH:
+        raise KeyFileError(f"{where}: expected a {Z85_KEY_LENGTH}-character Z85 key, got {text!r}")
+    return text.encode()
+
+
+def read_authorized_keys(path: Path) -> dict[bytes, str]:
+    """Public key -> name, from an authorized_keys file; blank lines and # comments skipped."""
+    keys: dict[bytes, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, name = line.partition(" ")
+            keys[check_key(key, f"{path}:{number}")] = name.strip()
+    return keys
+
+
+def read_known_hosts(path: Path) -> dict[str, bytes]:
+    hosts: dict[str, bytes] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            node, _, key = line.partition(" ")
+            hosts[node] = check_key(key.strip(), f"{path}:{number}")
+    return hosts
+
+
+class AuthorizedKeys:
+    """Which controller keys the agent accepts, from authorized_keys, reread when it changes.
+
+    `callback` is the ZAP check at each CurveZMQ handshake; `allows` is the agent's check on
+    every message, so a key revoked while its controller is connected loses that session too.
+    `generation` counts the changes, for whoever must act on one (the agent's housekeeping).
+    """
+
+    def __init__(self, path: Path, counters: Counter[str]) -> None:
+        self.path, self.counters = path, counters
+        self.stamp: tuple[int, int, int] | None = None
+        self.keys: dict[bytes, str] = {}
+        self.user_ids: frozenset[str] = frozenset()
+        self.generation = 0
+        self.unreadable = False
+
+    def refresh(self) -> None:
+        """Reread the file if it changed (a new inode, time or size) since the last look."""
+        try:
+            found = self.path.stat()
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            if stamp == self.stamp:
+                return
+            keys, self.stamp, self.unreadable = read_authorized_keys(self.path), stamp, False
+        except (OSError, KeyFileError) as exc:
+            if not self.unreadable:  # once per failure, not once per look
+                log.error("cannot read %s, refusing everyone: %s", self.path, exc)
+            keys, self.stamp, self.unreadable = {}, None, True
+        if keys.keys() != self.keys.keys():
+            self.generation += 1
+        self.keys = keys
+        self.user_ids = frozenset(key.decode() for key in keys)
+
+    def allows(self, user_id: str) -> bool:
+        """Is this sender (pyzmq's User-Id for a CurveZMQ client: its key in Z85) still listed?"""
+        return user_id in self.user_ids
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        self.refresh()
+        if key in self.keys:
+            log.debug("controller %s authenticated", self.keys[key] or key.decode())
+            return True
+        self.counters["refused.unknown-key"] += 1
+        log.warning("refused controller key %s: not in %s", key.decode(errors="replace"), self.path)
+        return False
+
+
+def load_agent_keys(folder: Path) -> AgentKeys:
+    public, secret = key_pair(folder, "host")
+    authorized = folder / "authorized_keys"
+    if not authorized.exists():
+        raise KeyFileError(f"{authorized} is missing: no controller could ever connect")
+    return AgentKeys(public, secret, authorized)
+
+
+def load_controller_keys(folder: Path) -> ControllerKeys:
+    public, secret = key_pair(folder, "id")
+    known = folder / "known_hosts"
+    return ControllerKeys(public, secret, read_known_hosts(known) if known.exists() else {})
+
+
+def serve_curve(sock: zmq.Socket[bytes], keys: AgentKeys) -> None:
+    """Make `sock` a CurveZMQ server with this key pair (before bind)."""
+    sock.curve_server = True
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+
+
+def connect_curve(sock: zmq.Socket[bytes], keys: ControllerKeys, server: str) -> None:
+    """Make `sock` a CurveZMQ client pinning the key known_hosts lists for `server`."""
+    sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
+    sock.curve_serverkey = keys.agent_key(server)
+
+
+def start_authenticator(
+    ctx: zmq.Context[zmq.Socket[bytes]], keys: AgentKeys
+) -> ThreadAuthenticator:
+    """The ZAP handler for every CurveZMQ server socket of `ctx`, in a thread of its own (for a
+    server with a blocking loop); start it before the first bind, stop it before ctx.term()."""
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback(
+        "*", credentials_provider=AuthorizedKeys(keys.authorized_keys, Counter())
+    )
+    return auth
+
+
+COORDINATOR = "coordinator"  # the name clients of step 02 pin the coordinator's key under
+
+
+def add_client_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=os.environ.get("ZCL_KEYS"),
+        metavar="DIR",
+        help="this program's CurveZMQ key folder (id.key_secret, and known_hosts pinning "
+        f"'{COORDINATOR}'); without it the connection is plain, for --insecure coordinators "
+        "($ZCL_KEYS)",
+    )
+
+
+def client_keys(args: argparse.Namespace) -> ControllerKeys | None:
+    if args.keys is None:
+        return None
+    keys = load_controller_keys(args.keys)
+    keys.agent_key(COORDINATOR)  # fail at start, not at the first connection
+    return keys

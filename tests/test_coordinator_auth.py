@@ -1,0 +1,132 @@
+"""Step 02's coordinator as an attacker with a socket finds it (issue 14, finding 3): no peer can
+take a live worker's name, and with --keys only CurveZMQ keys in its authorized_keys get in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from cluster_patterns import cli, curve, processes
+from cluster_patterns import protocol as mdp
+from cluster_patterns.benchmark import free_endpoint
+from cluster_patterns.client import MdpClient
+from cluster_sim import keys
+
+COORDINATOR = "cluster_patterns.coordinator"
+
+
+@pytest.fixture
+def ctx() -> Iterator[cli.Ctx]:
+    with zmq.Context() as context:
+        context.linger = 0
+        yield context
+
+
+@pytest.fixture
+def mdp_keys(tmp_path: Path) -> Path:
+    """One key domain for step 02: the coordinator is its server; workers and clients connect."""
+    keydir = tmp_path / "mdp-keys"
+    keys.generate(keydir, nodes=["coordinator"], controllers=["worker1", "client", "outsider"])
+    keys.revoke_controller(keydir, "outsider")  # it pins the coordinator but is not trusted
+    return keydir
+
+
+def client_keys(keydir: Path, name: str) -> curve.ControllerKeys:
+    return curve.load_controller_keys(keys.controller_dir(keydir, name))
+
+
+def wait_handshake(sock: cli.Sock, timeout_ms: int = 10_000) -> int:
+    """The socket's first handshake outcome (succeeded or failed), from its monitor."""
+    wanted = (
+        zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    )
+    monitor = sock.get_monitor_socket(wanted)
+    try:
+        if not monitor.poll(timeout_ms):
+            raise TimeoutError("no handshake within the timeout")
+        return int(recv_monitor_message(monitor)["event"])
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+
+
+@pytest.mark.timeout(60)
+def test_a_new_connection_cannot_take_a_live_workers_name(ctx: cli.Ctx) -> None:
+    """A DEALER calling itself worker1 used to take over the name (ROUTER_HANDOVER) and receive,
+    and answer, the next task meant for the real worker."""
+    endpoint = free_endpoint()
+    with processes.Roles(COORDINATOR) as roles:
+        roles.spawn(
+            "coordinator", "--endpoint", endpoint, "--events", free_endpoint(), "--insecure"
+        )
+        worker_args = ["--coordinator", endpoint, "--name", "worker1"]
+        roles.spawn("worker", *worker_args, module="cluster_patterns.worker")
+        client = MdpClient(ctx, endpoint, timeout_s=10, retries=0)
+        try:
+            assert client.request(b"echo@worker1", b"before") == [b"before"]
+            with ctx.socket(zmq.DEALER) as thief:
+                thief.linger = 0
+                thief.routing_id = b"worker1"
+                thief.connect(endpoint)
+                assert wait_handshake(thief) == zmq.EVENT_HANDSHAKE_SUCCEEDED
+                thief.send_multipart(mdp.from_worker(mdp.W_READY, b"echo"))
+                for n in range(5):
+                    body = b"after %d" % n
+                    assert client.request(b"echo@worker1", body) == [body]
+                assert thief.poll(0) == 0, (
+                    f"worker1's traffic reached the thief: {thief.recv_multipart()}"
+                )
+        finally:
+            client.close()
+
+
+@pytest.mark.timeout(60)
+def test_with_keys_only_authorized_peers_get_in(ctx: cli.Ctx, mdp_keys: Path) -> None:
+    endpoint, events = free_endpoint(), free_endpoint()
+    server = str(keys.node_dir(mdp_keys, "coordinator"))
+    with processes.Roles(COORDINATOR) as roles:
+        roles.spawn("coordinator", "--endpoint", endpoint, "--events", events, "--keys", server)
+        worker_keys = str(keys.controller_dir(mdp_keys, "worker1"))
+        roles.spawn(
+            "worker",
+            *("--coordinator", endpoint, "--name", "worker1", "--keys", worker_keys),
+            module="cluster_patterns.worker",
+        )
+        trusted = MdpClient(
+            ctx, endpoint, timeout_s=10, retries=0, keys=client_keys(mdp_keys, "client")
+        )
+        try:
+            assert trusted.request(b"echo", b"signed") == [b"signed"]
+        finally:
+            trusted.close()
+        with ctx.socket(zmq.DEALER) as plain:  # no CurveZMQ at all
+            plain.linger = 0
+            plain.connect(endpoint)
+            assert wait_handshake(plain) != zmq.EVENT_HANDSHAKE_SUCCEEDED
+        for where in (endpoint, events):
+            with ctx.socket(zmq.DEALER if where == endpoint else zmq.SUB) as outsider:
+                outsider.linger = 0
+                curve.connect_curve(outsider, client_keys(mdp_keys, "outsider"), "coordinator")
+                outsider.connect(where)
+                assert wait_handshake(outsider) == zmq.EVENT_HANDSHAKE_FAILED_AUTH, where
+
+
+def test_the_coordinator_will_not_start_open_unless_told_insecure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", COORDINATOR, "--endpoint", "tcp://127.0.0.1:*"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "--insecure" in done.stderr, done.stderr
