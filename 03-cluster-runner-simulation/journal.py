@@ -115,7 +115,8 @@ def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
 
 
 class FileJournalWriter:
-    """Appends records to a local JSON-lines file; `durable=True` fsyncs each one."""
+    """Appends records to a local JSON-lines file; `flush` fsyncs them, `durable=True` fsyncs
+    each one as it is written."""
 
     def __init__(self, path: Path, durable: bool = False) -> None:
         self.path, self.durable = path, durable
@@ -130,8 +131,13 @@ class FileJournalWriter:
     async def write(self, record: Mapping[str, Any]) -> None:
         await asyncio.to_thread(self._append, encode_line(with_record_id(record)))
 
+    async def flush(self) -> None:
+        await asyncio.to_thread(os.fsync, self.file.fileno())
+
     async def close(self) -> None:
-        self.file.close()
+        if not self.file.closed:
+            await self.flush()
+            self.file.close()
 
 
 _conforms: type[AsyncJournalWriterProtocol] = FileJournalWriter

@@ -209,9 +209,17 @@ class NodeExecutorProtocol(Protocol):
 
 
 class AsyncJournalWriterProtocol(Protocol):
-    """Records results, one JSON object per record; `write` returns once the record is safe."""
+    """Records results, one JSON object per record.
+
+    `write` returns once the writer has taken the record: it may still be in memory, or on its
+    way to a collector. `flush` returns once every record written before it is durable (fsynced
+    to the file, or acknowledged by the collector after its fsync) and raises if one cannot be;
+    `close` flushes, then lets go. Call `flush` where a record must survive a crash.
+    """
 
     async def write(self, record: Mapping[str, Any]) -> None: ...
+
+    async def flush(self) -> None: ...
 
     async def close(self) -> None: ...
 

@@ -4,6 +4,7 @@ gets an answer, none is misread, and the keys it runs with are private from thei
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import stat
 from collections.abc import Iterator
@@ -119,3 +120,28 @@ def test_a_get_on_a_fifo_is_refused_at_once_and_blocks_nothing(
         raw.sock.close(linger=0)
         agent.kill(signal.SIGTERM)  # and it can still stop
         assert agent.process.returncode == 0
+
+
+def test_out_of_descriptors_every_command_is_answered_and_none_leaks(keydir: Path) -> None:
+    """At the descriptor limit a pipe failed outside the spawn's clean-up: the first pair
+    leaked and the request got no proper answer."""
+    with running_agent(keydir, "--warm-shells", "0") as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        assert ask(raw, wire.RUN, {"command": "true"}).kind == wire.DONE  # connected, settled
+        fd_folder = Path(f"/proc/{agent.process.pid}/fd")
+        baseline = len(os.listdir(fd_folder))
+        _, hard = resource.prlimit(agent.process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(agent.process.pid, resource.RLIMIT_NOFILE, (baseline + 7, hard))
+        ids = [b"r%d" % n for n in range(8)]
+        for request_id in ids:
+            raw.request(request_id, wire.RUN, {"command": "sleep 1", "timeout_s": 30})
+        answers: dict[bytes, wire.Reply] = {}
+        while len(answers) < len(ids):
+            reply = raw.reply(timeout_ms=20_000)
+            answers[reply.request_id] = reply
+        codes = ["done" if r.kind == wire.DONE else r.body()["code"] for r in answers.values()]
+        assert "spawn-failed" in codes and set(codes) <= {"done", "spawn-failed"}, codes
+        resource.prlimit(agent.process.pid, resource.RLIMIT_NOFILE, (hard, hard))
+        assert ask(raw, wire.RUN, {"command": "echo fine"}).frames[1] == b"fine\n"
+        assert len(os.listdir(fd_folder)) == baseline
+        raw.sock.close(linger=0)

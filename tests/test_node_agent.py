@@ -227,6 +227,46 @@ async def test_a_command_that_floods_output_keeps_the_agents_memory_bounded(
 
 
 @pytest.mark.asyncio
+async def test_streamed_output_keeps_to_the_same_cap_even_for_a_reader_that_stalls(
+    keydir: Path,
+) -> None:
+    """Streaming used to bypass --max-output-bytes: 849 MB of agent memory with a 1 MiB cap
+    while the controller did not read, and all 200 MB in the executor's result."""
+    with running_agent(keydir, "--max-output-bytes", "1000000") as agent:
+        with zmq.Context() as ctx:
+            stalled = RawController(ctx, agent.endpoint, keydir)
+            command = "head -c 200000000 /dev/zero"
+            stalled.request(b"flood", wire.RUN, {"command": command, "stream": True})
+            watcher = RawController(ctx, agent.endpoint, keydir)
+            while not finished_one(watcher):
+                pass  # each round is a ping's round trip, until the command has ended
+            status = Path(f"/proc/{agent.process.pid}/status").read_text()
+            streamed, done = 0, None
+            while done is None:  # now read what the agent kept for us
+                reply = stalled.reply(timeout_ms=10_000)
+                if reply.kind == wire.OUT:
+                    streamed += len(reply.frames[1])
+                else:
+                    done = reply
+        async with executor(agent.endpoint, keydir) as runner:
+            seen: list[bytes] = []
+            result = await runner.run(command, timeout_s=60, on_output=lambda _, d: seen.append(d))
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kb < 150_000, f"agent peaked at {peak_kb} kB for 200 MB of streamed output"
+    assert streamed <= 1_000_000 and done.kind == wire.DONE and done.body()["truncated"]
+    assert result.truncated and len(result.stdout) == sum(map(len, seen)) <= 1_000_000
+
+
+def finished_one(controller: RawController) -> bool:
+    """Has the agent started a command and has every command ended?"""
+    controller.request(b"state", wire.PING, {"ids": []})
+    while (answer := controller.reply()).request_id != b"state":
+        pass
+    state = answer.body()
+    return bool(state["counters"].get("commands", 0) >= 1 and state["running"] == 0)
+
+
+@pytest.mark.asyncio
 async def test_commands_beyond_the_concurrency_cap_are_refused(keydir: Path) -> None:
     with running_agent(keydir, "--max-concurrent", "2") as agent:
         async with executor(agent.endpoint, keydir) as runner:

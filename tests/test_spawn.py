@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+from typing import Any
 
 import pytest
 
-from cluster_sim.agent.spawn import RunningCommand, WarmShells
+from cluster_sim.agent import posix_spawn, spawn
+from cluster_sim.agent.spawn import RunningCommand, SpawnError, WarmShells
 from tests.test_node_agent import wait_gone
 
 ENV = dict(os.environ)
@@ -73,8 +76,6 @@ async def test_warm_shells_run_commands_like_cold_ones_and_are_cleaned_up() -> N
 
 
 def test_a_missing_shell_is_a_clear_spawn_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cluster_sim.agent import spawn  # noqa: PLC0415
-
     monkeypatch.setattr(spawn, "SHELL", "/nonexistent/sh")
 
     async def start() -> None:
@@ -82,3 +83,80 @@ def test_a_missing_shell_is_a_clear_spawn_error(monkeypatch: pytest.MonkeyPatch)
 
     with pytest.raises(spawn.SpawnError, match="cannot start /nonexistent/sh"):
         asyncio.run(start())
+
+
+# -- faults on the way in (issue 14: spawn.py's leaks and spins) --------------------------------
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def test_running_out_of_descriptors_midway_leaks_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second pipe failing (EMFILE) used to leak the first pair and escape as OSError."""
+    real_pipe2, calls = os.pipe2, []
+
+    def second_fails(flags: int) -> tuple[int, int]:
+        calls.append(flags)
+        if len(calls) == 2:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_pipe2(flags)
+
+    monkeypatch.setattr(os, "pipe2", second_fails)
+    before = open_fds()
+    with pytest.raises(SpawnError, match="Too many open files"):
+        spawn._spawn("true", ENV)
+    assert open_fds() == before
+
+
+@pytest.mark.asyncio
+async def test_a_step_failing_after_the_start_leaves_no_child_and_no_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pidfd_open failing after posix_spawn used to leave the shell running, unreaped."""
+    started: list[int] = []
+    real_spawn = posix_spawn.spawn_in_new_session
+
+    def noting(*args: Any, **kwargs: Any) -> int:
+        started.append(real_spawn(*args, **kwargs))
+        return started[-1]
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(spawn, "spawn_in_new_session", noting)
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    before = open_fds()
+    with pytest.raises(SpawnError, match="Too many open files"):
+        RunningCommand("sleep 300", ENV)
+    monkeypatch.undo()
+    assert open_fds() == before
+    assert started and wait_gone(started[0], timeout_s=10)
+    with pytest.raises(ChildProcessError):  # reaped too: no zombie left
+        os.waitpid(started[0], os.WNOHANG)
+
+
+def test_the_warm_shell_filler_backs_off_when_spawning_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the process limit (EAGAIN) it used to retry at once, for ever, a core at 100%."""
+    waits: list[float] = []
+
+    def cannot_spawn(script: str | None, env: Any) -> Any:
+        raise SpawnError(errno.EAGAIN, "cannot start /bin/sh: Resource temporarily unavailable")
+
+    monkeypatch.setattr(spawn, "_spawn", cannot_spawn)
+    shells = WarmShells(ENV, size=2, fillers=0)
+
+    def pause(seconds: float) -> bool:  # the filler's wait, recorded instead of waited
+        waits.append(seconds)
+        if len(waits) >= 8:
+            shells.stopping = True
+        return shells.stopping
+
+    shells.pause = pause
+    shells.wanted.set()
+    shells._keep_filled()  # on this thread: it returns once stopping is set
+    assert len(waits) == 8
+    assert waits == sorted(waits) and waits[0] > 0 and waits[-1] > waits[0]
+    assert waits[-1] <= spawn.MAX_FILL_BACKOFF_S

@@ -12,8 +12,9 @@ support (which, on Python 3.11, waits for each child with a thread of its own):
   of our own, which the loop watches as a single descriptor: asyncio's add_reader and
   remove_reader cost about 60 us a pair here, six per command, more than a third of the agent's
   own CPU time per command;
-- output beyond `max_output_bytes` is read and thrown away, so a command that floods its output
-  cannot grow the agent's memory; `truncated` says it happened.
+- output beyond `max_output_bytes` is read and thrown away, kept or streamed alike, so a command
+  that floods its output cannot grow the agent's memory (nor, streamed, its send queues)
+  whether or not the controller reads; `truncated` says it happened.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import select
 import signal
@@ -35,7 +37,9 @@ from typing import ClassVar
 
 from cluster_sim.agent.posix_spawn import spawn_in_new_session
 
+log = logging.getLogger("node-agent.spawn")
 SHELL = "/bin/sh"
+MIN_FILL_BACKOFF_S, MAX_FILL_BACKOFF_S = 0.01, 2.0  # a warm-shell filler's waits after failures
 READ_CHUNK = 1024 * 1024
 PIPE_BYTES = 1024 * 1024  # Linux's default most (pipe-max-size): a megabyte in one read, not 16
 
@@ -78,29 +82,35 @@ class _Shell:
 
 def _spawn(script: str | None, env: Mapping[str, str]) -> _Shell:
     """Start `sh -c script`, or with no script a warm `sh -s` that waits for it on stdin, in a
-    new session."""
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)  # not O_NONBLOCK: that would reach the child's end
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    in_r, in_w = os.pipe2(os.O_CLOEXEC) if script is None else (-1, -1)
-    with contextlib.suppress(OSError):  # a smaller pipe only means more reads
-        fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    argv = ["sh", "-c", script] if script is not None else ["sh", "-s"]
-    try:  # dup2 in the child clears close-on-exec on its 0, 1 and 2 only
+    new session. Any failure is a SpawnError and leaves no descriptor open."""
+    ours: list[int] = []  # every descriptor made here, until each is closed or handed over
+    try:
+        out_r, out_w = _pipe(ours)  # not O_NONBLOCK: that would reach the child's end
+        err_r, err_w = _pipe(ours)
+        in_r, in_w = _pipe(ours) if script is None else (-1, -1)
+        with contextlib.suppress(OSError):  # a smaller pipe only means more reads
+            fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        argv = ["sh", "-c", script] if script is not None else ["sh", "-s"]
+        # dup2 in the child clears close-on-exec on its 0, 1 and 2 only
         pid = spawn_in_new_session(
             SHELL, argv, env, stdin=in_r if in_r >= 0 else None, stdout=out_w, stderr=err_w
         )
     except OSError as exc:
-        for fd in (out_r, err_r, in_w):
-            if fd >= 0:
-                os.close(fd)
+        for fd in ours:
+            os.close(fd)
         raise SpawnError(exc.errno, f"cannot start {SHELL}: {exc.strerror}") from None
-    finally:
-        for fd in (out_w, err_w, in_r):
-            if fd >= 0:
-                os.close(fd)
+    for fd in (out_w, err_w, in_r):  # the child's ends, now the child's alone
+        if fd >= 0:
+            os.close(fd)
     os.set_blocking(out_r, False)
     os.set_blocking(err_r, False)
     return _Shell(pid, in_w if script is None else None, out_r, err_r)
+
+
+def _pipe(ours: list[int]) -> tuple[int, int]:
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    ours.extend((read_end, write_end))
+    return read_end, write_end
 
 
 class WarmShells:
@@ -116,6 +126,8 @@ class WarmShells:
 
     def __init__(self, env: Mapping[str, str], size: int = 8, fillers: int = 2) -> None:
         self.env, self.size = env, size
+        self.stopped = threading.Event()
+        self.pause: Callable[[float], bool] = self.stopped.wait  # the back-off's wait
         self.ready: deque[_Shell] = deque()  # appended by the filler thread, taken by the loop
         self.wanted = threading.Event()
         self.stopping = False
@@ -149,18 +161,28 @@ class WarmShells:
     def _keep_filled(self) -> None:
         """The filler thread: spawning here releases the GIL (posix_spawn.py), so the event
         loop keeps serving while shells start."""
+        delay = 0.0
         while not self.stopping:
             self.wanted.wait()
             try:
                 while len(self.ready) < self.size and not self.stopping:
                     self.ready.append(_spawn(None, self.env))
-            except SpawnError:  # none warm: commands start cold, and still work
-                pass
+            except SpawnError as exc:
+                # Out of processes or descriptors: commands start cold (and fail on their own
+                # if they cannot), while this waits longer after each failure instead of
+                # spinning a core on the limit.
+                delay = min(max(delay * 2, MIN_FILL_BACKOFF_S), MAX_FILL_BACKOFF_S)
+                log.warning("no warm shell (%s); next try in %.2f s", exc.strerror, delay)
+                if self.pause(delay):
+                    return
+                continue
+            delay = 0.0
             if len(self.ready) >= self.size:
                 self.wanted.clear()
 
     def close(self) -> None:
         self.stopping = True
+        self.stopped.set()
         self.wanted.set()
         for filler in self.fillers:
             filler.join()
@@ -241,10 +263,14 @@ class RunningCommand:
         if shell is None:
             shell = _spawn(script, env)
         self.pid = shell.pid
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError as exc:  # started but not watchable: it must not run on unseen
+            _discard(shell)
+            raise SpawnError(exc.errno, f"cannot watch the shell: {exc.strerror}") from None
         for fd, stream in ((shell.out, STDOUT), (shell.err, STDERR)):
             self.open_pipes[fd] = stream
             self.watcher.watch(fd, lambda fd=fd: self._read(fd))  # type: ignore[misc]
-        self.pidfd = os.pidfd_open(self.pid)
         self.watcher.watch(self.pidfd, self._reap)
         self.timer = (
             self.loop.call_later(timeout_s, self._time_out) if timeout_s is not None else None
@@ -262,17 +288,17 @@ class RunningCommand:
             self._maybe_finish()
             return
         stream = self.open_pipes[fd]
-        if self.sink is not None:
-            if not self.sink(stream, data):
-                self.truncated = True
-            return
-        room = self.max_output_bytes - self.kept
+        room = self.max_output_bytes - self.kept  # streamed or kept, the same cap
         if len(data) > room:
             self.truncated = True
             data = data[: max(room, 0)]
-        if data:
+        if not data:
+            return
+        self.kept += len(data)
+        if self.sink is None:
             self.buffers[stream].append(data)
-            self.kept += len(data)
+        elif not self.sink(stream, data):
+            self.truncated = True
 
     def _reap(self) -> None:
         self.watcher.forget(self.pidfd)
