@@ -151,11 +151,15 @@ class Worker:
         self.broker = Liveness(time.monotonic())
         self.next_beat = time.monotonic() + self.heartbeat_s
 
+    def live_socket(self) -> cli.Sock:
+        if self.sock is None:  # a bug of ours: every path connects before it talks
+            raise RuntimeError("the worker used its socket before connecting")
+        return self.sock
+
     def send(self, command: bytes, *frames: bytes) -> None:
-        assert self.sock is not None
         try:
             message = mdp.from_worker(command, *frames, delimited=self.delimited)
-            self.sock.send_multipart(message, zmq.NOBLOCK)
+            self.live_socket().send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:  # the coordinator is not reading: it will requeue what we could not send
             log.warning(
                 "coordinator not keeping up: dropped a %s", mdp.WORKER_COMMAND_NAMES[command]
@@ -177,12 +181,12 @@ class Worker:
     def _loop(self) -> None:
         stop_deadline: float | None = None
         while True:
-            assert self.sock is not None
+            sock = self.live_socket()
             wait_ms = max(0, int((self.next_beat - time.monotonic()) * 1000))
             ready = dict(self.poller.poll(wait_ms))
             if self.results in ready:
                 self.on_result(self.results.recv_multipart())
-            if self.sock in ready and not self.on_message(self.sock.recv_multipart()):
+            if sock in ready and not self.on_message(sock.recv_multipart()):
                 self.reconnect()
                 continue
             now = time.monotonic()

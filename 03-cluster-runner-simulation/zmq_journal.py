@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns.wire import recv_now, send_now
 from cluster_sim import keys as keyfiles
 from cluster_sim.journal import (
@@ -56,6 +56,7 @@ VERSION = b"ZCJ1"
 ACK = b"ack"
 REFUSED = b"refused"  # [VERSION, REFUSED, record_id, reason]: will never be written; do not resend
 BATCH = 2000  # records written (and fsynced) together at most
+REMEMBER = 250_000  # newest record ids the collector keeps, to recognise resends
 
 
 class JournalError(RuntimeError):
@@ -70,26 +71,55 @@ def digest(line: bytes) -> bytes:
     return hashlib.blake2b(line, digest_size=16).digest()
 
 
+class RecentRecords:
+    """The ids (and digests) of the newest `limit` records, for telling a resend from a new
+    record in bounded memory.
+
+    A writer resends only records not yet acknowledged (at most its max_unacked, 1,000 by
+    default) and within seconds, so a window far wider than all writers' windows together sees
+    every resend; a resend older than the window would be written a second time.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.digests: dict[bytes, bytes] = {}
+        self.order: deque[bytes] = deque()  # oldest first, for forgetting in order
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def get(self, record_id: bytes) -> bytes | None:
+        return self.digests.get(record_id)
+
+    def add(self, record_id: bytes, record_digest: bytes) -> None:
+        if record_id in self.digests:
+            return
+        self.digests[record_id] = record_digest
+        self.order.append(record_id)
+        while len(self.order) > self.limit:
+            del self.digests[self.order.popleft()]
+
+
 def quarantine_path(path: Path) -> Path:
     return path.with_name(path.name + ".quarantine")
 
 
-def recover(path: Path) -> tuple[dict[bytes, bytes], int]:
-    """Record ids already on disk (with each record's digest), and how many lines were set aside.
+def recover(path: Path, remember: int = REMEMBER) -> tuple[RecentRecords, int]:
+    """The newest `remember` record ids on disk (with digests), and how many lines were set aside.
 
     A torn last line (never acknowledged) is cut off. A complete line that is not a record
     (written by an older collector that checked less) is moved to the quarantine file beside
     the journal, and counted: a bad line must never stop the collector from starting.
     """
+    seen = RecentRecords(remember)
     if not path.exists():
-        return {}, 0
+        return seen, 0
     data = path.read_bytes()
     complete = data.rfind(b"\n") + 1
     if complete < len(data):
         log.warning("dropping a torn last line of %d bytes", len(data) - complete)
         with path.open("r+b") as journal:
             journal.truncate(complete)
-    seen: dict[bytes, bytes] = {}
     good, bad = [], []
     for line in data[:complete].split(b"\n")[:-1]:
         whole = line + b"\n"
@@ -101,7 +131,7 @@ def recover(path: Path) -> tuple[dict[bytes, bytes], int]:
                 "quarantining a line of %d bytes that is not a record (%s)", len(whole), exc.kind
             )
             continue
-        seen.setdefault(str(record["record_id"]).encode(), digest(whole))
+        seen.add(str(record["record_id"]).encode(), digest(whole))
         good.append(whole)
     if bad:
         with quarantine_path(path).open("ab") as side:
@@ -123,15 +153,21 @@ def recover(path: Path) -> tuple[dict[bytes, bytes], int]:
 
 
 class Collector:
-    def __init__(self, path: Path, sock: zmq.Socket[bytes], stats_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sock: zmq.Socket[bytes],
+        stats_every_s: float = 60.0,
+        remember: int = REMEMBER,
+    ) -> None:
         self.path, self.sock, self.stats_every_s = path, sock, stats_every_s
-        self.seen, quarantined = recover(path)
+        self.seen, quarantined = recover(path, remember)
         self.file = path.open("ab")
         self.counters: Counter[str] = Counter(
             {"written": 0, "duplicates": 0, "refused": 0, "dropped": 0}
         )
         self.counters["quarantined"] = quarantined
-        log.info("%s holds %d records", path, len(self.seen))
+        log.info("%s: remembering its newest %d record ids", path, len(self.seen))
         if quarantined:
             log.warning("%d bad lines moved to %s", quarantined, quarantine_path(path))
 
@@ -182,7 +218,8 @@ class Collector:
             self.file.write(b"".join(lines))
             self.file.flush()
             os.fsync(self.file.fileno())  # acknowledged means on disk
-            self.seen.update(batch)
+            for record_id, record_digest in batch.items():
+                self.seen.add(record_id, record_digest)
             self.counters["written"] += len(lines)
         for peer, ids in acks.items():
             with contextlib.suppress(zmq.ZMQError):  # a writer that left gets no ack
@@ -204,16 +241,12 @@ def collect(args: argparse.Namespace) -> int:
         sock.maxmsgsize = MAX_RECORD_BYTES + 1024  # a frame over this drops the connection
         if args.keys is not None:
             server = keyfiles.load_agent_keys(args.keys)
-            auth = ThreadAuthenticator(ctx)
-            auth.start()
-            provider = keyfiles.AuthorizedKeys(server.authorized_keys, Counter())
-            auth.configure_curve_callback("*", credentials_provider=provider)
-            sock.curve_server = True
-            sock.curve_secretkey, sock.curve_publickey = server.secret, server.public
+            auth = curve.start_authenticator(ctx, server)
+            curve.serve_curve(sock, server)
         elif not args.insecure:
             raise cli.CliError("give --keys COLLECTOR_KEY_DIR, or --insecure")
         try:
-            collector = Collector(args.path, sock, args.stats_every)
+            collector = Collector(args.path, sock, args.stats_every, args.remember)
             cli.announce_ready("journal-collector", cli.bind(sock, args.bind))
             collector.serve(stop)
             log.info("stopped: %s", collector.counters)
@@ -358,6 +391,13 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", type=Path, required=True, help="the JSON-lines journal file")
     parser.add_argument("--keys", type=Path, help="the collector's key folder (like a node's)")
     parser.add_argument("--insecure", action="store_true", help="no CurveZMQ: tests only")
+    parser.add_argument(
+        "--remember",
+        type=cli.positive_int,
+        default=REMEMBER,
+        help="record ids kept in memory to recognise a resend (the newest; default "
+        f"{REMEMBER:,}, about 200 bytes each)",
+    )
     parser.add_argument(
         "--stats-every", type=float, default=60.0, help="seconds between counter lines in the log"
     )

@@ -17,8 +17,21 @@ import zmq
 
 from cluster_patterns import processes
 from cluster_sim import keys
-from cluster_sim.journal import MAX_RECORD_BYTES, RecordError, check_line, read_journal
-from cluster_sim.zmq_journal import REFUSED, VERSION, JournalError, ZmqJournalWriter
+from cluster_sim.journal import (
+    MAX_RECORD_BYTES,
+    RecordError,
+    check_line,
+    encode_line,
+    read_journal,
+)
+from cluster_sim.zmq_journal import (
+    REFUSED,
+    VERSION,
+    JournalError,
+    RecentRecords,
+    ZmqJournalWriter,
+    recover,
+)
 from tests.agents import free_port
 from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
 
@@ -185,3 +198,26 @@ def test_a_line_separator_inside_a_string_is_not_a_line_break(tmp_path: Path) ->
     assert check_line(line.encode() + b"\n")["text"] == "one\u2028two\x85three"
     (tmp_path / "j.jsonl").write_bytes(line.encode() + b"\n")
     assert read_journal(tmp_path / "j.jsonl")[0]["text"] == "one\u2028two\x85three"
+
+
+# -- what the collector remembers stays bounded (issue 14: Collector.seen) ----------------------
+
+
+def test_the_collector_remembers_a_bounded_window_of_recent_ids() -> None:
+    """It used to keep every id it ever wrote, for good: memory grew with the journal."""
+    recent = RecentRecords(limit=3)
+    for n in range(10):
+        recent.add(b"id-%d" % n, b"digest-%d" % n)
+    assert len(recent) == 3
+    assert recent.get(b"id-9") == b"digest-9" and recent.get(b"id-7") == b"digest-7"
+    assert recent.get(b"id-6") is None  # the oldest are forgotten first
+    recent.add(b"id-9", b"digest-9")  # a known id again: nothing new to remember
+    assert len(recent) == 3 and recent.get(b"id-7") == b"digest-7"
+
+
+def test_recovery_remembers_only_the_newest_records(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(encode_line({"record_id": f"r{n}", "n": n}) for n in range(50)))
+    recent, quarantined = recover(path, remember=10)
+    assert quarantined == 0 and len(recent) == 10
+    assert recent.get(b"r49") is not None and recent.get(b"r39") is None

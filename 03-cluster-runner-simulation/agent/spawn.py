@@ -146,15 +146,15 @@ class WarmShells:
         self.wanted.set()
         while self.ready:
             shell = self.ready.popleft()
-            assert shell.script_in is not None
+            stdin = _script_in(shell)
             try:
-                os.write(shell.script_in, script)
+                os.write(stdin, script)
                 self.taken += 1
                 return shell
             except OSError:  # it died while waiting (killed from outside): discard it
                 _discard(shell)
             finally:
-                os.close(shell.script_in)
+                os.close(stdin)
         self.empty += 1
         return None
 
@@ -188,9 +188,14 @@ class WarmShells:
             filler.join()
         while self.ready:
             shell = self.ready.popleft()
-            assert shell.script_in is not None
-            os.close(shell.script_in)
+            os.close(_script_in(shell))
             _discard(shell)
+
+
+def _script_in(shell: _Shell) -> int:
+    if shell.script_in is None:  # a bug of ours: only `sh -s` shells are kept warm
+        raise RuntimeError("a warm shell without a stdin for its script")
+    return shell.script_in
 
 
 def _discard(shell: _Shell) -> None:

@@ -144,11 +144,13 @@ class OpenSshServer:
         return self
 
     def _wait_listening(self) -> None:
+        process = self.process
+        if process is None:  # a bug of ours: called before the start
+            raise RuntimeError("sshd was never started")
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                detail = self.process.stderr.read().decode() if self.process.stderr else ""
+            if process.poll() is not None:
+                detail = process.stderr.read().decode() if process.stderr else ""
                 self.stop()
                 raise SshdUnavailableError(f"sshd exited at start: {detail.strip()}")
             try:
