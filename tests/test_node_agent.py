@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
 from cluster_sim.keys import ControllerKeys
-from cluster_sim.protocols import RemoteError, TransportError
+from cluster_sim.protocols import CommandTimeoutError, RemoteError, TransportError
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, executor, running_agent
 
@@ -264,6 +264,29 @@ def finished_one(controller: RawController) -> bool:
         pass
     state = answer.body()
     return bool(state["counters"].get("commands", 0) >= 1 and state["running"] == 0)
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_frees_the_slot_of_a_command_whose_child_left_its_session(
+    keydir: Path,
+) -> None:
+    """A setsid child escaped the kill and held stdout: its slot never freed, and with
+    --max-concurrent 1 the agent answered busy to everyone after."""
+    pids: list[int] = []
+    escapes = "setsid sh -c 'echo $$; exec sleep 300' & wait"
+    with running_agent(keydir, "--max-concurrent", "1") as agent:
+        async with executor(agent.endpoint, keydir) as runner:
+            with pytest.raises(CommandTimeoutError):
+                await asyncio.wait_for(
+                    runner.run(
+                        escapes,
+                        timeout_s=1,
+                        on_output=lambda _, data: pids.extend(map(int, data.split())),
+                    ),
+                    30,
+                )
+            assert (await runner.run("echo next", timeout_s=10)).stdout == b"next\n"
+    assert pids and await asyncio.to_thread(wait_gone, pids[0], 10)
 
 
 @pytest.mark.asyncio

@@ -126,6 +126,7 @@ async def test_a_step_failing_after_the_start_leaves_no_child_and_no_descriptor(
 
     monkeypatch.setattr(spawn, "spawn_in_new_session", noting)
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    spawn.FdWatcher.of(asyncio.get_running_loop())  # the loop's epoll set is made once, first
     before = open_fds()
     with pytest.raises(SpawnError, match="Too many open files"):
         RunningCommand("sleep 300", ENV)
@@ -160,3 +161,30 @@ def test_the_warm_shell_filler_backs_off_when_spawning_fails(
     assert len(waits) == 8
     assert waits == sorted(waits) and waits[0] > 0 and waits[-1] > waits[0]
     assert waits[-1] <= spawn.MAX_FILL_BACKOFF_S
+
+
+# -- a command that leaves its session (issue 14, finding 6) ------------------------------------
+
+ESCAPES = "setsid sh -c 'echo $$; exec sleep 300' & wait"  # a new session, holding stdout
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+async def test_a_child_in_a_session_of_its_own_is_killed_and_frees_the_slot(how: str) -> None:
+    """setsid escaped the process-group kill, and its copy of stdout kept the command (and
+    its --max-concurrent slot) open for ever."""
+    pids: list[int] = []
+    started = asyncio.Event()
+
+    def keep(_: int, data: bytes) -> bool:
+        pids.extend(int(word) for word in data.split())
+        started.set()
+        return True
+
+    command = RunningCommand(ESCAPES, ENV, timeout_s=0.5 if how == "timeout" else None, sink=keep)
+    await asyncio.wait_for(started.wait(), 10)
+    if how == "cancel":
+        command.cancel()
+    done = await asyncio.wait_for(command.finished, 15)
+    assert done.timed_out if how == "timeout" else done.cancelled
+    assert wait_gone(pids[0], timeout_s=10), "the escaped child still runs"

@@ -12,6 +12,11 @@ support (which, on Python 3.11, waits for each child with a thread of its own):
   of our own, which the loop watches as a single descriptor: asyncio's add_reader and
   remove_reader cost about 60 us a pair here, six per command, more than a third of the agent's
   own CPU time per command;
+- a command can leave its process group (setsid, a daemon's double fork), so each command's
+  shell exports ZCL_COMMAND_ID, which every process it starts inherits; a kill also finds and
+  kills the processes carrying it (a process that clears its environment escapes this: only a
+  cgroup of its own would hold it), and once the shell is gone a killed command's pipes are
+  given PIPE_GRACE_S, not for ever, so a straggler holding stdout cannot keep its slot busy;
 - output beyond `max_output_bytes` is read and thrown away, kept or streamed alike, so a command
   that floods its output cannot grow the agent's memory (nor, streamed, its send queues)
   whether or not the controller reads; `truncated` says it happened.
@@ -22,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
+import secrets
 import select
 import signal
 import threading
@@ -39,6 +46,8 @@ from cluster_sim.agent.posix_spawn import spawn_in_new_session
 
 log = logging.getLogger("node-agent.spawn")
 SHELL = "/bin/sh"
+MARKER = "ZCL_COMMAND_ID"  # exported to every command; its descendants carry it
+PIPE_GRACE_S = 1.0  # after a kill, how long a killed command's pipes may stay open
 MIN_FILL_BACKOFF_S, MAX_FILL_BACKOFF_S = 0.01, 2.0  # a warm-shell filler's waits after failures
 READ_CHUNK = 1024 * 1024
 PIPE_BYTES = 1024 * 1024  # Linux's default most (pipe-max-size): a megabyte in one read, not 16
@@ -206,6 +215,37 @@ def _discard(shell: _Shell) -> None:
     os.close(shell.err)
 
 
+_AGENT_TAG = f"{os.getpid()}-{secrets.token_hex(4)}"  # this agent's incarnation
+_NUMBERS = itertools.count(1)
+
+
+def kill_marked(command_id: str, passes: int = 3) -> int:
+    """SIGKILL every process whose environment carries MARKER=command_id; how many were found.
+
+    /proc is read again until a pass finds none (at most `passes`), for a process that forked
+    while we read. Processes of other users cannot be read and are not ours to kill anyway.
+    """
+    needle = f"{MARKER}={command_id}".encode()
+    killed = 0
+    for _ in range(passes):
+        found = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                    if needle not in environ.read().split(b"\0"):
+                        continue
+                os.kill(int(entry.name), signal.SIGKILL)
+                found += 1
+            except (OSError, ValueError):  # gone, or not ours to read
+                continue
+        killed += found
+        if not found:
+            break
+    return killed
+
+
 class FdWatcher:
     """Calls a callback when a descriptor becomes readable: one epoll set per event loop."""
 
@@ -264,6 +304,8 @@ class RunningCommand:
         self.finished: asyncio.Future[Finished] = self.loop.create_future()
         self.open_pipes: dict[int, int] = {}
         self.watcher = FdWatcher.of(self.loop)
+        self.command_id = f"{_AGENT_TAG}-{next(_NUMBERS)}"
+        script = f"export {MARKER}={self.command_id}\n{script}"
         shell = warm.take(script.encode() + b"\n") if warm is not None else None
         if shell is None:
             shell = _spawn(script, env)
@@ -310,6 +352,17 @@ class RunningCommand:
         os.close(self.pidfd)
         _, status = os.waitpid(self.pid, 0)  # it has exited: this only reaps it
         self.exit_status = os.waitstatus_to_exitcode(status)
+        if self.timed_out or self.cancelled:
+            self.loop.call_later(PIPE_GRACE_S, self._abandon_pipes)
+        self._maybe_finish()
+
+    def _abandon_pipes(self) -> None:
+        """A killed command whose pipes are still open: someone we could not find holds them.
+        Stop reading, so the command ends and frees its slot."""
+        for fd in list(self.open_pipes):
+            self.watcher.forget(fd)
+            os.close(fd)
+            del self.open_pipes[fd]
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -330,9 +383,11 @@ class RunningCommand:
         )
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: the shell and whatever it started."""
+        """SIGKILL the whole process group, then whatever left it but carries our marker."""
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
             os.killpg(self.pid, signal.SIGKILL)
+        if kill_marked(self.command_id):
+            log.info("killed processes of command %s that had left its group", self.command_id)
 
     def cancel(self) -> None:
         self.cancelled = True
