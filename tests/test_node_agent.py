@@ -286,7 +286,8 @@ async def test_a_timeout_frees_the_slot_of_a_command_whose_child_left_its_sessio
                     30,
                 )
             assert (await runner.run("echo next", timeout_s=10)).stdout == b"next\n"
-    assert pids and await asyncio.to_thread(wait_gone, pids[0], 10)
+    assert pids
+    assert await asyncio.to_thread(wait_gone, pids[0], 10)
 
 
 @pytest.mark.asyncio
