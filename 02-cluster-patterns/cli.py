@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import resource
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ DAEMON_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _TCP = re.compile(r"^tcp://(\*|[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(\*|\d{1,5})$")
 
 log = logging.getLogger("ready")
+HANDSHAKE_S = 5  # a server closes a connection that has not finished its handshake by then
 
 
 class CliError(Exception):
@@ -152,3 +154,23 @@ def connect(sock: Sock, where: str) -> None:
 def announce_ready(role: str, where: str) -> None:
     """The line a parent process (or a script) waits for before it talks to this program."""
     log.info("%s%s%s", role, READY_MARK, where)
+
+
+def serve_strangers_briefly(sock: Sock) -> None:
+    """A server socket's defence against connections that never authenticate: libzmq gives a
+    silent one 30 s to finish its handshake, holding a descriptor all that time; ours get
+    HANDSHAKE_S. (Set before bind.)"""
+    sock.handshake_ivl = HANDSHAKE_S * 1000
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, and return it.
+
+    A daemon holds a descriptor per connection; the usual soft limit (1,024, sometimes 256)
+    lets a few hundred idle connections lock out the peers that matter. The hard limit is the
+    operator's to set (systemd's LimitNOFILE=); this takes what it allows.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard

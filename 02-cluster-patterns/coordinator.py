@@ -91,6 +91,7 @@ class Coordinator:
         # event nobody listens for is never even serialised.
         self.events = ctx.socket(zmq.XPUB)
         self.events.linger = 0
+        cli.serve_strangers_briefly(self.events)
         if keys is not None:
             curve.serve_curve(self.events, keys)
         self.events_endpoint = cli.bind(self.events, events)
@@ -118,6 +119,7 @@ class Coordinator:
         sock.maxmsgsize = self.cfg.max_message_bytes * 2  # libzmq cuts off grossly oversized peers
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
         sock.backlog = 1024  # thousands of workers connect at once after a restart
+        cli.serve_strangers_briefly(sock)
         return sock
 
     def run(self) -> None:
@@ -211,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.keys is None and not args.insecure:
         raise cli.CliError("give --keys SERVER_KEY_DIR, or --insecure to run without CurveZMQ")
     keys = None if args.keys is None else curve.load_agent_keys(args.keys)
+    log.info("open files: up to %d", cli.raise_open_file_limit())
     with zmq.Context() as ctx:
         auth = None if keys is None else curve.start_authenticator(ctx, keys)
         try:

@@ -239,6 +239,8 @@ def collect(args: argparse.Namespace) -> int:
         sock.linger = 1000  # the last acknowledgements still go out on a clean stop
         sock.router_mandatory = True
         sock.maxmsgsize = MAX_RECORD_BYTES + 1024  # a frame over this drops the connection
+        cli.serve_strangers_briefly(sock)
+        log.info("open files: up to %d", cli.raise_open_file_limit())
         if args.keys is not None:
             server = keyfiles.load_agent_keys(args.keys)
             auth = curve.start_authenticator(ctx, server)

@@ -3,9 +3,11 @@ gets an answer, none is misread, and the keys it runs with are private from thei
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster_patterns import cli
+from cluster_patterns import cli, processes
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
 from tests.agents import RawController, running_agent
@@ -145,3 +147,56 @@ def test_out_of_descriptors_every_command_is_answered_and_none_leaks(keydir: Pat
         assert ask(raw, wire.RUN, {"command": "echo fine"}).frames[1] == b"fine\n"
         assert len(os.listdir(fd_folder)) == baseline
         raw.sock.close(linger=0)
+
+
+# -- idle connections that never authenticate (issue 14, finding 6) -----------------------------
+
+
+def open_file_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files line")
+
+
+DAEMONS = {
+    "agent": ("cluster_sim.agent.node_agent", ["--insecure", "--bind"]),
+    "collector": ("cluster_sim.zmq_journal", ["collect", "--insecure", "--bind"]),
+    "coordinator": (
+        "cluster_patterns.coordinator",
+        ["--insecure", "--events", "tcp://127.0.0.1:*", "--endpoint"],
+    ),
+}
+
+
+@pytest.mark.parametrize("daemon", sorted(DAEMONS))
+def test_a_daemon_raises_its_open_file_limit_to_what_it_may(tmp_path: Path, daemon: str) -> None:
+    """With the usual soft limit (1,024, or 256 on the box that found it) a few hundred idle
+    connections took every descriptor and an authorized controller could not get in."""
+    module, args = DAEMONS[daemon]
+    if daemon == "collector":
+        args = [*args[:2], "--path", str(tmp_path / "j.jsonl"), *args[2:]]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with processes.Roles(module) as roles:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the child inherits
+        try:
+            child = roles.spawn(daemon, *args, "tcp://127.0.0.1:*")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert open_file_limit(child.process.pid) == hard
+
+
+def test_a_connection_that_never_authenticates_is_closed_within_seconds(keydir: Path) -> None:
+    """libzmq's default gives a silent connection 30 s to finish its handshake; 300 of them
+    held 300 descriptors that long, again and again."""
+    with running_agent(keydir) as agent:
+        port = int(agent.endpoint.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(20)]
+        try:
+            for conn in idle:  # the agent's greeting, then nothing from us, then end of file
+                with contextlib.suppress(ConnectionResetError):
+                    while conn.recv(4096):
+                        pass
+        finally:
+            for conn in idle:
+                conn.close()

@@ -113,6 +113,7 @@ class NodeAgent:
         sock.router_mandatory = True  # a reply to a vanished controller raises, and is counted
         sock.maxmsgsize = self.cfg.max_message_bytes
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
+        cli.serve_strangers_briefly(sock)
         if self.cfg.keys is not None:
             sock.curve_server = True
             sock.curve_secretkey = self.cfg.keys.secret
@@ -512,6 +513,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 
 async def run_agent(config: AgentConfig) -> None:
+    log.info("open files: up to %d", cli.raise_open_file_limit())
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     agent = NodeAgent(config, ctx)
     loop = asyncio.get_running_loop()
