@@ -62,6 +62,7 @@ __all__ = ["Config", "Coordinator", "main"]
 
 log = logging.getLogger("coordinator")
 HOUSEKEEPING_S = 0.05  # the longest the loop sleeps before checking its timers
+EVENTS_HWM = 20_000  # events queued per subscriber: a few megabytes at most
 RECV_BATCH = 1000  # messages taken from one socket before the timers get a look in
 
 
@@ -91,6 +92,9 @@ class Coordinator:
         # event nobody listens for is never even serialised.
         self.events = ctx.socket(zmq.XPUB)
         self.events.linger = 0
+        # Each subscriber may fall this far behind before events for it are dropped (PUB
+        # drops rather than block the broker); a busy cluster publishes thousands a second.
+        self.events.sndhwm = EVENTS_HWM
         cli.serve_strangers_briefly(self.events)
         if keys is not None:
             curve.serve_curve(self.events, keys)

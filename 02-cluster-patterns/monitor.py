@@ -42,6 +42,8 @@ except ModuleNotFoundError as missing:
 
 from cluster_patterns import cli, curve
 
+EVENTS_HWM = 20_000  # events queued for us (and for each subscriber at the coordinator)
+FLUSH_EVERY_S = 0.1  # the JSON log reaches the disk at least this often while events flow
 log = logging.getLogger("monitor")
 TASK_OUTCOMES = {
     "task.done": "done",
@@ -160,6 +162,7 @@ def watch(args: argparse.Namespace, stop: threading.Event) -> ClusterView:
     try:
         with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
             sub.linger = 0
+            sub.rcvhwm = EVENTS_HWM  # a burst waits here instead of being dropped
             keys = curve.client_keys(args)
             if keys is not None:
                 curve.connect_curve(sub, keys, curve.COORDINATOR)
@@ -173,6 +176,7 @@ def watch(args: argparse.Namespace, stop: threading.Event) -> ClusterView:
                 if args.dashboard
                 else _Quiet() as live
             ):
+                flushed = time.monotonic()
                 while not stop.is_set() and time.monotonic() < deadline:
                     while sub.poll(250):
                         topic, body = sub.recv_multipart()
@@ -180,7 +184,13 @@ def watch(args: argparse.Namespace, stop: threading.Event) -> ClusterView:
                         view.apply(topic.decode(), event)
                         if journal:
                             journal.write(json.dumps({"topic": topic.decode(), **event}) + "\n")
-                            journal.flush()
+                            # One flush per event cost more than the event: in a busy cluster
+                            # the coordinator's queue for us overflowed and events were lost.
+                            if time.monotonic() - flushed > FLUSH_EVERY_S:
+                                journal.flush()
+                                flushed = time.monotonic()
+                    if journal:
+                        journal.flush()
                     live.update(view.render(), refresh=True)
     finally:
         if journal:

@@ -115,7 +115,7 @@ cmd_build() {
     "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
     "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \
         --wheel-dir "$BUILD/image/wheels" "$HERE/..[lab]"
-    cp "$HERE/Dockerfile" "$HERE/node-init.sh" "$BUILD/image/"
+    cp "$HERE/Dockerfile" "$HERE/node-init.sh" "$HERE/sshd-keys-only.conf" "$BUILD/image/"
     say "building $NODE_IMAGE"
     local previous
     previous=$(docker image inspect -f '{{.Id}}' "$NODE_IMAGE" 2>/dev/null || true)
@@ -137,8 +137,35 @@ write_workers() {  # nodes beyond the compose file's three, as an override file
         for n in $(seq $((DEFAULT_WORKERS + 1)) "$count"); do
             printf '  worker%s:\n    extends: {file: %s, service: worker1}\n' "$n" "$HERE/docker-compose.yml"
             printf '    hostname: worker%s\n    environment: {NODE_NAME: worker%s}\n' "$n" "$n"
+            printf '    volumes: [%s/mounts/worker%s:/keys:ro]\n' "$BUILD" "$n"
         done
     } > "$BUILD/workers.yml"
+}
+
+ZCL_UID=990  # the image's zcl user (Dockerfile), who runs the nodes' daemons
+
+lay_out_keys() {  # NODE...: each container's own keys, in .build/mounts/ROLE, private
+    rm -rf "$BUILD/mounts"
+    local node
+    for node in "$@"; do  # a node: its host key, its worker's key, the SSH public key
+        mount_keys "$node" "$ZCL_UID" "nodes/$node" "mdp/controllers/$node" ssh/id_ed25519.pub
+    done
+    mount_keys coordinator 0 mdp/nodes/coordinator
+    mount_keys monitor 0 mdp/controllers/monitor
+    mount_keys collector 0 nodes/collector
+    # What runs the workloads from inside the cluster: the controller's keys, the MDP client's,
+    # the dashboard's, and the SSH private key.
+    mount_keys runner 0 controllers/runner mdp/controllers/runner mdp/controllers/monitor ssh
+}
+
+mount_keys() {  # ROLE OWNER PATH...: copy PATHs (under .build/keys) for ROLE, owned by OWNER
+    local dest="$BUILD/mounts/$1" owner="$2"
+    mkdir -p "$dest"
+    (cd "$BUILD/keys" && cp -r --parents "${@:3}" "$dest")
+    chown -R "$owner:$owner" "$dest"
+    find "$dest" -type d -exec chmod 700 {} +
+    find "$dest" -type f -exec chmod 644 {} +
+    find "$dest" -type f \( -name '*.key_secret' -o -name id_ed25519 \) -exec chmod 600 {} +
 }
 
 wait_healthy() {
@@ -176,7 +203,7 @@ cmd_start() {
         docker run --rm -v "$BUILD/keys/ssh:/ssh" "$NODE_IMAGE" \
             ssh-keygen -q -t ed25519 -N '' -C zcl-bench -f /ssh/id_ed25519
     fi
-    chmod -R a+rX "$BUILD/keys"
+    lay_out_keys "${nodes[@]}"
     write_workers "$workers"
     compose up -d --no-build coordinator monitor collector >/dev/null
     wait_healthy coordinator
@@ -334,7 +361,7 @@ cmd_start_agent() {
     require_node "${1:-}"
     agent_down "$1" || { say "the agent on $1 is running"; return 0; }
     FAULT_TS=$(now)
-    docker exec -d "$(container_of "$1")" \
+    docker exec -d -u zcl -e HOME=/home/zcl "$(container_of "$1")" \
         zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$1" --file-root /var/lib/zcl-agent
     local deadline=$((SECONDS + 20))
     until [ -n "$(in_node "$1" ss -Hltn "sport = :5560")" ]; do
@@ -416,7 +443,7 @@ start_in_cluster() {  # ROLE CMD...: run CMD in a container of our image on the 
     network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' \
         "$(container_of coordinator)")
     IN_CLUSTER=$(docker run -d --network "$network" --label "com.docker.compose.project=$PROJECT" \
-        --label "zcl.role=$1" -v "$BUILD/keys:/keys:ro" -v "$BUILD/events:/events" \
+        --label "zcl.role=$1" -v "$BUILD/mounts/runner:/keys:ro" -v "$BUILD/events:/events" \
         -e COLUMNS=100 "$NODE_IMAGE" "${@:2}")
     STARTED_IN_CLUSTER+=("$IN_CLUSTER")
     # shellcheck disable=SC2154  # the trap expands the array when the script exits

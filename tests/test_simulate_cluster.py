@@ -79,6 +79,51 @@ def test_start_brings_up_a_healthy_cluster(cluster: None) -> None:
         assert services[node] == ("running", "healthy", "-"), services
 
 
+def in_container(service: str, *command: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", container_of(service), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def test_each_node_holds_its_own_keys_only_and_runs_its_daemons_unprivileged(
+    cluster: None,
+) -> None:
+    """Every secret used to be 0644 and mounted on every node (the controller's and the SSH
+    private key included), the agents ran as root, and SSH logged in as root."""
+    held = in_container("worker1", "find", "/keys", "-type", "f").split()
+    assert sorted(held) == [
+        "/keys/mdp/controllers/worker1/id.key",
+        "/keys/mdp/controllers/worker1/id.key_secret",
+        "/keys/mdp/controllers/worker1/known_hosts",
+        "/keys/nodes/worker1/authorized_keys",
+        "/keys/nodes/worker1/host.key",
+        "/keys/nodes/worker1/host.key_secret",
+        "/keys/ssh/id_ed25519.pub",
+    ]
+    for secret in (
+        "/keys/nodes/worker1/host.key_secret",
+        "/keys/mdp/controllers/worker1/id.key_secret",
+    ):
+        assert in_container("worker1", "stat", "-c", "%a %U", secret) == "600 zcl", secret
+    for daemon in ("[z]cl-agent", "[z]cl-worker"):
+        assert in_container("worker1", "pgrep", "-u", "zcl", "-f", daemon), daemon
+        assert not in_container("worker1", "pgrep", "-u", "root", "-f", daemon), daemon
+    effective = in_container("worker1", "sshd", "-T").splitlines()
+    for setting in (
+        "passwordauthentication no",
+        "permitrootlogin no",
+        "kbdinteractiveauthentication no",
+    ):
+        assert setting in effective, setting
+    for service in ("coordinator", "monitor", "collector"):
+        assert "/keys/controllers" not in in_container(service, "find", "/keys"), service
+
+
 def test_fail_kills_a_node_the_cluster_notices_and_recover_brings_it_back(cluster: None) -> None:
     assert run("fail", "worker2").returncode == 0
     assert status()["worker2"][0] == "exited" and status()["worker2"][2] == "failed"

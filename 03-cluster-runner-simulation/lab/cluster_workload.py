@@ -9,7 +9,7 @@ exists, when given) and are then checked:
   and every planned record must be in the collector's journal exactly once.
 
 With `--fallback` (the rollback drill, `simulate-cluster.sh drill`) each node's commands go
-through the fallback executor: ZeroMQ first, SSH (root, the cluster's key) when the node's
+through the fallback executor: ZeroMQ first, SSH (user zcl, the cluster's key) when the node's
 ZeroMQ circuit is open or a ZeroMQ attempt fails in transport. Every journal record says which
 transport served it, and the summary counts them.
 
@@ -46,7 +46,7 @@ UNTIL_FILE_LIMIT_S = 120.0
 
 
 def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorSSH:
-    """A node of the Docker cluster over SSH: root, with the cluster's key (docker/node-init.sh).
+    """A node of the Docker cluster over SSH: user zcl, with the cluster's key (node-init.sh).
 
     The lab's nodes make new host keys at every start, so there is nothing to pin: the check
     is skipped by name, here only.
@@ -54,7 +54,7 @@ def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorS
     return NodeExecutorSSH(
         node,
         node,
-        username="root",
+        username="zcl",
         client_key=str(key),
         skip_host_key_check=True,
         persistent=persistent,
