@@ -17,6 +17,7 @@ PLAN_DOCUMENTS = [
     "README.md",
     "RESULTS.md",
     "GLOSSARY.md",
+    "SECURITY.md",
     "LEARNING_NOTES.md",
     "integration-plan/protocol-mapping.md",
     "integration-plan/migration-strategy.md",

@@ -41,8 +41,9 @@ def client_keys(keydir: Path, name: str) -> curve.ControllerKeys:
     return curve.load_controller_keys(keys.controller_dir(keydir, name))
 
 
-def wait_handshake(sock: cli.Sock, timeout_ms: int = 10_000) -> int:
-    """The socket's first handshake outcome (succeeded or failed), from its monitor."""
+def connect_and_handshake(sock: cli.Sock, endpoint: str, timeout_ms: int = 10_000) -> int:
+    """Connect, and return the first handshake's outcome (succeeded or failed), read from a
+    monitor attached before the connection so the event cannot be missed."""
     wanted = (
         zmq.EVENT_HANDSHAKE_SUCCEEDED
         | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -50,6 +51,7 @@ def wait_handshake(sock: cli.Sock, timeout_ms: int = 10_000) -> int:
         | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     )
     monitor = sock.get_monitor_socket(wanted)
+    sock.connect(endpoint)
     try:
         if not monitor.poll(timeout_ms):
             raise TimeoutError("no handshake within the timeout")
@@ -76,8 +78,7 @@ def test_a_new_connection_cannot_take_a_live_workers_name(ctx: cli.Ctx) -> None:
             with ctx.socket(zmq.DEALER) as thief:
                 thief.linger = 0
                 thief.routing_id = b"worker1"
-                thief.connect(endpoint)
-                assert wait_handshake(thief) == zmq.EVENT_HANDSHAKE_SUCCEEDED
+                assert connect_and_handshake(thief, endpoint) == zmq.EVENT_HANDSHAKE_SUCCEEDED
                 thief.send_multipart(mdp.from_worker(mdp.W_READY, b"echo"))
                 for n in range(5):
                     body = b"after %d" % n
@@ -110,14 +111,13 @@ def test_with_keys_only_authorized_peers_get_in(ctx: cli.Ctx, mdp_keys: Path) ->
             trusted.close()
         with ctx.socket(zmq.DEALER) as plain:  # no CurveZMQ at all
             plain.linger = 0
-            plain.connect(endpoint)
-            assert wait_handshake(plain) != zmq.EVENT_HANDSHAKE_SUCCEEDED
+            assert connect_and_handshake(plain, endpoint) != zmq.EVENT_HANDSHAKE_SUCCEEDED
         for where in (endpoint, events):
             with ctx.socket(zmq.DEALER if where == endpoint else zmq.SUB) as outsider:
                 outsider.linger = 0
                 curve.connect_curve(outsider, client_keys(mdp_keys, "outsider"), "coordinator")
-                outsider.connect(where)
-                assert wait_handshake(outsider) == zmq.EVENT_HANDSHAKE_FAILED_AUTH, where
+                outcome = connect_and_handshake(outsider, where)
+                assert outcome == zmq.EVENT_HANDSHAKE_FAILED_AUTH, where
 
 
 def test_the_coordinator_will_not_start_open_unless_told_insecure() -> None:

@@ -33,6 +33,7 @@ from cluster_sim.zmq_journal import (
     recover,
 )
 from tests.agents import free_port
+from tests.test_coordinator_auth import connect_and_handshake
 from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
 
 __all__ = ["journal_keys"]  # the fixture, used by name below
@@ -221,3 +222,29 @@ def test_recovery_remembers_only_the_newest_records(tmp_path: Path) -> None:
     recent, quarantined = recover(path, remember=10)
     assert quarantined == 0 and len(recent) == 10
     assert recent.get(b"r49") is not None and recent.get(b"r39") is None
+
+
+def test_the_collector_lets_in_only_keys_it_lists(journal_keys: Path, tmp_path: Path) -> None:
+    keys.add_controller(journal_keys, "stranger")
+    keys.revoke_controller(journal_keys, "stranger")  # pins the collector, is not trusted
+    stranger = keys.load_controller_keys(keys.controller_dir(journal_keys, "stranger"))
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    journal = tmp_path / "journal.jsonl"
+    with (
+        processes.Roles(COLLECTOR) as roles,
+        collector(roles, journal_keys, journal, bind),
+        zmq.Context() as ctx,
+    ):
+        for who in ("stranger", "plain"):
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            if who == "stranger":
+                sock.curve_publickey, sock.curve_secretkey = stranger.public, stranger.secret
+                sock.curve_serverkey = stranger.agent_key("collector")
+            try:
+                outcome = connect_and_handshake(sock, bind)
+            finally:
+                sock.close()
+            assert outcome != zmq.EVENT_HANDSHAKE_SUCCEEDED, who
+            if who == "stranger":
+                assert outcome == zmq.EVENT_HANDSHAKE_FAILED_AUTH
