@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.asyncio
 import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.auth.thread import ThreadAuthenticator
 
 from cluster_patterns import cli
@@ -109,6 +111,7 @@ class AuthorizedKeys:
         self.user_ids: frozenset[str] = frozenset()
         self.generation = 0
         self.unreadable = False
+        self.peer = "an unknown address"  # the one being checked, told by the ZAP handler
 
     def refresh(self) -> None:
         """Reread the file if it changed (a new inode, time or size) since the last look."""
@@ -137,7 +140,12 @@ class AuthorizedKeys:
             log.debug("controller %s authenticated", self.keys[key] or key.decode())
             return True
         self.counters["refused.unknown-key"] += 1
-        log.warning("refused controller key %s: not in %s", key.decode(errors="replace"), self.path)
+        log.warning(
+            "refused controller key %s from %s: not in %s",
+            key.decode(errors="replace"),
+            self.peer,
+            self.path,
+        )
         return False
 
 
@@ -173,12 +181,41 @@ def start_authenticator(
 ) -> ThreadAuthenticator:
     """The ZAP handler for every CurveZMQ server socket of `ctx`, in a thread of its own (for a
     server with a blocking loop); start it before the first bind, stop it before ctx.term()."""
-    auth = ThreadAuthenticator(ctx)
+    provider = AuthorizedKeys(keys.authorized_keys, Counter())
+    auth = ThreadZapHandler(ctx, provider)
     auth.start()
-    auth.configure_curve_callback(
-        "*", credentials_provider=AuthorizedKeys(keys.authorized_keys, Counter())
-    )
+    auth.configure_curve_callback("*", credentials_provider=provider)
     return auth
+
+
+def _address(zap_request: list[bytes]) -> str:
+    """The peer's address in a ZAP request (RFC 27: version, id, domain, address, ...)."""
+    return zap_request[3].decode(errors="replace") if len(zap_request) > 3 else "?"
+
+
+class ThreadZapHandler(ThreadAuthenticator):
+    """pyzmq's ZAP handler in a thread, telling the key check which address it checks (the
+    credentials callback only gets the key), so a refusal is logged with both."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], provider: AuthorizedKeys) -> None:
+        super().__init__(ctx)
+        self.provider = provider
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self.provider.peer = _address(msg)
+        await super().handle_zap_message(msg)
+
+
+class AsyncioZapHandler(AsyncioAuthenticator):
+    """The same, on an asyncio loop (the node agent's)."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, provider: AuthorizedKeys) -> None:
+        super().__init__(ctx)
+        self.provider = provider
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self.provider.peer = _address(msg)
+        await super().handle_zap_message(msg)
 
 
 COORDINATOR = "coordinator"  # the name clients of step 02 pin the coordinator's key under

@@ -13,6 +13,10 @@ The agent answers on the same connection, many times for a streaming command:
     [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
     [VERSION, request_id, PONG, incarnation, body]           answer to a ping
 
+A run request with `stream` may carry `window` (bytes): the agent then sends at most that much
+output the controller has not yet acknowledged with CREDIT, and stops reading the command's
+pipes until it does, so a slow reader slows the command instead of growing queues.
+
 `incarnation` is random per agent start: a controller that sees it change knows the agent
 restarted and that the commands it had in flight there are gone. Operation names are looked up
 in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method names.
@@ -39,6 +43,7 @@ PUT = b"put"
 GET = b"get"
 SYSINFO = b"sysinfo"
 PING = b"ping"
+CREDIT = b"credit"  # {target, bytes}: that much of a windowed stream's output was consumed
 
 # Reply kinds (agent -> controller).
 OUT = b"out"

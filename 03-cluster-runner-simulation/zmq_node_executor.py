@@ -63,10 +63,14 @@ HANDSHAKE_FAILURES: dict[int, str] = {
 }
 
 
+STREAM_WINDOW = 1024 * 1024  # streamed output the agent may send ahead of our consuming it
+
+
 @dataclass
 class _Call:
     future: asyncio.Future[wire.Reply]
     on_output: OutputCallback | None = None
+    uncredited: int = 0  # output handed to on_output and not yet credited back
     output: dict[bytes, list[bytes]] = field(
         default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
     )
@@ -151,6 +155,8 @@ class ZmqNodeExecutor:
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
         body: dict[str, Any] = {"command": command, "stream": on_output is not None}
+        if on_output is not None:
+            body["window"] = STREAM_WINDOW  # the agent waits for our credit beyond this
         if timeout_s is not None:
             body["timeout_s"] = timeout_s
         if env is not None:
@@ -332,8 +338,18 @@ class ZmqNodeExecutor:
             call.output[stream].append(data)
             if call.on_output is not None:
                 call.on_output("stdout" if stream == wire.STDOUT else "stderr", data)
+                self._credit(reply.request_id, call, len(data))
             return
         call.future.set_result(reply)
+
+    def _credit(self, request_id: bytes, call: _Call, consumed: int) -> None:
+        """Tell the agent what on_output has taken, a quarter window at a time."""
+        call.uncredited += consumed
+        if call.uncredited >= STREAM_WINDOW // 4 and self.link is not None:
+            credit = {"target": request_id, "bytes": call.uncredited}
+            with contextlib.suppress(zmq.Again):  # the window stays shut; the call's timeout holds
+                self.link.send(wire.request(next(self.ids).to_bytes(8, "big"), wire.CREDIT, credit))
+                call.uncredited = 0
 
     def _lost(self, unknown: list[bytes]) -> None:
         for request_id in unknown:

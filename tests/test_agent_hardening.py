@@ -86,6 +86,32 @@ def test_a_refused_key_is_named_in_the_log(keydir: Path, tmp_path: Path) -> None
         line = agent.wait_for_output(lambda text: "refused controller key" in text, 10)
         sock.close()
     assert line is not None and them.public.decode() in line
+    assert "from 127.0.0.1" in line  # and where it came from
+
+
+def test_the_collector_and_the_coordinator_name_a_refused_key_and_its_address_too(
+    tmp_path: Path,
+) -> None:
+    servers = tmp_path / "keys"
+    keys.generate(servers, nodes=["collector", "coordinator"], controllers=["stranger"])
+    keys.revoke_controller(servers, "stranger")
+    them = keys.load_controller_keys(keys.controller_dir(servers, "stranger"))
+    for name, module, args in (
+        ("collector", "cluster_sim.zmq_journal", ["collect", "--path", str(tmp_path / "j")]),
+        ("coordinator", "cluster_patterns.coordinator", ["--events", "tcp://127.0.0.1:*"]),
+    ):
+        bind_option = "--bind" if name == "collector" else "--endpoint"
+        key_args = ["--keys", str(keys.node_dir(servers, name))]
+        with processes.Roles(module) as roles, zmq.Context() as ctx:
+            server = roles.spawn(name, *args, *key_args, bind_option, "tcp://127.0.0.1:*")
+            sock: cli.Sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.curve_publickey, sock.curve_secretkey = them.public, them.secret
+            sock.curve_serverkey = them.agent_key(name)
+            sock.connect(server.endpoint.split(" ")[0])
+            line = server.wait_for_output(lambda text: "refused controller key" in text, 10)
+            sock.close()
+        assert line is not None and them.public.decode() in line and "from 127.0.0.1" in line
 
 
 # -- limits that hold on every path (issue 14, finding 6 in part) -------------------------------

@@ -7,6 +7,7 @@ import os
 import select
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -255,6 +256,44 @@ async def test_streamed_output_keeps_to_the_same_cap_even_for_a_reader_that_stal
     assert peak_kb < 150_000, f"agent peaked at {peak_kb} kB for 200 MB of streamed output"
     assert streamed <= 1_000_000 and done.kind == wire.DONE and done.body()["truncated"]
     assert result.truncated and len(result.stdout) == sum(map(len, seen)) <= 1_000_000
+
+
+def agent_state(controller: RawController) -> dict[str, Any]:
+    controller.request(b"state", wire.PING, {"ids": []})
+    while (answer := controller.reply()).request_id != b"state":
+        pass
+    return answer.body()
+
+
+def test_a_stream_with_a_window_pauses_for_a_reader_that_stalls_and_loses_nothing(
+    keydir: Path,
+) -> None:
+    """Flow control: a controller that asks for a window gets at most that much unacknowledged
+    output; the command then waits (its pipe fills), and goes on as credit comes back. Before,
+    the agent read on regardless, so a stalled reader's output was queued or dropped."""
+    total, window = 3_000_000, 256 * 1024
+    command = f"head -c {total} /dev/zero"
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        reader = RawController(ctx, agent.endpoint, keydir)
+        watcher = RawController(ctx, agent.endpoint, keydir)
+        reader.request(b"slow", wire.RUN, {"command": command, "stream": True, "window": window})
+        while not agent_state(watcher)["counters"].get("stream.paused"):
+            pass  # each round is a ping's round trip, until the agent has paused the stream
+        assert agent_state(watcher)["running"] == 1  # paused, not finished, not dropped
+        received, done = 0, None
+        while done is None:
+            reply = reader.reply(timeout_ms=10_000)
+            if reply.kind == wire.OUT:
+                received += len(reply.frames[1])
+                reader.request(
+                    b"c", wire.CREDIT, {"target": b"slow", "bytes": len(reply.frames[1])}
+                )
+            else:
+                done = reply
+        reader.sock.close(linger=0)
+        watcher.sock.close(linger=0)
+    assert done.kind == wire.DONE and not done.body()["truncated"]
+    assert received == total
 
 
 def finished_one(controller: RawController) -> bool:

@@ -10,7 +10,9 @@ request names an operation that is looked up in OPERATIONS, an explicit allow-li
 `--operations` can narrow further; nothing on the wire is ever used as a method name.
 
     run      a shell command, with timeout, environment and working directory; its output comes
-             back at the end, or streamed as it is produced; a timeout kills its process group
+             back at the end, or streamed as it is produced (with a window, paced by the
+             controller's credit); a timeout kills its process group
+    credit   a streaming controller has consumed so many bytes (allowed wherever run is)
     cancel   kill a running command's process group
     put/get  write or read a file (up to --max-file-bytes) below a --file-root, never through a
              symbolic link, never in the agent's key folder, never into its interpreter
@@ -47,9 +49,8 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from zmq.auth.asyncio import AsyncioAuthenticator
 
-from cluster_patterns import cli
+from cluster_patterns import cli, curve
 from cluster_patterns.heartbeat import Liveness
 from cluster_patterns.wire import WireError, recv_now, recv_now_as
 from cluster_sim import agent_wire as wire
@@ -81,6 +82,15 @@ class AgentConfig:
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
 
 
+@dataclass
+class _Stream:
+    """A streaming command's pacing: with a window, output not yet credited back."""
+
+    window: int | None
+    unacked: int = 0
+    command: RunningCommand | None = None
+
+
 class NodeAgent:
     def __init__(self, config: AgentConfig, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         self.cfg, self.ctx = config, ctx
@@ -92,6 +102,7 @@ class NodeAgent:
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
+        self.streams: dict[tuple[bytes, bytes], _Stream] = {}  # streaming commands' pacing
         self.env = dict(os.environ)
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
@@ -143,9 +154,10 @@ class NodeAgent:
     # -- the loop ----------------------------------------------------------------------------
 
     async def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
-        auth: AsyncioAuthenticator | None = None
+        auth: curve.AsyncioZapHandler | None = None
         if self.authorized is not None:
-            auth = AsyncioAuthenticator(zmq.asyncio.Context.shadow(self.ctx))
+            shadow = zmq.asyncio.Context.shadow(self.ctx)
+            auth = curve.AsyncioZapHandler(shadow, self.authorized)
             auth.start()  # the ZAP handler must be in place before the first handshake
             auth.configure_curve_callback("*", credentials_provider=self.authorized)
             self.authorized.refresh()
@@ -198,7 +210,10 @@ class NodeAgent:
             )
         liveness.heard(now, is_heartbeat=req.operation == wire.PING)
         handler = OPERATIONS.get(req.operation)
-        if handler is None or req.operation not in self.cfg.operations:
+        allowed = req.operation in self.cfg.operations or (
+            req.operation == wire.CREDIT and wire.RUN in self.cfg.operations
+        )
+        if handler is None or not allowed:
             self.refuse(req, "not-allowed", f"operation {req.operation[:32]!r} is not allowed")
             return
         try:
@@ -308,7 +323,13 @@ class NodeAgent:
             )
         except ValueError as exc:
             raise WireError("bad-field", str(exc)) from None
-        sink = self._streamer(req) if req.body.get("stream") else None
+        stream = None
+        if req.body.get("stream"):
+            window = wire.number_field(req.body, "window")
+            stream = self.streams[(req.peer, req.request_id)] = _Stream(
+                None if window is None else int(window)
+            )
+        sink = None if stream is None else self._streamer(req, stream)
         try:
             cmd = RunningCommand(
                 script,
@@ -319,22 +340,41 @@ class NodeAgent:
                 warm=self.warm,
             )
         except SpawnError as exc:
+            self.streams.pop((req.peer, req.request_id), None)
             self.refuse(req, "spawn-failed", str(exc))
             return
         key = (req.peer, req.request_id)
+        if stream is not None:
+            stream.command = cmd
         self.running[key] = cmd
         self.counters["commands"] += 1
         cmd.finished.add_done_callback(lambda done: self._command_done(req, done))
 
-    def _streamer(self, req: wire.Request) -> Callable[[int, bytes], bool]:
+    def _streamer(self, req: wire.Request, state: _Stream) -> Callable[[int, bytes], bool]:
         def forward(stream: int, data: bytes) -> bool:
             tag = wire.STDOUT if stream == STDOUT else wire.STDERR
-            return self.answer(req, wire.OUT, tag, data)
+            sent = self.answer(req, wire.OUT, tag, data)
+            if state.window is not None and state.command is not None:
+                state.unacked += len(data)
+                if state.unacked >= state.window and not state.command.paused:
+                    state.command.pause()  # until the controller's credit comes back
+                    self.counters["stream.paused"] += 1
+            return sent
 
         return forward
 
+    def op_credit(self, req: wire.Request) -> None:
+        consumed = wire.number_field(req.body, "bytes")
+        state = self.streams.get((req.peer, wire.bytes_field(req.body, "target")))
+        if state is None or consumed is None or state.window is None:
+            return  # a stream that ended, or one without a window: nothing to pace
+        state.unacked = max(0, state.unacked - int(consumed))
+        if state.command is not None and state.command.paused and state.unacked < state.window:
+            state.command.resume()
+
     def _command_done(self, req: wire.Request, finished: asyncio.Future[Finished]) -> None:
         self.running.pop((req.peer, req.request_id), None)
+        self.streams.pop((req.peer, req.request_id), None)
         if finished.cancelled():
             return
         if self._revoked(req.peer):
@@ -470,6 +510,7 @@ OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
     wire.GET: NodeAgent.op_get,
     wire.SYSINFO: NodeAgent.op_sysinfo,
     wire.PING: NodeAgent.op_ping,
+    wire.CREDIT: NodeAgent.op_credit,
 }
 
 
@@ -558,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--operations",
         type=_operations,
         default=default.operations,
-        help="comma-separated allow-list (default: all of run,cancel,put,get,sysinfo,ping)",
+        help="comma-separated allow-list (default: all of run,cancel,put,get,sysinfo,ping; "
+        "credit, which paces streams, comes with run)",
     )
     for option, value in (
         ("--max-concurrent", default.max_concurrent),

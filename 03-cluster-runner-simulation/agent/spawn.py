@@ -303,9 +303,10 @@ class RunningCommand:
         self.exit_status: int | None = None
         self.finished: asyncio.Future[Finished] = self.loop.create_future()
         self.open_pipes: dict[int, int] = {}
+        self.paused = False  # not reading the pipes: the reader of a stream is behind
         self.watcher = FdWatcher.of(self.loop)
         self.command_id = f"{_AGENT_TAG}-{next(_NUMBERS)}"
-        script = f"export {MARKER}={self.command_id}\n{script}"
+        script = f"export {MARKER}={self.command_id}; {script}"  # one line: line numbers stay
         shell = warm.take(script.encode() + b"\n") if warm is not None else None
         if shell is None:
             shell = _spawn(script, env)
@@ -356,11 +357,25 @@ class RunningCommand:
             self.loop.call_later(PIPE_GRACE_S, self._abandon_pipes)
         self._maybe_finish()
 
+    def pause(self) -> None:
+        """Stop reading the output pipes: when they fill, the command blocks on its writes."""
+        if not self.paused:
+            self.paused = True
+            for fd in self.open_pipes:
+                self.watcher.forget(fd)
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            for fd in self.open_pipes:
+                self.watcher.watch(fd, lambda fd=fd: self._read(fd))  # type: ignore[misc]
+
     def _abandon_pipes(self) -> None:
         """A killed command whose pipes are still open: someone we could not find holds them.
         Stop reading, so the command ends and frees its slot."""
         for fd in list(self.open_pipes):
-            self.watcher.forget(fd)
+            if not self.paused:
+                self.watcher.forget(fd)
             os.close(fd)
             del self.open_pipes[fd]
         self._maybe_finish()
