@@ -10,7 +10,7 @@ nothing a peer sends may crash it, wedge it, or make it keep what it should have
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,12 @@ FUZZ = settings(
 
 blobs = st.binary(max_size=64)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), blobs
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),  # what msgpack can carry
+    st.floats(),
+    st.text(max_size=20),
+    blobs,
 )
 values = st.recursive(
     scalars,
@@ -51,6 +56,29 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS line")
+
+
+def fuzzed_growth(
+    pid: int,
+    messages: st.SearchStrategy[list[bytes]],
+    send: Callable[[list[bytes]], object],
+    still_serves: Callable[[], object],
+) -> int:
+    """Send generated batches; after each, a valid request must be served. Returns how many
+    bytes of resident memory the daemon gained over the whole run."""
+    still_serves()
+    before = rss_bytes(pid)
+
+    @FUZZ
+    @given(st.lists(messages, min_size=1, max_size=20))
+    def batch(generated: list[list[bytes]]) -> None:
+        for message in generated:
+            if message:
+                send(message)
+        still_serves()
+
+    batch()
+    return rss_bytes(pid) - before
 
 
 @pytest.fixture
@@ -67,7 +95,7 @@ agent_fields = st.fixed_dictionaries(
     optional={
         # The body is what is fuzzed, not the shell: commands that get through do nothing.
         "command": st.one_of(st.sampled_from(["true", "echo fuzz", ":"]), values),
-        "timeout_s": st.one_of(st.floats(), st.integers(), values),
+        "timeout_s": st.one_of(st.floats(), st.integers(-(2**63), 2**64 - 1), values),
         "env": st.one_of(st.dictionaries(st.text(max_size=10), st.text(max_size=10)), values),
         "cwd": st.one_of(st.text(max_size=30), values),
         "stream": values,
@@ -96,19 +124,9 @@ def test_the_agent_survives_generated_requests(keydir: Path, tmp_path: Path) -> 
     with running_agent(keydir, *options) as agent, zmq.Context() as context:
         context.linger = 0
         raw = RawController(context, agent.endpoint, keydir)
-        raw.counters()
-        before = rss_bytes(agent.process.pid)
-
-        @FUZZ
-        @given(st.lists(agent_messages, min_size=1, max_size=20))
-        def batch(messages: list[list[bytes]]) -> None:
-            for message in messages:
-                if message:
-                    raw.send(*message)
-            assert isinstance(raw.counters(), dict)  # a valid request, still answered
-
-        batch()
-        grown = rss_bytes(agent.process.pid) - before
+        grown = fuzzed_growth(
+            agent.process.pid, agent_messages, lambda m: raw.send(*m), raw.counters
+        )
         assert agent.process.poll() is None
         raw.sock.close(linger=0)
     assert grown < GROWTH_LIMIT, f"the agent grew by {grown >> 20} MiB"
@@ -155,20 +173,13 @@ def test_the_collector_survives_generated_records(ctx: cli.Ctx, tmp_path: Path) 
                     return
             raise AssertionError("the collector did not acknowledge a valid record")
 
-        valid_record_is_acked()
-        before = rss_bytes(collector.process.pid)
-
-        @FUZZ
-        @given(st.lists(collector_messages, min_size=1, max_size=20))
-        def batch(messages: list[list[bytes]]) -> None:
-            for message in messages:
-                if message:
-                    sock.send_multipart(message)
-            valid_record_is_acked()
-
         try:
-            batch()
-            grown = rss_bytes(collector.process.pid) - before
+            grown = fuzzed_growth(
+                collector.process.pid,
+                collector_messages,
+                sock.send_multipart,
+                valid_record_is_acked,
+            )
             assert collector.process.poll() is None
         finally:
             sock.close(linger=0)
@@ -213,20 +224,10 @@ def test_the_coordinator_survives_generated_messages(ctx: cli.Ctx) -> None:
                     return
             raise AssertionError("the coordinator did not answer a valid request")
 
-        echo_is_answered()
-        before = rss_bytes(coordinator.process.pid)
-
-        @FUZZ
-        @given(st.lists(mdp_messages, min_size=1, max_size=20))
-        def batch(messages: list[list[bytes]]) -> None:
-            for message in messages:
-                if message:
-                    fuzzer.send_multipart(message)
-            echo_is_answered()
-
         try:
-            batch()
-            grown = rss_bytes(coordinator.process.pid) - before
+            grown = fuzzed_growth(
+                coordinator.process.pid, mdp_messages, fuzzer.send_multipart, echo_is_answered
+            )
             assert coordinator.process.poll() is None
         finally:
             fuzzer.close(linger=0)
