@@ -88,17 +88,10 @@ class Coordinator:
         if worker_endpoint:
             self.routers[BACKEND] = self._router(ctx)
             self.endpoints.append(cli.bind(self.routers[BACKEND], worker_endpoint))
-        # XPUB rather than PUB: it tells us which topic prefixes anyone subscribed to, so an
-        # event nobody listens for is never even serialised.
-        self.events = ctx.socket(zmq.XPUB)
-        self.events.linger = 0
-        # Each subscriber may fall this far behind before events for it are dropped (PUB
-        # drops rather than block the broker); a busy cluster publishes thousands a second.
-        self.events.sndhwm = EVENTS_HWM
-        cli.serve_strangers_briefly(self.events)
-        if keys is not None:
-            curve.serve_curve(self.events, keys)
+        self.ctx = ctx
+        self.events = self._events_socket()
         self.events_endpoint = cli.bind(self.events, events)
+        self.events_bound = True
         self.stop = threading.Event()
         self.drain_requested = False
         self.next_housekeeping = 0.0
@@ -107,6 +100,47 @@ class Coordinator:
     def counters(self) -> Counter[str]:
         """A copy: read it from another thread only once the loop has stopped."""
         return Counter(self.core.counters)
+
+    def _events_socket(self) -> cli.Sock:
+        # XPUB rather than PUB: it tells us which topic prefixes anyone subscribed to, so an
+        # event nobody listens for is never even serialised.
+        sock = self.ctx.socket(zmq.XPUB)
+        sock.linger = 0
+        # Each subscriber may fall this far behind before events for it are dropped (PUB
+        # drops rather than block the broker); a busy cluster publishes thousands a second.
+        sock.sndhwm = EVENTS_HWM
+        cli.serve_strangers_briefly(sock)
+        if self.keys is not None:
+            curve.serve_curve(sock, self.keys)
+        return sock
+
+    def _reopen_events(self, poller: zmq.Poller) -> None:
+        """A fresh events socket on the same endpoint (see CoordinatorCore.subscription)."""
+        log.warning(
+            "subscribers sent over %d prefixes of no topic: reopening the events socket",
+            self.cfg.max_unknown_prefixes,
+        )
+        poller.unregister(self.events)
+        self.events.close()
+        self.events = self._events_socket()
+        self.events_bound = self._bind_events()
+        poller.register(self.events, zmq.POLLIN)
+        self.core.events_reopened()
+
+    def _bind_events(self, patience_s: float = 1.0) -> bool:
+        """Bind the fresh events socket where the old one was. libzmq closes a listener in
+        its I/O thread, after close() returns, so the port may be busy for a moment; past
+        `patience_s` the loop tries again at each tick rather than stop the broker."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self.events.bind(self.events_endpoint)
+                return True
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    log.error("events socket not bound yet (%s); trying again", cli.reason(exc))
+                    return False
+                time.sleep(0.01)  # the old listener is on its way out: nothing to wait on
 
     def _router(self, ctx: cli.Ctx) -> cli.Sock:
         sock = ctx.socket(zmq.ROUTER)
@@ -139,7 +173,9 @@ class Coordinator:
             for sock, _ in poller.poll(max(0, int(wait_s * 1000))):
                 if sock is self.events:
                     while self.events.poll(0):
-                        self.core.subscription(self.events.recv())
+                        if self.core.subscription(self.events.recv()):
+                            self._reopen_events(poller)
+                            break
                 else:
                     self._read(sock, by_socket[sock])
             now = time.monotonic()
@@ -148,6 +184,8 @@ class Coordinator:
             if now >= self.next_housekeeping:
                 self.next_housekeeping = now + HOUSEKEEPING_S
                 self.core.tick(now)
+                if not self.events_bound:
+                    self.events_bound = self._bind_events(patience_s=0)
             done = self.core.draining_since is not None and self.core.drained(now)
             self.flush(now)
             if done:
@@ -209,6 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         service_timeout_s=args.service_timeout,
         max_queue=args.max_queue,
         max_services=args.max_services,
+        max_unknown_prefixes=args.max_unknown_prefixes,
         max_message_bytes=args.max_message_bytes,
         balance=args.balance,
         drain_timeout_s=args.drain_timeout,
@@ -285,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-message-bytes", type=cli.positive_int, default=default.max_message_bytes
+    )
+    parser.add_argument(
+        "--max-unknown-prefixes",
+        type=cli.positive_int,
+        default=default.max_unknown_prefixes,
+        help="subscriptions to no topic before the events socket is reopened, freeing them "
+        f"(default {default.max_unknown_prefixes:,})",
     )
     parser.add_argument("--balance", choices=BALANCES, default=default.balance)
     parser.add_argument("--drain-timeout", type=float, default=default.drain_timeout_s)

@@ -36,6 +36,25 @@ BACKEND: Route = 1  # the optional separate worker endpoint
 
 STATS_INTERVAL_S = 1.0
 STATS_MAX_WORKERS = 500  # a stats snapshot lists at most this many workers
+# Every topic the events socket carries; a subscription is useful only if it is a prefix of one.
+TOPICS = frozenset(
+    {
+        "broker.started",
+        "broker.stopped",
+        "stats",
+        "task.assigned",
+        "task.done",
+        "task.expired",
+        "task.failed",
+        "task.queued",
+        "task.retried",
+        "worker.dead",
+        "worker.joined",
+        "worker.left",
+        "worker.ready",
+    }
+)
+SUBSCRIBABLE = frozenset(t.encode()[:n] for t in TOPICS for n in range(len(t) + 1))
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_CAP_S = 2.0
 
@@ -61,6 +80,7 @@ class Config:
     busy_timeout_s: float = 300.0
     max_queue: int = 10_000  # per service
     max_services: int = 1000  # services with work waiting or a worker idle, at once
+    max_unknown_prefixes: int = 10_000  # subscriptions to no topic before the socket is reopened
     max_message_bytes: int = 1 << 20
     balance: str = "lru"  # or "least-done"
     drain_timeout_s: float = 10.0
@@ -130,6 +150,7 @@ class CoordinatorCore:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.subscriptions: set[bytes] = set()
         self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
+        self.unknown_prefixes = 0  # subscribed prefixes of no topic, since the socket opened
         self.workers: dict[bytes, Worker] = {}
         self.services: dict[bytes, Service] = {}
         self.timers: list[tuple[float, Timer, bytes]] = []  # lazily rechecked when they fire
@@ -155,13 +176,34 @@ class CoordinatorCore:
         else:
             self.on_worker(route, msg, now)
 
-    def subscription(self, message: bytes) -> None:
-        """What XPUB reports: b"\x01" + prefix to subscribe, b"\x00" + prefix to leave."""
+    def subscription(self, message: bytes) -> bool:
+        """What XPUB reports: b"\x01" + prefix to subscribe, b"\x00" + prefix to leave.
+
+        Returns True when the shell should reopen the events socket: libzmq keeps every prefix
+        a subscriber sends (100,000 random ones cost 100 MiB) and can neither refuse one nor
+        drop one subscriber, so past max_unknown_prefixes that no topic starts with, the socket
+        is closed and opened again (its subscribers reconnect and subscribe again), which
+        frees them all. Only prefixes of real topics are remembered here.
+        """
+        prefix = message[1:]
+        if prefix not in SUBSCRIBABLE:
+            if message[:1] == b"\x01":
+                self.unknown_prefixes += 1
+                self.counters["subscriptions.unknown"] += 1
+            return self.unknown_prefixes > self.cfg.max_unknown_prefixes
         if message[:1] == b"\x01":
-            self.subscriptions.add(message[1:])
+            self.subscriptions.add(prefix)
         else:
-            self.subscriptions.discard(message[1:])
+            self.subscriptions.discard(prefix)
         self.wanted.clear()
+        return False
+
+    def events_reopened(self) -> None:
+        """The shell opened a fresh events socket: nobody is subscribed until they say so."""
+        self.unknown_prefixes = 0
+        self.subscriptions.clear()
+        self.wanted.clear()
+        self.counters["events.reopened"] += 1
 
     def undeliverable(self, out: Outgoing, reason: str, now: float) -> None:
         """The shell could not send `out` (the peer is gone, or not keeping up)."""

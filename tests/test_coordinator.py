@@ -9,6 +9,7 @@ garbage from a peer never stops the service.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +273,33 @@ def test_a_flood_of_invented_service_names_is_forgotten(ctx: cli.Ctx) -> None:
         assert seen and seen[-1] == (20_000, 0), f"services still remembered: {seen[-3:]}"
         grown = rss_bytes(coordinator.process.pid) - before
         assert grown < 64 << 20, f"the coordinator kept {grown >> 20} MiB"
+
+
+@pytest.mark.timeout(120)
+def test_a_flood_of_invented_subscriptions_is_bounded_and_stats_still_flow(
+    ctx: cli.Ctx,
+) -> None:
+    events_at = free_endpoint()
+    with processes.Roles("cluster_patterns.coordinator") as roles:
+        coordinator = roles.spawn(
+            "coordinator", "--endpoint", free_endpoint(), "--events", events_at, "--insecure"
+        )
+        with ctx.socket(zmq.SUB) as watcher:
+            watcher.connect(events_at)
+            watcher.subscribe(b"stats")
+            assert watcher.poll(10_000), "no stats before the flood"
+            before = rss_bytes(coordinator.process.pid)
+            flood = ctx.socket(zmq.XSUB)
+            flood.connect(events_at)
+            for _ in range(100_000):
+                flood.send(b"\x01" + os.urandom(16))  # random: no prefix shared to save room
+            shed = coordinator.wait_for_output(lambda line: "reopening the events" in line, 60)
+            flood.close()  # an XSUB sends its prefixes again on every reconnect
+            assert shed, "the coordinator never shed the invented prefixes"
+            grown = rss_bytes(coordinator.process.pid) - before
+            reopened = 0
+            while not reopened and watcher.poll(10_000):  # the monitor is served again
+                stats = json.loads(watcher.recv_multipart()[1])
+                reopened = stats["counters"].get("events.reopened", 0)
+            assert reopened, "stats stopped flowing to the monitor"
+    assert grown < 64 << 20, f"the coordinator kept {grown >> 20} MiB for invented prefixes"

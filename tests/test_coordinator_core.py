@@ -351,3 +351,28 @@ def test_new_services_beyond_the_cap_are_refused_at_once() -> None:
     request(core, b"s1", b"known service", now=0.0)  # a known one still queues
     assert replies(core.take_outbox()) == []
     assert core.counters["rejected"] == 1
+
+
+def test_prefixes_of_no_topic_are_counted_and_too_many_ask_for_a_fresh_events_socket() -> None:
+    """libzmq keeps every prefix a subscriber sends (100,000 random ones: 100 MiB) and offers
+    no way to refuse one or drop one subscriber; the coordinator's bound is to reopen the
+    events socket once subscribers have sent too many that no topic starts with."""
+    core = CoordinatorCore(Config(max_unknown_prefixes=3))
+    assert not core.subscription(b"\x01stats") and not core.subscription(b"\x01task.do")
+    assert not core.subscription(b"\x01")
+    assert [core.subscription(b"\x01invented-%d" % n) for n in range(4)] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert core.counters["subscriptions.unknown"] == 4
+    assert b"invented-0" not in core.subscriptions  # a prefix of no topic wants nothing
+    core.events_reopened()
+    assert core.subscriptions == set()  # the subscribers reconnect and subscribe again
+    assert not core.subscription(b"\x01invented-9")
+    core.publish("stats", n=1)
+    assert core.take_events() == []  # nobody has subscribed again yet
+    core.subscription(b"\x01stats")
+    core.publish("stats", n=2)
+    assert core.take_events() == [("stats", {"n": 2})]
