@@ -39,7 +39,7 @@ import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
 from cluster_patterns import cli, curve
-from cluster_patterns.wire import recv_now, send_now
+from cluster_patterns.wire import recv_now, recv_now_as, send_now
 from cluster_sim import keys as keyfiles
 from cluster_sim.journal import (
     MAX_RECORD_BYTES,
@@ -159,8 +159,12 @@ class Collector:
         sock: zmq.Socket[bytes],
         stats_every_s: float = 60.0,
         remember: int = REMEMBER,
+        authorized: keyfiles.AuthorizedKeys | None = None,
     ) -> None:
         self.path, self.sock, self.stats_every_s = path, sock, stats_every_s
+        # With keys, each record's sender is checked against authorized_keys as it stands
+        # now, not only at the handshake: a writer revoked while connected writes no more.
+        self.authorized = authorized
         self.seen, quarantined = recover(path, remember)
         self.file = path.open("ab")
         self.counters: Counter[str] = Counter(
@@ -186,15 +190,24 @@ class Collector:
         acks: dict[bytes, list[bytes]] = {}
         refusals: list[tuple[bytes, bytes, str]] = []
         batch: dict[bytes, bytes] = {}
+        if self.authorized is not None:
+            self.authorized.refresh()
         for _ in range(BATCH):
             try:
-                frames = recv_now(self.sock)
+                frames, sender = (
+                    recv_now_as(self.sock) if self.authorized else (recv_now(self.sock), "")
+                )
             except zmq.Again:
                 break
             if len(frames) != 4 or frames[1] != VERSION:
                 self.counters["dropped"] += 1  # not our protocol: nothing to answer
                 continue
             peer, _, record_id, line = frames
+            if self.authorized is not None and not self.authorized.allows(sender):
+                self.counters["refused"] += 1
+                self.counters["refused.key"] += 1
+                refusals.append((peer, record_id, "key-refused: this writer's key was revoked"))
+                continue
             try:
                 check_line(line, record_id)
             except RecordError as exc:
@@ -248,7 +261,12 @@ def collect(args: argparse.Namespace) -> int:
         elif not args.insecure:
             raise cli.CliError("give --keys COLLECTOR_KEY_DIR, or --insecure")
         try:
-            collector = Collector(args.path, sock, args.stats_every, args.remember)
+            authorized = None
+            if args.keys is not None:
+                authorized = keyfiles.AuthorizedKeys(server.authorized_keys, Counter())
+            collector = Collector(
+                args.path, sock, args.stats_every, args.remember, authorized=authorized
+            )
             cli.announce_ready("journal-collector", cli.bind(sock, args.bind))
             collector.serve(stop)
             log.info("stopped: %s", collector.counters)

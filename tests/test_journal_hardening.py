@@ -248,3 +248,32 @@ def test_the_collector_lets_in_only_keys_it_lists(journal_keys: Path, tmp_path: 
             assert outcome != zmq.EVENT_HANDSHAKE_SUCCEEDED, who
             if who == "stranger":
                 assert outcome == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+def test_a_writer_revoked_while_connected_has_its_next_record_refused(
+    journal_keys: Path, tmp_path: Path
+) -> None:
+    """The collector checked keys at the handshake only: a writer revoked while connected
+    went on writing."""
+    keys.add_controller(journal_keys, "leaving")
+    leaving = keys.load_controller_keys(keys.controller_dir(journal_keys, "leaving"))
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    journal = tmp_path / "journal.jsonl"
+    with (
+        processes.Roles(COLLECTOR) as roles,
+        collector(roles, journal_keys, journal, bind),
+        zmq.Context() as ctx,
+    ):
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.curve_publickey, sock.curve_secretkey = leaving.public, leaving.secret
+        sock.curve_serverkey = leaving.agent_key("collector")
+        sock.connect(bind)
+        try:
+            assert answer(sock, b"before", record("before"))[1] == b"ack"
+            keys.revoke_controller(journal_keys, "leaving")
+            refused = answer(sock, b"after", record("after"))
+        finally:
+            sock.close()
+    assert refused[:3] == [VERSION, REFUSED, b"after"] and b"key-refused" in refused[3]
+    assert [r["record_id"] for r in read_journal(journal)] == ["before"]
