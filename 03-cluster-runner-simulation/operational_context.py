@@ -2,7 +2,9 @@
 configurations, the journal, and closing all of it, whatever way the run ends.
 
 `build_ssh_context` (ssh_context.py) and `build_zmq_context` (zmq_operational_context.py) differ
-only in how they make a node's executor; each is an async context manager:
+only in how they make a node's executor; each is an async context manager, and owns what it is
+given: on the way out it closes every executor and the journal passed in (a later write raises
+JournalError saying so):
 
     async with build_zmq_context(descriptor, filter_fn, journal) as ctx:
         result = await ctx.executor("node3").run("nvidia-smi -L")
@@ -22,6 +24,7 @@ from cluster_sim.protocols import (
     NodeExecutorProtocol,
     OperationalContextProtocol,
     SystemConfig,
+    UnknownNodeError,
 )
 
 NodeFilter = Callable[[NodeDescriptor], bool]
@@ -51,7 +54,9 @@ class OperationalContext:
 
     def executor(self, node_id: str) -> NodeExecutorProtocol:
         if node_id not in self._by_id:
-            raise KeyError(f"node {node_id!r} is not in this run (filtered out or unknown)")
+            raise UnknownNodeError(
+                node_id, "not in this run (filtered out, or not in the descriptor)"
+            )
         if node_id not in self._executors:
             self._executors[node_id] = self._make_executor(self._by_id[node_id])
         return self._executors[node_id]

@@ -72,6 +72,23 @@ class CircuitOpenError(TransportError):
     """Recent transport failures opened the node's circuit: failing fast instead of waiting."""
 
 
+class AgentDrainingError(TransportError):
+    """The node's agent is stopping and refused the command before starting it: another
+    transport may run it (the fallback does), and it will not have run twice."""
+
+
+class ConfigurationError(ExecutorError):
+    """The executor cannot be used as configured: no pinned key for the node, say."""
+
+
+class UnknownNodeError(ConfigurationError, KeyError):
+    """The node is not in this run (filtered out, or not in the descriptor). Also a KeyError,
+    which is what it was before it was an ExecutorError."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
+
+
 class RemoteError(ExecutorError):
     """The node refused the request: not allowed, too busy, a bad path, shutting down."""
 

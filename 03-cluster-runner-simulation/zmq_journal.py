@@ -312,9 +312,15 @@ class ZmqJournalWriter:
         sock.connect(endpoint)
         self.link = LoopSocket(sock, self._on_ack, recv_now)
         self.resender = asyncio.create_task(self._resend_forever())
+        self.closed = False
 
     async def write(self, record: Mapping[str, Any]) -> None:
         """Returns once the record is queued; `flush()` waits until all are on disk."""
+        if self.closed:
+            raise JournalError(
+                "the journal writer is closed (an operational context closes the journal it "
+                "was given when it exits)"
+            )
         while len(self.unacked) >= self.max_unacked:
             self.room.clear()
             await self.room.wait()
@@ -371,6 +377,9 @@ class ZmqJournalWriter:
             )
 
     async def close(self, timeout_s: float = 30.0) -> None:
+        if self.closed:
+            return
+        self.closed = True
         try:
             await self.flush(timeout_s)
         finally:

@@ -43,9 +43,11 @@ from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.keys import ControllerKeys
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import (
+    AgentDrainingError,
     CircuitOpenError,
     CommandResult,
     CommandTimeoutError,
+    ConfigurationError,
     ExecutorError,
     NodeExecutorProtocol,
     OutputCallback,
@@ -80,14 +82,15 @@ class _Link:
     """One DEALER connection to the agent, with its monitor; replaced after a failure."""
 
     def __init__(self, executor: ZmqNodeExecutor) -> None:
+        keys = executor.keys
+        server_key = None if keys is None else keys.agent_key(executor.node_id)  # before a socket
         sock = executor.ctx.socket(zmq.DEALER)
         sock.linger = 500  # a cancel sent just before close() still goes out
         sock.maxmsgsize = executor.max_message_bytes
         sock.reconnect_ivl, sock.reconnect_ivl_max = 100, 2000
-        keys = executor.keys
-        if keys is not None:
+        if keys is not None and server_key is not None:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
-            sock.curve_serverkey = keys.agent_key(executor.node_id)
+            sock.curve_serverkey = server_key
         monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES))
         self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames), recv_now)
         self.dealer = LoopSocket(sock, executor.on_reply, recv_now)
@@ -121,6 +124,10 @@ class ZmqNodeExecutor:
         max_in_flight: int = 64,
     ) -> None:
         self.node_id, self.endpoint, self.keys = node_id, endpoint, keys
+        if keys is not None and node_id not in keys.known_hosts:  # before any socket exists
+            raise ConfigurationError(
+                node_id, f"no pinned key for node {node_id!r} in the controller's known_hosts"
+            )
         self.own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
         self.heartbeat_s, self.agent_silence_s, self.grace_s = heartbeat_s, agent_silence_s, grace_s
@@ -274,6 +281,8 @@ class ZmqNodeExecutor:
         self.breaker.record_success()
         if reply.kind == wire.ERROR:
             error = reply.body()
+            if error.get("code") == "shutting-down":  # refused before it started: safe elsewhere
+                raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
             raise RemoteError(self.node_id, f"{error.get('code')}: {error.get('reason')}")
         return reply
 
@@ -385,6 +394,8 @@ class ZmqNodeExecutor:
         reason = HANDSHAKE_FAILURES.get(int(parse_monitor_message(frames)["event"]))
         if reason is None or self.link is not link:
             return
+        if self.keys is None:
+            reason = "the agent wants CurveZMQ and this executor has no keys (keys=None)"
         if not self.calls:  # waiting calls each count their own failure
             self.breaker.record_failure()
         self._transport_failed(reason)

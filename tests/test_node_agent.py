@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
 from cluster_sim.keys import ControllerKeys
-from cluster_sim.protocols import CommandTimeoutError, RemoteError, TransportError
+from cluster_sim.protocols import (
+    AgentDrainingError,
+    CommandTimeoutError,
+    RemoteError,
+    TransportError,
+)
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, executor, running_agent
 
@@ -353,8 +358,8 @@ async def test_sigterm_lets_running_commands_finish_and_refuses_new_ones(keydir:
             agent.signal(signal.SIGTERM)
             while not (await runner.ping())["draining"]:
                 pass  # the signal reaches the agent's loop asynchronously
-            with pytest.raises(RemoteError, match="shutting-down"):
-                await runner.run("echo too late")
+            with pytest.raises(AgentDrainingError, match="shutting down"):
+                await runner.run("echo too late")  # a TransportError: the fallback takes it
             assert (await finishing).stdout == b"finished\n"
             assert await asyncio.to_thread(agent.process.wait, 10) == 0
 
