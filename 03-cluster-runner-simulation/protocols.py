@@ -15,6 +15,7 @@ ran out of time (`CommandTimeoutError`), whichever transport served it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +76,11 @@ class CircuitOpenError(TransportError):
 class AgentDrainingError(TransportError):
     """The node's agent is stopping and refused the command before starting it: another
     transport may run it (the fallback does), and it will not have run twice."""
+
+
+class InvalidRequestError(ExecutorError, ValueError):
+    """The call's arguments are wrong (a variable name, a timeout); nothing was sent. Also a
+    ValueError, which is what a bad variable name raised over SSH before."""
 
 
 class ConfigurationError(ExecutorError):
@@ -194,6 +200,36 @@ def shell_script(command: str, env: Mapping[str, str] | None, cwd: str | None) -
     if cwd is not None:
         lines.append(f"cd -- {shlex.quote(cwd)} || exit 1")
     return "\n".join([*lines, command]) if lines else command
+
+
+COMMAND_MARKER = "ZCL_COMMAND_ID"  # exported to every command, so a kill can find its children
+
+
+def checked_script(
+    node_id: str,
+    command: str,
+    timeout_s: float | None,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+) -> str:
+    """Both executors' first step: validate the call the same way, raising the same
+    InvalidRequestError, and build the same shell script."""
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not math.isfinite(timeout_s)
+        or timeout_s <= 0
+    ):
+        raise InvalidRequestError(node_id, f"timeout_s must be a positive number, got {timeout_s}")
+    try:
+        return shell_script(command, env, cwd)
+    except ValueError as exc:
+        raise InvalidRequestError(node_id, str(exc)) from None
+
+
+def ran_over(command: str, timeout_s: float | None) -> str:
+    """The one message of a CommandTimeoutError, whichever transport ran the command."""
+    return f"{command!r} ran over {timeout_s:g} s and was killed, with everything it started"
 
 
 # -- the contracts -----------------------------------------------------------------------------

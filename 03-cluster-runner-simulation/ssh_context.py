@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import asyncssh
 
 from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
 from cluster_sim.protocols import (
+    COMMAND_MARKER,
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
     CommandResult,
@@ -32,11 +34,13 @@ from cluster_sim.protocols import (
     RemoteError,
     SystemConfig,
     TransportError,
-    shell_script,
+    checked_script,
+    ran_over,
 )
 from cluster_sim.system_probe import PROBE_SCRIPT, parse_probe
 
 CONNECT_TIMEOUT_S = 10.0
+KILL_TIMEOUT_S = 5.0  # for the command that kills a timed-out or cancelled one
 
 
 class NodeExecutorSSH:
@@ -67,6 +71,8 @@ class NodeExecutorSSH:
         self.persistent = persistent
         self.connection: asyncssh.SSHClientConnection | None = None
         self.connecting = asyncio.Lock()
+        self.running: dict[str, asyncssh.SSHClientConnection] = {}  # marker -> its connection
+        self.closed = False
 
     @classmethod
     def for_node(cls, node: NodeDescriptor, persistent: bool = True) -> NodeExecutorSSH:
@@ -102,9 +108,15 @@ class NodeExecutorSSH:
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
-        script = shell_script(command, env, cwd)
+        script = checked_script(self.node_id, command, timeout_s, env, cwd)
+        # The marker every process the command starts inherits, so a kill can find them all
+        # (the agent does the same): closing an SSH channel kills nothing.
+        marker = uuid.uuid4().hex
+        script = f"export {COMMAND_MARKER}={marker}; {script}"  # one line: line numbers stay
         started = time.monotonic()
         conn = await self._connection() if self.persistent else await self._connect()
+        self.running[marker] = conn
+        finished = False
         try:
             if on_output is None:
                 done = await conn.run(
@@ -113,13 +125,22 @@ class NodeExecutorSSH:
                 stdout, stderr, status = _raw(done.stdout), _raw(done.stderr), done.returncode
             else:
                 stdout, stderr, status = await self._stream(conn, script, timeout_s, on_output)
+            finished = True
         except TimeoutError:  # asyncssh.TimeoutError is one too
-            raise CommandTimeoutError(self.node_id, f"{command!r} ran over {timeout_s} s") from None
+            raise CommandTimeoutError(self.node_id, ran_over(command, timeout_s)) from None
         except (OSError, asyncssh.Error) as exc:
+            if self.closed:
+                raise TransportError(self.node_id, "the executor was closed") from None
             raise TransportError(self.node_id, f"ssh: {exc}") from None
         finally:
+            if self.running.pop(marker, None) is not None and not finished:
+                # timed out, cancelled or failed: kill what it started, shielded from the
+                # cancellation that may have brought us here
+                await asyncio.shield(self._kill_remote(conn, marker))
             if not self.persistent:
                 conn.close()
+        if self.closed:
+            raise TransportError(self.node_id, "the executor was closed")
         return CommandResult(
             node_id=self.node_id,
             command=command,
@@ -174,7 +195,20 @@ class NodeExecutorSSH:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
+    async def _kill_remote(self, conn: asyncssh.SSHClientConnection, marker: str) -> None:
+        """SIGKILL every process on the node whose environment carries the command's marker."""
+        kill = (
+            f"for f in $(grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ "
+            '2>/dev/null); do p="${f#/proc/}"; kill -9 "${p%/environ}" 2>/dev/null; done; true'
+        )
+        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
+            await asyncio.wait_for(conn.run(kill, stdin=asyncssh.DEVNULL), KILL_TIMEOUT_S)
+
     async def close(self) -> None:
+        """Kill what still runs, then close the connection (the runs raise TransportError)."""
+        self.closed = True
+        running, self.running = dict(self.running), {}
+        await asyncio.gather(*(self._kill_remote(c, m) for m, c in running.items()))
         if self.connection is not None:
             self.connection.close()
             await self.connection.wait_closed()

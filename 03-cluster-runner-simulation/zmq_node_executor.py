@@ -54,6 +54,8 @@ from cluster_sim.protocols import (
     RemoteError,
     SystemConfig,
     TransportError,
+    checked_script,
+    ran_over,
 )
 
 log = logging.getLogger("zmq-executor")
@@ -161,6 +163,7 @@ class ZmqNodeExecutor:
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
+        checked_script(self.node_id, command, timeout_s, env, cwd)  # as SSH checks it, locally
         body: dict[str, Any] = {"command": command, "stream": on_output is not None}
         if on_output is not None:
             body["window"] = STREAM_WINDOW  # the agent waits for our credit beyond this
@@ -176,9 +179,7 @@ class ZmqNodeExecutor:
             reply = await self._request(wire.RUN, body, call, wait_s)
         done = reply.body()
         if done.get("timed_out"):
-            raise CommandTimeoutError(
-                self.node_id, f"{command!r} ran over {timeout_s} s and was killed"
-            )
+            raise CommandTimeoutError(self.node_id, ran_over(command, timeout_s))
         if done.get("cancelled"):
             raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
         stdout, stderr = (

@@ -43,10 +43,11 @@ from enum import IntEnum
 from typing import ClassVar
 
 from cluster_sim.agent.posix_spawn import spawn_in_new_session
+from cluster_sim.protocols import COMMAND_MARKER
 
 log = logging.getLogger("node-agent.spawn")
 SHELL = "/bin/sh"
-MARKER = "ZCL_COMMAND_ID"  # exported to every command; its descendants carry it
+MARKER = COMMAND_MARKER  # exported to every command; its descendants carry it
 PIPE_GRACE_S = 1.0  # after a kill, how long a killed command's pipes may stay open
 MIN_FILL_BACKOFF_S, MAX_FILL_BACKOFF_S = 0.01, 2.0  # a warm-shell filler's waits after failures
 READ_CHUNK = 1024 * 1024
