@@ -159,6 +159,7 @@ def differences(first: list[str], second: list[str]) -> tuple[list[str], list[st
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    args.ignore = list(args.only_ignore) if args.only_ignore else [*VARYING, *args.ignore]
     journals = []
     for path in (args.first, args.second):
         try:
@@ -188,7 +189,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("first", type=Path)
     compare.add_argument("second", type=Path)
     compare.add_argument(
-        "--ignore", nargs="*", default=list(VARYING), help="fields that may differ between runs"
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="a field that may differ between runs, besides the defaults "
+        f"({', '.join(VARYING)}); repeatable",
+    )
+    compare.add_argument(
+        "--only-ignore",
+        action="append",
+        metavar="FIELD",
+        help="ignore these fields instead of the defaults; repeatable",
     )
     compare.add_argument("--show", type=int, default=10, help="differing records to print")
     return cli.run_main(parser, argv)

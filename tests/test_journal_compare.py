@@ -65,3 +65,19 @@ def test_differences_count_repeats() -> None:
     first = comparable([RECORD, RECORD])
     second = comparable([RECORD])
     assert differences(first, second) == (comparable([RECORD]), [])
+
+
+def test_ignore_adds_to_the_default_fields_and_files_may_follow_it(tmp_path: Path) -> None:
+    """--ignore used to replace the defaults (so duration_s and record_id differed again) and,
+    taking any number of values, swallowed the file names placed after it."""
+    first = journal(
+        tmp_path / "a.jsonl", {**RECORD, "record_id": "a", "duration_s": 1, "host": "x"}
+    )
+    second = journal(
+        tmp_path / "b.jsonl", {**RECORD, "record_id": "b", "duration_s": 2, "host": "y"}
+    )
+    done = compare("--ignore", "host", str(first), str(second))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "host" in done.stdout and "duration_s" in done.stdout
+    replaced = compare("--only-ignore", "host", str(first), str(second))
+    assert replaced.returncode == 1 and "DIFFER" in replaced.stdout  # record_id now counts
