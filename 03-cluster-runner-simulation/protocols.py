@@ -106,6 +106,10 @@ class CommandTimeoutError(ExecutorError, TimeoutError):
 # -- what describes a cluster ------------------------------------------------------------------
 
 
+class DescriptorError(ValueError):
+    """A cluster descriptor that cannot be used; the message names the field."""
+
+
 @dataclass(frozen=True)
 class NodeDescriptor:
     """One node as cluster_runner knows it. `labels` carry placement facts, e.g. {"leaf": "L1"}.
@@ -146,12 +150,36 @@ class ClusterDescriptor:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterDescriptor:
-        nodes = tuple(NodeDescriptor(**node) for node in data["nodes"])
-        return cls(nodes=nodes, zmq_keys_dir=data.get("zmq_keys_dir"))
+        """From the JSON form (integration-plan/cluster.example.json); DescriptorError names
+        the first field that is unknown, missing or of the wrong type."""
+        if not isinstance(data, Mapping):
+            raise DescriptorError("the descriptor must be a JSON object")
+        _known(data, {"nodes", "zmq_keys_dir"}, "")
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list):
+            raise DescriptorError("'nodes' must be a list of node objects")
+        keys_dir = data.get("zmq_keys_dir")
+        if keys_dir is not None and not isinstance(keys_dir, str):
+            raise DescriptorError("zmq_keys_dir must be a string (a folder)")
+        return cls(
+            nodes=tuple(_node(node, f"nodes[{n}]") for n, node in enumerate(nodes)),
+            zmq_keys_dir=keys_dir,
+        )
 
     @classmethod
     def load(cls, path: Path) -> ClusterDescriptor:
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DescriptorError(f"{path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise DescriptorError(f"{path}: not JSON: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except DescriptorError as exc:
+            raise DescriptorError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,6 +231,46 @@ def shell_script(command: str, env: Mapping[str, str] | None, cwd: str | None) -
 
 
 COMMAND_MARKER = "ZCL_COMMAND_ID"  # exported to every command, so a kill can find its children
+
+
+_NODE_FIELDS: dict[str, tuple[type, ...]] = {
+    "node_id": (str,),
+    "host": (str,),
+    "ssh_port": (int,),
+    "agent_port": (int,),
+    "ssh_user": (str, type(None)),
+    "ssh_key_path": (str, type(None)),
+    "ssh_known_hosts_path": (str, type(None)),
+    "ssh_skip_host_key_check": (bool,),
+    "labels": (dict,),
+    "transport": (str,),
+}
+
+
+def _known(data: Mapping[str, Any], fields: set[str], where: str) -> None:
+    for name in data:
+        if name not in fields:
+            raise DescriptorError(f"{where or 'the descriptor'}: unknown field {name!r}")
+
+
+def _node(data: Any, where: str) -> NodeDescriptor:
+    if not isinstance(data, Mapping):
+        raise DescriptorError(f"{where}: a node must be a JSON object")
+    _known(data, set(_NODE_FIELDS), where)
+    for name in ("node_id", "host"):
+        if name not in data:
+            raise DescriptorError(f"{where}: missing field {name!r}")
+    for name, value in data.items():
+        kinds = _NODE_FIELDS[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise DescriptorError(f"{where}.{name}: expected {wanted}, got {value!r}")
+    if data.get("transport", "zmq") not in ("ssh", "zmq"):
+        raise DescriptorError(f"{where}.transport: 'ssh' or 'zmq', got {data['transport']!r}")
+    labels = data.get("labels", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise DescriptorError(f"{where}.labels: names and values must be strings")
+    return NodeDescriptor(**data)
 
 
 def checked_script(

@@ -12,11 +12,13 @@ from cluster_sim.protocols import (
     ClusterDescriptor,
     CommandResult,
     CommandTimeoutError,
+    DescriptorError,
     ExecutorError,
     NodeDescriptor,
     SystemConfig,
     shell_script,
 )
+from tests.helpers import REPO
 
 
 def run(script: str) -> str:
@@ -67,3 +69,30 @@ def test_results_and_errors_read_well() -> None:
     assert str(error) == "n1: ran too long" and error.node_id == "n1"
     config = SystemConfig("h", 8, 1 << 30, ("GPU 0",), ("eth0",), 2)
     assert SystemConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_example_descriptor_file_loads() -> None:
+    cluster = ClusterDescriptor.load(REPO / "integration-plan" / "cluster.example.json")
+    assert [n.node_id for n in cluster.nodes] == ["gpu01", "gpu02"]
+    assert cluster.node("gpu02").transport == "ssh" and cluster.node("gpu02").agent_port == 5560
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('{"nodes": [{"node_id": "a", "hots": "x"}]}', "nodes[0]: unknown field 'hots'"),
+        ('{"nodes": [{"node_id": "a"}]}', "nodes[0]: missing field 'host'"),
+        ('{"nodes": [{"node_id": "a", "host": "h", "agent_port": "5560"}]}', "nodes[0].agent_port"),
+        ('{"nodes": [{"node_id": "a", "host": "h", "transport": "udp"}]}', "nodes[0].transport"),
+        ('{"nodes": {"node_id": "a"}}', "'nodes' must be a list"),
+        ('{"nodes": [], "zmq_key_dir": "x"}', "unknown field 'zmq_key_dir'"),
+        ("[1, 2", "not JSON"),
+    ],
+)
+def test_a_bad_descriptor_names_the_field(tmp_path: Path, text: str, named: str) -> None:
+    """It used to raise TypeError from the dataclass ('unexpected keyword argument')."""
+    path = tmp_path / "cluster.json"
+    path.write_text(text)
+    with pytest.raises(DescriptorError) as bad:
+        ClusterDescriptor.load(path)
+    assert named in str(bad.value) and str(path) in str(bad.value)
