@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from cluster_sim.protocols import (
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
+    CommandResult,
+    ExecutorError,
     NodeDescriptor,
     NodeExecutorProtocol,
     OperationalContextProtocol,
@@ -28,6 +31,7 @@ from cluster_sim.protocols import (
 )
 
 NodeFilter = Callable[[NodeDescriptor], bool]
+GroupResults = dict[str, CommandResult | ExecutorError]  # node id -> its result or its error
 ExecutorFactory = Callable[[NodeDescriptor], NodeExecutorProtocol]
 
 
@@ -69,6 +73,29 @@ class OperationalContext:
             self._configs[node_id] = task
         return await asyncio.shield(task)
 
+    async def run_group(
+        self,
+        node_ids: Sequence[str],
+        command: str,
+        *,
+        max_concurrency: int = 64,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> GroupResults:
+        """`command` on every node of the group: each node's CommandResult, or the
+        ExecutorError it failed with, in the order asked; at most `max_concurrency` at once.
+        One node failing never stops the others."""
+        executors = {node_id: self.executor(node_id) for node_id in node_ids}
+        return await run_on_group(
+            executors,
+            command,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            env=env,
+            cwd=cwd,
+        )
+
     async def aclose(self) -> None:
         for task in self._configs.values():
             task.cancel()
@@ -80,6 +107,29 @@ class OperationalContext:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+
+async def run_on_group(
+    executors: Mapping[str, NodeExecutorProtocol],
+    command: str,
+    *,
+    max_concurrency: int = 64,
+    **options: Any,
+) -> GroupResults:
+    """The group run for any executors (OperationalContext.run_group uses it)."""
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    slots = asyncio.Semaphore(max_concurrency)
+
+    async def one(executor: NodeExecutorProtocol) -> CommandResult | ExecutorError:
+        async with slots:
+            try:
+                return await executor.run(command, **options)
+            except ExecutorError as exc:
+                return exc
+
+    outcomes = await asyncio.gather(*(one(e) for e in executors.values()))
+    return dict(zip(executors, outcomes, strict=True))
 
 
 @contextlib.asynccontextmanager

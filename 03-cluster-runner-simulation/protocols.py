@@ -356,3 +356,16 @@ class OperationalContextProtocol(Protocol):
     def executor(self, node_id: str) -> NodeExecutorProtocol: ...
 
     async def system_config(self, node_id: str) -> SystemConfig: ...
+
+    async def run_group(
+        self,
+        node_ids: Sequence[str],
+        command: str,
+        *,
+        max_concurrency: int = 64,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> dict[str, CommandResult | ExecutorError]:
+        """The command on each node: its result or its error, in the order asked."""
+        ...

@@ -10,7 +10,8 @@ import pytest
 from cluster_sim import keys
 from cluster_sim.journal import FileJournalWriter, read_journal
 from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import ClusterDescriptor, OperationalContextProtocol
+from cluster_sim.operational_context import run_on_group
+from cluster_sim.protocols import ClusterDescriptor, OperationalContextProtocol, TransportError
 from cluster_sim.ssh_context import build_ssh_context
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from cluster_sim.zmq_operational_context import build_zmq_context
@@ -99,3 +100,58 @@ async def test_the_ssh_context_has_the_same_shape(
         config = await context.system_config("node2")
     assert (result.stdout, result.transport) == (b"over ssh\n", "ssh")
     assert config.cpus >= 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_run_group_gives_each_node_its_result_or_its_error_within_a_concurrency_limit(
+    sshd: OpenSshServer, keydir: Path, tmp_path: Path
+) -> None:
+    """Every runner wrote its own gather; one call now runs a command on a group of nodes."""
+    keys.add_node(keydir, "node2")
+    with running_agent(keydir) as agent:
+        port = int(agent.endpoint.rsplit(":", 1)[1])
+        nodes = (
+            sshd.node("node1", agent_port=port),
+            sshd.node("node2", agent_port=1),  # nothing listens there
+            sshd.node("node3", transport="ssh"),
+        )
+        descriptor = ClusterDescriptor(
+            nodes, zmq_keys_dir=str(keys.controller_dir(keydir, "runner"))
+        )
+        async with build_zmq_context(
+            descriptor, None, FileJournalWriter(tmp_path / "j"), agent_silence_s=1
+        ) as ctx:
+            results = await asyncio.wait_for(
+                ctx.run_group(["node1", "node2", "node3"], "echo $((6*7))", max_concurrency=2),
+                60,
+            )
+    assert list(results) == ["node1", "node2", "node3"]  # in the order asked
+    assert results["node1"].stdout == results["node3"].stdout == b"42\n"  # type: ignore[union-attr]
+    assert isinstance(results["node2"], TransportError)
+    assert results["node1"].transport == "zmq" and results["node3"].transport == "ssh"  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_run_group_never_has_more_in_flight_than_asked() -> None:
+    in_flight, most = 0, 0
+
+    class Counting:
+        node_id = "n"
+
+        async def run(self, command: str, **_: object) -> str:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0)  # let the others start if they may
+            await asyncio.sleep(0)
+            in_flight -= 1
+            return command
+
+    counting = Counting()
+    results = await run_on_group(
+        {f"n{i}": counting for i in range(10)},  # type: ignore[misc]
+        "x",
+        max_concurrency=3,
+    )
+    assert len(results) == 10 and most == 3
