@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import zmq
 
-from cluster_patterns import processes
+from cluster_patterns import cli, processes
 from cluster_sim import keys
 from cluster_sim.journal import (
     MAX_RECORD_BYTES,
@@ -224,23 +225,34 @@ def test_recovery_remembers_only_the_newest_records(tmp_path: Path) -> None:
     assert recent.get(b"r49") is not None and recent.get(b"r39") is None
 
 
+@contextmanager
+def a_collector(keydir: Path, journal: Path) -> Iterator[tuple[cli.Ctx, str]]:
+    """A collector process with `keydir`'s keys, and a context to reach it from."""
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    with (
+        processes.Roles(COLLECTOR) as roles,
+        collector(roles, keydir, journal, bind),
+        zmq.Context() as ctx,
+    ):
+        yield ctx, bind
+
+
+def dealer_as(ctx: cli.Ctx, who: keys.ControllerKeys | None) -> cli.Sock:
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    if who is not None:
+        sock.curve_publickey, sock.curve_secretkey = who.public, who.secret
+        sock.curve_serverkey = who.agent_key("collector")
+    return sock
+
+
 def test_the_collector_lets_in_only_keys_it_lists(journal_keys: Path, tmp_path: Path) -> None:
     keys.add_controller(journal_keys, "stranger")
     keys.revoke_controller(journal_keys, "stranger")  # pins the collector, is not trusted
     stranger = keys.load_controller_keys(keys.controller_dir(journal_keys, "stranger"))
-    bind = f"tcp://127.0.0.1:{free_port()}"
-    journal = tmp_path / "journal.jsonl"
-    with (
-        processes.Roles(COLLECTOR) as roles,
-        collector(roles, journal_keys, journal, bind),
-        zmq.Context() as ctx,
-    ):
+    with a_collector(journal_keys, tmp_path / "journal.jsonl") as (ctx, bind):
         for who in ("stranger", "plain"):
-            sock = ctx.socket(zmq.DEALER)
-            sock.linger = 0
-            if who == "stranger":
-                sock.curve_publickey, sock.curve_secretkey = stranger.public, stranger.secret
-                sock.curve_serverkey = stranger.agent_key("collector")
+            sock = dealer_as(ctx, stranger if who == "stranger" else None)
             try:
                 outcome = connect_and_handshake(sock, bind)
             finally:
@@ -257,17 +269,9 @@ def test_a_writer_revoked_while_connected_has_its_next_record_refused(
     went on writing."""
     keys.add_controller(journal_keys, "leaving")
     leaving = keys.load_controller_keys(keys.controller_dir(journal_keys, "leaving"))
-    bind = f"tcp://127.0.0.1:{free_port()}"
     journal = tmp_path / "journal.jsonl"
-    with (
-        processes.Roles(COLLECTOR) as roles,
-        collector(roles, journal_keys, journal, bind),
-        zmq.Context() as ctx,
-    ):
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.curve_publickey, sock.curve_secretkey = leaving.public, leaving.secret
-        sock.curve_serverkey = leaving.agent_key("collector")
+    with a_collector(journal_keys, journal) as (ctx, bind):
+        sock = dealer_as(ctx, leaving)
         sock.connect(bind)
         try:
             assert answer(sock, b"before", record("before"))[1] == b"ack"
