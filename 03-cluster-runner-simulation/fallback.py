@@ -5,10 +5,12 @@ over SSH when it is open or when the ZeroMQ attempt fails in transport (agent go
 refused, connection lost). Every result says which transport served it
 (`CommandResult.transport`), so the journal shows where a run fell back.
 
-A transport failure can come after the command started on the node (an agent killed mid-run),
-so the SSH retry may run a command a second time: fine for idempotent perf tests and probes,
-not for commands that must run at most once (pass `retry_over_ssh=False` for those; they then
-fail with the ZeroMQ error and the caller decides).
+A transport failure can come after the command started on the node (an agent killed mid-run):
+then SSH does not start it again, and the caller gets a TransportError saying it may still run
+(the restarted agent kills it; see node_agent's reaping), unless `allow_second_copy=True` says
+a second copy is fine (idempotent probes). What never reached the agent (no connection, a
+refused key, an open circuit, a draining agent) goes to SSH either way; `retry_over_ssh=False`
+turns the fallback off for a call that must only ever use ZeroMQ.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ T = TypeVar("T")
 
 class FallbackExecutor:
     def __init__(
-        self, zmq: ZmqNodeExecutor, ssh: NodeExecutorProtocol, retry_over_ssh: bool = True
+        self,
+        zmq: ZmqNodeExecutor,
+        ssh: NodeExecutorProtocol,
+        retry_over_ssh: bool = True,
+        *,
+        allow_second_copy: bool = False,
     ):
         self.node_id, self.zmq, self.ssh, self.retry_over_ssh = (
             zmq.node_id,
@@ -41,6 +48,7 @@ class FallbackExecutor:
             ssh,
             retry_over_ssh,
         )
+        self.allow_second_copy = allow_second_copy
         self.served = {"zmq": 0, "ssh": 0}
 
     async def _zmq_else_ssh(
@@ -54,6 +62,12 @@ class FallbackExecutor:
             except TransportError as exc:
                 if not self.retry_over_ssh:
                     raise
+                if exc.may_have_run and not self.allow_second_copy:
+                    raise TransportError(
+                        self.node_id,
+                        f"{str(exc).split(': ', 1)[-1]}; the command may still run on the node, "
+                        "so it is not started again over SSH (allow_second_copy=True would)",
+                    ) from exc
                 log.warning("%s over SSH after a ZeroMQ failure: %s", self.node_id, exc)
         answer = await over_ssh()
         self.served["ssh"] += 1

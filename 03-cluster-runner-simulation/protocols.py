@@ -66,16 +66,30 @@ class ExecutorError(Exception):
 
 
 class TransportError(ExecutorError):
-    """The node could not be reached, or the connection broke while the command ran."""
+    """The node could not be reached, or the connection broke while the command ran.
+
+    `may_have_run` is False only when the request provably never reached the node (no
+    connection was ever made, the key was refused, the circuit is open, the agent refused it
+    while draining): then another transport may run it without risking a second copy."""
+
+    def __init__(self, node_id: str, message: str, *, may_have_run: bool = True) -> None:
+        super().__init__(node_id, message)
+        self.may_have_run = may_have_run
 
 
 class CircuitOpenError(TransportError):
     """Recent transport failures opened the node's circuit: failing fast instead of waiting."""
 
+    def __init__(self, node_id: str, message: str) -> None:
+        super().__init__(node_id, message, may_have_run=False)
+
 
 class AgentDrainingError(TransportError):
     """The node's agent is stopping and refused the command before starting it: another
     transport may run it (the fallback does), and it will not have run twice."""
+
+    def __init__(self, node_id: str, message: str) -> None:
+        super().__init__(node_id, message, may_have_run=False)
 
 
 class InvalidRequestError(ExecutorError, ValueError):

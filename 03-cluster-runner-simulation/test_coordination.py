@@ -92,11 +92,23 @@ async def test_an_agent_killed_mid_schedule_fails_its_test_and_the_rest_goes_on(
 
 
 @pytest.mark.asyncio
-async def test_with_fallback_a_killed_agent_is_served_over_ssh(
+async def test_with_fallback_a_test_that_may_still_run_is_not_run_twice(
+    cluster: SimulatedCluster, tmp_path: Path
+) -> None:
+    """The killed agent's perf test may still be running: SSH must not start a second copy."""
+    records = await run_killing_one_agent(
+        cluster, "node03", tmp_path / "journal.jsonl", fallback=True
+    )
+    assert not records["node03"]["passed"] and "may still run" in records["node03"]["error"]
+    assert all(records[n]["passed"] for n in cluster.node_ids if n != "node03")
+
+
+@pytest.mark.asyncio
+async def test_with_fallback_and_second_copies_allowed_a_killed_agent_is_served_over_ssh(
     cluster: SimulatedCluster, tmp_path: Path
 ) -> None:
     records = await run_killing_one_agent(
-        cluster, "node03", tmp_path / "journal.jsonl", fallback=True
+        cluster, "node03", tmp_path / "journal.jsonl", fallback=True, allow_second_copy=True
     )
     assert all(record["passed"] for record in records.values())
     assert records["node03"]["transport"] == "ssh"

@@ -93,7 +93,8 @@ class _Link:
         if keys is not None and server_key is not None:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key
-        monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES))
+        self.handshaken = False  # until then nothing we sent can have reached the agent
+        monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames), recv_now)
         self.dealer = LoopSocket(sock, executor.on_reply, recv_now)
         sock.connect(executor.endpoint)
@@ -262,7 +263,7 @@ class ZmqNodeExecutor:
             self.calls.pop(request_id)
             self.breaker.record_failure()
             raise TransportError(
-                self.node_id, "send queue full: the agent is not reading"
+                self.node_id, "send queue full: the agent is not reading", may_have_run=False
             ) from None
         self._start_beating()
         try:
@@ -310,7 +311,8 @@ class ZmqNodeExecutor:
     def _transport_failed(self, reason: str) -> None:
         """Fail every waiting call and replace the socket, so nothing we gave up on runs later."""
         log.warning("%s: %s", self.node_id, reason)
-        self._fail_all(TransportError(self.node_id, reason))
+        delivered = self.link is not None and self.link.handshaken
+        self._fail_all(TransportError(self.node_id, reason, may_have_run=delivered))
         self.incarnation, self.liveness = None, self._fresh_liveness()
         self._drop_link()
 
@@ -392,7 +394,11 @@ class ZmqNodeExecutor:
 
     def on_event(self, link: _Link, frames: list[bytes]) -> None:
         """A socket-monitor event: a failed CurveZMQ handshake fails the waiting calls now."""
-        reason = HANDSHAKE_FAILURES.get(int(parse_monitor_message(frames)["event"]))
+        event = int(parse_monitor_message(frames)["event"])
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            link.handshaken = True
+            return
+        reason = HANDSHAKE_FAILURES.get(event)
         if reason is None or self.link is not link:
             return
         if self.keys is None:

@@ -4,7 +4,9 @@ It mirrors `build_ssh_context(...)` (ssh_context.py) argument for argument, so t
 runner is one function name. Each node is driven the way its descriptor says:
 
     transport "zmq"  ZmqNodeExecutor to the node's agent (with `fallback=True`: FallbackExecutor,
-                     ZeroMQ first and SSH while the node's ZeroMQ circuit is open)
+                     ZeroMQ first and SSH while the node's ZeroMQ circuit is open; a command
+                     that may have started is not run again over SSH unless
+                     `allow_second_copy=True`)
     transport "ssh"  NodeExecutorSSH, as before: the canary migration moves nodes one by one
 
 The controller's CurveZMQ keys come from `descriptor.zmq_keys_dir` (a controller folder made by
@@ -62,6 +64,7 @@ async def build_zmq_context(
     journal: AsyncJournalWriterProtocol,
     *,
     fallback: bool = False,
+    allow_second_copy: bool = False,
     **executor_options: Any,
 ) -> AsyncIterator[OperationalContext]:
     keys: ControllerKeys | None = None
@@ -75,7 +78,9 @@ async def build_zmq_context(
         over_zmq = ZmqNodeExecutor(
             node.node_id, node.agent_endpoint, keys, ctx=ctx, **executor_options
         )
-        return FallbackExecutor(over_zmq, ssh_executor(node)) if fallback else over_zmq
+        if not fallback:
+            return over_zmq
+        return FallbackExecutor(over_zmq, ssh_executor(node), allow_second_copy=allow_second_copy)
 
     try:
         async with opened(

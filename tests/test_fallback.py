@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,36 @@ async def test_without_retry_the_zeromq_error_reaches_the_caller(
         await both.run("echo once at most")
     assert both.served == {"zmq": 0, "ssh": 0}
     await both.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("allow", [False, True])
+async def test_a_command_that_may_still_run_is_not_started_again_over_ssh(
+    sshd: OpenSshServer, keydir: Path, allow: bool
+) -> None:
+    """An agent killed mid-command used to mean a second copy over SSH beside the first (two
+    perf tests at once). Now SSH takes over only what never reached the agent, unless the
+    caller allows a second copy."""
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    both = FallbackExecutor(
+        executor(bind, keydir, agent_silence_s=0.5),
+        NodeExecutorSSH.for_node(sshd.node("node1")),
+        allow_second_copy=allow,
+    )
+    started = asyncio.Event()
+    try:
+        with running_agent(keydir, bind=bind) as agent:
+            running = asyncio.create_task(
+                both.run("echo started; sleep 3; echo done", on_output=lambda *_: started.set())
+            )
+            await asyncio.wait_for(started.wait(), 20)
+            agent.kill()
+        if allow:
+            result = await asyncio.wait_for(running, 30)
+            assert (result.transport, result.stdout) == ("ssh", b"started\ndone\n")
+        else:
+            with pytest.raises(TransportError, match="may still run"):
+                await asyncio.wait_for(running, 30)
+            assert both.served["ssh"] == 0
+    finally:
+        await both.close()

@@ -24,7 +24,7 @@ from cluster_sim.protocols import (
     TransportError,
 )
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from tests.agents import RawController, executor, running_agent
+from tests.agents import RawController, executor, free_port, running_agent
 
 
 def wait_gone(pid: int, timeout_s: float) -> bool:
@@ -374,3 +374,23 @@ async def test_a_controller_that_vanishes_has_its_commands_killed(keydir: Path) 
         assert wait_gone(pid, timeout_s=15), "the orphaned command was not killed"
         counters = RawController(ctx, agent.endpoint, keydir).counters()
     assert counters["controller-lost"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_agent_kills_what_its_killed_predecessor_left_running(
+    keydir: Path,
+) -> None:
+    """An agent SIGKILLed mid-command left the command running, unknown to its successor; a
+    fallback retry could then run a second copy beside it."""
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    with running_agent(keydir, bind=bind) as first, zmq.Context() as ctx:
+        raw = RawController(ctx, first.endpoint, keydir)
+        raw.request(b"orphan", wire.RUN, {"command": "sleep 300 & echo $!; wait", "stream": True})
+        pid = int(raw.reply().frames[1])
+        raw.sock.close(linger=0)
+        first.kill(signal.SIGKILL)
+    assert not await asyncio.to_thread(wait_gone, pid, 0.5)  # the orphan, still running
+    with running_agent(keydir, bind=bind) as second, zmq.Context() as ctx:
+        counters = RawController(ctx, second.endpoint, keydir).counters()
+    assert await asyncio.to_thread(wait_gone, pid, 10), "the orphan still runs"
+    assert counters.get("reaped") == 1

@@ -25,6 +25,10 @@ commands, at most --max-output-bytes of output kept per command (the rest is rea
 and the result says `truncated`), no message above --max-message-bytes (libzmq drops the sender).
 Bad requests get an error reply or are dropped, and are counted; nothing stops the agent.
 
+An agent started on a fixed endpoint first kills what an earlier agent with the same keys and
+endpoint left running (one SIGKILLed mid-command cannot): every command's processes carry a
+ZCL_COMMAND_ID that names the agent (spawn.py), counted as `reaped`.
+
 A controller beats while it waits for commands (cluster_patterns.heartbeat learns its rhythm);
 if it goes silent its commands are killed, as sshd's are when an SSH connection drops. SIGTERM
 drains: new commands are refused, running ones get --drain-timeout to finish, then are killed.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -55,6 +60,7 @@ from cluster_patterns.heartbeat import Liveness
 from cluster_patterns.wire import WireError, recv_now, recv_now_as
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
+from cluster_sim.agent import spawn
 from cluster_sim.agent.file_access import FileRoots, PathRefusedError, Staged, read_file, stage_file
 from cluster_sim.agent.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
 from cluster_sim.loop_socket import LoopSocket
@@ -553,10 +559,28 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     )
 
 
+def agent_identity(config: AgentConfig) -> str | None:
+    """What names this agent across restarts: its key folder and its endpoint. None for an
+    ephemeral port (tcp://...:*), which no earlier agent can have had."""
+    if config.bind.endswith(":*"):
+        return None
+    keys = "insecure" if config.keys is None else os.path.realpath(config.keys.authorized_keys)
+    digest = hashlib.blake2b(f"{keys}|{config.bind}".encode(), digest_size=6).hexdigest()
+    return f"agent-{digest}"
+
+
 async def run_agent(config: AgentConfig) -> None:
     log.info("open files: up to %d", cli.raise_open_file_limit())
+    identity = agent_identity(config)
+    reaped = 0
+    if identity is not None:
+        spawn.set_identity(identity)
+        reaped = await asyncio.to_thread(spawn.reap_predecessors, identity)
+        if reaped:
+            log.warning("killed %d process(es) an earlier agent here left running", reaped)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     agent = NodeAgent(config, ctx)
+    agent.counters["reaped"] = reaped
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_stop)

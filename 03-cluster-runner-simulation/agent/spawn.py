@@ -216,17 +216,40 @@ def _discard(shell: _Shell) -> None:
     os.close(shell.err)
 
 
-_AGENT_TAG = f"{os.getpid()}-{secrets.token_hex(4)}"  # this agent's incarnation
+# A command's id is IDENTITY.INCARNATION.N: which agent (set_identity), which run of it, which
+# command. A restarted agent finds what its predecessors left by the IDENTITY part.
+_identity = "anonymous"
+_incarnation = secrets.token_hex(4)
 _NUMBERS = itertools.count(1)
 
 
-def kill_marked(command_id: str, passes: int = 3) -> int:
-    """SIGKILL every process whose environment carries MARKER=command_id; how many were found.
+def set_identity(identity: str) -> None:
+    """Name this agent for the commands it will start (before the first one)."""
+    global _identity  # noqa: PLW0603 - one agent per process, named once at its start
+    _identity = identity
+
+
+def reap_predecessors(identity: str) -> int:
+    """Kill what earlier incarnations of the agent named `identity` left running (an agent
+    SIGKILLed mid-command cannot kill its commands); how many processes were found."""
+    return kill_marked(f"{identity}.", prefix=True)
+
+
+def kill_marked(command_id: str, passes: int = 3, *, prefix: bool = False) -> int:
+    """SIGKILL every process whose environment carries MARKER=command_id (or, with `prefix`,
+    an id that starts with it); how many were found.
 
     /proc is read again until a pass finds none (at most `passes`), for a process that forked
     while we read. Processes of other users cannot be read and are not ours to kill anyway.
     """
     needle = f"{MARKER}={command_id}".encode()
+
+    def carries(environ: bytes) -> bool:
+        entries = environ.split(b"\0")
+        if prefix:
+            return any(entry.startswith(needle) for entry in entries)
+        return needle in entries
+
     killed = 0
     for _ in range(passes):
         found = 0
@@ -235,7 +258,7 @@ def kill_marked(command_id: str, passes: int = 3) -> int:
                 continue
             try:
                 with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                    if needle not in environ.read().split(b"\0"):
+                    if not carries(environ.read()):
                         continue
                 os.kill(int(entry.name), signal.SIGKILL)
                 found += 1
@@ -306,7 +329,7 @@ class RunningCommand:
         self.open_pipes: dict[int, int] = {}
         self.paused = False  # not reading the pipes: the reader of a stream is behind
         self.watcher = FdWatcher.of(self.loop)
-        self.command_id = f"{_AGENT_TAG}-{next(_NUMBERS)}"
+        self.command_id = f"{_identity}.{_incarnation}.{next(_NUMBERS)}"
         script = f"export {MARKER}={self.command_id}; {script}"  # one line: line numbers stay
         shell = warm.take(script.encode() + b"\n") if warm is not None else None
         if shell is None:
