@@ -106,7 +106,7 @@ def test_running_out_of_descriptors_midway_leaks_none(monkeypatch: pytest.Monkey
     before = open_fds()
     with pytest.raises(SpawnError, match="Too many open files"):
         spawn._spawn("true", ENV)
-    assert open_fds() == before
+    assert open_fds() <= before  # nothing new left open (the GC may close others meanwhile)
 
 
 @pytest.mark.asyncio
@@ -131,7 +131,7 @@ async def test_a_step_failing_after_the_start_leaves_no_child_and_no_descriptor(
     with pytest.raises(SpawnError, match="Too many open files"):
         RunningCommand("sleep 300", ENV)
     monkeypatch.undo()
-    assert open_fds() == before
+    assert open_fds() <= before  # nothing new left open (the GC may close others meanwhile)
     assert started and wait_gone(started[0], timeout_s=10)
     with pytest.raises(ChildProcessError):  # reaped too: no zombie left
         os.waitpid(started[0], os.WNOHANG)
