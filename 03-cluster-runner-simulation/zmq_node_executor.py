@@ -11,6 +11,8 @@ What can go wrong, and what the caller sees (never a hang):
   (cluster_patterns.heartbeat) every waiting call fails with TransportError;
 - the agent restarted, or a reconnect lost requests: each ping lists the ids in flight and the
   agent names those it does not know; they fail with TransportError saying so;
+- nothing accepts the connection (refused, unreachable): waiting calls fail with TransportError
+  at once, as over SSH;
 - the agent refuses our key, or its key is not the pinned one: the CurveZMQ handshake fails and
   waiting calls fail with TransportError at once; so do they when our key is revoked while we
   are connected (the agent answers `key-refused`).
@@ -94,7 +96,9 @@ class _Link:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key
         self.handshaken = False  # until then nothing we sent can have reached the agent
-        monitor = sock.get_monitor_socket(sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        monitor = sock.get_monitor_socket(
+            sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+        )
         self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames), recv_now)
         self.dealer = LoopSocket(sock, executor.on_reply, recv_now)
         sock.connect(executor.endpoint)
@@ -397,6 +401,14 @@ class ZmqNodeExecutor:
         event = int(parse_monitor_message(frames)["event"])
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             link.handshaken = True
+            return
+        if event == zmq.EVENT_CONNECT_RETRIED:
+            # A connection attempt failed (refused, unreachable) before this link ever reached
+            # the agent: the calls waiting on it fail now, as over SSH, not after a silence.
+            if self.link is link and not link.handshaken and self.calls:
+                self._transport_failed(
+                    f"cannot connect to {self.endpoint} (refused or unreachable)"
+                )
             return
         reason = HANDSHAKE_FAILURES.get(event)
         if reason is None or self.link is not link:

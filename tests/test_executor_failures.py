@@ -24,7 +24,7 @@ from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_journal import JournalError, ZmqJournalWriter
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from cluster_sim.zmq_operational_context import build_zmq_context
-from tests.agents import running_agent
+from tests.agents import free_port, running_agent
 
 EXIT_BUDGET_S = 20  # a hang fails the test instead of the suite
 
@@ -122,3 +122,17 @@ async def test_a_draining_agent_hands_the_command_to_ssh(sshd: OpenSshServer, ke
             holding.cancel()
         finally:
             await both.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_closed_port_is_reported_at_once_not_after_the_silence_allowance(
+    keydir: Path,
+) -> None:
+    """Nothing listening used to look like a silent agent: the call waited for the silence
+    allowance. A refused connection is known at once, as SSH knows it."""
+    closed = f"tcp://127.0.0.1:{free_port()}"
+    async with ZmqNodeExecutor("node1", closed, controller(keydir), agent_silence_s=60) as node:
+        with pytest.raises(TransportError, match="cannot connect") as refused:
+            await asyncio.wait_for(node.run("true"), 15)  # well inside the 60 s allowance
+    assert not refused.value.may_have_run  # it never reached an agent: SSH may take it
