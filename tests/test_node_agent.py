@@ -394,3 +394,14 @@ async def test_a_restarted_agent_kills_what_its_killed_predecessor_left_running(
         counters = RawController(ctx, second.endpoint, keydir).counters()
     assert await asyncio.to_thread(wait_gone, pid, 10), "the orphan still runs"
     assert counters.get("reaped") == 1
+
+
+def test_the_ready_file_holds_the_endpoint_once_the_agent_serves_and_goes_with_it(
+    keydir: Path, tmp_path: Path
+) -> None:
+    """A script waits for the file instead of parsing a log line."""
+    ready = tmp_path / "agent.ready"
+    with running_agent(keydir, "--ready-file", str(ready)) as agent:
+        assert ready.read_text() == agent.endpoint + "\n"  # written before the ready line
+        agent.kill(signal.SIGTERM)
+    assert not ready.exists()

@@ -86,6 +86,7 @@ class AgentConfig:
     hwm: int = 1000
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
+    ready_file: Path | None = None  # holds the bound endpoint while the agent serves
 
 
 @dataclass
@@ -556,6 +557,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
         file_roots=_file_roots(args.file_root),
+        ready_file=args.ready_file,
     )
 
 
@@ -588,11 +590,26 @@ async def run_agent(config: AgentConfig) -> None:
         log.warning(
             "CurveZMQ is OFF (--insecure): anyone who reaches %s can run commands", config.bind
         )
+
+    def ready(where: str) -> None:
+        if config.ready_file is not None:  # before the log line: whoever reads it finds the file
+            _write_whole(config.ready_file, where + "\n")
+        cli.announce_ready("node-agent", where)
+
     try:
-        await agent.serve(on_ready=lambda where: cli.announce_ready("node-agent", where))
+        await agent.serve(on_ready=ready)
     finally:
         ctx.term()
+        if config.ready_file is not None:
+            config.ready_file.unlink(missing_ok=True)
     log.info("stopped; counters: %s", dict(agent.counters))
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write by rename, so a script never reads half of it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -651,6 +668,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=default.warm_shells,
         help="shells started ahead of need, to take exec off the command's path (0: none)",
+    )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="write the bound endpoint here once serving (removed at exit), for scripts",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=_cmd_serve)
