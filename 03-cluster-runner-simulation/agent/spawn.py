@@ -250,7 +250,9 @@ def kill_marked(command_id: str, passes: int = 3, *, prefix: bool = False) -> in
             return any(entry.startswith(needle) for entry in entries)
         return needle in entries
 
-    killed = 0
+    # A process SIGKILLed in one pass may still be dying (environ readable) in the next: it is
+    # counted once, by its pid.
+    killed: set[int] = set()
     for _ in range(passes):
         found = 0
         for entry in os.scandir("/proc"):
@@ -261,13 +263,14 @@ def kill_marked(command_id: str, passes: int = 3, *, prefix: bool = False) -> in
                     if not carries(environ.read()):
                         continue
                 os.kill(int(entry.name), signal.SIGKILL)
-                found += 1
             except (OSError, ValueError):  # gone, or not ours to read
                 continue
-        killed += found
+            if int(entry.name) not in killed:
+                killed.add(int(entry.name))
+                found += 1
         if not found:
             break
-    return killed
+    return len(killed)
 
 
 class FdWatcher:
