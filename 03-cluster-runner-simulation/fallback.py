@@ -27,6 +27,7 @@ from cluster_sim.protocols import (
     SystemConfig,
     TransportError,
 )
+from cluster_sim.retry import RetryPolicy, attempt_with_retry
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
 log = logging.getLogger("fallback")
@@ -81,13 +82,27 @@ class FallbackExecutor:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CommandResult:
         def over(executor: NodeExecutorProtocol) -> Callable[[], Awaitable[CommandResult]]:
             return lambda: executor.run(
-                command, timeout_s=timeout_s, env=env, cwd=cwd, on_output=on_output
+                command,
+                timeout_s=timeout_s,
+                env=env,
+                cwd=cwd,
+                on_output=on_output,
+                input=input,
+                user=user,
+                kill_grace_s=kill_grace_s,
             )
 
-        return await self._zmq_else_ssh(over(self.zmq), over(self.ssh))
+        # The policy wraps the whole ZeroMQ-else-SSH attempt: a retry tries ZeroMQ again first.
+        return await attempt_with_retry(
+            retry, lambda: self._zmq_else_ssh(over(self.zmq), over(self.ssh))
+        )
 
     async def put_file(self, local_path: Path, remote_path: str) -> None:
         await self._zmq_else_ssh(

@@ -21,7 +21,10 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from cluster_sim.retry import RetryPolicy
 
 Stream = Literal["stdout", "stderr"]
 OutputCallback = Callable[[Stream, bytes], None]
@@ -287,26 +290,54 @@ def _node(data: Any, where: str) -> NodeDescriptor:
     return NodeDescriptor(**data)
 
 
-def checked_script(
-    node_id: str,
-    command: str,
-    timeout_s: float | None,
-    env: Mapping[str, str] | None,
-    cwd: str | None,
-) -> str:
-    """Both executors' first step: validate the call the same way, raising the same
-    InvalidRequestError, and build the same shell script."""
-    if timeout_s is not None and (
-        isinstance(timeout_s, bool)
-        or not isinstance(timeout_s, int | float)
-        or not math.isfinite(timeout_s)
-        or timeout_s <= 0
-    ):
-        raise InvalidRequestError(node_id, f"timeout_s must be a positive number, got {timeout_s}")
-    try:
-        return shell_script(command, env, cwd)
-    except ValueError as exc:
-        raise InvalidRequestError(node_id, str(exc)) from None
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")  # what useradd accepts (NAME_REGEX)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run() call, validated the same way whichever executor takes it (`checked`), with
+    the shell script both transports send (shell_script)."""
+
+    command: str
+    script: str
+    timeout_s: float | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    input: bytes | None = None
+    user: str | None = None
+    kill_grace_s: float | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        node_id: str,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+    ) -> RunRequest:
+        """Raises InvalidRequestError, the same on both transports, before anything is sent."""
+        for name, value in (("timeout_s", timeout_s), ("kill_grace_s", kill_grace_s)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise InvalidRequestError(node_id, f"{name} must be a positive number, got {value}")
+        if input is not None and not isinstance(input, bytes):
+            raise InvalidRequestError(node_id, f"input must be bytes, got {type(input).__name__}")
+        if user is not None and (not isinstance(user, str) or not USER_NAME.match(user)):
+            raise InvalidRequestError(node_id, f"not a valid user name: {user!r}")
+        try:
+            script = shell_script(command, env, cwd)
+        except ValueError as exc:
+            raise InvalidRequestError(node_id, str(exc)) from None
+        return cls(command, script, timeout_s, env, cwd, input, user, kill_grace_s)
 
 
 def ran_over(command: str, timeout_s: float | None) -> str:
@@ -330,8 +361,19 @@ class NodeExecutorProtocol(Protocol):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CommandResult:
-        """Run `command` through the node's /bin/sh; raise CommandTimeoutError after `timeout_s`."""
+        """Run `command` through the node's /bin/sh; raise CommandTimeoutError after `timeout_s`.
+
+        `input` is the command's stdin (else it reads end of file); `user` runs it as that
+        user where the node allows it (the agent's --run-as list; over SSH, a login as that
+        user); `kill_grace_s` sends a timed-out or cancelled command SIGTERM and that long to
+        finish before SIGKILL (else SIGKILL at once); `retry` runs it again after the failures
+        the policy names (retry.py).
+        """
         ...
 
     async def put_file(self, local_path: Path, remote_path: str) -> None: ...

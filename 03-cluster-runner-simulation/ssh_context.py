@@ -13,30 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
 from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
+from cluster_sim.output_stream import CommandOutput
 from cluster_sim.protocols import (
     COMMAND_MARKER,
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
     CommandResult,
     CommandTimeoutError,
+    ExecutorError,
     NodeDescriptor,
     NodeExecutorProtocol,
     OutputCallback,
     RemoteError,
+    RunRequest,
+    Stream,
     SystemConfig,
     TransportError,
-    checked_script,
     ran_over,
 )
+from cluster_sim.retry import RetryPolicy, attempt_with_retry
 from cluster_sim.system_probe import PROBE_SCRIPT, parse_probe
 
 CONNECT_TIMEOUT_S = 10.0
@@ -69,9 +74,10 @@ class NodeExecutorSSH:
         elif known_hosts is not None:
             self.options["known_hosts"] = known_hosts
         self.persistent = persistent
-        self.connection: asyncssh.SSHClientConnection | None = None
+        self.connections: dict[str | None, asyncssh.SSHClientConnection] = {}  # user -> it
         self.connecting = asyncio.Lock()
-        self.running: dict[str, asyncssh.SSHClientConnection] = {}  # marker -> its connection
+        # marker -> the connection its command runs on, and the call
+        self.running: dict[str, tuple[asyncssh.SSHClientConnection, RunRequest]] = {}
         self.closed = False
 
     @classmethod
@@ -87,17 +93,22 @@ class NodeExecutorSSH:
             persistent=persistent,
         )
 
-    async def _connect(self) -> asyncssh.SSHClientConnection:
+    async def _connect(self, user: str | None = None) -> asyncssh.SSHClientConnection:
+        options = self.options if user is None else dict(self.options, username=user)
         try:
-            return await asyncssh.connect(self.host, self.port, **self.options)
+            return await asyncssh.connect(self.host, self.port, **options)
         except (OSError, asyncssh.Error) as exc:
-            raise TransportError(self.node_id, f"ssh to {self.host}:{self.port}: {exc}") from None
+            raise TransportError(  # no connection, so no command started
+                self.node_id, f"ssh to {self.host}:{self.port}: {exc}", may_have_run=False
+            ) from None
 
-    async def _connection(self) -> asyncssh.SSHClientConnection:
-        async with self.connecting:  # one connection per node, even when many commands start
-            if self.connection is None or self.connection.is_closed():
-                self.connection = await self._connect()
-            return self.connection
+    async def _connection(self, user: str | None = None) -> asyncssh.SSHClientConnection:
+        """The open connection for `user` (None: the node's login), opened on first use."""
+        async with self.connecting:  # one connection per node and user, even when many start
+            conn = self.connections.get(user)
+            if conn is None or conn.is_closed():
+                conn = self.connections[user] = await self._connect(user)
+            return conn
 
     async def run(
         self,
@@ -107,27 +118,76 @@ class NodeExecutorSSH:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CommandResult:
-        script = checked_script(self.node_id, command, timeout_s, env, cwd)
+        request = RunRequest.checked(
+            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
+            user=user, kill_grace_s=kill_grace_s,
+        )  # fmt: skip
+        return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
+
+    def stream(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+    ) -> CommandOutput:
+        """The output as an async iterator (output_stream.py): the channel is not read while
+        the loop is behind, so SSH's flow control holds the command's writes."""
+        request = RunRequest.checked(
+            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
+            user=user, kill_grace_s=kill_grace_s,
+        )  # fmt: skip
+        return CommandOutput(lambda output: self._run(request, None, output))
+
+    async def _run(
+        self, request: RunRequest, on_output: OutputCallback | None, output: CommandOutput | None
+    ) -> CommandResult:
         # The marker every process the command starts inherits, so a kill can find them all
-        # (the agent does the same): closing an SSH channel kills nothing.
+        # (the agent does the same): closing an SSH channel kills nothing. It is in the
+        # environment /bin/sh starts with, so the shell itself is found too (its TERM trap
+        # runs), and the command meets /bin/sh whatever the login shell is, as on the agent.
         marker = uuid.uuid4().hex
-        script = f"export {COMMAND_MARKER}={marker}; {script}"  # one line: line numbers stay
+        script = f"{COMMAND_MARKER}={marker} exec sh -c {shlex.quote(request.script)}"
         started = time.monotonic()
-        conn = await self._connection() if self.persistent else await self._connect()
-        self.running[marker] = conn
+        user = request.user
+        conn = await self._connection(user) if self.persistent else await self._connect(user)
+        self.running[marker] = (conn, request)
         finished = False
         try:
-            if on_output is None:
-                done = await conn.run(
-                    script, encoding=None, stdin=asyncssh.DEVNULL, timeout=timeout_s
-                )
+            if on_output is None and output is None:
+                # asyncssh sends no end of file after an empty input: /dev/null is the same
+                stdin: dict[str, Any] = {"input": request.input}
+                if not request.input:
+                    stdin = {"stdin": asyncssh.DEVNULL}
+                done = await conn.run(script, encoding=None, timeout=request.timeout_s, **stdin)
                 stdout, stderr, status = _raw(done.stdout), _raw(done.stderr), done.returncode
             else:
-                stdout, stderr, status = await self._stream(conn, script, timeout_s, on_output)
+
+                async def deliver(stream: Stream, chunk: bytes) -> None:
+                    if output is not None:
+                        await output.put(stream, chunk)  # waits while the reader is behind
+                    elif on_output is not None:
+                        on_output(stream, chunk)
+
+                stdout, stderr, status = await self._stream(conn, script, request, deliver)
+            if status is None:  # the channel closed with no exit status: the connection broke
+                raise TransportError(
+                    self.node_id, "ssh: the connection ended before the command's exit status"
+                )
             finished = True
         except TimeoutError:  # asyncssh.TimeoutError is one too
-            raise CommandTimeoutError(self.node_id, ran_over(command, timeout_s)) from None
+            raise CommandTimeoutError(
+                self.node_id, ran_over(request.command, request.timeout_s)
+            ) from None
         except (OSError, asyncssh.Error) as exc:
             if self.closed:
                 raise TransportError(self.node_id, "the executor was closed") from None
@@ -136,15 +196,15 @@ class NodeExecutorSSH:
             if self.running.pop(marker, None) is not None and not finished:
                 # timed out, cancelled or failed: kill what it started, shielded from the
                 # cancellation that may have brought us here
-                await asyncio.shield(self._kill_remote(conn, marker))
+                await asyncio.shield(self._kill_remote(conn, marker, request))
             if not self.persistent:
                 conn.close()
         if self.closed:
             raise TransportError(self.node_id, "the executor was closed")
         return CommandResult(
             node_id=self.node_id,
-            command=command,
-            exit_status=status if status is not None else -1,
+            command=request.command,
+            exit_status=status,
             stdout=stdout,
             stderr=stderr,
             duration_s=time.monotonic() - started,
@@ -155,19 +215,29 @@ class NodeExecutorSSH:
         self,
         conn: asyncssh.SSHClientConnection,
         script: str,
-        timeout_s: float | None,
-        on_output: OutputCallback,
+        request: RunRequest,
+        deliver: Callable[[Stream, bytes], Awaitable[None]],
     ) -> tuple[bytes, bytes, int | None]:
-        process = await conn.create_process(script, encoding=None, stdin=asyncssh.DEVNULL)
-        kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        stdin = asyncssh.DEVNULL if request.input is None else asyncssh.PIPE
+        process = await conn.create_process(script, encoding=None, stdin=stdin)
+        kept: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}
 
-        async def pump(name: str, reader: asyncssh.SSHReader[bytes]) -> None:
+        async def pump(name: Stream, reader: asyncssh.SSHReader[bytes]) -> None:
             while chunk := await reader.read(65536):
                 kept[name].append(chunk)
-                on_output("stdout" if name == "stdout" else "stderr", chunk)
+                await deliver(name, chunk)
 
-        async with asyncio.timeout(timeout_s):
-            await asyncio.gather(pump("stdout", process.stdout), pump("stderr", process.stderr))
+        async def feed(data: bytes) -> None:
+            with contextlib.suppress(OSError, asyncssh.Error):  # it stopped reading: its choice
+                process.stdin.write(data)
+                await process.stdin.drain()
+                process.stdin.write_eof()
+
+        async with asyncio.timeout(request.timeout_s):
+            pumps = [pump("stdout", process.stdout), pump("stderr", process.stderr)]
+            if request.input is not None:
+                pumps.append(feed(request.input))
+            await asyncio.gather(*pumps)
             await process.wait()
         return b"".join(kept["stdout"]), b"".join(kept["stderr"]), process.returncode
 
@@ -195,24 +265,50 @@ class NodeExecutorSSH:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def _kill_remote(self, conn: asyncssh.SSHClientConnection, marker: str) -> None:
-        """SIGKILL every process on the node whose environment carries the command's marker."""
-        kill = (
-            f"for f in $(grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ "
-            '2>/dev/null); do p="${f#/proc/}"; kill -9 "${p%/environ}" 2>/dev/null; done; true'
+    async def _kill_remote(
+        self, conn: asyncssh.SSHClientConnection, marker: str, request: RunRequest
+    ) -> None:
+        """Signal every process on the node whose environment carries the command's marker:
+        SIGKILL, or SIGTERM, then SIGKILL for what is left after `kill_grace_s`. Over a new
+        connection if the command's own dropped (sshd kills nothing when a connection ends)."""
+        grace = request.kill_grace_s or 0
+        pids = f"grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ 2>/dev/null"
+        signal_all = (
+            f'signal_all() {{ for f in $({pids}); do p="${{f#/proc/}}"; '
+            'kill "-$1" "${p%/environ}" 2>/dev/null; done; }; '
         )
-        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
-            await asyncio.wait_for(conn.run(kill, stdin=asyncssh.DEVNULL), KILL_TIMEOUT_S)
+        if grace:
+            steps = max(1, round(grace * 10))
+            kill = (
+                f"{signal_all}signal_all TERM; n=0; "
+                f'while [ "$n" -lt {steps} ] && [ -n "$({pids})" ]; '
+                "do sleep 0.1; n=$((n+1)); done; "
+                "signal_all KILL; true"
+            )
+        else:
+            kill = f"{signal_all}signal_all KILL; true"
+        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError, ExecutorError):
+            async with asyncio.timeout(KILL_TIMEOUT_S + grace):
+                if conn.is_closed():
+                    if self.closed:
+                        return
+                    conn = await self._connect(request.user)
+                    try:
+                        await conn.run(kill, stdin=asyncssh.DEVNULL)
+                    finally:
+                        conn.close()
+                    return
+                await conn.run(kill, stdin=asyncssh.DEVNULL)
 
     async def close(self) -> None:
-        """Kill what still runs, then close the connection (the runs raise TransportError)."""
+        """Kill what still runs, then close the connections (the runs raise TransportError)."""
         self.closed = True
         running, self.running = dict(self.running), {}
-        await asyncio.gather(*(self._kill_remote(c, m) for m, c in running.items()))
-        if self.connection is not None:
-            self.connection.close()
-            await self.connection.wait_closed()
-            self.connection = None
+        await asyncio.gather(*(self._kill_remote(c, m, r) for m, (c, r) in running.items()))
+        connections, self.connections = list(self.connections.values()), {}
+        for conn in connections:
+            conn.close()
+            await conn.wait_closed()
 
 
 def _raw(output: bytes | str | None) -> bytes:

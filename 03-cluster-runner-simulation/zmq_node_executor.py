@@ -44,6 +44,7 @@ from cluster_sim import agent_wire as wire
 from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.keys import ControllerKeys
 from cluster_sim.loop_socket import LoopSocket
+from cluster_sim.output_stream import CommandOutput
 from cluster_sim.protocols import (
     AgentDrainingError,
     CircuitOpenError,
@@ -54,11 +55,13 @@ from cluster_sim.protocols import (
     NodeExecutorProtocol,
     OutputCallback,
     RemoteError,
+    RunRequest,
+    Stream,
     SystemConfig,
     TransportError,
-    checked_script,
     ran_over,
 )
+from cluster_sim.retry import RetryPolicy, attempt_with_retry
 
 log = logging.getLogger("zmq-executor")
 MiB = 1024 * 1024
@@ -76,6 +79,7 @@ STREAM_WINDOW = 1024 * 1024  # streamed output the agent may send ahead of our c
 class _Call:
     future: asyncio.Future[wire.Reply]
     on_output: OutputCallback | None = None
+    reader: CommandOutput | None = None  # stream(): credited as its loop takes each chunk
     uncredited: int = 0  # output handed to on_output and not yet credited back
     output: dict[bytes, list[bytes]] = field(
         default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
@@ -167,19 +171,56 @@ class ZmqNodeExecutor:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CommandResult:
-        checked_script(self.node_id, command, timeout_s, env, cwd)  # as SSH checks it, locally
-        body: dict[str, Any] = {"command": command, "stream": on_output is not None}
-        if on_output is not None:
+        request = RunRequest.checked(  # as SSH checks it, locally
+            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
+            user=user, kill_grace_s=kill_grace_s,
+        )  # fmt: skip
+        return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
+
+    def stream(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+    ) -> CommandOutput:
+        """The output as an async iterator (output_stream.py); the agent's window is credited
+        as the loop takes each chunk, so a slow loop slows the command."""
+        request = RunRequest.checked(
+            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
+            user=user, kill_grace_s=kill_grace_s,
+        )  # fmt: skip
+        return CommandOutput(lambda output: self._run(request, None, output))
+
+    async def _run(
+        self, request: RunRequest, on_output: OutputCallback | None, output: CommandOutput | None
+    ) -> CommandResult:
+        command, timeout_s = request.command, request.timeout_s
+        streaming = on_output is not None or output is not None
+        body: dict[str, Any] = {"command": command, "stream": streaming}
+        optional = {
+            "timeout_s": timeout_s,
+            "env": None if request.env is None else dict(request.env),
+            "cwd": request.cwd,
+            "input": request.input,
+            "user": request.user,
+            "kill_grace_s": request.kill_grace_s,
+        }
+        body.update((name, value) for name, value in optional.items() if value is not None)
+        if streaming:
             body["window"] = STREAM_WINDOW  # the agent waits for our credit beyond this
-        if timeout_s is not None:
-            body["timeout_s"] = timeout_s
-        if env is not None:
-            body["env"] = dict(env)
-        if cwd is not None:
-            body["cwd"] = cwd
-        wait_s = None if timeout_s is None else timeout_s + self.grace_s
-        call = _Call(asyncio.get_running_loop().create_future(), on_output)
+        grace = request.kill_grace_s or 0
+        wait_s = None if timeout_s is None else timeout_s + grace + self.grace_s
+        call = _Call(asyncio.get_running_loop().create_future(), on_output, output)
         async with self.slots:
             reply = await self._request(wire.RUN, body, call, wait_s)
         done = reply.body()
@@ -190,7 +231,7 @@ class ZmqNodeExecutor:
         stdout, stderr = (
             (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
         )
-        if on_output is not None:
+        if streaming:
             stdout = b"".join(call.output[wire.STDOUT])
             stderr = b"".join(call.output[wire.STDERR])
         return CommandResult(
@@ -352,8 +393,14 @@ class ZmqNodeExecutor:
         if reply.kind == wire.OUT:
             stream, data = reply.frames[0], reply.frames[1]
             call.output[stream].append(data)
-            if call.on_output is not None:
-                call.on_output("stdout" if stream == wire.STDOUT else "stderr", data)
+            name: Stream = "stdout" if stream == wire.STDOUT else "stderr"
+            if call.reader is not None:
+                if call.reader.on_consumed is None:
+                    rid = reply.request_id
+                    call.reader.on_consumed = lambda n: self._credit(rid, call, n)
+                call.reader.feed(name, data)
+            elif call.on_output is not None:
+                call.on_output(name, data)
                 self._credit(reply.request_id, call, len(data))
             return
         call.future.set_result(reply)

@@ -53,9 +53,9 @@ async def test_both_executors_return_the_same_results(sshd: OpenSshServer, keydi
 async def test_one_connection_carries_every_command(sshd: OpenSshServer) -> None:
     async with NodeExecutorSSH.for_node(sshd.node("node1")) as runner:
         results = await asyncio.gather(*(runner.run(f"echo {n}") for n in range(40)))
-        first = runner.connection
+        first = runner.connections[None]
         await runner.run("true")
-        assert runner.connection is first
+        assert runner.connections == {None: first}
         assert [r.stdout for r in results] == [f"{n}\n".encode() for n in range(40)]
 
 
@@ -63,7 +63,7 @@ async def test_one_connection_carries_every_command(sshd: OpenSshServer) -> None
 async def test_fresh_connections_work_too(sshd: OpenSshServer) -> None:
     async with NodeExecutorSSH.for_node(sshd.node("node1"), persistent=False) as runner:
         assert (await runner.run("echo fresh")).stdout == b"fresh\n"
-        assert runner.connection is None
+        assert runner.connections == {}
 
 
 @pytest.mark.asyncio

@@ -9,9 +9,10 @@ answered `key-refused`, within a housekeeping tick. Each
 request names an operation that is looked up in OPERATIONS, an explicit allow-list that
 `--operations` can narrow further; nothing on the wire is ever used as a method name.
 
-    run      a shell command, with timeout, environment and working directory; its output comes
-             back at the end, or streamed as it is produced (with a window, paced by the
-             controller's credit); a timeout kills its process group
+    run      a shell command, with timeout, environment, working directory and stdin; its
+             output comes back at the end, or streamed as it is produced (with a window, paced
+             by the controller's credit); a timeout or cancel kills its process group (SIGTERM
+             and a grace first, if asked); as another user only if --run-as lists that user
     credit   a streaming controller has consumed so many bytes (allowed wherever run is)
     cancel   kill a running command's process group
     put/get  write or read a file (up to --max-file-bytes) below a --file-root, never through a
@@ -43,6 +44,9 @@ import asyncio
 import hashlib
 import logging
 import os
+import pwd
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -62,7 +66,14 @@ from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
 from cluster_sim.agent import spawn
 from cluster_sim.agent.file_access import FileRoots, PathRefusedError, Staged, read_file, stage_file
-from cluster_sim.agent.spawn import STDOUT, Finished, RunningCommand, SpawnError, WarmShells
+from cluster_sim.agent.spawn import (
+    STDOUT,
+    Finished,
+    RunAs,
+    RunningCommand,
+    SpawnError,
+    WarmShells,
+)
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import shell_script
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
@@ -87,6 +98,7 @@ class AgentConfig:
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
     ready_file: Path | None = None  # holds the bound endpoint while the agent serves
+    run_as: dict[str, RunAs] = field(default_factory=dict)  # users a command may ask to run as
 
 
 @dataclass
@@ -337,6 +349,12 @@ class NodeAgent:
                 None if window is None else int(window)
             )
         sink = None if stream is None else self._streamer(req, stream)
+        run_as = self._run_as(req)
+        if run_as is not None:  # where an SSH login as that user would start
+            script = f"cd -- {shlex.quote(run_as.home)} 2>/dev/null; {script}"
+        stdin = req.body.get("input")
+        if stdin is not None and not isinstance(stdin, bytes):
+            raise WireError("bad-field", "'input' must be bytes")
         try:
             cmd = RunningCommand(
                 script,
@@ -345,6 +363,9 @@ class NodeAgent:
                 max_output_bytes=self.cfg.max_output_bytes,
                 sink=sink,
                 warm=self.warm,
+                stdin=stdin,
+                run_as=run_as,
+                kill_grace_s=wire.number_field(req.body, "kill_grace_s"),
             )
         except SpawnError as exc:
             self.streams.pop((req.peer, req.request_id), None)
@@ -356,6 +377,16 @@ class NodeAgent:
         self.running[key] = cmd
         self.counters["commands"] += 1
         cmd.finished.add_done_callback(lambda done: self._command_done(req, done))
+
+    def _run_as(self, req: wire.Request) -> RunAs | None:
+        name = wire.text_field(req.body, "user", optional=True)
+        if name is None:
+            return None
+        run_as = self.cfg.run_as.get(name)
+        if run_as is None:
+            allowed = ", ".join(sorted(self.cfg.run_as)) or "none"
+            raise WireError("not-allowed", f"may not run as {name[:64]!r} (--run-as: {allowed})")
+        return run_as
 
     def _streamer(self, req: wire.Request, state: _Stream) -> Callable[[int, bytes], bool]:
         def forward(stream: int, data: bytes) -> bool:
@@ -558,7 +589,27 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         controller_timeout_s=args.controller_timeout,
         file_roots=_file_roots(args.file_root),
         ready_file=args.ready_file,
+        run_as=_run_as_users(args.run_as or []),
     )
+
+
+def _run_as_users(names: list[str]) -> dict[str, RunAs]:
+    """--run-as: each user must exist, and only root can become another user."""
+    if not names:
+        return {}
+    if os.geteuid() != 0:
+        raise cli.CliError("--run-as needs the agent to run as root (it changes user per command)")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise cli.CliError("--run-as needs setpriv (Debian's util-linux) on the PATH")
+    users = {}
+    for name in names:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise cli.CliError(f"--run-as {name}: no such user") from None
+        users[name] = RunAs(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, setpriv)
+    return users
 
 
 def agent_identity(config: AgentConfig) -> str | None:
@@ -635,6 +686,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder put/get may reach below (repeatable; default: the working folder, "
         "which must not be /); the agent's key folder and interpreter stay out of reach",
+    )
+    parser.add_argument(
+        "--run-as",
+        action="append",
+        metavar="USER",
+        help="a user a command may ask to run as (repeatable; the agent must be root); "
+        "no other user is ever taken",
     )
     parser.add_argument(
         "--operations",

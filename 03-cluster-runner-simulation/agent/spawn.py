@@ -90,31 +90,62 @@ class _Shell:
     err: int
 
 
-def _spawn(script: str | None, env: Mapping[str, str]) -> _Shell:
+@dataclass(frozen=True)
+class RunAs:
+    """Another user a command runs as (the agent must be root): setpriv changes the ids and
+    the groups, then executes the shell, so the shell keeps the pid the agent watches."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    setpriv: str  # its absolute path, found when the agent starts
+
+    def argv(self) -> list[str]:
+        ids = [f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups"]
+        return [self.setpriv, *ids, "--", SHELL]
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        return dict(env, HOME=self.home, USER=self.name, LOGNAME=self.name)
+
+
+def _spawn(
+    script: str | None,
+    env: Mapping[str, str],
+    *,
+    with_stdin: bool = False,
+    run_as: RunAs | None = None,
+) -> _Shell:
     """Start `sh -c script`, or with no script a warm `sh -s` that waits for it on stdin, in a
-    new session. Any failure is a SpawnError and leaves no descriptor open."""
+    new session; `with_stdin` gives `sh -c` a pipe for its stdin (else /dev/null). Any failure
+    is a SpawnError and leaves no descriptor open."""
     ours: list[int] = []  # every descriptor made here, until each is closed or handed over
+    piped = script is None or with_stdin
+    path = SHELL
     try:
         out_r, out_w = _pipe(ours)  # not O_NONBLOCK: that would reach the child's end
         err_r, err_w = _pipe(ours)
-        in_r, in_w = _pipe(ours) if script is None else (-1, -1)
+        in_r, in_w = _pipe(ours) if piped else (-1, -1)
         with contextlib.suppress(OSError):  # a smaller pipe only means more reads
             fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         argv = ["sh", "-c", script] if script is not None else ["sh", "-s"]
+        if run_as is not None:
+            path, argv = run_as.setpriv, [*run_as.argv(), *argv[1:]]
+            env = run_as.environment(env)
         # dup2 in the child clears close-on-exec on its 0, 1 and 2 only
         pid = spawn_in_new_session(
-            SHELL, argv, env, stdin=in_r if in_r >= 0 else None, stdout=out_w, stderr=err_w
+            path, argv, env, stdin=in_r if in_r >= 0 else None, stdout=out_w, stderr=err_w
         )
     except OSError as exc:
         for fd in ours:
             os.close(fd)
-        raise SpawnError(exc.errno, f"cannot start {SHELL}: {exc.strerror}") from None
+        raise SpawnError(exc.errno, f"cannot start {path}: {exc.strerror}") from None
     for fd in (out_w, err_w, in_r):  # the child's ends, now the child's alone
         if fd >= 0:
             os.close(fd)
     os.set_blocking(out_r, False)
     os.set_blocking(err_r, False)
-    return _Shell(pid, in_w if script is None else None, out_r, err_r)
+    return _Shell(pid, in_w if piped else None, out_r, err_r)
 
 
 def _pipe(ours: list[int]) -> tuple[int, int]:
@@ -235,9 +266,11 @@ def reap_predecessors(identity: str) -> int:
     return kill_marked(f"{identity}.", prefix=True)
 
 
-def kill_marked(command_id: str, passes: int = 3, *, prefix: bool = False) -> int:
-    """SIGKILL every process whose environment carries MARKER=command_id (or, with `prefix`,
-    an id that starts with it); how many were found.
+def kill_marked(
+    command_id: str, passes: int = 3, *, prefix: bool = False, sig: int = signal.SIGKILL
+) -> int:
+    """Signal (SIGKILL) every process whose environment carries MARKER=command_id (or, with
+    `prefix`, an id that starts with it); how many were found.
 
     /proc is read again until a pass finds none (at most `passes`), for a process that forked
     while we read. Processes of other users cannot be read and are not ours to kill anyway.
@@ -262,7 +295,7 @@ def kill_marked(command_id: str, passes: int = 3, *, prefix: bool = False) -> in
                 with open(f"/proc/{entry.name}/environ", "rb") as environ:
                     if not carries(environ.read()):
                         continue
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(int(entry.name), sig)
             except (OSError, ValueError):  # gone, or not ours to read
                 continue
             if int(entry.name) not in killed:
@@ -320,8 +353,13 @@ class RunningCommand:
         max_output_bytes: int = 16 * 1024 * 1024,
         sink: ChunkSink | None = None,
         warm: WarmShells | None = None,
+        stdin: bytes | None = None,
+        run_as: RunAs | None = None,
+        kill_grace_s: float | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.kill_grace_s = kill_grace_s
+        self.kill_timer: asyncio.TimerHandle | None = None
         self.started = time.monotonic()
         self.max_output_bytes, self.sink = max_output_bytes, sink
         self.buffers: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
@@ -334,15 +372,25 @@ class RunningCommand:
         self.watcher = FdWatcher.of(self.loop)
         self.command_id = f"{_identity}.{_incarnation}.{next(_NUMBERS)}"
         script = f"export {MARKER}={self.command_id}; {script}"  # one line: line numbers stay
-        shell = warm.take(script.encode() + b"\n") if warm is not None else None
+        # A warm shell reads its script on stdin and runs as the agent: not for these.
+        cold = stdin is not None or run_as is not None or warm is None
+        shell = None if cold else warm.take(script.encode() + b"\n")  # type: ignore[union-attr]
         if shell is None:
-            shell = _spawn(script, env)
+            shell = _spawn(script, env, with_stdin=stdin is not None, run_as=run_as)
         self.pid = shell.pid
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except OSError as exc:  # started but not watchable: it must not run on unseen
+            if stdin is not None:
+                os.close(_script_in(shell))
             _discard(shell)
             raise SpawnError(exc.errno, f"cannot watch the shell: {exc.strerror}") from None
+        self.stdin_fd: int | None = None
+        self.unwritten = memoryview(stdin or b"")
+        if stdin is not None:
+            self.stdin_fd = _script_in(shell)
+            os.set_blocking(self.stdin_fd, False)
+            self.loop.add_writer(self.stdin_fd, self._feed)
         for fd, stream in ((shell.out, STDOUT), (shell.err, STDERR)):
             self.open_pipes[fd] = stream
             self.watcher.watch(fd, lambda fd=fd: self._read(fd))  # type: ignore[misc]
@@ -375,13 +423,33 @@ class RunningCommand:
         elif not self.sink(stream, data):
             self.truncated = True
 
+    def _feed(self) -> None:
+        """Write what the pipe takes of the command's input; at the end, close it (EOF)."""
+        if self.stdin_fd is None:
+            return
+        try:
+            written = os.write(self.stdin_fd, self.unwritten[:READ_CHUNK])
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE: the command exited or closed its stdin without reading it all
+            written = len(self.unwritten)
+        self.unwritten = self.unwritten[written:]
+        if not self.unwritten:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd is not None:
+            self.loop.remove_writer(self.stdin_fd)
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
     def _reap(self) -> None:
         self.watcher.forget(self.pidfd)
         os.close(self.pidfd)
         _, status = os.waitpid(self.pid, 0)  # it has exited: this only reaps it
         self.exit_status = os.waitstatus_to_exitcode(status)
         if self.timed_out or self.cancelled:
-            self.loop.call_later(PIPE_GRACE_S, self._abandon_pipes)
+            self.loop.call_later(PIPE_GRACE_S + (self.kill_grace_s or 0), self._abandon_pipes)
         self._maybe_finish()
 
     def pause(self) -> None:
@@ -412,6 +480,7 @@ class RunningCommand:
             return
         if self.timer is not None:
             self.timer.cancel()
+        self._close_stdin()
         self.finished.set_result(
             Finished(
                 exit_status=self.exit_status,
@@ -431,10 +500,23 @@ class RunningCommand:
         if kill_marked(self.command_id):
             log.info("killed processes of command %s that had left its group", self.command_id)
 
+    def _stop(self) -> None:
+        """Timed out or cancelled: SIGKILL, or with a grace SIGTERM first and SIGKILL after it
+        (the timer stays set after the shell ends: what it started may still be finishing)."""
+        if self.kill_grace_s is None:
+            self.kill()
+            return
+        if self.kill_timer is not None:  # already stopping: the SIGKILL is on its way
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGTERM)
+        kill_marked(self.command_id, sig=signal.SIGTERM)
+        self.kill_timer = self.loop.call_later(self.kill_grace_s, self.kill)
+
     def cancel(self) -> None:
         self.cancelled = True
-        self.kill()
+        self._stop()
 
     def _time_out(self) -> None:
         self.timed_out = True
-        self.kill()
+        self._stop()
