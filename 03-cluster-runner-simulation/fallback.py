@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from cluster_sim.output_stream import CommandOutput
 from cluster_sim.protocols import (
     CommandResult,
     NodeExecutorProtocol,
@@ -102,6 +103,30 @@ class FallbackExecutor:
         # The policy wraps the whole ZeroMQ-else-SSH attempt: a retry tries ZeroMQ again first.
         return await attempt_with_retry(
             retry, lambda: self._zmq_else_ssh(over(self.zmq), over(self.ssh))
+        )
+
+    def stream(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+    ) -> CommandOutput:
+        """Over ZeroMQ unless its circuit is open. Output already taken cannot be taken back,
+        so a stream that fails half-way is not started again over SSH: the loop gets the error."""
+        executor: NodeExecutorProtocol = self.zmq if self.zmq.breaker.state != "open" else self.ssh
+        return executor.stream(
+            command,
+            timeout_s=timeout_s,
+            env=env,
+            cwd=cwd,
+            input=input,
+            user=user,
+            kill_grace_s=kill_grace_s,
         )
 
     async def put_file(self, local_path: Path, remote_path: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from cluster_sim.output_stream import CommandOutput
     from cluster_sim.retry import RetryPolicy
 
 Stream = Literal["stdout", "stderr"]
@@ -374,6 +375,21 @@ class NodeExecutorProtocol(Protocol):
         finish before SIGKILL (else SIGKILL at once); `retry` runs it again after the failures
         the policy names (retry.py).
         """
+        ...
+
+    def stream(
+        self,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+    ) -> CommandOutput:
+        """`run`, with the output as an async iterator that slows the command when the loop
+        falls behind (output_stream.py); leaving the loop early kills the command."""
         ...
 
     async def put_file(self, local_path: Path, remote_path: str) -> None: ...
