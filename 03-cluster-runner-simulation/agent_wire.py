@@ -13,6 +13,12 @@ The agent answers on the same connection, many times for a streaming command:
     [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
     [VERSION, request_id, PONG, incarnation, body]           answer to a ping
 
+Files travel in pieces: `put {path, size, mode}` opens a transfer (refused at once when the
+size is over the agent's limit), `write {transfer, offset, data, last}` adds each piece in order,
+and the last one renames the file into place; `put {path, data}` is the one-message form for a
+small file, `put {path, kind: "folder"}` makes a folder. `get {path, offset, length}` answers a
+piece with the file's size and mode, or, for a folder, its entries.
+
 A run request with `stream` may carry `window` (bytes): the agent then sends at most that much
 output the controller has not yet acknowledged with CREDIT, and stops reading the command's
 pipes until it does, so a slow reader slows the command instead of growing queues.
@@ -44,6 +50,7 @@ GET = b"get"
 SYSINFO = b"sysinfo"
 PING = b"ping"
 CREDIT = b"credit"  # {target, bytes}: that much of a windowed stream's output was consumed
+WRITE = b"write"  # {transfer, offset, data, last}: a chunk of a put opened with {path, size}
 
 # Reply kinds (agent -> controller).
 OUT = b"out"
@@ -156,6 +163,21 @@ def env_field(body: Mapping[str, Any], name: str) -> dict[str, str] | None:
     ):
         raise WireError("bad-field", f"{name!r} must map variable names to strings")
     return value
+
+
+def count_field(body: Mapping[str, Any], name: str, *, most: int = 2**63 - 1) -> int:
+    """A whole number from 0 to `most`: sizes, offsets, lengths."""
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise WireError("bad-field", f"{name!r} must be a whole number from 0 to {most}")
+    return value
+
+
+def mode_field(body: Mapping[str, Any]) -> int | None:
+    """A file's permission bits (0 to 0o7777), or None for the umask's default."""
+    if body.get("mode") is None:
+        return None
+    return count_field(body, "mode", most=0o7777)
 
 
 def bytes_field(body: Mapping[str, Any], name: str) -> bytes:

@@ -129,16 +129,26 @@ class FallbackExecutor:
             kill_grace_s=kill_grace_s,
         )
 
-    async def put_file(self, local_path: Path, remote_path: str) -> None:
+    async def put_file(
+        self,
+        local_path: Path,
+        remote_path: str,
+        *,
+        mode: int | None = None,
+        preserve_mode: bool = False,
+    ) -> None:
+        options = {"mode": mode, "preserve_mode": preserve_mode}
         await self._zmq_else_ssh(
-            lambda: self.zmq.put_file(local_path, remote_path),
-            lambda: self.ssh.put_file(local_path, remote_path),
+            lambda: self.zmq.put_file(local_path, remote_path, **options),  # type: ignore[arg-type]
+            lambda: self.ssh.put_file(local_path, remote_path, **options),  # type: ignore[arg-type]
         )
 
-    async def get_file(self, remote_path: str, local_path: Path) -> None:
+    async def get_file(
+        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+    ) -> None:
         await self._zmq_else_ssh(
-            lambda: self.zmq.get_file(remote_path, local_path),
-            lambda: self.ssh.get_file(remote_path, local_path),
+            lambda: self.zmq.get_file(remote_path, local_path, preserve_mode=preserve_mode),
+            lambda: self.ssh.get_file(remote_path, local_path, preserve_mode=preserve_mode),
         )
 
     async def system_config(self) -> SystemConfig:

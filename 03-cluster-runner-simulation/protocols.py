@@ -341,6 +341,27 @@ class RunRequest:
         return cls(command, script, timeout_s, env, cwd, input, user, kill_grace_s)
 
 
+def checked_put(node_id: str, local_path: Path, mode: int | None) -> bool:
+    """put_file's arguments, validated alike on both transports: is the local path a folder?"""
+    if mode is not None and (
+        isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777
+    ):
+        raise InvalidRequestError(
+            node_id, f"mode must be permission bits (0 to 0o7777), got {mode!r}"
+        )
+    try:
+        is_folder = local_path.is_dir()
+        if not is_folder:
+            local_path.stat()
+    except OSError as exc:
+        raise InvalidRequestError(node_id, f"{local_path}: {exc.strerror}") from None
+    if is_folder and mode is not None:
+        raise InvalidRequestError(
+            node_id, "mode= is for one file; preserve_mode=True keeps a folder's modes"
+        )
+    return is_folder
+
+
 def ran_over(command: str, timeout_s: float | None) -> str:
     """The one message of a CommandTimeoutError, whichever transport ran the command."""
     return f"{command!r} ran over {timeout_s:g} s and was killed, with everything it started"
@@ -392,9 +413,24 @@ class NodeExecutorProtocol(Protocol):
         falls behind (output_stream.py); leaving the loop early kills the command."""
         ...
 
-    async def put_file(self, local_path: Path, remote_path: str) -> None: ...
+    async def put_file(
+        self,
+        local_path: Path,
+        remote_path: str,
+        *,
+        mode: int | None = None,
+        preserve_mode: bool = False,
+    ) -> None:
+        """Copy a file, or a folder with everything below it, to the node, in pieces (no
+        size is held in memory whole). The copy gets `mode`, or with `preserve_mode` the
+        local permission bits; else what the node's umask leaves, as SFTP and cp give."""
+        ...
 
-    async def get_file(self, remote_path: str, local_path: Path) -> None: ...
+    async def get_file(
+        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+    ) -> None:
+        """Copy a file, or a folder with everything below it, from the node."""
+        ...
 
     async def system_config(self) -> SystemConfig: ...
 

@@ -31,6 +31,7 @@ from cluster_sim.protocols import (
     CommandResult,
     CommandTimeoutError,
     ExecutorError,
+    InvalidRequestError,
     NodeDescriptor,
     NodeExecutorProtocol,
     OutputCallback,
@@ -39,6 +40,7 @@ from cluster_sim.protocols import (
     Stream,
     SystemConfig,
     TransportError,
+    checked_put,
     ran_over,
 )
 from cluster_sim.retry import RetryPolicy, attempt_with_retry
@@ -241,19 +243,44 @@ class NodeExecutorSSH:
             await process.wait()
         return b"".join(kept["stdout"]), b"".join(kept["stderr"]), process.returncode
 
-    async def put_file(self, local_path: Path, remote_path: str) -> None:
-        await self._sftp("put", str(local_path), remote_path)
+    async def put_file(
+        self,
+        local_path: Path,
+        remote_path: str,
+        *,
+        mode: int | None = None,
+        preserve_mode: bool = False,
+    ) -> None:
+        folder = checked_put(self.node_id, local_path, mode)
 
-    async def get_file(self, remote_path: str, local_path: Path) -> None:
-        await self._sftp("get", remote_path, str(local_path))
+        async def put(sftp: asyncssh.SFTPClient) -> None:
+            await sftp.put(str(local_path), remote_path, recurse=folder, preserve=preserve_mode)
+            if mode is not None:
+                await sftp.chmod(remote_path, mode)
 
-    async def _sftp(self, verb: str, source: str, target: str) -> None:
+        await self._sftp("put", str(local_path), put)
+
+    async def get_file(
+        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+    ) -> None:
+        async def get(sftp: asyncssh.SFTPClient) -> None:
+            await sftp.get(remote_path, str(local_path), recurse=True, preserve=preserve_mode)
+
+        await self._sftp("get", remote_path, get)
+
+    async def _sftp(
+        self, verb: str, source: str, transfer: Callable[[asyncssh.SFTPClient], Awaitable[None]]
+    ) -> None:
         conn = await self._connection()
         try:
             async with conn.start_sftp_client() as sftp:
-                await (sftp.put if verb == "put" else sftp.get)(source, target)
+                await transfer(sftp)
         except asyncssh.SFTPError as exc:
             raise RemoteError(self.node_id, f"{verb} {source}: {exc.reason}") from None
+        except OSError as exc:  # the local side: a file that cannot be read or written
+            raise InvalidRequestError(self.node_id, f"{exc.filename}: {exc.strerror}") from None
+        except asyncssh.Error as exc:
+            raise TransportError(self.node_id, f"ssh: {exc}") from None
 
     async def system_config(self) -> SystemConfig:
         result = await self.run(PROBE_SCRIPT, timeout_s=30)
@@ -272,21 +299,28 @@ class NodeExecutorSSH:
         SIGKILL, or SIGTERM, then SIGKILL for what is left after `kill_grace_s`. Over a new
         connection if the command's own dropped (sshd kills nothing when a connection ends)."""
         grace = request.kill_grace_s or 0
-        pids = f"grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ 2>/dev/null"
-        signal_all = (
-            f'signal_all() {{ for f in $({pids}); do p="${{f#/proc/}}"; '
-            'kill "-$1" "${p%/environ}" 2>/dev/null; done; }; '
+        marked = (
+            f"grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ 2>/dev/null"
+            " | sed 's,^/proc/,,; s,/environ$,,'"
         )
+        # SIGTERM goes to the process groups of the marked processes, each once, after they
+        # are all found: what a TERM trap starts (in its group) is not terminated in turn.
+        # A process's group is the third field after its name in /proc/PID/stat; dash's kill
+        # takes a negative pid (a group) with no `--` before it.
+        groups = (
+            f"for p in $({marked}); do sed 's/.*) //' \"/proc/$p/stat\" 2>/dev/null "
+            "| cut -d' ' -f3; done | sort -u"
+        )
+        kill_all = f'for p in $({marked}); do kill -KILL "$p" 2>/dev/null; done'
         if grace:
             steps = max(1, round(grace * 10))
             kill = (
-                f"{signal_all}signal_all TERM; n=0; "
-                f'while [ "$n" -lt {steps} ] && [ -n "$({pids})" ]; '
-                "do sleep 0.1; n=$((n+1)); done; "
-                "signal_all KILL; true"
+                f'for g in $({groups}); do kill -TERM "-$g" 2>/dev/null; done; n=0; '
+                f'while [ "$n" -lt {steps} ] && [ -n "$({marked})" ]; '
+                f"do sleep 0.1; n=$((n+1)); done; {kill_all}; true"
             )
         else:
-            kill = f"{signal_all}signal_all KILL; true"
+            kill = f"{kill_all}; true"
         with contextlib.suppress(OSError, asyncssh.Error, TimeoutError, ExecutorError):
             async with asyncio.timeout(KILL_TIMEOUT_S + grace):
                 if conn.is_closed():

@@ -29,6 +29,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import secrets
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +55,7 @@ from cluster_sim.protocols import (
     CommandTimeoutError,
     ConfigurationError,
     ExecutorError,
+    InvalidRequestError,
     NodeExecutorProtocol,
     OutputCallback,
     RemoteError,
@@ -59,6 +63,7 @@ from cluster_sim.protocols import (
     Stream,
     SystemConfig,
     TransportError,
+    checked_put,
     ran_over,
 )
 from cluster_sim.retry import RetryPolicy, attempt_with_retry
@@ -73,6 +78,12 @@ HANDSHAKE_FAILURES: dict[int, str] = {
 
 
 STREAM_WINDOW = 1024 * 1024  # streamed output the agent may send ahead of our consuming it
+PIECE_BYTES = 1024 * 1024  # files travel in pieces of this size
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as found:
+        return sorted(found, key=lambda entry: entry.name)
 
 
 @dataclass
@@ -245,13 +256,122 @@ class ZmqNodeExecutor:
             transport="zmq",
         )
 
-    async def put_file(self, local_path: Path, remote_path: str) -> None:
-        data = await asyncio.to_thread(local_path.read_bytes)
-        await self._simple(wire.PUT, {"path": remote_path, "data": data})
+    async def put_file(
+        self,
+        local_path: Path,
+        remote_path: str,
+        *,
+        mode: int | None = None,
+        preserve_mode: bool = False,
+    ) -> None:
+        if checked_put(self.node_id, local_path, mode):
+            await self._put_folder(local_path, remote_path, preserve_mode)
+            return
+        await self._put_one(local_path, remote_path, mode, preserve_mode)
 
-    async def get_file(self, remote_path: str, local_path: Path) -> None:
-        body = await self._simple(wire.GET, {"path": remote_path})
-        await asyncio.to_thread(local_path.write_bytes, body["data"])
+    async def _put_folder(self, local: Path, remote: str, preserve_mode: bool) -> None:
+        """The folder, then what is in it; links to folders and special files are skipped,
+        a link to a file is sent as the file."""
+        body: dict[str, Any] = {"path": remote, "kind": "folder"}
+        if preserve_mode:
+            body["mode"] = stat.S_IMODE(local.stat().st_mode)
+        await self._simple(wire.PUT, body)
+        for entry in await asyncio.to_thread(_sorted_entries, local):
+            below = f"{remote.rstrip('/')}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                await self._put_folder(Path(entry.path), below, preserve_mode)
+            elif entry.is_file():
+                await self._put_one(Path(entry.path), below, None, preserve_mode)
+
+    async def _put_one(
+        self, local: Path, remote: str, mode: int | None, preserve_mode: bool
+    ) -> None:
+        """One message for a small file; else a transfer, a piece at a time, so neither side
+        holds the file whole (the agent refuses a size over its limit before any piece)."""
+        try:
+            source = await asyncio.to_thread(open, local, "rb")
+        except OSError as exc:
+            raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
+        with source:
+            info = os.fstat(source.fileno())
+            body: dict[str, Any] = {"path": remote}
+            if mode is not None or preserve_mode:
+                body["mode"] = mode if mode is not None else stat.S_IMODE(info.st_mode)
+            if info.st_size <= PIECE_BYTES:
+                body["data"] = await asyncio.to_thread(source.read, PIECE_BYTES)
+                await self._simple(wire.PUT, body)
+                return
+            size = info.st_size
+            handle = (await self._simple(wire.PUT, dict(body, size=size)))["transfer"]
+            offset = 0
+            while offset < size:
+                piece = await asyncio.to_thread(source.read, min(PIECE_BYTES, size - offset))
+                if not piece:
+                    raise InvalidRequestError(self.node_id, f"{local} shrank while it was sent")
+                last = offset + len(piece) == size
+                write = {"transfer": handle, "offset": offset, "data": piece, "last": last}
+                await self._simple(wire.WRITE, write)
+                offset += len(piece)
+
+    async def get_file(
+        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+    ) -> None:
+        first = await self._get_piece(remote_path, 0)
+        if first.get("kind") == "folder":
+            await self._get_folder(remote_path, local_path, first, preserve_mode)
+        else:
+            await self._get_one(remote_path, local_path, first, preserve_mode)
+
+    async def _get_piece(self, remote: str, offset: int) -> dict[str, Any]:
+        return await self._simple(
+            wire.GET, {"path": remote, "offset": offset, "length": PIECE_BYTES}
+        )
+
+    async def _get_folder(
+        self, remote: str, local: Path, listing: dict[str, Any], preserve_mode: bool
+    ) -> None:
+        try:
+            local.mkdir(exist_ok=True)
+            if preserve_mode:
+                local.chmod(int(listing["mode"]))
+        except OSError as exc:
+            raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
+        for name, kind, _, _ in listing["entries"]:
+            if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+                raise RemoteError(self.node_id, f"the agent listed a bad name: {name!r}")
+            below = f"{remote.rstrip('/')}/{name}"
+            if kind == "folder":
+                await self._get_folder(below, local / name, await self._get_piece(below, 0),
+                                       preserve_mode)  # fmt: skip
+            elif kind == "file":
+                await self._get_one(below, local / name, await self._get_piece(below, 0),
+                                    preserve_mode)  # fmt: skip
+
+    async def _get_one(
+        self, remote: str, local: Path, first: dict[str, Any], preserve_mode: bool
+    ) -> None:
+        """Pieces into a temporary file beside the target, renamed into place at the end."""
+        temporary = local.with_name(f".{local.name}.{secrets.token_hex(8)}.partial")
+        try:
+            out = await asyncio.to_thread(open, temporary, "xb")
+        except OSError as exc:
+            raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
+        try:
+            with out:
+                piece, size = first, int(first["size"])
+                offset = 0
+                while True:
+                    await asyncio.to_thread(out.write, piece["data"])
+                    offset += len(piece["data"])
+                    if offset >= size or not piece["data"]:
+                        break
+                    piece = await self._get_piece(remote, offset)
+            if preserve_mode:
+                temporary.chmod(int(first["mode"]))
+            temporary.replace(local)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     async def system_config(self) -> SystemConfig:
         return SystemConfig.from_dict((await self._simple(wire.SYSINFO, {}))["system"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,14 @@ def skip_here_fail_on_ci(reason: str | None, what: str) -> None:
     if os.environ.get("CI") or os.environ.get("ZCL_REQUIRE_ALL"):
         pytest.fail(f"{what} must run here: {reason}")
     pytest.skip(reason)
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Ask `condition` until it holds, failing with `what` after `timeout_s`: for states that
+    have no event to wait on (an agent's counters, a file gone). The pause only spaces the
+    questions; the deadline decides."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.02)

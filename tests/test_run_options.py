@@ -28,7 +28,7 @@ from cluster_sim.retry import RetryPolicy
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, executor, free_port, running_agent
-from tests.helpers import skip_here_fail_on_ci
+from tests.helpers import eventually, skip_here_fail_on_ci
 from tests.test_node_agent import wait_gone
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
@@ -249,8 +249,8 @@ async def test_a_slow_output_loop_slows_the_command_instead_of_queueing(keydir: 
                 raw = RawController(ctx, agent.endpoint, keydir)
                 async with over_zmq.stream("head -c 67108864 /dev/zero") as output:
                     total = len((await anext(output))[1])
-                    while raw.counters().get("stream.paused", 0) == 0:
-                        await asyncio.sleep(0.05)  # polling the agent's counters, bounded below
+                    paused = lambda: raw.counters().get("stream.paused", 0) > 0  # noqa: E731
+                    await asyncio.to_thread(eventually, paused, 20, "the stream paused")
                     async for _, chunk in output:
                         total += len(chunk)
                 raw.sock.close(linger=0)

@@ -125,14 +125,33 @@ def read_file(located: tuple[Path, tuple[str, ...]], limit: int) -> bytes:
     return data
 
 
+Located = tuple[Path, tuple[str, ...]]  # a root, and the names below it (FileRoots.locate)
+
+
 @dataclass
 class Staged:
-    """A put written and synced under a temporary name; `commit` renames it into place."""
+    """A put under a temporary name: written (`write_at`, from any thread), synced and
+    given its mode (`finish`), then renamed into place (`commit`) or removed (`discard`)."""
 
     folder: int
     temporary: str
     name: str
     where: Path
+    fd: int
+    mode: int | None  # None: what the umask leaves of 0666, as cp and SFTP give
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def finish(self) -> None:
+        if self.mode is not None:
+            os.fchmod(self.fd, self.mode)
+        os.fsync(self.fd)  # on disk before the rename makes it the file
+        os.close(self.fd)
+        self.fd = -1
 
     def commit(self) -> None:
         try:
@@ -141,33 +160,140 @@ class Staged:
             self.discard()
             raise OSError(exc.errno, exc.strerror, str(self.where)) from None
         os.close(self.folder)
+        self.folder = -1
 
     def discard(self) -> None:
+        if self.folder < 0:
+            return  # committed or discarded already
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         try:
             os.unlink(self.temporary, dir_fd=self.folder)
         except FileNotFoundError:
             pass
         finally:
             os.close(self.folder)
+            self.folder = -1
 
 
-def stage_file(located: tuple[Path, tuple[str, ...]], data: bytes) -> Staged:
+def open_staged(located: Located, mode: int | None = None) -> Staged:
+    """An empty temporary file beside the target: O_EXCL under a random name, never a link."""
     root, names = located
     folder = _open_folder(root, names[:-1])
     temporary = f".{names[-1][:200]}.{secrets.token_hex(8)}.partial"
-    staged = Staged(folder, temporary, names[-1], root.joinpath(*names))
+    where = root.joinpath(*names)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temporary, flags, 0o666, dir_fd=folder)  # the umask decides, as for cp
     except OSError as exc:
         os.close(folder)
-        raise OSError(exc.errno, exc.strerror, str(staged.where)) from None
+        raise OSError(exc.errno, exc.strerror, str(where)) from None
+    return Staged(folder, temporary, names[-1], where, fd, mode)
+
+
+def stage_file(located: Located, data: bytes, mode: int | None = None) -> Staged:
+    """A whole file in one go: written, synced, ready to commit."""
+    staged = open_staged(located, mode)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())  # on disk before the rename makes it the file
+        staged.write_at(0, data)
+        staged.finish()
     except BaseException:
         staged.discard()
         raise
     return staged
+
+
+def make_folder(located: Located, mode: int | None) -> bool:
+    """Create the folder (its parent must exist); True if it was made, False if it was there.
+    A file or a link in its place is an error, never followed."""
+    root, names = located
+    parent = _open_folder(root, names[:-1])
+    try:
+        try:
+            os.mkdir(names[-1], 0o777 if mode is None else mode, dir_fd=parent)
+        except FileExistsError:
+            os.close(_open_below(parent, names[-1], root.joinpath(*names)))  # a folder, no link
+            return False
+        if mode is not None:  # mkdir's mode passed through the umask; the caller asked for it
+            folder = _open_below(parent, names[-1], root.joinpath(*names))
+            try:
+                os.fchmod(folder, mode)
+            finally:
+                os.close(folder)
+        return True
+    finally:
+        os.close(parent)
+
+
+def _open_below(parent: int, name: str, where: Path) -> int:
+    try:
+        return os.open(name, _BELOW, dir_fd=parent)
+    except OSError as exc:
+        raise _explained(exc, where) from None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What a chunked get answers: the bytes at an offset, and the file's size and mode."""
+
+    data: bytes
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a get of a folder answers: its entries as (name, kind, mode, size)."""
+
+    mode: int
+    entries: list[tuple[str, str, int, int]]
+
+
+def read_piece(
+    located: Located, offset: int, length: int, *, limit: int, max_entries: int
+) -> Piece | Listing:
+    """`length` bytes at `offset` of a regular file (of at most `limit` bytes), or the listing
+    of a folder."""
+    root, names = located
+    where = root.joinpath(*names)
+    folder = _open_folder(root, names[:-1])
+    try:
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC  # as read_file
+        try:
+            fd = os.open(names[-1], flags, dir_fd=folder)
+        except OSError as exc:
+            raise _explained(exc, where) from None
+    finally:
+        os.close(folder)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return Listing(stat.S_IMODE(info.st_mode), _entries(fd, where, max_entries))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(where))
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"file over {limit} bytes", str(where))
+        return Piece(os.pread(fd, length, offset), info.st_size, stat.S_IMODE(info.st_mode))
+    finally:
+        os.close(fd)
+
+
+def _entries(fd: int, where: Path, most: int) -> list[tuple[str, str, int, int]]:
+    entries: list[tuple[str, str, int, int]] = []
+    with os.scandir(fd) as found:
+        for entry in found:
+            if len(entries) == most:
+                raise OSError(errno.E2BIG, f"more than {most} entries", str(where))
+            info = entry.stat(follow_symlinks=False)
+            kind = (
+                "file"
+                if stat.S_ISREG(info.st_mode)
+                else "folder"
+                if stat.S_ISDIR(info.st_mode)
+                else "link"
+                if stat.S_ISLNK(info.st_mode)
+                else "other"
+            )
+            entries.append((entry.name, kind, stat.S_IMODE(info.st_mode), info.st_size))
+    return sorted(entries)

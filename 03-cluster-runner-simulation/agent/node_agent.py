@@ -15,9 +15,10 @@ request names an operation that is looked up in OPERATIONS, an explicit allow-li
              and a grace first, if asked); as another user only if --run-as lists that user
     credit   a streaming controller has consumed so many bytes (allowed wherever run is)
     cancel   kill a running command's process group
-    put/get  write or read a file (up to --max-file-bytes) below a --file-root, never through a
-             symbolic link, never in the agent's key folder, never into its interpreter
-             (file_access.py); the default root is the folder the agent starts in
+    put/get  write or read a file (up to --max-file-bytes, in pieces: `write` carries a put's)
+             or a folder's listing, below a --file-root, never through a symbolic link, never
+             in the agent's key folder, never into its interpreter (file_access.py); the
+             default root is the folder the agent starts in
     sysinfo  the node's hardware (system_probe.py)
     ping     liveness, the agent's counters, how many commands run
 
@@ -65,7 +66,19 @@ from cluster_patterns.wire import WireError, recv_now, recv_now_as
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys as keyfiles
 from cluster_sim.agent import spawn
-from cluster_sim.agent.file_access import FileRoots, PathRefusedError, Staged, read_file, stage_file
+from cluster_sim.agent.file_access import (
+    FileRoots,
+    Listing,
+    Located,
+    PathRefusedError,
+    Piece,
+    Staged,
+    make_folder,
+    open_staged,
+    read_file,
+    read_piece,
+    stage_file,
+)
 from cluster_sim.agent.spawn import (
     STDOUT,
     Finished,
@@ -81,6 +94,9 @@ from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
 log = logging.getLogger("node-agent")
 MiB = 1024 * 1024
 HOUSEKEEPING_S = 0.25
+TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
+MAX_PIECE_BYTES = 4 * MiB  # the most a get answers in one piece
+MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
 
 
 @dataclass
@@ -91,7 +107,7 @@ class AgentConfig:
     max_concurrent: int = 64
     max_output_bytes: int = 16 * MiB
     max_message_bytes: int = 64 * MiB
-    max_file_bytes: int = 32 * MiB
+    max_file_bytes: int = 4096 * MiB  # files travel in pieces: this guards the disk, not memory
     drain_timeout_s: float = 30.0
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
@@ -99,6 +115,17 @@ class AgentConfig:
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
     ready_file: Path | None = None  # holds the bound endpoint while the agent serves
     run_as: dict[str, RunAs] = field(default_factory=dict)  # users a command may ask to run as
+
+
+@dataclass
+class _Transfer:
+    """A put arriving in pieces."""
+
+    staged: Staged
+    size: int
+    last_heard: float
+    received: int = 0
+    writing: bool = False  # a piece is being written (in a thread): not to be discarded now
 
 
 @dataclass
@@ -122,6 +149,7 @@ class NodeAgent:
         self.tasks: set[asyncio.Task[None]] = set()
         self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
         self.streams: dict[tuple[bytes, bytes], _Stream] = {}  # streaming commands' pacing
+        self.transfers: dict[tuple[bytes, bytes], _Transfer] = {}  # (peer, handle) -> a put
         self.env = dict(os.environ)
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
@@ -194,6 +222,9 @@ class NodeAgent:
                 cmd.kill()
             for task in list(self.tasks):
                 task.cancel()
+            for transfer in self.transfers.values():
+                if not transfer.writing:  # a thread still writing one closes nothing of ours
+                    transfer.staged.discard()
             if self.draining_since is not None:
                 self.link.sock.linger = 2000  # let the last results reach their controllers
             self.link.close()
@@ -230,7 +261,7 @@ class NodeAgent:
         liveness.heard(now, is_heartbeat=req.operation == wire.PING)
         handler = OPERATIONS.get(req.operation)
         allowed = req.operation in self.cfg.operations or (
-            req.operation == wire.CREDIT and wire.RUN in self.cfg.operations
+            IMPLIED.get(req.operation) in self.cfg.operations
         )
         if handler is None or not allowed:
             self.refuse(req, "not-allowed", f"operation {req.operation[:32]!r} is not allowed")
@@ -249,9 +280,11 @@ class NodeAgent:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)  # a timer tick, not synchronisation
             now = time.monotonic()
-            busy = {peer for peer, _ in self.running}
+            busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
+            lost: set[bytes] = set()
             for peer, liveness in list(self.controllers.items()):
                 if peer in busy and liveness.is_dead(now):
+                    lost.add(peer)
                     self.counters["controller-lost"] += 1
                     log.warning("controller went silent; killing its commands")
                     for (owner, _), cmd in list(self.running.items()):
@@ -260,6 +293,7 @@ class NodeAgent:
                 if peer not in busy and now - liveness.last_heard > 60:
                     del self.controllers[peer]  # forget idle controllers: memory stays bounded
                     self.peer_keys.pop(peer, None)
+            self._expire_transfers(now, lost)
             self._enforce_authorized_keys()
             if self.draining_since is not None:
                 if not self.running:
@@ -309,7 +343,7 @@ class NodeAgent:
     def _refused_busy(self, req: wire.Request) -> bool:
         """Every operation that holds a thread or a process counts against --max-concurrent:
         commands, file transfers and system probes alike."""
-        busy = len(self.running) + len(self.file_ops)
+        busy = len(self.running) + len(self.file_ops) + len(self.transfers)
         if busy < self.cfg.max_concurrent:
             return False
         self.refuse(req, "busy", f"{busy} operations running (the limit)")
@@ -452,45 +486,134 @@ class NodeAgent:
             raise WireError("forbidden-path", str(exc)) from None
 
     def op_put(self, req: wire.Request) -> None:
-        located, data = self._located(req, writing=True), wire.bytes_field(req.body, "data")
+        located, mode = self._located(req, writing=True), wire.mode_field(req.body)
         if self._refused_busy(req):
             return
+        if req.body.get("kind") == "folder":
+            self.spawn_task(
+                req, self._file_io(req, lambda: make_folder(located, mode), _folder_made)
+            )
+            return
+        if "data" not in req.body:
+            self._open_transfer(req, located, mode)
+            return
+        data = wire.bytes_field(req.body, "data")
         if len(data) > self.cfg.max_file_bytes:
             self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
             return
-        self.spawn_task(req, self._file_io(req, stage_file, located, data))
+
+        def committed(staged: Staged) -> dict[str, Any]:
+            staged.commit()
+            return {"bytes": len(data)}
+
+        self.spawn_task(req, self._file_io(req, lambda: stage_file(located, data, mode), committed))
+
+    def _open_transfer(self, req: wire.Request, located: Located, mode: int | None) -> None:
+        size = wire.count_field(req.body, "size")
+        if size > self.cfg.max_file_bytes:  # before a byte of it is sent
+            self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
+            return
+        handle = os.urandom(8)
+
+        def opened(staged: Staged) -> dict[str, Any]:
+            self.transfers[(req.peer, handle)] = _Transfer(staged, size, time.monotonic())
+            return {"transfer": handle}
+
+        self.spawn_task(req, self._file_io(req, lambda: open_staged(located, mode), opened))
+
+    def op_write(self, req: wire.Request) -> None:
+        """One piece of an open transfer, in order; the last one puts the file in place."""
+        key = (req.peer, wire.bytes_field(req.body, "transfer"))
+        transfer = self.transfers.get(key)
+        if transfer is None:
+            self.refuse(req, "unknown-transfer", "no such transfer (finished, failed or expired)")
+            return
+        offset, data = wire.count_field(req.body, "offset"), wire.bytes_field(req.body, "data")
+        last = bool(req.body.get("last"))
+        end = offset + len(data)
+        if transfer.writing or offset != transfer.received or end > transfer.size:
+            self.refuse(req, "bad-piece", f"expected the piece at {transfer.received}, in order")
+            return
+        if last and end != transfer.size:
+            self.refuse(req, "bad-piece", f"the file is {transfer.size} bytes, not {end}")
+            return
+        transfer.received, transfer.writing = end, True
+        transfer.last_heard = time.monotonic()
+        staged = transfer.staged
+
+        def write() -> Staged:
+            staged.write_at(offset, data)
+            if last:
+                staged.finish()
+            return staged
+
+        def written(_: Staged) -> dict[str, Any]:
+            transfer.writing = False
+            if last:
+                self.transfers.pop(key, None)
+                staged.commit()  # in place as the answer goes: as for a one-message put
+            return {"bytes": end}
+
+        def failed() -> None:
+            self.transfers.pop(key, None)
+            staged.discard()
+
+        self.spawn_task(req, self._file_io(req, write, written, on_failure=failed))
 
     def op_get(self, req: wire.Request) -> None:
         located = self._located(req, writing=False)
         if self._refused_busy(req):
             return
-        self.spawn_task(req, self._file_io(req, read_file, located, self.cfg.max_file_bytes))
+        if "offset" not in req.body:  # the one-message form: the whole file, in memory
+            limit = min(self.cfg.max_file_bytes, self.cfg.max_message_bytes)
+            self.spawn_task(req, self._file_io(req, lambda: read_file(located, limit), _whole_file))
+            return
+        offset = wire.count_field(req.body, "offset")
+        length = wire.count_field(req.body, "length", most=MAX_PIECE_BYTES)
+        limit = self.cfg.max_file_bytes
 
-    async def _file_io(self, req: wire.Request, io: Callable[..., Any], *args: Any) -> None:
+        def read() -> Piece | Listing:
+            return read_piece(located, offset, length, limit=limit, max_entries=MAX_ENTRIES)
+
+        self.spawn_task(req, self._file_io(req, read, _piece))
+
+    async def _file_io(
+        self,
+        req: wire.Request,
+        work: Callable[[], Any],
+        answer: Callable[[Any], dict[str, Any]],
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """`work` in a thread (disk I/O off the event loop); then, back on the loop, `answer`
+        turns its outcome into the reply body (and may rename a file into place, so the
+        rename and the reply happen in one step of the loop)."""
         try:
-            outcome = await asyncio.to_thread(io, *args)  # disk I/O off the event loop
-            if isinstance(outcome, Staged):
-                # The rename and the answer in one step of the loop: of two puts to one path,
-                # the one answered last is the one on disk.
-                outcome.commit()
-                body: dict[str, Any] = {"bytes": len(args[-1])}
-            else:
-                body = {"data": outcome}
+            body = answer(await asyncio.to_thread(work))
         except PathRefusedError as exc:  # a link found on the way
             self.refuse(req, "forbidden-path", str(exc))
-            return
         except OSError as exc:
             self.refuse(req, "file-error", f"{exc.strerror or exc}: {exc.filename or ''}")
-            return
         except Exception:  # never leave a request unanswered ("exception never retrieved")
             log.exception("internal error in a file operation")
             self.counters["internal-error"] += 1
             self.refuse(req, "internal-error", "the agent failed on this request; see its log")
+        else:
+            if self._revoked(req.peer):  # it began while the key was valid; no answer now
+                self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+            else:
+                self.answer(req, wire.DONE, wire.encode_body(body))
             return
-        if self._revoked(req.peer):  # it began while the key was valid; the answer is refused
-            self.refuse(req, "key-refused", "this controller's key is no longer authorized")
-            return
-        self.answer(req, wire.DONE, wire.encode_body(body))
+        if on_failure is not None:
+            on_failure()
+
+    def _expire_transfers(self, now: float, lost: set[bytes]) -> None:
+        """Transfers whose controller stopped sending, or went silent, leave no file behind."""
+        for key, transfer in list(self.transfers.items()):
+            idle = now - transfer.last_heard > TRANSFER_IDLE_S
+            if not transfer.writing and (idle or key[0] in lost):
+                del self.transfers[key]
+                transfer.staged.discard()
+                self.counters["transfers.expired"] += 1
 
     def op_sysinfo(self, req: wire.Request) -> None:
         if self._refused_busy(req):
@@ -532,6 +655,20 @@ class NodeAgent:
         self.answer(req, wire.PONG, wire.encode_body(body))
 
 
+def _folder_made(made: bool) -> dict[str, Any]:
+    return {"made": made}
+
+
+def _whole_file(data: bytes) -> dict[str, Any]:
+    return {"data": data}
+
+
+def _piece(outcome: Piece | Listing) -> dict[str, Any]:
+    if isinstance(outcome, Listing):
+        return {"kind": "folder", "mode": outcome.mode, "entries": outcome.entries}
+    return {"kind": "file", "data": outcome.data, "size": outcome.size, "mode": outcome.mode}
+
+
 def _receive(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str | None]:
     return recv_now(sock), None  # --insecure: nobody is authenticated
 
@@ -549,7 +686,10 @@ OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
     wire.SYSINFO: NodeAgent.op_sysinfo,
     wire.PING: NodeAgent.op_ping,
     wire.CREDIT: NodeAgent.op_credit,
+    wire.WRITE: NodeAgent.op_write,
 }
+# Operations that come with another one: --operations names only the latter.
+IMPLIED: dict[bytes, bytes] = {wire.CREDIT: wire.RUN, wire.WRITE: wire.PUT}
 
 
 def _operations(text: str) -> frozenset[bytes]:

@@ -267,13 +267,20 @@ def reap_predecessors(identity: str) -> int:
 
 
 def kill_marked(
-    command_id: str, passes: int = 3, *, prefix: bool = False, sig: int = signal.SIGKILL
+    command_id: str,
+    passes: int = 3,
+    *,
+    prefix: bool = False,
+    sig: int = signal.SIGKILL,
+    spare_group: int | None = None,
 ) -> int:
     """Signal (SIGKILL) every process whose environment carries MARKER=command_id (or, with
     `prefix`, an id that starts with it); how many were found.
 
     /proc is read again until a pass finds none (at most `passes`), for a process that forked
     while we read. Processes of other users cannot be read and are not ours to kill anyway.
+    `spare_group` leaves out the members of a process group signalled already: a SIGTERM trap
+    that runs `rm` must not have its `rm` terminated too.
     """
     needle = f"{MARKER}={command_id}".encode()
 
@@ -295,6 +302,8 @@ def kill_marked(
                 with open(f"/proc/{entry.name}/environ", "rb") as environ:
                     if not carries(environ.read()):
                         continue
+                if spare_group is not None and os.getpgid(int(entry.name)) == spare_group:
+                    continue
                 os.kill(int(entry.name), sig)
             except (OSError, ValueError):  # gone, or not ours to read
                 continue
@@ -510,7 +519,7 @@ class RunningCommand:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGTERM)
-        kill_marked(self.command_id, sig=signal.SIGTERM)
+        kill_marked(self.command_id, 1, sig=signal.SIGTERM, spare_group=self.pid)
         self.kill_timer = self.loop.call_later(self.kill_grace_s, self.kill)
 
     def cancel(self) -> None:
