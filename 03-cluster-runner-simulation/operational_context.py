@@ -29,6 +29,7 @@ from cluster_sim.protocols import (
     SystemConfig,
     UnknownNodeError,
 )
+from cluster_sim.retry import RetryPolicy
 
 NodeFilter = Callable[[NodeDescriptor], bool]
 GroupResults = dict[str, CommandResult | ExecutorError]  # node id -> its result or its error
@@ -82,6 +83,10 @@ class OperationalContext:
         timeout_s: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> GroupResults:
         """`command` on every node of the group: each node's CommandResult, or the
         ExecutorError it failed with, in the order asked; at most `max_concurrency` at once.
@@ -94,6 +99,10 @@ class OperationalContext:
             timeout_s=timeout_s,
             env=env,
             cwd=cwd,
+            input=input,
+            user=user,
+            kill_grace_s=kill_grace_s,
+            retry=retry,
         )
 
     async def aclose(self) -> None:

@@ -474,6 +474,10 @@ class OperationalContextProtocol(Protocol):
         timeout_s: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        input: bytes | None = None,
+        user: str | None = None,
+        kill_grace_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> dict[str, CommandResult | ExecutorError]:
         """The command on each node: its result or its error, in the order asked."""
         ...

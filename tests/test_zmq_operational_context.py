@@ -126,8 +126,12 @@ async def test_run_group_gives_each_node_its_result_or_its_error_within_a_concur
                 ctx.run_group(["node1", "node2", "node3"], "echo $((6*7))", max_concurrency=2),
                 60,
             )
+            fed = await asyncio.wait_for(
+                ctx.run_group(["node1", "node3"], "cat", input=b"to each\n", kill_grace_s=1), 60
+            )
     assert list(results) == ["node1", "node2", "node3"]  # in the order asked
     assert results["node1"].stdout == results["node3"].stdout == b"42\n"  # type: ignore[union-attr]
+    assert fed["node1"].stdout == fed["node3"].stdout == b"to each\n"  # type: ignore[union-attr]
     assert isinstance(results["node2"], TransportError)
     assert results["node1"].transport == "zmq" and results["node3"].transport == "ssh"  # type: ignore[union-attr]
 
