@@ -3,7 +3,14 @@
 # registry, with faults injected the way real clusters fail.
 #
 #   build                  base image from Debian packages, wheelhouse, project image
-#   start [--workers N]    coordinator, monitor and N nodes (default 3), waits until healthy
+#   start [--workers N] [--bare]
+#                          coordinator, monitor and N nodes (default 3), waits until healthy;
+#                          --bare: nodes and collector host as bare hosts (systemd, sshd, no
+#                          agent, no collector) for `deploy` to install
+#   deploy                 the fleet deployment (integration-plan/deploy, Ansible over SSH) to a
+#                          bare cluster: core install, keys, systemd units, then a ping per agent
+#   rotate                 rotate the controller key across the fleet (add, switch, revoke)
+#   remove                 the deployment's removal (state=absent): nothing of it left on the hosts
 #   status                 services, health, and the faults in force
 #   logs [SERVICE]         recent logs of one service or all
 #   fail NODE / recover NODE    SIGKILL the node's container / start it again
@@ -37,6 +44,8 @@ BUILD="$HERE/.build"
 PROJECT="${ZCL_PROJECT:-zcl}"
 BASE_IMAGE="zcl-base:bookworm"
 NODE_IMAGE="zcl-node:latest"
+BARE_IMAGE="zcl-bare:latest"  # a node with systemd and sshd only: what `deploy` installs onto
+DEPLOY="$HERE/../integration-plan/deploy"
 IMAGE_LABEL="org.zmq-cluster-lab.image"  # on every image this script makes
 EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
@@ -53,6 +62,7 @@ usage() {  # the header comment above, without its hash marks
 compose() {
     local files=(-f "$HERE/docker-compose.yml")
     [ -f "$BUILD/workers.yml" ] && files+=(-f "$BUILD/workers.yml")
+    [ -f "$BUILD/bare.yml" ] && files+=(-f "$BUILD/bare.yml")
     if docker compose version >/dev/null 2>&1; then
         docker compose -p "$PROJECT" "${files[@]}" "$@"
     elif command -v docker-compose >/dev/null 2>&1; then
@@ -102,8 +112,9 @@ cmd_build() {
         local sources=/etc/apt/sources.list.d/debian.sources
         [ -f "$sources" ] || sources=/etc/apt/sources.list
         say "building $BASE_IMAGE from Debian packages (about a minute)"
+        # systemd and sudo: the bare nodes boot with systemd and let the deployment's user in
         mmdebstrap --quiet --variant=minbase \
-            --include=python3,python3-venv,openssh-server,iproute2,iptables,procps,tini \
+            --include=python3,python3-venv,openssh-server,iproute2,iptables,procps,tini,systemd,systemd-sysv,sudo \
             bookworm "$BUILD/base.tar" "$sources"
         docker import --change "LABEL $IMAGE_LABEL=base" "$BUILD/base.tar" "$BASE_IMAGE" >/dev/null
         rm -f "$BUILD/base.tar"
@@ -125,7 +136,10 @@ cmd_build() {
         # The image it replaces would stay behind untagged; containers still using it keep it.
         docker image rm "$previous" >/dev/null 2>&1 || true
     fi
-    say "built $NODE_IMAGE"
+    say "building $BARE_IMAGE"
+    docker build --quiet --pull=false --build-arg "NODE=$NODE_IMAGE" -t "$BARE_IMAGE" \
+        "$HERE/bare" >/dev/null
+    say "built $NODE_IMAGE and $BARE_IMAGE"
 }
 
 write_workers() {  # nodes beyond the compose file's three, as an override file
@@ -144,18 +158,33 @@ write_workers() {  # nodes beyond the compose file's three, as an override file
 
 ZCL_UID=990  # the image's zcl user (Dockerfile), who runs the nodes' daemons
 
-lay_out_keys() {  # NODE...: each container's own keys, in .build/mounts/ROLE, private
+lay_out_keys() {  # BARE NODE...: each container's own keys, in .build/mounts/ROLE, private
+    local bare="$1" node
+    shift
     rm -rf "$BUILD/mounts"
-    local node
     for node in "$@"; do  # a node: its host key, its worker's key, the SSH public key
-        mount_keys "$node" "$ZCL_UID" "nodes/$node" "mdp/controllers/$node" ssh/id_ed25519.pub
+        if [ "$bare" = 1 ]; then  # the agent's keys come with the deployment
+            mount_keys "$node" "$ZCL_UID" "mdp/controllers/$node" ssh/id_ed25519.pub
+        else
+            mount_keys "$node" "$ZCL_UID" "nodes/$node" "mdp/controllers/$node" ssh/id_ed25519.pub
+        fi
     done
     mount_keys coordinator 0 mdp/nodes/coordinator
     mount_keys monitor 0 mdp/controllers/monitor
-    mount_keys collector 0 nodes/collector
+    [ "$bare" = 1 ] || mount_keys collector 0 nodes/collector
+    mount_runner_keys
+}
+
+current_controller() {  # the controller key the runners use (rotate switches it)
+    cat "$BUILD/controller" 2>/dev/null || echo runner
+}
+
+mount_runner_keys() {
     # What runs the workloads from inside the cluster: the controller's keys, the MDP client's,
     # the dashboard's, and the SSH private key.
-    mount_keys runner 0 controllers/runner mdp/controllers/runner mdp/controllers/monitor ssh
+    rm -rf "$BUILD/mounts/runner"
+    mount_keys runner 0 "controllers/$(current_controller)" mdp/controllers/runner \
+        mdp/controllers/monitor ssh
 }
 
 mount_keys() {  # ROLE OWNER PATH...: copy PATHs (under .build/keys) for ROLE, owned by OWNER
@@ -177,10 +206,11 @@ wait_healthy() {
 }
 
 cmd_start() {
-    local workers=$DEFAULT_WORKERS
+    local workers=$DEFAULT_WORKERS bare=0
     while [ $# -gt 0 ]; do
         case "$1" in
             --workers) workers="${2:-}"; shift 2 || die "--workers needs a number" ;;
+            --bare) bare=1; shift ;;
             *) die "start: unknown option '$1' (try start --help)" ;;
         esac
     done
@@ -203,16 +233,70 @@ cmd_start() {
         docker run --rm -v "$BUILD/keys/ssh:/ssh" "$NODE_IMAGE" \
             ssh-keygen -q -t ed25519 -N '' -C zcl-bench -f /ssh/id_ed25519
     fi
-    lay_out_keys "${nodes[@]}"
+    rm -f "$BUILD/controller"  # new keys: the runners use the first controller key
+    lay_out_keys "$bare" "${nodes[@]}"
     write_workers "$workers"
+    rm -f "$BUILD/bare.yml"
+    if [ "$bare" = 1 ]; then
+        docker image inspect "$BARE_IMAGE" >/dev/null 2>&1 || die "no $BARE_IMAGE: run build first"
+        "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.lab.fleet compose-bare \
+            --workers "$workers" --out "$BUILD/bare.yml"
+    fi
     compose up -d --no-build coordinator monitor collector >/dev/null
     wait_healthy coordinator
     wait_healthy collector
     compose up -d --no-build "${nodes[@]}" >/dev/null
     say "waiting for ${#nodes[@]} node(s) to be healthy"
     for node in "${nodes[@]}"; do wait_healthy "$node"; done
-    record cluster.started "${#nodes[@]} nodes"
-    say "cluster up: coordinator, monitor, ${nodes[*]}"
+    if [ "$bare" = 1 ]; then
+        record cluster.started "${#nodes[@]} bare nodes"
+        say "bare cluster up: coordinator, monitor, collector host, ${nodes[*]} (no agents: deploy)"
+    else
+        record cluster.started "${#nodes[@]} nodes"
+        say "cluster up: coordinator, monitor, ${nodes[*]}"
+    fi
+}
+
+playbook() {  # PLAYBOOK ARGS...: run one of the deployment's playbooks against the cluster
+    local python="${PYTHON:-$HERE/../.venv/bin/python}"
+    [ -f "$BUILD/bare.yml" ] || die "deploy, rotate and remove need a bare cluster (start --bare)"
+    [ -x "$(dirname "$python")/ansible-playbook" ] \
+        || die "no ansible-playbook beside $python: run 'make test' or 'make demo' once first"
+    "$python" -m cluster_sim.lab.fleet inventory --project "$PROJECT" --build "$BUILD" \
+        --controller "$(current_controller)"
+    ANSIBLE_CONFIG="$DEPLOY/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+        "$(dirname "$python")/ansible-playbook" -i "$BUILD/inventory.ini" "$DEPLOY/$1" "${@:2}" \
+        | tee "$BUILD/ansible.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || die "$1 failed (output above, and in $BUILD/ansible.log)"
+}
+
+cmd_deploy() {
+    local python="${PYTHON:-$HERE/../.venv/bin/python}"
+    say "wheelhouse: the core install (the project, pyzmq, msgpack) for the nodes"
+    rm -rf "$BUILD/wheelhouse" && mkdir -p "$BUILD/wheelhouse"
+    "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
+    "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \
+        --wheel-dir "$BUILD/wheelhouse" "$HERE/.."
+    playbook site.yml
+    record deploy.finished "$(current_controller)"
+    say "deployed"
+}
+
+cmd_rotate() {
+    local old new
+    old=$(current_controller)
+    new="runner-$(date +%Y%m%d%H%M%S)"
+    playbook rotate-controller-key.yml -e "zcl_old_controller=$old" -e "zcl_new_controller=$new"
+    echo "$new" > "$BUILD/controller"  # the switch: the runners use the new key from now on
+    mount_runner_keys
+    record rotate.finished "$old -> $new"
+    say "controller key rotated: $old refused everywhere, $new served"
+}
+
+cmd_remove() {
+    playbook site.yml -e zcl_state=absent
+    record remove.finished all
+    say "removed the deployment from every host"
 }
 
 link_faults() {  # a node's network faults in force, e.g. "partitioned,slow", or "-"
@@ -478,6 +562,7 @@ cmd_test() {
     rm -f "$BUILD/events/faults-over"
     start_in_cluster workload python -m cluster_sim.lab.cluster_workload \
         --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration" \
+        --keys "/keys/controllers/$(current_controller)" \
         --until-file /events/faults-over
     record test.started "${nodes[*]}"
     local third=$((duration / 4 + 1))
@@ -517,7 +602,8 @@ cmd_drill() {
     require_clean_cluster drill
     local victim="${nodes[1]}" third=$((duration / 3 + 1))
     start_in_cluster drill python -m cluster_sim.lab.cluster_workload --fallback \
-        --expect-fallback "$victim" --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration"
+        --expect-fallback "$victim" --nodes "$(IFS=,; echo "${nodes[*]}")" --duration "$duration" \
+        --keys "/keys/controllers/$(current_controller)"
     record drill.started "${nodes[*]}"
     sleep "$third"  # ZeroMQ serves every node first
     cmd_kill_agent "$victim"
@@ -547,6 +633,7 @@ cmd_bench() {
     local target="${nodes[0]}" victim="${nodes[-1]}"
     say "SSH vs ZeroMQ, from a runner container to $target"
     start_in_cluster bench python -m cluster_sim.lab.cluster_bench transports --node "$target" \
+        --keys "/keys/controllers/$(current_controller)" \
         --out /events/bench-transports.json "${transports[@]}"
     docker logs -f "$IN_CLUSTER"
     [ "$(docker wait "$IN_CLUSTER")" = 0 ] || die "the transport measurement failed (output above)"
@@ -600,7 +687,7 @@ cmd_cleanup() {
     if [ -f "$HERE/docker-compose.yml" ]; then
         compose down --volumes --remove-orphans >/dev/null 2>&1 || true
     fi
-    for image in "$NODE_IMAGE" "$BASE_IMAGE"; do
+    for image in "$BARE_IMAGE" "$NODE_IMAGE" "$BASE_IMAGE"; do
         docker image rm "$image" >/dev/null 2>&1 || true
     done
     # and any image of ours a rebuild or an interrupted build left untagged
@@ -615,8 +702,8 @@ shift
 case "$VERB" in
     -h|--help|help) usage ;;
     build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|slow|fast|kill-agent|\
-    start-agent|test|drill|bench|stop|cleanup)
+    start-agent|test|drill|bench|stop|cleanup|deploy|rotate|remove)
         help_for "${1:-}"
         "cmd_${VERB//-/_}" "$@" ;;
-    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast kill-agent start-agent test drill bench stop cleanup)" ;;
+    *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast kill-agent start-agent test drill bench stop cleanup deploy rotate remove)" ;;
 esac
