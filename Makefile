@@ -69,6 +69,7 @@ lint: $(INSTALLED)
 	$(PY) -m mypy
 	$(PY) -m mypy 01-zmq-basics/*.py
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/shellcheck docker/simulate-cluster.sh docker/node-init.sh docker/bare/lab-node-setup .ci/run
 
 format: $(INSTALLED)
 	$(PY) -m ruff format .

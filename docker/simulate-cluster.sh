@@ -16,6 +16,7 @@
 #   fail NODE / recover NODE    SIGKILL the node's container / start it again
 #   pause NODE / resume NODE    freeze / thaw every process on the node
 #   partition NODE [NODE...]    cut these nodes off from the rest (iptables DROP inside them)
+#   (partition, flaky and slow take --dry-run first: print the steps, run nothing)
 #   heal [NODE]            lift the partition of one node, or of all
 #   flaky NODE LOSS%       drop that share of the node's packets at random (iptables statistic)
 #   slow NODE DELAY        add DELAY (e.g. 100ms) to every round trip through the node (a relay,
@@ -50,8 +51,7 @@ IMAGE_LABEL="org.zmq-cluster-lab.image"  # on every image this script makes
 EVENTS="$BUILD/events/events.jsonl"
 DEFAULT_WORKERS=3
 STARTED_IN_CLUSTER=()  # containers a verb ran on the cluster's network, removed when it ends
-SLOW_PORT=15001  # the slow-link relay inside a node
-SLOW_MARK=0x2c1  # the relay marks its own connections (cluster_sim.lab.slow_link.RELAY_MARK)
+SLOW_PORT=15001  # the slow-link relay inside a node (cluster_sim.lab.faults.SLOW_PORT)
 
 die() { echo "simulate-cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "simulate-cluster.sh: $*"; }
@@ -91,10 +91,21 @@ require_node() {
 
 now() { date +%s.%N; }
 
+PY() { "${PYTHON:-$HERE/../.venv/bin/python}" "$@"; }  # the controller's venv, for the lab's tools
+
 record() {  # one line in the shared event log: what happened, to whom, when (default: now)
-    mkdir -p "$(dirname "$EVENTS")"
-    printf '{"ts": %s, "source": "simulate-cluster", "event": "%s", "target": "%s"}\n' \
-        "${3:-$(now)}" "$1" "$2" >> "$EVENTS"
+    PY -m cluster_sim.lab.event_log --events "$EVENTS" "$1" "$2" ${3:+--ts "$3"}
+}
+
+DRY_RUN=0  # --dry-run before a fault's arguments: print its steps, run nothing
+
+run_recipe() {  # NODE RECIPE ARGS...: a fault's steps (cluster_sim.lab.faults) inside the node
+    local node="$1" steps step
+    shift
+    steps=$(PY -m cluster_sim.lab.faults "$@") || exit 1
+    while IFS= read -r step; do
+        if [ "$DRY_RUN" = 1 ]; then echo "$node: $step"; else in_node "$node" sh -c "$step"; fi
+    done <<< "$steps"
 }
 
 help_for() {  # `VERB --help` prints the verb's line of the usage
@@ -171,7 +182,11 @@ lay_out_keys() {  # BARE NODE...: each container's own keys, in .build/mounts/RO
     done
     mount_keys coordinator 0 mdp/nodes/coordinator
     mount_keys monitor 0 mdp/controllers/monitor
-    [ "$bare" = 1 ] || mount_keys collector 0 nodes/collector
+    if [ "$bare" = 1 ]; then  # the collector host: only the key the deployment logs in with
+        mount_keys collector 0 ssh/id_ed25519.pub
+    else
+        mount_keys collector 0 nodes/collector
+    fi
     mount_runner_keys
 }
 
@@ -219,7 +234,8 @@ cmd_start() {
     mkdir -p "$BUILD/events"
     local nodes=()
     for n in $(seq 1 "$workers"); do nodes+=("worker$n"); done
-    if [ ! -d "$BUILD/keys/nodes" ] || [ "$(ls "$BUILD/keys/nodes" | wc -l)" -le "$workers" ] \
+    if [ ! -d "$BUILD/keys/nodes" ] \
+        || [ "$(find "$BUILD/keys/nodes" -mindepth 1 -maxdepth 1 | wc -l)" -le "$workers" ] \
         || [ ! -d "$BUILD/keys/mdp/controllers/worker$workers" ]; then
         rm -rf "$BUILD/keys"
         "${PYTHON:-$HERE/../.venv/bin/python}" -m cluster_sim.keys generate "$BUILD/keys" \
@@ -264,10 +280,11 @@ playbook() {  # PLAYBOOK ARGS...: run one of the deployment's playbooks against 
         || die "no ansible-playbook beside $python: run 'make test' or 'make demo' once first"
     "$python" -m cluster_sim.lab.fleet inventory --project "$PROJECT" --build "$BUILD" \
         --controller "$(current_controller)"
+    local code=0
     ANSIBLE_CONFIG="$DEPLOY/ansible.cfg" ANSIBLE_NOCOLOR=1 \
         "$(dirname "$python")/ansible-playbook" -i "$BUILD/inventory.ini" "$DEPLOY/$1" "${@:2}" \
-        | tee "$BUILD/ansible.log"
-    [ "${PIPESTATUS[0]}" = 0 ] || die "$1 failed (output above, and in $BUILD/ansible.log)"
+        | tee "$BUILD/ansible.log" || code=$?
+    [ "$code" = 0 ] || die "$1 failed (output above, and in $BUILD/ansible.log)"
 }
 
 cmd_deploy() {
@@ -275,8 +292,10 @@ cmd_deploy() {
     say "wheelhouse: the core install (the project, pyzmq, msgpack) for the nodes"
     rm -rf "$BUILD/wheelhouse" && mkdir -p "$BUILD/wheelhouse"
     "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
-    "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \
-        --wheel-dir "$BUILD/wheelhouse" "$HERE/.."
+    # The same sources make the same wheel, byte for byte (zip timestamps from
+    # SOURCE_DATE_EPOCH), so a second deploy finds nothing to copy and restarts nothing.
+    SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet \
+        --constraint "$BUILD/constraints.txt" --wheel-dir "$BUILD/wheelhouse" "$HERE/.."
     playbook site.yml
     record deploy.finished "$(current_controller)"
     say "deployed"
@@ -374,18 +393,16 @@ cmd_partition() {
         # The node keeps its loopback and the other nodes named with it; everything else
         # (coordinator, collector, runners) is on the far side. The monitor talks only to the
         # coordinator, so its view of the cluster stays intact.
-        local rules="iptables -N ZCL-PARTITION && iptables -A ZCL-PARTITION -i lo -j RETURN"
-        rules+=" && iptables -A ZCL-PARTITION -o lo -j RETURN"
+        local peers=()
         for named in "$@"; do
-            [ "$named" = "$node" ] && continue
-            rules+=" && iptables -A ZCL-PARTITION -s $(ip_of "$named") -j RETURN"
-            rules+=" && iptables -A ZCL-PARTITION -d $(ip_of "$named") -j RETURN"
+            [ "$named" = "$node" ] || peers+=(--peer "$(ip_of "$named")")
         done
-        in_node "$node" sh -c "$rules && iptables -A ZCL-PARTITION -j DROP"
+        run_recipe "$node" partition "${peers[@]}"
         FAULT_TS=$(now)  # the partition begins when the chain is hooked in
-        in_node "$node" sh -c "iptables -I INPUT -j ZCL-PARTITION && iptables -I OUTPUT -j ZCL-PARTITION"
-        record fault.start.partition "$node" "$FAULT_TS"
+        run_recipe "$node" partition-hook
+        [ "$DRY_RUN" = 1 ] || record fault.start.partition "$node" "$FAULT_TS"
     done
+    [ "$DRY_RUN" = 0 ] || return 0
     say "partitioned: $*"
 }
 
@@ -396,10 +413,7 @@ cmd_heal() {
         require_node "$node"
         partitioned "$node" || continue
         FAULT_TS=$(now)
-        in_node "$node" iptables -D INPUT -j ZCL-PARTITION
-        in_node "$node" iptables -D OUTPUT -j ZCL-PARTITION
-        in_node "$node" iptables -F ZCL-PARTITION
-        in_node "$node" iptables -X ZCL-PARTITION
+        run_recipe "$node" heal
         record fault.end.partition "$node" "$FAULT_TS"
         say "healed $node"
     done
@@ -415,13 +429,8 @@ cmd_flaky() {
     [[ "$loss" =~ ^([1-9][0-9]?)%?$ ]] || die "flaky needs a loss between 1% and 99%, got '$loss'"
     loss="${BASH_REMATCH[1]}"
     lossy "$1" && die "$1 is already flaky (fast $1 first)"
-    in_node "$1" iptables -N ZCL-FLAKY
-    in_node "$1" iptables -A ZCL-FLAKY -i lo -j RETURN
-    in_node "$1" iptables -A ZCL-FLAKY -o lo -j RETURN
-    in_node "$1" iptables -A ZCL-FLAKY -m statistic --mode random \
-        --probability "$(printf '0.%02d' "$loss")" -j DROP
-    in_node "$1" iptables -I INPUT -j ZCL-FLAKY
-    in_node "$1" iptables -I OUTPUT -j ZCL-FLAKY
+    run_recipe "$1" flaky "$loss"
+    [ "$DRY_RUN" = 0 ] || return 0
     record "fault.start.flaky.$loss%" "$1"
     say "$1 now loses $loss% of its packets"
 }
@@ -466,6 +475,11 @@ cmd_slow() {
     [[ "$delay" =~ ^([0-9]+)(ms|s)$|^([0-9]*\.[0-9]+)s$ ]] \
         || die "slow needs a delay such as 100ms or 0.5s, got '$delay'"
     slowed "$1" && die "$1 is already slow (fast $1 first)"
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "$1: python -m cluster_sim.lab.slow_link --port $SLOW_PORT --delay $delay (detached)"
+        run_recipe "$1" slow "$delay"
+        return 0
+    fi
     docker exec -d "$(container_of "$1")" \
         python -m cluster_sim.lab.slow_link --port "$SLOW_PORT" --delay "$delay"
     local deadline=$((SECONDS + 10))
@@ -473,16 +487,7 @@ cmd_slow() {
         [ $SECONDS -lt $deadline ] || die "the slow-link relay did not start on $1 (delay '$delay')"
         sleep 0.1  # the relay runs detached: poll for its listening socket
     done
-    # Every TCP connection into or out of the node goes through the relay, except the relay's
-    # own (marked) and the node's loopback traffic.
-    in_node "$1" iptables -t nat -N ZCL-SLOW
-    in_node "$1" iptables -t nat -A ZCL-SLOW -m mark --mark "$SLOW_MARK" -j RETURN
-    in_node "$1" iptables -t nat -A ZCL-SLOW -d 127.0.0.0/8 -j RETURN
-    in_node "$1" iptables -t nat -A ZCL-SLOW -p tcp -j REDIRECT --to-ports "$SLOW_PORT"
-    in_node "$1" iptables -t nat -I OUTPUT -j ZCL-SLOW
-    in_node "$1" iptables -t nat -I PREROUTING -j ZCL-SLOW
-    # Open connections keep their old path: reset them, so they reconnect through the relay.
-    in_node "$1" ss -K -t state established '( not dst 127.0.0.0/8 )' >/dev/null
+    run_recipe "$1" slow "$delay" >/dev/null
     record "fault.start.slow.$delay" "$1"
     say "$1 now adds $delay to every round trip"
 }
@@ -491,19 +496,12 @@ cmd_fast() {
     require_node "${1:-}"
     local healed=0
     if lossy "$1"; then
-        in_node "$1" iptables -D INPUT -j ZCL-FLAKY
-        in_node "$1" iptables -D OUTPUT -j ZCL-FLAKY
-        in_node "$1" iptables -F ZCL-FLAKY
-        in_node "$1" iptables -X ZCL-FLAKY
+        run_recipe "$1" unflaky
         record fault.end.flaky "$1"
         healed=1
     fi
     if slowed "$1"; then
-        in_node "$1" iptables -t nat -D OUTPUT -j ZCL-SLOW
-        in_node "$1" iptables -t nat -D PREROUTING -j ZCL-SLOW
-        in_node "$1" iptables -t nat -F ZCL-SLOW
-        in_node "$1" iptables -t nat -X ZCL-SLOW
-        in_node "$1" pkill -f '[c]luster_sim.lab.slow_link'  # its connections close: peers reconnect
+        run_recipe "$1" unslow
         record fault.end.slow "$1"
         healed=1
     fi
@@ -704,6 +702,12 @@ case "$VERB" in
     build|start|status|logs|fail|recover|pause|resume|partition|heal|flaky|slow|fast|kill-agent|\
     start-agent|test|drill|bench|stop|cleanup|deploy|rotate|remove)
         help_for "${1:-}"
+        if [ "${1:-}" = --dry-run ]; then
+            case "$VERB" in
+                partition|flaky|slow) DRY_RUN=1; shift ;;
+                *) die "$VERB has no --dry-run (partition, flaky and slow have)" ;;
+            esac
+        fi
         "cmd_${VERB//-/_}" "$@" ;;
     *) die "unknown command '$VERB' (commands: build start status logs fail recover pause resume partition heal flaky slow fast kill-agent start-agent test drill bench stop cleanup deploy rotate remove)" ;;
 esac

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import json
 import sys
 import time
@@ -67,12 +68,19 @@ def tasks_through_the_coordinator(
     wave: int,
     until: Path | None = None,
     keys: curve.ControllerKeys | None = None,
+    *,
+    rate: float = 100.0,
 ) -> dict[str, Any]:
     """Waves of tasks for `duration_s`, then on until the file `until` exists: the script
     injecting faults creates it once they are over, so the load outlasts them however long a
-    loaded machine takes to inject them (bounded, so a lost signal cannot hang the run)."""
+    loaded machine takes to inject them (bounded, so a lost signal cannot hang the run).
+
+    At most `rate` tasks a second: every task is three events on the coordinator's feed, and
+    unpaced waves (400 tasks a second seen) put the monitor, whose log the script reads for
+    its verdicts, more than a minute behind."""
     completed = submitted = missing = duplicates = errors = 0
-    deadline = time.monotonic() + duration_s
+    started = time.monotonic()
+    deadline = started + duration_s
     last_call = deadline + UNTIL_FILE_LIMIT_S
 
     def going_on() -> bool:
@@ -91,6 +99,9 @@ def tasks_through_the_coordinator(
                 missing += len(report.missing)
                 duplicates += report.duplicates
                 errors += sum(1 for o in report.outcomes.values() if o.error)
+                ahead = started + submitted / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the load, not waiting for anything
         finally:
             client.close()
     return {
@@ -181,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     async def both() -> tuple[dict[str, Any], dict[str, Any]]:
         mdp_keys = curve.load_controller_keys(args.mdp_keys)
         tasks = asyncio.to_thread(
-            tasks_through_the_coordinator,
+            functools.partial(tasks_through_the_coordinator, rate=args.rate),
             args.coordinator,
             args.duration,
             args.wave,
@@ -229,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(at most {UNTIL_FILE_LIMIT_S:g} s more)",
     )
     parser.add_argument("--wave", type=cli.positive_int, default=20, help="tasks per batch")
+    parser.add_argument(
+        "--rate", type=cli.positive_int, default=100, help="most tasks a second (default 100)"
+    )
     parser.set_defaults(func=run)
     return cli.run_main(parser, argv)
 

@@ -56,7 +56,7 @@ def bare_override(workers: Sequence[str], build: Path) -> dict[str, Any]:
         )
     services[COLLECTOR] = dict(
         SYSTEMD_IN_DOCKER,
-        volumes=[f"{build}/events:/events", CGROUP_MOUNT],
+        volumes=[f"{build}/mounts/{COLLECTOR}:/keys:ro", f"{build}/events:/events", CGROUP_MOUNT],
         healthcheck=_healthcheck("systemctl is-active --quiet ssh"),
     )
     return {"services": services}

@@ -1,0 +1,104 @@
+"""The Docker cluster's fault recipes, read and checked without Docker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cluster_patterns.cli import CliError
+from cluster_sim.lab import faults
+
+
+def created_and_hooked(steps: list[str]) -> tuple[set[str], set[str]]:
+    """The chains a recipe creates (-N) and the hooks it inserts (-I), as (table, name)."""
+    chains, hooks = set(), set()
+    for step in steps:
+        table = "nat" if " -t nat " in step else "filter"
+        if made := re.search(r" -N (\S+)", step):
+            chains.add(f"{table}:{made.group(1)}")
+        if hooked := re.search(r" -I (\S+) -j (\S+)", step):
+            hooks.add(f"{table}:{hooked.group(1)}->{hooked.group(2)}")
+    return chains, hooks
+
+
+def removed_and_unhooked(steps: list[str]) -> tuple[set[str], set[str]]:
+    chains, hooks = set(), set()
+    for step in steps:
+        table = "nat" if " -t nat " in step else "filter"
+        if gone := re.search(r" -X (\S+)", step):
+            chains.add(f"{table}:{gone.group(1)}")
+        if unhooked := re.search(r" -D (\S+) -j (\S+)", step):
+            hooks.add(f"{table}:{unhooked.group(1)}->{unhooked.group(2)}")
+    return chains, hooks
+
+
+@pytest.mark.parametrize(
+    ("fault", "undo"),
+    [
+        (faults.partition(["10.0.0.3"]) + faults.partition_hook(), faults.heal()),
+        (faults.flaky(20), faults.unflaky()),
+        (faults.slow(), faults.unslow()),
+    ],
+    ids=["partition", "flaky", "slow"],
+)
+def test_every_chain_and_hook_a_fault_adds_its_undo_takes_away(
+    fault: list[str], undo: list[str]
+) -> None:
+    added = created_and_hooked(fault)
+    assert added[0] and added[1]
+    assert removed_and_unhooked(undo) == added
+
+
+def test_a_partition_spares_loopback_and_the_peers_cut_off_with_it_and_drops_the_rest() -> None:
+    steps = faults.partition(["10.0.0.3", "10.0.0.4"])
+    assert steps[-1] == "iptables -A ZCL-PARTITION -j DROP"
+    spared = [s for s in steps if s.endswith("-j RETURN")]
+    assert len(spared) == 2 + 2 * 2  # lo both ways, each peer both ways
+    assert "iptables -A ZCL-PARTITION -s 10.0.0.4 -j RETURN" in spared
+    assert all("INPUT" not in s and "OUTPUT" not in s for s in steps)  # hooked in separately
+
+
+@pytest.mark.parametrize(("text", "percent"), [("20%", 20), ("5", 5), ("99%", 99)])
+def test_a_loss_is_read_as_a_percentage(text: str, percent: int) -> None:
+    assert faults.loss(text) == percent
+    assert f"--probability 0.{percent:02d} " in " ".join(faults.flaky(percent))
+
+
+@pytest.mark.parametrize("text", ["0", "100%", "-5", "1.5", "lots", ""])
+def test_a_loss_out_of_range_is_one_clear_error(text: str) -> None:
+    with pytest.raises(CliError, match="flaky needs a loss between 1% and 99%"):
+        faults.loss(text)
+
+
+@pytest.mark.parametrize("text", ["100ms", "2s", "0.5s", ".25s"])
+def test_delays_the_relay_takes_are_accepted(text: str) -> None:
+    assert faults.delay(text) == text
+
+
+@pytest.mark.parametrize("text", ["100", "fast", "1.5ms", "-1s"])
+def test_other_delays_are_one_clear_error(text: str) -> None:
+    with pytest.raises(CliError, match="slow needs a delay such as 100ms"):
+        faults.delay(text)
+
+
+def test_the_command_line_prints_one_step_per_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cluster_sim.lab.faults", "partition", "--peer", "10.0.0.3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.splitlines() == faults.partition(["10.0.0.3"])
+    bad = subprocess.run(
+        [sys.executable, "-m", "cluster_sim.lab.faults", "flaky", "200%"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr == "faults: error: flaky needs a loss between 1% and 99%, got '200%'\n"
