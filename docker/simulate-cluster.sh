@@ -11,7 +11,7 @@
 #                          bare cluster: core install, keys, systemd units, then a ping per agent
 #   rotate                 rotate the controller key across the fleet (add, switch, revoke)
 #   remove                 the deployment's removal (state=absent): nothing of it left on the hosts
-#   status                 services, health, and the faults in force
+#   status [--json]        services, health, and the faults in force (--json: for scripts)
 #   logs [SERVICE]         recent logs of one service or all
 #   fail NODE / recover NODE    SIGKILL the node's container / start it again
 #   pause NODE / resume NODE    freeze / thaw every process on the node
@@ -318,35 +318,8 @@ cmd_remove() {
     say "removed the deployment from every host"
 }
 
-link_faults() {  # a node's network faults in force, e.g. "partitioned,slow", or "-"
-    local faults=()
-    agent_down "$1" && faults+=(agent-down)
-    partitioned "$1" && faults+=(partitioned)
-    lossy "$1" && faults+=(flaky)
-    slowed "$1" && faults+=(slow)
-    [ ${#faults[@]} -gt 0 ] || faults=(-)
-    (IFS=,; echo "${faults[*]}")
-}
-
-cmd_status() {
-    local services
-    services=$(docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
-        --format '{{.Label "com.docker.compose.service"}}' | sort -V)
-    [ -n "$services" ] || { say "no cluster (run start)"; return 0; }
-    printf '%-12s %-10s %-10s %s\n' SERVICE STATE HEALTH FAULT
-    for service in $services; do
-        local id state health fault
-        id=$(container_of "$service")
-        state=$(docker inspect -f '{{.State.Status}}' "$id")
-        health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' "$id")
-        fault=-
-        [ "$state" = exited ] && fault=failed
-        [ "$state" = paused ] && fault=paused
-        if [ "$state" = running ] && [ "$(docker inspect -f '{{index .Config.Labels "zcl.role"}}' "$id")" = node ]; then
-            fault=$(link_faults "$service")
-        fi
-        printf '%-12s %-10s %-10s %s\n' "$service" "$state" "$health" "$fault"
-    done
+cmd_status() {  # [--json]: cluster_sim.lab.cluster_status reads it through the Docker SDK
+    PY -m cluster_sim.lab.cluster_status --project "$PROJECT" "$@"
 }
 
 cmd_logs() {
@@ -441,11 +414,20 @@ agent_down() {
     ! in_node "$1" pgrep -f '[z]cl-agent' >/dev/null
 }
 
+deployed_agent() {  # is the node's agent the deployment's systemd unit (start --bare, deploy)?
+    in_node "$1" systemctl is-enabled --quiet zcl-agent 2>/dev/null
+}
+
 cmd_kill_agent() {
     require_node "${1:-}"
     agent_down "$1" && die "the agent on $1 is already down (start-agent $1)"
     FAULT_TS=$(now)
-    in_node "$1" pkill -KILL -f '[z]cl-agent'
+    if deployed_agent "$1"; then  # a unit: killed, and kept down (Restart= would bring it back)
+        in_node "$1" systemctl kill --signal=KILL zcl-agent
+        in_node "$1" systemctl stop zcl-agent
+    else
+        in_node "$1" pkill -KILL -f '[z]cl-agent'
+    fi
     record fault.start.agent-down "$1" "$FAULT_TS"
     say "$1's agent killed (SIGKILL); its sshd still answers"
 }
@@ -454,8 +436,12 @@ cmd_start_agent() {
     require_node "${1:-}"
     agent_down "$1" || { say "the agent on $1 is running"; return 0; }
     FAULT_TS=$(now)
-    docker exec -d -u zcl -e HOME=/home/zcl "$(container_of "$1")" \
-        zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$1" --file-root /var/lib/zcl-agent
+    if deployed_agent "$1"; then
+        in_node "$1" systemctl start zcl-agent
+    else
+        docker exec -d -u zcl -e HOME=/home/zcl "$(container_of "$1")" \
+            zcl-agent --bind "tcp://*:5560" --keys "/keys/nodes/$1" --file-root /var/lib/zcl-agent
+    fi
     local deadline=$((SECONDS + 20))
     until [ -n "$(in_node "$1" ss -Hltn "sport = :5560")" ]; do
         [ $SECONDS -lt $deadline ] || die "the agent on $1 did not start (see: logs $1)"
@@ -509,15 +495,11 @@ cmd_fast() {
     say "$1 has a clean, fast link again"
 }
 
-require_clean_cluster() {  # sets `nodes`: 2 or more, all running, none with a fault
-    mapfile -t nodes < <(node_services)
-    [ "${#nodes[@]}" -ge 2 ] || die "$1 needs a running cluster of 2 nodes or more (start)"
-    local node
-    for node in "${nodes[@]}"; do
-        [ "$(docker inspect -f '{{.State.Status}}' "$(container_of "$node")")" = running ] \
-            || die "$node is not running: recover or resume it first (see status)"
-        [ "$(link_faults "$node")" = - ] || die "$node has a fault in force: heal or fast it first"
-    done
+require_clean_cluster() {  # VERB: sets `nodes`: 2 or more, all running, none with a fault
+    local listed
+    listed=$(PY -m cluster_sim.lab.cluster_status --project "$PROJECT" --clean-nodes "$1") \
+        || exit 1
+    mapfile -t nodes <<< "$listed"
 }
 
 start_in_cluster() {  # ROLE CMD...: run CMD in a container of our image on the cluster's network
@@ -653,7 +635,8 @@ cmd_bench() {
         "cmd_$kind" "$victim"
         detected=$(wait_event worker.dead "$victim" "$FAULT_TS" "$offset")
         if [ "$kind" = partition ]; then
-            cmd_status > "$BUILD/status-during-partition.txt"
+            PY -m cluster_sim.lab.cluster_status --project "$PROJECT" \
+                > "$BUILD/status-during-partition.txt"
             docker stop "$dashboard" >/dev/null  # SIGTERM: the monitor prints its last frame
             docker logs "$dashboard" > "$BUILD/dashboard.txt" 2>/dev/null
         fi

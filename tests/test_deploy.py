@@ -8,6 +8,7 @@ Like the other Docker tier it skips where no Docker Engine answers, except on CI
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -106,6 +107,20 @@ def test_the_cluster_passes_its_test_with_the_deployed_agents(bare_cluster: None
     tested = run("test", "--duration", FAULTS_LAST)
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr
     assert tested.stdout.rstrip().endswith("PASS")
+
+
+def test_kill_agent_and_start_agent_act_through_the_unit(bare_cluster: None) -> None:
+    """Killed, a deployed agent stays down (Restart=on-failure would bring it back at once)
+    until start-agent starts its unit again."""
+    assert run("kill-agent", "worker3").returncode == 0
+    listed = json.loads(run("status", "--json").stdout)
+    assert "agent-down" in next(s["faults"] for s in listed if s["service"] == "worker3")
+    assert on("worker3", "systemctl", "is-active", "zcl-agent").stdout.strip() != "active"
+    started = run("start-agent", "worker3")
+    assert started.returncode == 0, started.stderr
+    assert on("worker3", "systemctl", "is-active", "zcl-agent").stdout.strip() == "active"
+    listed = json.loads(run("status", "--json").stdout)
+    assert next(s["faults"] for s in listed if s["service"] == "worker3") == []
 
 
 def test_a_second_deploy_changes_nothing(bare_cluster: None) -> None:

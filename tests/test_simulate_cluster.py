@@ -44,8 +44,9 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 
 def status() -> dict[str, tuple[str, str, str]]:
-    lines = run("status").stdout.splitlines()[1:]
-    return {line.split()[0]: tuple(line.split()[1:4]) for line in lines}  # type: ignore[misc]
+    """service -> (state, health, faults as in the table: "-" or "flaky,slow")."""
+    listed = json.loads(run("status", "--json").stdout)
+    return {s["service"]: (s["state"], s["health"], ",".join(s["faults"]) or "-") for s in listed}
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:

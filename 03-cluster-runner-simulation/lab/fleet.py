@@ -14,7 +14,6 @@ Compose labels through the Docker SDK), so Ansible checks every host key as it w
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -24,10 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster_patterns import cli
-
-# The Docker SDK (a dev tool: the driver runs on the host). Imported by name because mypy would
-# take the repository's docker/ folder for it; at run time the installed package comes first.
-docker: Any = importlib.import_module("docker")
+from cluster_sim.lab import docker_api
 
 BARE_IMAGE = "zcl-bare:latest"
 NODE_ROLE, COLLECTOR = "node", "collector"
@@ -75,11 +71,9 @@ class Host:
 
 def fleet_hosts(project: str) -> dict[str, list[Host]]:
     """The running cluster's nodes and collector host, by their Compose labels."""
-    client = docker.from_env()
-    label = f"com.docker.compose.project={project}"
     found: dict[str, list[Host]] = {"zcl_agents": [], "zcl_collectors": []}
-    for container in client.containers.list(filters={"label": label}):
-        service = container.labels.get("com.docker.compose.service", "")
+    for container in docker_api.containers(project):
+        service = docker_api.service_of(container)
         role = container.labels.get("zcl.role")
         if role == NODE_ROLE:
             group = "zcl_agents"
@@ -98,14 +92,7 @@ def fleet_hosts(project: str) -> dict[str, list[Host]]:
         found[group].append(Host(service, address, f"{fields[0]} {fields[1]}"))
     if not found["zcl_agents"] or not found["zcl_collectors"]:
         raise cli.CliError(f"no running bare cluster in project {project!r} (start --bare)")
-    for hosts in found.values():
-        hosts.sort(key=lambda host: _natural(host.name))
     return found
-
-
-def _natural(name: str) -> tuple[str, int]:
-    digits = re.search(r"\d+$", name)
-    return (name[: digits.start()], int(digits.group())) if digits else (name, 0)
 
 
 def inventory(groups: Mapping[str, Sequence[Host]], variables: Mapping[str, str]) -> str:
