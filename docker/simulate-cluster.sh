@@ -116,10 +116,16 @@ help_for() {  # `VERB --help` prints the verb's line of the usage
 }
 
 cmd_build() {
+    # Everything the build needs is checked before its long first step, not after it.
     command -v docker >/dev/null || die "docker is not installed"
-    mkdir -p "$BUILD"
+    local python="${PYTHON:-$HERE/../.venv/bin/python}"
+    [ -x "$python" ] || die "no $python: run 'make test' or 'make demo' once first (it makes the venv)"
+    docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
     if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap"
+    fi
+    mkdir -p "$BUILD"
+    if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         local sources=/etc/apt/sources.list.d/debian.sources
         [ -f "$sources" ] || sources=/etc/apt/sources.list
         say "building $BASE_IMAGE from Debian packages (about a minute)"
@@ -131,8 +137,6 @@ cmd_build() {
         rm -f "$BUILD/base.tar"
     fi
     say "wheelhouse: the project and the dependency versions the tests use"
-    local python="${PYTHON:-$HERE/../.venv/bin/python}"
-    [ -x "$python" ] || die "no $python: run 'make test' or 'make demo' once first"
     rm -rf "$BUILD/image" && mkdir -p "$BUILD/image/wheels"
     "$python" -m pip freeze --exclude-editable > "$BUILD/constraints.txt"
     "$python" -m pip wheel --quiet --constraint "$BUILD/constraints.txt" \

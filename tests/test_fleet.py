@@ -72,3 +72,22 @@ def test_the_playbooks_parse(tmp_path: Path) -> None:
             check=False,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_build_checks_what_it_needs_before_its_long_first_step() -> None:
+    """On a fresh clone `build` spent a minute on the base image, then stopped for want of
+    the venv."""
+    done = subprocess.run(
+        [str(REPO / "docker" / "simulate-cluster.sh"), "build"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHON="/nonexistent/python"),
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""  # nothing begun
+    assert done.stderr == (
+        "simulate-cluster.sh: error: no /nonexistent/python: run 'make test' or 'make demo' "
+        "once first (it makes the venv)\n"
+    )
