@@ -117,9 +117,9 @@ help_for() {  # `VERB --help` prints the verb's line of the usage
 
 cmd_build() {
     # Everything the build needs is checked before its long first step, not after it.
-    command -v docker >/dev/null || die "docker is not installed"
     local python="${PYTHON:-$HERE/../.venv/bin/python}"
     [ -x "$python" ] || die "no $python: run 'make test' or 'make demo' once first (it makes the venv)"
+    command -v docker >/dev/null || die "docker is not installed"
     docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
     if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap"
