@@ -8,6 +8,7 @@ anything else in (no process harness, no MDP). The demos' process harness is pro
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import re
@@ -174,3 +175,17 @@ def raise_open_file_limit() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def give_back_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim).
+
+    Memory a library frees stays in the process's heap, so after libzmq let go of something
+    large (a flood of subscriptions, say) the resident size would stay at its peak, and the
+    next flood could stack on top of it. A no-op where the C library has no malloc_trim.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -62,6 +62,7 @@ __all__ = ["Config", "Coordinator", "main"]
 
 log = logging.getLogger("coordinator")
 HOUSEKEEPING_S = 0.05  # the longest the loop sleeps before checking its timers
+TRIMS_AFTER_REOPEN = 40  # ticks (2 s) after reopening the events socket that trim the heap
 EVENTS_HWM = 20_000  # events queued per subscriber: a few megabytes at most
 RECV_BATCH = 1000  # messages taken from one socket before the timers get a look in
 
@@ -95,6 +96,7 @@ class Coordinator:
         self.stop = threading.Event()
         self.drain_requested = False
         self.next_housekeeping = 0.0
+        self.trims_left = 0  # housekeeping ticks that still hand freed memory back
 
     @property
     def counters(self) -> Counter[str]:
@@ -126,6 +128,9 @@ class Coordinator:
         self.events_bound = self._bind_events()
         poller.register(self.events, zmq.POLLIN)
         self.core.events_reopened()
+        # libzmq frees the old socket's prefixes in its I/O thread, a little later: the freed
+        # memory is handed back to the system over the next few ticks.
+        self.trims_left = TRIMS_AFTER_REOPEN
 
     def _bind_events(self, patience_s: float = 1.0) -> bool:
         """Bind the fresh events socket where the old one was. libzmq closes a listener in
@@ -184,6 +189,9 @@ class Coordinator:
             if now >= self.next_housekeeping:
                 self.next_housekeeping = now + HOUSEKEEPING_S
                 self.core.tick(now)
+                if self.trims_left:
+                    self.trims_left -= 1
+                    cli.give_back_freed_memory()
                 if not self.events_bound:
                     self.events_bound = self._bind_events(patience_s=0)
             done = self.core.draining_since is not None and self.core.drained(now)

@@ -23,6 +23,7 @@ from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
 from cluster_patterns.coordinator import Config
+from tests.helpers import eventually
 from tests.mdp_peers import RawClient, RawWorker, running_coordinator
 
 
@@ -275,28 +276,15 @@ def test_a_flood_of_invented_service_names_is_forgotten(ctx: cli.Ctx) -> None:
         assert grown < 64 << 20, f"the coordinator kept {grown >> 20} MiB"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(120)
 def test_a_flood_of_invented_subscriptions_is_bounded_and_stats_still_flow(
     ctx: cli.Ctx,
 ) -> None:
     """libzmq keeps every prefix a subscriber sends (100,000 random ones: 104 MiB measured).
-    How much a flood costs at its peak depends on how far the I/O thread gets before the
-    coordinator sheds it, which a loaded machine moves; what must hold is that the memory is
-    given back and used again: a second flood as large as the first adds little."""
+    How much the flood costs at its peak depends on how far libzmq's I/O thread gets before
+    the coordinator sheds it, which a loaded machine moves (64 to 130 MiB seen); what must
+    hold is that the memory goes back once it is shed, whatever the peak was."""
     events_at = free_endpoint()
-
-    def flood_until_shed(coordinator: processes.Child, sheds: int) -> None:
-        flood = ctx.socket(zmq.XSUB)
-        flood.connect(events_at)
-        for _ in range(100_000):
-            flood.send(b"\x01" + os.urandom(16))  # random: no prefix shared to save room
-        shed = coordinator.wait_for_output(
-            lambda _: sum("reopening the events" in line for line in coordinator.output) >= sheds,
-            60,
-        )
-        flood.close()  # an XSUB sends its prefixes again on every reconnect
-        assert shed, f"the coordinator did not shed flood number {sheds}"
-
     with processes.Roles("cluster_patterns.coordinator") as roles:
         coordinator = roles.spawn(
             "coordinator", "--endpoint", free_endpoint(), "--events", events_at, "--insecure"
@@ -305,15 +293,21 @@ def test_a_flood_of_invented_subscriptions_is_bounded_and_stats_still_flow(
             watcher.connect(events_at)
             watcher.subscribe(b"stats")
             assert watcher.poll(10_000), "no stats before the flood"
-            flood_until_shed(coordinator, 1)
-            after_one = rss_bytes(coordinator.process.pid)
-            flood_until_shed(coordinator, 2)
-            grown = rss_bytes(coordinator.process.pid) - after_one
+            before = rss_bytes(coordinator.process.pid)
+            flood = ctx.socket(zmq.XSUB)
+            flood.connect(events_at)
+            for _ in range(100_000):
+                flood.send(b"\x01" + os.urandom(16))  # random: no prefix shared to save room
+            shed = coordinator.wait_for_output(lambda line: "reopening the events" in line, 60)
+            flood.close()  # an XSUB sends its prefixes again on every reconnect
+            assert shed, "the coordinator never shed the invented prefixes"
+
+            def given_back() -> bool:
+                return rss_bytes(coordinator.process.pid) - before < 32 << 20
+
+            eventually(given_back, 20, "the flood's memory handed back to the system")
             reopened = 0
-            while reopened < 2 and watcher.poll(10_000):  # the monitor is served again
+            while not reopened and watcher.poll(10_000):  # the monitor is served again
                 stats = json.loads(watcher.recv_multipart()[1])
                 reopened = stats["counters"].get("events.reopened", 0)
-            assert reopened >= 2, "stats stopped flowing to the monitor"
-    assert grown < 32 << 20, (
-        f"a second flood kept {grown >> 20} MiB more: the first's was not freed"
-    )
+            assert reopened, "stats stopped flowing to the monitor"
