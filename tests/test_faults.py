@@ -12,26 +12,16 @@ from cluster_patterns.cli import CliError
 from cluster_sim.lab import faults
 
 
-def created_and_hooked(steps: list[str]) -> tuple[set[str], set[str]]:
-    """The chains a recipe creates (-N) and the hooks it inserts (-I), as (table, name)."""
+def chains_and_hooks(steps: list[str], *, made: str, hooked: str) -> tuple[set[str], set[str]]:
+    """The chains the steps create (made="-N") or remove ("-X"), and the hooks they insert
+    (hooked="-I") or delete ("-D"), each as table:name."""
     chains, hooks = set(), set()
     for step in steps:
         table = "nat" if " -t nat " in step else "filter"
-        if made := re.search(r" -N (\S+)", step):
-            chains.add(f"{table}:{made.group(1)}")
-        if hooked := re.search(r" -I (\S+) -j (\S+)", step):
-            hooks.add(f"{table}:{hooked.group(1)}->{hooked.group(2)}")
-    return chains, hooks
-
-
-def removed_and_unhooked(steps: list[str]) -> tuple[set[str], set[str]]:
-    chains, hooks = set(), set()
-    for step in steps:
-        table = "nat" if " -t nat " in step else "filter"
-        if gone := re.search(r" -X (\S+)", step):
-            chains.add(f"{table}:{gone.group(1)}")
-        if unhooked := re.search(r" -D (\S+) -j (\S+)", step):
-            hooks.add(f"{table}:{unhooked.group(1)}->{unhooked.group(2)}")
+        if chain := re.search(rf" {made} (\S+)", step):
+            chains.add(f"{table}:{chain.group(1)}")
+        if hook := re.search(rf" {hooked} (\S+) -j (\S+)", step):
+            hooks.add(f"{table}:{hook.group(1)}->{hook.group(2)}")
     return chains, hooks
 
 
@@ -47,9 +37,9 @@ def removed_and_unhooked(steps: list[str]) -> tuple[set[str], set[str]]:
 def test_every_chain_and_hook_a_fault_adds_its_undo_takes_away(
     fault: list[str], undo: list[str]
 ) -> None:
-    added = created_and_hooked(fault)
+    added = chains_and_hooks(fault, made="-N", hooked="-I")
     assert added[0] and added[1]
-    assert removed_and_unhooked(undo) == added
+    assert chains_and_hooks(undo, made="-X", hooked="-D") == added
 
 
 def test_a_partition_spares_loopback_and_the_peers_cut_off_with_it_and_drops_the_rest() -> None:
