@@ -63,4 +63,4 @@ def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> No
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.02)
+        time.sleep(0.02)  # spaces the questions; the deadline above decides
