@@ -1,18 +1,15 @@
 """The figures `docker/simulate-cluster.sh bench` measures across containers, host to host.
 
-Three parts, which the script runs in turn:
+Two parts, between which the driver (cluster_sim.lab.cluster_driver) injects the faults and
+times the coordinator's verdicts:
 
     transports   inside the cluster's network: `true` one at a time and with 32 in flight on
                  one node, through SSH (asyncssh, root with the cluster's SSH key) and through
                  ZeroMQ (the node agent, CurveZMQ on), taking turns round by round
-    wait-event   on the host: follow the cluster's event log until the coordinator reports
-                 something about a node (worker.dead, worker.joined) and print how long after
-                 a given moment it came; the script injects a fault, then asks this
-    report       on the host: both parts as one JSON file and a table
+    report       on the host: the transports and the detection times as one JSON file and a
+                 table
 
     python -m cluster_sim.lab.cluster_bench transports --node worker1 --out /events/transports.json
-    python -m cluster_sim.lab.cluster_bench wait-event --events events.jsonl --topic worker.dead \\
-        --worker worker3 --since 1795859697.05
     python -m cluster_sim.lab.cluster_bench report --transports transports.json \\
         --fault fail 0.71 2.30 --json bench.json
 """
@@ -25,10 +22,9 @@ import json
 import logging
 import re
 import sys
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -98,42 +94,6 @@ def cmd_transports(args: argparse.Namespace) -> int:
         raise cli.CliError(f"cannot measure {args.node}: {exc}") from None
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
-
-
-def follow(log: TextIO, deadline: float) -> Iterator[dict[str, Any]]:
-    """The log's events as they are appended, until the deadline; torn last lines wait."""
-    pending = ""
-    while time.monotonic() < deadline:
-        chunk = log.readline()
-        if not chunk:
-            time.sleep(0.02)  # a file has no "wait for more": look again shortly
-            continue
-        pending += chunk
-        if pending.endswith("\n"):
-            line, pending = pending, ""
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line of another writer's, not an event
-
-
-def cmd_wait_event(args: argparse.Namespace) -> int:
-    deadline = time.monotonic() + args.timeout
-    try:
-        log = args.events.open()
-    except OSError as exc:
-        raise cli.CliError(f"cannot read the event log: {exc}") from None
-    with log:
-        log.seek(args.offset)
-        for event in follow(log, deadline):
-            if (
-                event.get("topic") == args.topic
-                and event.get("worker") == args.worker
-                and float(event.get("ts", 0)) >= args.since
-            ):
-                print(f"{float(event['ts']) - args.since:.3f}")
-                return 0
-    raise cli.CliError(f"no {args.topic} for {args.worker} within {args.timeout:g} s")
 
 
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} .*$")
@@ -250,13 +210,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             events = timeline(args.events.read_text().splitlines(), args.since)
         except OSError as exc:
             raise cli.CliError(f"cannot read the event log: {exc}") from None
-    report = build_report(transports, args.fault or [], recordings, events)
+    publish(build_report(transports, args.fault or [], recordings, events), args.json)
+    return 0
+
+
+def publish(report: BenchDocker, path: Path) -> None:
+    """The report as tables and goals on the terminal, and as JSON in `path`."""
     print_report(report, Console())
     for line in goals.describe(report["goals"]):
         print(line)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.json}")
-    return 0
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,14 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     transports.add_argument("--throughput", type=cli.positive_int, default=400)
     transports.add_argument("--in-flight", type=cli.positive_int, default=32)
 
-    wait = cli.add_command(commands, "wait-event", cmd_wait_event, "wait for a node's event")
-    wait.add_argument("--events", type=Path, required=True, help="the cluster's events.jsonl")
-    wait.add_argument("--topic", required=True, help="e.g. worker.dead or worker.joined")
-    wait.add_argument("--worker", required=True, help="the node's worker name, e.g. worker3")
-    wait.add_argument("--since", type=float, required=True, help="Unix time the fault began")
-    wait.add_argument("--offset", type=int, default=0, help="bytes of the log to skip")
-    wait.add_argument("--timeout", type=float, default=30.0, help="seconds")
-
     report = cli.add_command(commands, "report", cmd_report, "the bench's JSON and table")
     report.add_argument("--transports", type=Path, required=True)
     report.add_argument(
@@ -286,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs=3,
         action="append",
         metavar=("KIND", "DETECTED_S", "REJOINED_S"),
-        help="one fault's figures from wait-event; repeat for each",
+        help="one fault's figures; repeat for each",
     )
     report.add_argument(
         "--recording",

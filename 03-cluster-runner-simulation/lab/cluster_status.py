@@ -87,16 +87,15 @@ def clean_nodes(services: Sequence[Service], verb: str) -> list[str]:
     return [node.service for node in nodes]
 
 
+def render(services: Sequence[Service], *, as_json: bool) -> str:
+    """The table for people, or a JSON list (one object a service) for scripts."""
+    if as_json:
+        return json.dumps([asdict(s) for s in services], indent=1)
+    return table(services) if services else "simulate-cluster.sh: no cluster (run start)"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    services = cluster(args.project)
-    if args.clean_nodes:
-        print("\n".join(clean_nodes(services, args.clean_nodes)))
-    elif args.json:
-        print(json.dumps([asdict(s) for s in services], indent=1))
-    elif not services:
-        print("simulate-cluster.sh: no cluster (run start)")
-    else:
-        print(table(services))
+    print(render(cluster(args.project), as_json=args.json))
     return 0
 
 
@@ -104,11 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.program_parser(__doc__, "simulate-cluster.sh")
     parser.add_argument("--project", required=True, help="the Compose project name")
     parser.add_argument("--json", action="store_true", help="a JSON list, one object a service")
-    parser.add_argument(
-        "--clean-nodes",
-        metavar="VERB",
-        help="print the nodes VERB may run on, or fail saying which node is not ready",
-    )
     parser.set_defaults(func=_cmd_status)
     return parser
 

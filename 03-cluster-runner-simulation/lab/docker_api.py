@@ -35,3 +35,8 @@ def service_of(container: Any) -> str:
 def natural(name: str) -> tuple[str, int]:
     digits = re.search(r"\d+$", name)
     return (name[: digits.start()], int(digits.group())) if digits else (name, 0)
+
+
+def errors() -> Any:
+    """The SDK's exception classes (docker.errors)."""
+    return importlib.import_module("docker.errors")

@@ -1,8 +1,8 @@
 """One line in the Docker cluster's shared event log, written as JSON, whatever the names hold.
 
-The monitor writes the cluster's own events to docker/.build/events/events.jsonl, and
-simulate-cluster.sh adds its faults to the same file so that both share one timeline; this is
-how it adds them (a line written with printf broke on a quote in a target):
+The monitor writes the cluster's own events to docker/.build/events/events.jsonl, and the
+cluster driver (cluster_sim.lab.cluster_driver) adds its faults to the same file with record(),
+so that both share one timeline. From a shell, for a fault injected by hand:
 
     python -m cluster_sim.lab.event_log --events events.jsonl fault.start.fail worker1 --ts 1795.2
 

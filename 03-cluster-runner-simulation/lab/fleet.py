@@ -128,9 +128,11 @@ def _cmd_compose_bare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inventory(args: argparse.Namespace) -> int:
-    groups = fleet_hosts(args.project)
-    build = args.build.resolve()
+def write_inventory(project: str, build: Path, controller: str) -> list[str]:
+    """inventory.ini and known_hosts in the build folder, from the running cluster; the hosts'
+    names."""
+    groups = fleet_hosts(project)
+    build = build.resolve()
     (build / "known_hosts").write_text(known_hosts(groups))
     variables = {
         "ansible_user": "ops",
@@ -142,13 +144,17 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
         ),
         "zcl_keys_dir": str(build / "keys"),
         "zcl_wheelhouse": str(build / "wheelhouse"),
-        "zcl_controller": args.controller,
+        "zcl_controller": controller,
         # The workloads read the journal from the shared events folder.
         "zcl_collector_journal": "/events/journal.jsonl",
     }
     (build / "inventory.ini").write_text(inventory(groups, variables))
-    names = " ".join(host.name for hosts in groups.values() for host in hosts)
-    print(f"inventory: {names}")
+    return [host.name for hosts in groups.values() for host in hosts]
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    names = write_inventory(args.project, args.build, args.controller)
+    print(f"inventory: {' '.join(names)}")
     return 0
 
 
