@@ -51,6 +51,14 @@ def script(*args: str) -> subprocess.CompletedProcess[str]:
         (["bench", "--json"], "--json needs a file name"),
         (["bench", "--fast"], "bench: unknown option '--fast' (try bench --help)"),
         (["fail", "--dry-run", "worker1"], "fail: unknown option '--dry-run'"),
+        (
+            ["flaky", "worker1", "--dry-run", "150%"],
+            "flaky needs a loss between 1% and 99%, got '150%'",
+        ),
+        (
+            ["slow", "worker1", "--dry-run", "1h"],
+            "slow needs a delay such as 100ms or 0.5s, got '1h'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1_before_any_docker_call(

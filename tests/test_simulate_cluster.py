@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_sim.lab import faults
 from tests.agents import free_port
 from tests.doc_blocks import shell_blocks
 from tests.helpers import REPO, skip_here_fail_on_ci
@@ -164,6 +165,40 @@ def test_a_partitioned_node_is_declared_dead_and_rejoins_when_healed(cluster: No
     assert run("heal").returncode == 0
     wait_for(lambda: seen("worker.ready", healed), "worker1 to rejoin")
     assert status()["worker1"] == ("running", "healthy", "-")
+
+
+def address_of(service: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         container_of(service)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_dry_run_prints_each_nodes_steps_and_changes_nothing(cluster: None) -> None:
+    logged = len(events())
+    cut = run("partition", "--dry-run", "worker1", "worker2")
+    assert cut.returncode == 0, cut.stderr
+    expected = [
+        f"{node}: {step}"
+        for node, peer in (("worker1", "worker2"), ("worker2", "worker1"))
+        for step in [*faults.partition([address_of(peer)]), *faults.partition_hook()]
+    ]
+    assert cut.stdout.splitlines() == expected
+    lossy = run("flaky", "worker3", "--dry-run", "30%")
+    assert lossy.returncode == 0, lossy.stderr
+    assert lossy.stdout.splitlines() == [f"worker3: {step}" for step in faults.flaky(30)]
+    slowed = run("slow", "--dry-run", "worker3", "80ms")
+    assert slowed.returncode == 0, slowed.stderr
+    assert slowed.stdout.splitlines()[1:] == [f"worker3: {step}" for step in faults.slow()]
+    assert "--delay 80ms" in slowed.stdout.splitlines()[0]
+    assert {in_force for _, _, in_force in status().values()} == {"-"}  # nothing was cut
+    assert (
+        len(events()) == logged
+        or all(  # and no fault was written to the timeline
+            e.get("source") != "simulate-cluster" for e in events()[logged:]
+        )
+    )
 
 
 def test_flaky_makes_a_node_lose_packets_and_fast_takes_it_away(cluster: None) -> None:

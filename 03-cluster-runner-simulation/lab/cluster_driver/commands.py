@@ -229,6 +229,16 @@ def _on_engine(verb: str, args: argparse.Namespace, engine: Engine) -> None:
         workloads.bench(args.quick, args.json)
 
 
+def flags_first(argv: list[str]) -> list[str]:
+    """--dry-run moved to just after the verb: it takes no value, so it may stand anywhere,
+    and argparse would otherwise split `flaky NODE --dry-run LOSS` between two optional
+    positionals and read LOSS as missing."""
+    if "--dry-run" not in argv[1:]:
+        return argv
+    rest = [arg for arg in argv[1:] if arg != "--dry-run"]
+    return [argv[0], "--dry-run", *rest]
+
+
 def _docker_reason(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).splitlines()[0]
@@ -246,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(flags_first(argv))
         if extra:
             raise CliError(f"{args.verb}: unknown option '{extra[0]}' (try {args.verb} --help)")
         if args.verb == "help":
