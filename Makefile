@@ -29,6 +29,7 @@ bench: $(BENCH_EXTRA) system
 	$(PY) 01-zmq-basics/tour.py --json results/bench-01.json
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
+	$(PY) -m cluster_sim.lab.fanout_bench --json results/bench-fanout.json
 	$(PY) -m zcl_tools.figures render
 
 tour: $(INSTALLED)

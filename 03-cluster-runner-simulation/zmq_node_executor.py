@@ -111,9 +111,13 @@ class _Link:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key
         self.handshaken = False  # until then nothing we sent can have reached the agent
-        monitor = sock.get_monitor_socket(
-            sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
-        )
+        try:
+            monitor = sock.get_monitor_socket(
+                sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+            )
+        except zmq.ZMQError:
+            sock.close(linger=0)  # a socket left open would hold the context's term() forever
+            raise
         self.monitor = LoopSocket(monitor, lambda frames: executor.on_event(self, frames), recv_now)
         self.dealer = LoopSocket(sock, executor.on_reply, recv_now)
         sock.connect(executor.endpoint)
@@ -463,7 +467,13 @@ class ZmqNodeExecutor:
 
     def _ensure_link(self) -> _Link:
         if self.link is None:
-            self.link = _Link(self)
+            try:
+                self.link = _Link(self)
+            except zmq.ZMQError as exc:  # out of sockets or descriptors: this node, not the run
+                reason = zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
+                raise TransportError(
+                    self.node_id, f"cannot open a socket: {reason}", may_have_run=False
+                ) from None
         return self.link
 
     def _drop_link(self) -> None:

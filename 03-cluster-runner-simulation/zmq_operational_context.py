@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,34 @@ from cluster_sim.protocols import (
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
 SSH_EXTRA_HINT = "pip install 'zmq-cluster-lab[ssh]'"
+# What one node's link costs the controller (lab/fanout_controller.py measures it): three ZeroMQ
+# sockets (the DEALER, the PAIR libzmq makes to report its events, and ours that reads them),
+# each with a descriptor for its signalling, and the TCP connection: four descriptors. One
+# more of each covers a link being replaced while the old one is still being reaped; the
+# leeway, the context's own and the journal's.
+SOCKETS_PER_NODE, FILES_PER_NODE, LEEWAY = 4, 5, 128
+log = logging.getLogger("cluster_sim.zmq_operational_context")
+
+
+def room_for(nodes: int, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    """Let one context hold every node's link at once: libzmq's default of 1,023 sockets stops
+    a controller at about 340 nodes, and the usual soft limit of 1,024 open files at about 250. The
+    soft limit is raised only as far as the hard one (the operator's: ulimit -Hn, LimitNOFILE=)
+    allows; short of that, a warning names the limit, and nodes past it fail one by one."""
+    ctx.max_sockets = max(ctx.max_sockets, SOCKETS_PER_NODE * nodes + LEEWAY)
+    needed = FILES_PER_NODE * nodes + LEEWAY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < needed:
+        log.warning(
+            "%d nodes need about %d open files; the hard limit allows %d (raise LimitNOFILE=)",
+            nodes,
+            needed,
+            hard,
+        )
 
 
 def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
@@ -71,6 +101,7 @@ async def build_zmq_context(
     if descriptor.zmq_keys_dir is not None:
         keys = load_controller_keys(Path(descriptor.zmq_keys_dir))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    room_for(sum(node.transport == "zmq" for node in descriptor.nodes), ctx)
 
     def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
         if node.transport == "ssh":

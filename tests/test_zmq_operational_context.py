@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,17 @@ from cluster_sim import keys
 from cluster_sim.journal import FileJournalWriter, read_journal
 from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.operational_context import run_on_group
-from cluster_sim.protocols import ClusterDescriptor, OperationalContextProtocol, TransportError
+from cluster_sim.protocols import (
+    ClusterDescriptor,
+    ExecutorError,
+    NodeDescriptor,
+    OperationalContextProtocol,
+    TransportError,
+)
 from cluster_sim.ssh_context import build_ssh_context
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from cluster_sim.zmq_operational_context import build_zmq_context
-from tests.agents import executor, running_agent
+from tests.agents import executor, free_port, running_agent
 
 
 def one_node(sshd: OpenSshServer, keydir: Path, endpoint: str) -> ClusterDescriptor:
@@ -159,3 +167,86 @@ async def test_run_group_never_has_more_in_flight_than_asked() -> None:
         max_concurrency=3,
     )
     assert len(results) == 10 and most == 3
+
+
+def unreachable_cluster(count: int) -> ClusterDescriptor:
+    port = free_port()  # nothing listens there: every command fails, none may fail oddly
+    nodes = tuple(NodeDescriptor(f"n{i:03d}", "127.0.0.1", agent_port=port) for i in range(count))
+    return ClusterDescriptor(nodes)
+
+
+@pytest.mark.asyncio
+async def test_a_context_holds_a_socket_pair_for_each_of_hundreds_of_nodes(tmp_path: Path) -> None:
+    """libzmq's default context allows 1,023 sockets; each node's link takes three (its DEALER
+    and the two ends of its monitor), so a controller of about 340 nodes or more failed with
+    'Too many open files' raised out of run_group instead of each node's own error."""
+    journal = FileJournalWriter(tmp_path / "journal.jsonl")
+    descriptor = unreachable_cluster(600)
+    async with build_zmq_context(descriptor, None, journal) as context:
+        outcomes = await context.run_group(
+            [node.node_id for node in descriptor.nodes], "true", max_concurrency=600, timeout_s=1
+        )
+    assert len(outcomes) == 600
+    assert all(isinstance(outcome, ExecutorError) for outcome in outcomes.values())
+    assert not [o for o in outcomes.values() if "Too many open files" in str(o)]
+
+
+OPEN_FILES_PROBE = """
+import asyncio, resource, sys, tempfile
+from pathlib import Path
+from cluster_sim.journal import FileJournalWriter
+from cluster_sim.protocols import ClusterDescriptor, ExecutorError, NodeDescriptor
+from cluster_sim.zmq_operational_context import build_zmq_context
+
+port, soft, hard = (int(arg) for arg in sys.argv[1:])
+hard = hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+nodes = tuple(NodeDescriptor(f"n{i:03d}", "127.0.0.1", agent_port=port) for i in range(150))
+
+async def main():
+    with tempfile.TemporaryDirectory() as scratch:
+        journal = FileJournalWriter(Path(scratch) / "j.jsonl")
+        async with build_zmq_context(ClusterDescriptor(nodes), None, journal) as context:
+            outcomes = await context.run_group(
+                [n.node_id for n in nodes], "true", max_concurrency=150, timeout_s=1
+            )
+    assert all(isinstance(o, ExecutorError) for o in outcomes.values()), outcomes
+    short = sum("cannot open a socket: Too many open files" in str(o) for o in outcomes.values())
+    print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], short)
+
+asyncio.run(main())
+"""
+
+
+def open_files_probe(soft: int, hard: int = 0) -> tuple[int, int]:
+    """150 unreachable nodes under an open-file limit: the soft limit after the run, and how
+    many nodes could not have a socket."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", OPEN_FILES_PROBE, str(free_port()), str(soft), str(hard)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # a socket left open holds the context's term() forever
+        pytest.fail(f"a controller of 150 nodes with {soft} open files hung")
+    assert done.returncode == 0, done.stderr[-2000:]
+    limit, short = done.stdout.split()
+    return int(limit), int(short)
+
+
+def test_a_context_raises_its_open_file_limit_to_what_its_nodes_need() -> None:
+    """With the usual soft limit (1,024, here lowered to 256), a controller of a few hundred
+    nodes ran out of descriptors: about four per node (a TCP connection and the signalling of
+    three sockets)."""
+    limit, short = open_files_probe(soft=256)
+    assert limit > 256 and short == 0
+
+
+def test_nodes_past_a_hard_limit_fail_one_by_one_and_nothing_hangs() -> None:
+    """Where the operator's hard limit is too low, the nodes past it get a TransportError each
+    (never run: may be tried elsewhere); before, the ZMQError escaped run_group and the half-made
+    link held the context's term() forever."""
+    limit, short = open_files_probe(soft=200, hard=200)
+    assert limit == 200 and short > 0

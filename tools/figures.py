@@ -15,6 +15,7 @@ from what their JSON says and exits 1, so a document cannot drift from what was 
     results/bench-02.json      python -m cluster_patterns.benchmark --json results/bench-02.json
     results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
     results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
+    results/bench-fanout.json  python -m cluster_sim.lab.fanout_bench --json ...
 
     python -m zcl_tools.figures render      (make bench runs it after measuring)
     python -m zcl_tools.figures check
@@ -37,6 +38,7 @@ from zcl_tools.results import (
     Bench02,
     Bench03,
     BenchDocker,
+    BenchFanout,
     GoalResult,
     ResultsName,
     method_figure,
@@ -61,6 +63,8 @@ class Results:
     def __getitem__(self, name: Literal["bench-03"]) -> Bench03: ...
     @overload
     def __getitem__(self, name: Literal["bench-docker"]) -> BenchDocker: ...
+    @overload
+    def __getitem__(self, name: Literal["bench-fanout"]) -> BenchFanout: ...
     @overload
     def __getitem__(self, name: Literal["bench-01"]) -> dict[str, Any]: ...
     def __getitem__(self, name: ResultsName) -> Any:
@@ -270,6 +274,77 @@ def docker_bench(r: Results) -> str:
     )
 
 
+def fanout_03(r: Results) -> str:
+    d = r["bench-fanout"]
+    largest = d["sizes"][-1]
+    gather_cpu = {
+        side: figures["warm"]["cpu_s_per_gather"]
+        for side, figures in d["runs"][str(largest)].items()
+    }
+    rows = []
+    for n in d["sizes"]:
+        z, s_ = d["runs"][str(n)]["zmq"], d["runs"][str(n)]["ssh"]
+        rows.append(
+            [
+                str(n),
+                f"{z['cold']['wall_s']:.3f} s / {s_['cold']['wall_s']:.3f} s",
+                f"{z['cold']['cpu_s']:.2f} s / {s_['cold']['cpu_s']:.2f} s",
+                f"{z['cold']['peak_rss_mib']:.0f} / {s_['cold']['peak_rss_mib']:.0f} MiB",
+                f"{z['warm']['p50_s'] * 1000:.1f} / {s_['warm']['p50_s'] * 1000:.1f} ms",
+                f"{z['warm']['p99_s'] * 1000:.1f} / {s_['warm']['p99_s'] * 1000:.1f} ms",
+            ]
+        )
+    growth = [
+        f"{side}: {g['cold_s_per_node'] * 1000:.2f} ms cold and "
+        f"{g['warm_p50_s_per_node'] * 1000:.3f} ms warm per further node"
+        for side, g in (("ZeroMQ", d["growth"]["zmq"]), ("SSH", d["growth"]["ssh"]))
+    ]
+    limits = [
+        f"{side} at about N = {min(lim['n_at_fd_limit'], lim['n_at_memory_limit']):,} "
+        f"({lim['bites_first']}; {lim['fds_per_node']:g} open files and "
+        f"{lim['rss_mib_per_node']:.2f} MiB per node)"
+        for side, lim in (("ZeroMQ", d["limits"]["zmq"]), ("SSH", d["limits"]["ssh"]))
+    ]
+    at_once = [
+        f"{side} "
+        + (f"done in {p['cold_s']:.2f} s" if p["completed"] else f"failed: {p['failure']}")
+        for side, p in (("ZeroMQ", d["all_at_once"]["zmq"]), ("SSH", d["all_at_once"]["ssh"]))
+    ]
+    goals = [[g["what"], g["shown"], g["target"], verdict(g["met"])] for g in d["goals"].values()]
+    return "\n".join(
+        [
+            f"`{d['command']}` on every node through `run_group` (at most {d['max_concurrency']} "
+            f"at once), ZeroMQ / SSH; warm over {d['warm_rounds']} gathers:",
+            "",
+            table(
+                [
+                    "nodes",
+                    "cold: every result, connections set up",
+                    "controller CPU",
+                    "controller peak memory",
+                    "warm gather, p50",
+                    "p99",
+                ],
+                rows,
+            ),
+            "",
+            f"At {largest} nodes a warm gather costs the ZeroMQ controller "
+            f"{gather_cpu['zmq'] * 1000:.1f} ms of CPU and the SSH one "
+            f"{gather_cpu['ssh'] * 1000:.1f} ms ({d['ratios']['warm_zmq_vs_ssh_cpu']:.2f} of it); "
+            "the nodes' own work (the agents, sshd and the commands) runs on the same two cores "
+            "here, where a fleet spreads it over its nodes.",
+            "",
+            f"Growth, fitted over {', '.join(map(str, d['sizes']))} nodes: {'; '.join(growth)}. "
+            f"All {largest} nodes at once, past `run_group`'s cap: {'; '.join(at_once)} (the "
+            f"one sshd here allows MaxStartups {d['sshd_max_startups']}; a fleet's nodes each "
+            "see one connection from the controller). "
+            f"Where the controller would stop on this machine: {'; '.join(limits)}.",
+            "",
+            table(["goal", "measured", "target", ""], goals),
+        ]
+    )
+
+
 def recording(key: str) -> Callable[[Results], str]:
     def render(r: Results) -> str:
         text = str(r["bench-docker"]["recordings"][key]).rstrip()
@@ -397,6 +472,7 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
     "broker-02": broker_02,
     "transport-03": transport_03,
     "docker-bench": docker_bench,
+    "fanout-03": fanout_03,
     "docker-status": recording("status_during_partition"),
     "docker-dashboard": recording("dashboard"),
     "contract-figures": contract_figures,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from zcl_tools.results import Bench02, Bench03, BenchDocker, GoalResult, Goals
+from zcl_tools.results import Bench02, Bench03, BenchDocker, BenchFanout, GoalResult, Goals
 
-R = TypeVar("R", Bench02, Bench03, BenchDocker)
+R = TypeVar("R", Bench02, Bench03, BenchDocker, BenchFanout)
 Op = Literal["<=", ">=", "<", "=="]
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -208,6 +208,45 @@ DOCKER: tuple[Goal[BenchDocker], ...] = (
     ),
 )
 
+
+def _per_node_cold_growth(d: BenchFanout) -> float:
+    """ZeroMQ's cold fan-out time per node at the largest N over that at the smallest."""
+    first, last = d["sizes"][0], d["sizes"][-1]
+    per_node = {n: d["runs"][str(n)]["zmq"]["cold"]["wall_s"] / n for n in (first, last)}
+    return per_node[last] / per_node[first]
+
+
+FANOUT: tuple[Goal[BenchFanout], ...] = (
+    Goal(
+        "cold_fanout_zmq_vs_ssh",
+        "cold fan-out to the largest N: ZeroMQ / asyncssh time",
+        lambda d: d["ratios"]["cold_zmq_vs_ssh_wall"],
+        "<=",
+        0.1,
+    ),
+    Goal(
+        "cold_fanout_cpu_zmq_vs_ssh",
+        "cold fan-out to the largest N: ZeroMQ / asyncssh controller CPU",
+        lambda d: d["ratios"]["cold_zmq_vs_ssh_cpu"],
+        "<=",
+        0.1,
+    ),
+    Goal(
+        "warm_fanout_zmq_vs_ssh",
+        "warm fan-out to the largest N: ZeroMQ / kept asyncssh p50",
+        lambda d: d["ratios"]["warm_zmq_vs_ssh_p50"],
+        "<=",
+        1 / 3,
+    ),
+    Goal(
+        "zmq_cold_per_node_growth",
+        "ZeroMQ's cold cost per node, largest N / smallest N (flat within 10%, or falling)",
+        _per_node_cold_growth,
+        "<=",
+        1.1,
+    ),
+)
+
 # The migration's go/no-go criteria, in the order the plan lists them: (results file, goal key).
 GO_NO_GO: tuple[tuple[str, str], ...] = (
     ("bench-03", "journals_equal"),
@@ -245,6 +284,7 @@ GOALS_BY_FILE: dict[str, tuple[Goal[Any], ...]] = {
     "bench-02": BROKER_02,
     "bench-03": TRANSPORT_03,
     "bench-docker": DOCKER,
+    "bench-fanout": FANOUT,
 }
 
 

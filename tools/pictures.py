@@ -202,6 +202,46 @@ def timeline(r: Results) -> Figure:
     return fig
 
 
+def fanout(r: Results) -> Figure:
+    """How one controller's fan-out grows with the number of nodes: cold (connections set up on
+    the way) and warm (connections open), ZeroMQ against asyncssh, both axes logarithmic."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+
+    d = r["bench-fanout"]
+    sizes = d["sizes"]
+    fig = _figure(7, 2.8)
+    panels = (
+        (
+            "cold: every result, connections set up",
+            "cold",
+            "wall_s",
+            "SSH, new asyncssh connection",
+        ),
+        (
+            "warm: one gather over open connections, p50",
+            "warm",
+            "p50_s",
+            "SSH, kept asyncssh connection",
+        ),
+    )
+    for column, (title, phase, figure, ssh_name) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, column + 1)
+        for side, name in (("ssh", ssh_name), ("zmq", "ZeroMQ")):
+            seconds = [d["runs"][str(n)][side][phase][figure] for n in sizes]  # type: ignore[literal-required]
+            # a dark edge: the kept connection's colour is pale on its own
+            ax.plot(sizes, seconds, "o-", color=COLOURS[name], mec="#404040", lw=2, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labels within a decade
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g} s"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.set_xlabel("nodes")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
 # timeline() joins PICTURES once results/bench-docker.json comes from a bench that recorded a
 # timeline (see RESULTS.md); until then tests draw it from a recorded timeline of their own.
 PICTURES: dict[str, Callable[[Results], Figure]] = {
@@ -210,6 +250,7 @@ PICTURES: dict[str, Callable[[Results], Figure]] = {
     "high_water_marks": high_water_marks,
     "pipeline": pipeline,
     "detection": detection,
+    "fanout": fanout,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-ResultsName = Literal["bench-01", "bench-02", "bench-03", "bench-docker"]
+ResultsName = Literal["bench-01", "bench-02", "bench-03", "bench-docker", "bench-fanout"]
 
 
 def method_figure(by_method: Mapping[str, Any], method: str, figure: str) -> float | None:
@@ -157,4 +157,75 @@ class BenchDocker(TypedDict):
     detection: dict[str, FaultTimes]
     recordings: dict[str, str]
     timeline: NotRequired[list[TimelineEvent]]  # benches before the timeline was recorded
+    goals: Goals
+
+
+class FanoutCold(TypedDict):
+    wall_s: float  # from nothing to every node's result, connections set up on the way
+    cpu_s: float  # the controller's CPU seconds for it, every thread's
+    peak_rss_mib: float
+    rss_growth_mib: float  # the peak above the controller's memory before it began
+
+
+class FanoutWarm(TypedDict):
+    p50_s: float  # one whole gather over open connections
+    p99_s: float
+    cpu_s_per_gather: float
+    gathers: int
+
+
+class FanoutSide(TypedDict):
+    side: str  # zmq or ssh
+    nodes: int
+    cold: FanoutCold
+    warm: FanoutWarm
+    fds_per_node: float  # the controller's open files per node, connections open
+    cold_runs: NotRequired[int]  # the cold figures are the median of this many
+
+
+class FanoutGrowth(TypedDict):
+    """Fitted slopes over the sizes: what each further node adds."""
+
+    cold_s_per_node: float
+    cold_cpu_s_per_node: float
+    warm_p50_s_per_node: float
+    rss_mib_per_node: float
+
+
+class FanoutLimits(TypedDict):
+    fds_per_node: float
+    rss_mib_per_node: float
+    nofile: int
+    n_at_fd_limit: int
+    n_at_memory_limit: int
+    bites_first: str
+
+
+class FanoutRatios(TypedDict):
+    cold_zmq_vs_ssh_wall: float
+    cold_zmq_vs_ssh_cpu: float
+    warm_zmq_vs_ssh_p50: float
+    warm_zmq_vs_ssh_cpu: float  # the controller's CPU per gather
+
+
+class FanoutAllAtOnce(TypedDict):
+    """Every node at once at the largest N, past run_group's cap: did the side complete?"""
+
+    completed: bool
+    cold_s: float  # 0 when it did not complete
+    failure: str  # the first failure, as the controller said it ("" when it completed)
+
+
+class BenchFanout(TypedDict):
+    where: str
+    command: str
+    max_concurrency: int
+    warm_rounds: int
+    sizes: list[int]
+    runs: dict[str, dict[str, FanoutSide]]  # str(N) -> side -> figures
+    growth: dict[str, FanoutGrowth]
+    limits: dict[str, FanoutLimits]
+    sshd_max_startups: str  # the lab sshd's MaxStartups, which bounds connections set up at once
+    all_at_once: dict[str, FanoutAllAtOnce]
+    ratios: FanoutRatios
     goals: Goals

@@ -43,8 +43,15 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike som
 
 
 class SimulatedCluster:
-    def __init__(self, nodes: int = 16, leaves: int = 4, agent_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        nodes: int = 16,
+        leaves: int = 4,
+        agent_args: Sequence[str] = (),
+        start_timeout_s: float = 60.0,
+    ) -> None:
         self.node_ids = [f"node{n:02d}" for n in range(1, nodes + 1)]
+        self.start_timeout_s = start_timeout_s
         self.leaves, self.agent_args = leaves, list(agent_args)
         self.sshd = OpenSshServer()
         self.roles = processes.Roles("cluster_sim.agent.node_agent")
@@ -86,7 +93,7 @@ class SimulatedCluster:
             for node in self.node_ids
         ]
         for node, child in zip(
-            self.node_ids, self.roles.spawn_many(specs, timeout_s=60), strict=True
+            self.node_ids, self.roles.spawn_many(specs, timeout_s=self.start_timeout_s), strict=True
         ):
             self.agents[node] = child
         self.collector = self.roles.spawn(
