@@ -30,6 +30,7 @@ import zmq
 from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import BatchReport, MdpClient
+from cluster_patterns.worker import TASK_STARTED
 
 EVENTS_IN_READY_LINE = re.compile(r"^(\S+) \(events on (\S+)\)$")
 
@@ -123,14 +124,10 @@ def start_coordinator(
 def start_worker(
     roles: processes.Roles, endpoint: str, name: str, service: str = "sleep"
 ) -> processes.Child:
+    # --verbose: each task's start is in the worker's output, where _detect looks for it
     return roles.spawn(
         name,
-        "--coordinator",
-        endpoint,
-        "--service",
-        service,
-        "--name",
-        name,
+        *("--coordinator", endpoint, "--service", service, "--name", name, "--verbose"),
         module="cluster_patterns.worker",
     )
 
@@ -228,14 +225,43 @@ def run_scenario(
 DISCARDED = "discarding the result of a task from before a reconnect"  # worker.py's log line
 
 
+def _wait_until_busy(events: EventLog, name: str, child: processes.Child) -> None:
+    """Until the worker has a task running, not merely assigned: a task still on its way is
+    lost with the connection when the worker reconnects, and then there is no late result to
+    discard (the coordinator's task.assigned is sent before the worker reads it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        asked_at = time.time()
+        already = sum(TASK_STARTED in line for line in child.output)
+        assigned = events.wait_for(
+            "task.assigned", deadline - time.monotonic(), when=since(asked_at), worker=name
+        )
+        if assigned is None:
+            break
+        if _starts_another(child, already):
+            return
+    raise cli.CliError(f"{name} was given no task to be busy with")
+
+
+def since(moment: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: float(event["ts"]) >= moment
+
+
+def _starts_another(child: processes.Child, already: int) -> bool:
+    """Does the worker log the start of a task beyond the `already` it had, within 2 s?"""
+    starts = 0
+
+    def another(line: str) -> bool:
+        nonlocal starts
+        starts += TASK_STARTED in line
+        return starts > already
+
+    return child.wait_for_output(another, timeout_s=2) is not None
+
+
 def _detect(events: EventLog, name: str, child: processes.Child, sig: int) -> float | None:
     """Send a signal to a busy worker; return seconds until the coordinator declared it dead."""
-    asked_at = time.time()
-    if (
-        events.wait_for("task.assigned", 10, when=lambda e: e["ts"] >= asked_at, worker=name)
-        is None
-    ):
-        raise cli.CliError(f"{name} was given no task to be busy with")
+    _wait_until_busy(events, name, child)
     sent_at = time.time()
     child.signal(sig)
     dead = events.wait_for("worker.dead", 10, worker=name)

@@ -32,6 +32,7 @@ from cluster_patterns import protocol as mdp
 from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
 
 log = logging.getLogger("worker")
+TASK_STARTED = "started a task"  # logged at debug level as each task begins
 Handler = Callable[[list[bytes], mdp.Codec], list[bytes]]
 
 
@@ -224,6 +225,7 @@ class Worker:
             else:
                 self.busy_with = client
                 self.runner.jobs.put((self.generation, client, request))
+                log.debug(TASK_STARTED)  # local_cluster freezes a worker in the middle of one
         elif command == mdp.W_REQUEST:  # busy or stopping: the spec gives us no other refusal
             log.warning("request while busy or stopping: disconnecting to hand it back")
             return False
