@@ -242,8 +242,6 @@ def fanout(r: Results) -> Figure:
     return fig
 
 
-# timeline() joins PICTURES once results/bench-docker.json comes from a bench that recorded a
-# timeline (see RESULTS.md); until then tests draw it from a recorded timeline of their own.
 PICTURES: dict[str, Callable[[Results], Figure]] = {
     "latency": latency,
     "throughput": throughput,
@@ -251,6 +249,7 @@ PICTURES: dict[str, Callable[[Results], Figure]] = {
     "pipeline": pipeline,
     "detection": detection,
     "fanout": fanout,
+    "timeline": timeline,
 }
 
 
