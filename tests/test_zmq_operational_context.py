@@ -176,7 +176,7 @@ def unreachable_cluster(count: int) -> ClusterDescriptor:
 
 
 @pytest.mark.asyncio
-async def test_a_context_holds_a_socket_pair_for_each_of_hundreds_of_nodes(tmp_path: Path) -> None:
+async def test_a_context_holds_the_sockets_of_hundreds_of_nodes(tmp_path: Path) -> None:
     """libzmq's default context allows 1,023 sockets; each node's link takes three (its DEALER
     and the two ends of its monitor), so a controller of about 340 nodes or more failed with
     'Too many open files' raised out of run_group instead of each node's own error."""
