@@ -153,6 +153,7 @@ class NodeAgent:
         self.env = dict(os.environ)
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
+        self.link: LoopSocket[tuple[list[bytes], str | None]] | None = None
         self.authorized: keyfiles.AuthorizedKeys | None = None
         if config.keys is not None:
             self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
@@ -176,10 +177,16 @@ class NodeAgent:
             sock.curve_server = True
             sock.curve_secretkey = self.cfg.keys.secret
             sock.curve_publickey = self.cfg.keys.public
-        self.endpoint = cli.bind(sock, self.cfg.bind)
+        try:
+            self.endpoint = cli.bind(sock, self.cfg.bind)
+        except cli.CliError:
+            sock.close()  # an open socket would hold ctx.term() for ever: exit, so systemd restarts
+            raise
         return LoopSocket(sock, self.handle, _receive_as if self.authorized else _receive)
 
     def send(self, frames: list[bytes]) -> bool:
+        if self.link is None:
+            return False
         try:
             self.link.send(frames)
             return True
@@ -202,22 +209,27 @@ class NodeAgent:
 
     async def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
         auth: curve.AsyncioZapHandler | None = None
-        if self.authorized is not None:
-            shadow = zmq.asyncio.Context.shadow(self.ctx)
-            auth = curve.AsyncioZapHandler(shadow, self.authorized)
-            auth.start()  # the ZAP handler must be in place before the first handshake
-            auth.configure_curve_callback("*", credentials_provider=self.authorized)
-            self.authorized.refresh()
-            self.keys_seen = self.authorized.generation
-        self.link = self._open()
-        self.warm.wanted.set()
-        housekeeping = asyncio.create_task(self._housekeeping())
+        housekeeping: asyncio.Task[None] | None = None
+        # Everything opened below is closed in `finally`, whatever fails on the way (a port
+        # taken, a ready file that cannot be written): a socket left open would hold the
+        # context's term() for ever, and a hung agent is one systemd never restarts.
         try:
+            if self.authorized is not None:
+                shadow = zmq.asyncio.Context.shadow(self.ctx)
+                auth = curve.AsyncioZapHandler(shadow, self.authorized)
+                auth.start()  # the ZAP handler must be in place before the first handshake
+                auth.configure_curve_callback("*", credentials_provider=self.authorized)
+                self.authorized.refresh()
+                self.keys_seen = self.authorized.generation
+            self.link = self._open()
+            self.warm.wanted.set()
+            housekeeping = asyncio.create_task(self._housekeeping())
             if on_ready is not None:
                 on_ready(self.endpoint)
             await self.stopped.wait()
         finally:
-            housekeeping.cancel()
+            if housekeeping is not None:
+                housekeeping.cancel()
             for cmd in self.running.values():
                 cmd.kill()
             for task in list(self.tasks):
@@ -225,9 +237,10 @@ class NodeAgent:
             for transfer in self.transfers.values():
                 if not transfer.writing:  # a thread still writing one closes nothing of ours
                     transfer.staged.discard()
-            if self.draining_since is not None:
-                self.link.sock.linger = 2000  # let the last results reach their controllers
-            self.link.close()
+            if self.link is not None:
+                if self.draining_since is not None:
+                    self.link.sock.linger = 2000  # let the last results reach their controllers
+                self.link.close()
             self.warm.close()
             if auth is not None:
                 auth.stop()
@@ -713,6 +726,13 @@ def _file_roots(given: list[Path] | None) -> tuple[Path, ...]:
     return tuple(given or ())
 
 
+def _ready_file(path: Path | None) -> Path | None:
+    """Checked before serving: a ready file that cannot be written is a start-up error."""
+    if path is not None and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise cli.CliError(f"--ready-file {path}: cannot write in {path.parent}")
+    return path
+
+
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.keys is None and not args.insecure:
         raise cli.CliError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
@@ -728,7 +748,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
         file_roots=_file_roots(args.file_root),
-        ready_file=args.ready_file,
+        ready_file=_ready_file(args.ready_file),
         run_as=_run_as_users(args.run_as or []),
     )
 
@@ -784,7 +804,10 @@ async def run_agent(config: AgentConfig) -> None:
 
     def ready(where: str) -> None:
         if config.ready_file is not None:  # before the log line: whoever reads it finds the file
-            _write_whole(config.ready_file, where + "\n")
+            try:
+                _write_whole(config.ready_file, where + "\n")
+            except OSError as exc:
+                raise cli.CliError(f"--ready-file {config.ready_file}: {exc.strerror}") from None
         cli.announce_ready("node-agent", where)
 
     try:
@@ -850,20 +873,20 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(option, type=cli.positive_int, default=value, help=f"default {value:,}")
     parser.add_argument(
         "--drain-timeout",
-        type=float,
+        type=cli.seconds,
         default=default.drain_timeout_s,
         help=f"seconds (default {default.drain_timeout_s:g})",
     )
     parser.add_argument(
         "--controller-timeout",
-        type=float,
+        type=cli.positive_seconds,
         default=default.controller_timeout_s,
         help="least silence (s) after which a controller's commands are killed "
         f"(default {default.controller_timeout_s:g})",
     )
     parser.add_argument(
         "--warm-shells",
-        type=int,
+        type=cli.non_negative_int,
         default=default.warm_shells,
         help="shells started ahead of need, to take exec off the command's path (0: none)",
     )
