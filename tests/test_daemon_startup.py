@@ -66,7 +66,8 @@ def secure_args(daemon: str, keydir: Path, port: int) -> list[str]:
     """The daemon with CurveZMQ on, as deployed: the ZAP handler starts before the bind."""
     folder = str(keys.node_dir(keydir, "node1"))
     if daemon == "coordinator":
-        return ["--keys", folder, "--endpoint", f"tcp://127.0.0.1:{port}", "--events", "tcp://127.0.0.1:*"]  # fmt: skip
+        endpoints = ["--endpoint", f"tcp://127.0.0.1:{port}", "--events", "tcp://127.0.0.1:*"]
+        return ["--keys", folder, *endpoints]
     return ["--keys", folder, "--bind", f"tcp://127.0.0.1:{port}"]
 
 
