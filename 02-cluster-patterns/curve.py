@@ -127,6 +127,7 @@ class AuthorizedKeys:
             keys, self.stamp, self.unreadable = {}, None, True
         if keys.keys() != self.keys.keys():
             self.generation += 1
+            self.counters["authorized-keys.changed"] += 1  # a test or an operator sees it taken in
         self.keys = keys
         self.user_ids = frozenset(key.decode() for key in keys)
 

@@ -23,6 +23,11 @@ A run request with `stream` may carry `window` (bytes): the agent then sends at 
 output the controller has not yet acknowledged with CREDIT, and stops reading the command's
 pipes until it does, so a slow reader slows the command instead of growing queues.
 
+A draining agent sends `[VERSION, DRAIN_ID, ERROR, incarnation, {code: shutting-down}]` to
+each controller it knows, which answers `[VERSION, DRAIN_ID, PING, {ids: []}]` and starts
+nothing more on that connection (see DRAIN_ID). A `key-refused` error says `started`: whether
+the refused request had begun (a command killed at the revocation) or never ran.
+
 `incarnation` is random per agent start: a controller that sees it change knows the agent
 restarted and that the commands it had in flight there are gone. Operation names are looked up
 in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method names.
@@ -64,6 +69,11 @@ STDERR = b"2"
 
 MAX_REQUEST_ID_BYTES = 16
 HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
+# A draining agent tells each controller it knows with an ERROR {code: shutting-down} under this
+# id; the controller answers with a PING under the same id, which promises that it will start
+# nothing more on this connection. The pipe keeps order, so once every controller has answered,
+# no request can still be on its way, and the agent may close without losing one unanswered.
+DRAIN_ID = b"drain"
 
 
 @dataclass(frozen=True)

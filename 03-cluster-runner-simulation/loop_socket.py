@@ -55,6 +55,11 @@ class LoopSocket(Generic[Message]):
             self.on_message(self.receive(self.sock))
         self._look_again()  # more may be waiting: come back after the loop's other work
 
+    def read_waiting(self) -> None:
+        """Hand on what has already arrived, now rather than at the loop's next turn: for a
+        caller about to decide on the socket's news (an agent that said it is stopping)."""
+        self._read()
+
     def send(self, frames: Sequence[bytes]) -> None:
         """Send without blocking (zmq.Again when the peer's queue is full)."""
         try:

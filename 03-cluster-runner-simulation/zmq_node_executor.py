@@ -111,9 +111,13 @@ class _Link:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key
         self.handshaken = False  # until then nothing we sent can have reached the agent
+        self.draining = False  # the agent said it is stopping: nothing more is started here
         try:
             monitor = sock.get_monitor_socket(
-                sum(HANDSHAKE_FAILURES) | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+                sum(HANDSHAKE_FAILURES)
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                | zmq.EVENT_CONNECT_RETRIED
+                | zmq.EVENT_DISCONNECTED
             )
         except zmq.ZMQError:
             sock.close(linger=0)  # a socket left open would hold the context's term() forever
@@ -125,7 +129,18 @@ class _Link:
     def send(self, frames: list[bytes]) -> None:
         self.dealer.send(frames)
 
-    def close(self) -> None:
+    def catch_up(self) -> None:
+        """Take in replies and events that have arrived but not been handled yet: a drain
+        notice, then the disconnection that follows it."""
+        self.dealer.read_waiting()
+        self.monitor.read_waiting()
+
+    def close(self, *, discard: bool = False) -> None:
+        """`discard`: what is still queued is dropped, never delivered. A socket closed with
+        a linger goes on dialling and would hand a request we gave up on to whichever agent
+        answers next (one restarted on the same port), running it after we said it never ran."""
+        if discard:
+            self.dealer.sock.linger = 0
         with contextlib.suppress(zmq.ZMQError):
             self.dealer.sock.disable_monitor()
         self.monitor.close()
@@ -421,7 +436,14 @@ class ZmqNodeExecutor:
                 f"circuit open after {self.breaker.failures} transport failures; "
                 f"next try in {self.breaker.retry_in():.1f} s",
             )
+        if self.link is not None:
+            self.link.catch_up()  # an agent that is stopping may have said so already
         link = self._ensure_link()
+        continuing = operation == wire.WRITE or (operation == wire.GET and body.get("offset"))
+        if link.draining and not continuing:
+            # Told the agent we start nothing more here; SSH (the fallback) may run it.
+            # (Pieces of a transfer under way still go: the agent finishes those.)
+            raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
         request_id = next(self.ids).to_bytes(8, "big")
         if not self.calls:
             self.liveness.expect_from(time.monotonic())  # it had no reason to speak till now
@@ -476,10 +498,10 @@ class ZmqNodeExecutor:
                 ) from None
         return self.link
 
-    def _drop_link(self) -> None:
+    def _drop_link(self, *, discard: bool = False) -> None:
         link, self.link = self.link, None
         if link is not None:
-            link.close()
+            link.close(discard=discard)
         if self.beat is not None and self.beat is not asyncio.current_task():
             self.beat.cancel()
 
@@ -489,7 +511,7 @@ class ZmqNodeExecutor:
         delivered = self.link is not None and self.link.handshaken
         self._fail_all(TransportError(self.node_id, reason, may_have_run=delivered))
         self.incarnation, self.liveness = None, self._fresh_liveness()
-        self._drop_link()
+        self._drop_link(discard=True)
 
     def _fail_all(self, error: ExecutorError) -> None:
         for call in self.calls.values():
@@ -509,10 +531,7 @@ class ZmqNodeExecutor:
         elif reply.incarnation != self.incarnation:
             self._transport_failed("the agent restarted; commands in flight there are lost")
             return
-        if reply.kind == wire.ERROR and _error_code(reply) == "key-refused":
-            # Revoked while connected: nothing more will be served on this connection, and a
-            # new one is refused at the handshake.
-            self._transport_failed("the agent refused our key (revoked from its authorized_keys)")
+        if reply.kind == wire.ERROR and self._link_news(reply):
             return
         if reply.kind == wire.PONG and reply.request_id == wire.HEARTBEAT_ID:
             self._lost(reply.body().get("unknown", []))
@@ -534,6 +553,39 @@ class ZmqNodeExecutor:
                 self._credit(reply.request_id, call, len(data))
             return
         call.future.set_result(reply)
+
+    def _link_news(self, reply: wire.Reply) -> bool:
+        """An error that tells of the connection, not only of one call: a drain notice, a
+        refusal while draining, a key revoked on this session. True when it is handled here."""
+        code = _error_code(reply)
+        if code == "shutting-down":
+            self._draining()  # a refused call still learns of it below
+            return reply.request_id == wire.DRAIN_ID
+        if code != "key-refused":
+            return False
+        # Revoked while connected: nothing more will be served on this connection, and a new
+        # one is refused at the handshake. The refused request itself says whether it had
+        # started; one that had not may run elsewhere.
+        reason = "the agent refused our key (revoked from its authorized_keys)"
+        refused = self.calls.pop(reply.request_id, None)
+        if refused is not None and not refused.future.done():
+            started = _error_field(reply, "started")
+            error = TransportError(self.node_id, reason, may_have_run=started is not False)
+            refused.future.set_exception(error)
+        self._transport_failed(reason)
+        return True
+
+    def _draining(self) -> None:
+        """The agent is stopping: promise it (a PING under DRAIN_ID) to start nothing more on
+        this connection, so it can close once it has answered all we sent. New calls fail with
+        AgentDrainingError until the connection ends; the next one then dials afresh."""
+        link = self.link
+        if link is None or link.draining:
+            return
+        link.draining = True
+        log.info("%s: the agent is draining; new calls go elsewhere", self.node_id)
+        with contextlib.suppress(zmq.ZMQError):
+            link.send(wire.request(wire.DRAIN_ID, wire.PING, {"ids": []}))
 
     def _credit(self, request_id: bytes, call: _Call, consumed: int) -> None:
         """Tell the agent what on_output has taken, a quarter window at a time."""
@@ -579,6 +631,18 @@ class ZmqNodeExecutor:
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             link.handshaken = True
             return
+        if event == zmq.EVENT_DISCONNECTED:
+            if self.link is link and link.handshaken:
+                # The agent closed the connection (a stop, a crash): what waits here is lost.
+                # A new socket for the next call, so a call made now is not queued for an
+                # agent that may never come back: it dials afresh and, refused, fails at once
+                # as never having run (the fallback's case).
+                if self.calls:
+                    self._transport_failed("the agent closed the connection")
+                else:
+                    self.incarnation, self.liveness = None, self._fresh_liveness()
+                    self._drop_link(discard=True)
+            return
         if event == zmq.EVENT_CONNECT_RETRIED:
             # A connection attempt failed (refused, unreachable) before this link ever reached
             # the agent: the calls waiting on it fail now, as over SSH, not after a silence.
@@ -598,8 +662,12 @@ class ZmqNodeExecutor:
 
 
 def _error_code(reply: wire.Reply) -> object:
+    return _error_field(reply, "code")
+
+
+def _error_field(reply: wire.Reply, name: str) -> object:
     try:
-        return reply.body().get("code")
+        return reply.body().get(name)
     except WireError:
         return None  # a malformed error body; the waiting call reports it
 

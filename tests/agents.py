@@ -50,8 +50,11 @@ def executor(
 class RawController:
     """A DEALER speaking the agent's wire format by hand, to send what our executor never would."""
 
-    def __init__(self, ctx: cli.Ctx, endpoint: str, keydir: Path, **options: int) -> None:
-        controller = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
+    def __init__(
+        self, ctx: cli.Ctx, endpoint: str, keydir: Path, controller_name: str = "runner",
+        **options: int,
+    ) -> None:  # fmt: skip
+        controller = keys.load_controller_keys(keys.controller_dir(keydir, controller_name))
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.linger = 0
         for name, value in options.items():

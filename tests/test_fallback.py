@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import pytest
+import zmq
 
+from cluster_sim import keys
 from cluster_sim.circuit_breaker import CircuitBreaker
 from cluster_sim.fallback import FallbackExecutor
 from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import TransportError
 from cluster_sim.ssh_context import NodeExecutorSSH
-from tests.agents import executor, free_port, running_agent
+from tests.agents import RawController, executor, free_port, running_agent
+from tests.helpers import eventually
 
 
 @pytest.mark.asyncio
@@ -91,3 +95,60 @@ async def test_a_command_that_may_still_run_is_not_started_again_over_ssh(
             assert both.served["ssh"] == 0
     finally:
         await both.close()
+
+
+# -- what a rolling restart produces (issue 22, finding 2) -------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_call_after_a_clean_agent_stop_goes_over_ssh_without_waiting_for_silence(
+    sshd: OpenSshServer, keydir: Path
+) -> None:
+    """The agent stopped cleanly (SIGTERM, nothing running) while we were connected: the next
+    call never reached an agent, so SSH serves it, at once. The silence allowance is set far
+    above the wait, so an executor that waited for the agent's silence would fail here."""
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    both = FallbackExecutor(
+        executor(bind, keydir, agent_silence_s=60), NodeExecutorSSH.for_node(sshd.node("node1"))
+    )
+    try:
+        with running_agent(keydir, bind=bind) as agent:
+            assert (await both.run("true")).transport == "zmq"
+            agent.kill(signal.SIGTERM)
+            assert agent.process.returncode == 0
+        result = await asyncio.wait_for(both.run("echo after"), 10)
+        assert (result.transport, result.stdout) == ("ssh", b"after\n")
+    finally:
+        await both.close()
+
+
+@pytest.mark.asyncio
+async def test_a_call_refused_for_a_key_revoked_on_an_open_session_goes_over_ssh(
+    sshd: OpenSshServer, keydir: Path
+) -> None:
+    """The agent refused the request (our key was revoked while connected): it never ran, so
+    the refusal says may_have_run=False and the fallback hands the command to SSH."""
+    keys.add_controller(keydir, "watcher")
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        watcher = RawController(ctx, agent.endpoint, keydir, "watcher")
+        zmq_side = executor(agent.endpoint, keydir)
+        both = FallbackExecutor(zmq_side, NodeExecutorSSH.for_node(sshd.node("node1")))
+        try:
+            assert (await both.run("true")).transport == "zmq"
+            before = await asyncio.to_thread(watcher.counters)
+            keys.revoke_controller(keydir, "runner")
+            eventually(
+                lambda: (
+                    watcher.counters().get("authorized-keys.changed", 0)
+                    > before.get("authorized-keys.changed", 0)
+                ),
+                10,
+                "the agent takes the revocation in",
+            )
+            with pytest.raises(TransportError, match="refused our key") as refused:
+                await asyncio.wait_for(zmq_side.run("true"), 10)  # on the open session
+            assert refused.value.may_have_run is False
+            result = await asyncio.wait_for(both.run("echo over ssh"), 10)
+            assert (result.transport, result.stdout) == ("ssh", b"over ssh\n")
+        finally:
+            await both.close()

@@ -94,6 +94,7 @@ from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
 log = logging.getLogger("node-agent")
 MiB = 1024 * 1024
 HOUSEKEEPING_S = 0.25
+DRAIN_ACK_S = 2.0  # the longest a stopping agent waits for its controllers to answer the notice
 TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
 MAX_PIECE_BYTES = 4 * MiB  # the most a get answers in one piece
 MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
@@ -145,6 +146,7 @@ class NodeAgent:
         self.running: dict[tuple[bytes, bytes], RunningCommand] = {}
         self.controllers: dict[bytes, Liveness] = {}
         self.draining_since: float | None = None
+        self.drain_unanswered: set[bytes] = set()  # controllers told of the drain, not yet answered
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
@@ -201,9 +203,16 @@ class NodeAgent:
     def answer(self, req: wire.Request, kind: bytes, *rest: bytes) -> bool:
         return self.send(wire.reply(req.peer, req.request_id, kind, self.incarnation, *rest))
 
-    def refuse(self, req: wire.Request, code: str, reason: str) -> None:
+    def refuse(self, req: wire.Request, code: str, reason: str, **detail: Any) -> None:
         self.counters[f"refused.{code}"] += 1
-        self.answer(req, wire.ERROR, wire.encode_body({"code": code, "reason": reason}))
+        body = {"code": code, "reason": reason, **detail}
+        self.answer(req, wire.ERROR, wire.encode_body(body))
+
+    def refuse_revoked(self, req: wire.Request, *, started: bool) -> None:
+        """`started` tells the controller whether the request had begun (a command killed at
+        the revocation) or never ran here, which another transport may then run safely."""
+        reason = "this controller's key is no longer authorized"
+        self.refuse(req, "key-refused", reason, started=started)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -263,7 +272,7 @@ class NodeAgent:
             self.peer_keys[req.peer] = user_id
             if self._revoked(req.peer):
                 self._end_session(req.peer)
-                self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+                self.refuse_revoked(req, started=False)
                 return
         now = time.monotonic()
         liveness = self.controllers.get(req.peer)
@@ -272,6 +281,9 @@ class NodeAgent:
                 now, floor_s=self.cfg.controller_timeout_s
             )
         liveness.heard(now, is_heartbeat=req.operation == wire.PING)
+        if req.operation == wire.PING and req.request_id == wire.DRAIN_ID:
+            self.drain_unanswered.discard(req.peer)  # nothing more will start from this peer
+            self._check_drained(now)
         handler = OPERATIONS.get(req.operation)
         allowed = req.operation in self.cfg.operations or (
             IMPLIED.get(req.operation) in self.cfg.operations
@@ -306,12 +318,17 @@ class NodeAgent:
                 if peer not in busy and now - liveness.last_heard > 60:
                     del self.controllers[peer]  # forget idle controllers: memory stays bounded
                     self.peer_keys.pop(peer, None)
+            drain_over = (
+                self.draining_since is not None
+                and now - self.draining_since > self.cfg.drain_timeout_s
+            )
+            if drain_over:  # transfers still open at the drain timeout are given up too
+                lost |= {peer for peer, _ in self.transfers}
             self._expire_transfers(now, lost)
             self._enforce_authorized_keys()
             if self.draining_since is not None:
-                if not self.running:
-                    self.stopped.set()
-                elif now - self.draining_since > self.cfg.drain_timeout_s:
+                self._check_drained(now)
+                if self.running and drain_over:
                     log.warning("drain timeout: killing %d command(s)", len(self.running))
                     for cmd in self.running.values():
                         cmd.cancel()
@@ -352,6 +369,33 @@ class NodeAgent:
         if self.draining_since is None:
             log.info("draining: %d command(s) running, new ones refused", len(self.running))
             self.draining_since = time.monotonic()
+            for peer in self.controllers:  # each answers, and from then on starts nothing here
+                self._tell_draining(peer)
+            self._check_drained(self.draining_since)
+
+    def _tell_draining(self, peer: bytes) -> None:
+        if peer in self.drain_unanswered:
+            return
+        notice = {"code": "shutting-down", "reason": "the agent is shutting down"}
+        body = wire.encode_body(notice)
+        if self.send(wire.reply(peer, wire.DRAIN_ID, wire.ERROR, self.incarnation, body)):
+            self.drain_unanswered.add(peer)
+
+    def _check_drained(self, now: float) -> None:
+        """The drain ends when nothing runs (commands, transfers, file work) and every
+        controller told of it has answered, or DRAIN_ACK_S has passed for one that never does."""
+        if self.draining_since is None or self.running or self.file_ops or self.transfers:
+            return
+        if not self.drain_unanswered or now - self.draining_since > DRAIN_ACK_S:
+            self.stopped.set()
+
+    def _refused_draining(self, req: wire.Request) -> bool:
+        """While draining, nothing new starts: the controller's other transport takes it."""
+        if self.draining_since is None:
+            return False
+        self.refuse(req, "shutting-down", "the agent is shutting down")
+        self._tell_draining(req.peer)
+        return True
 
     def _refused_busy(self, req: wire.Request) -> bool:
         """Every operation that holds a thread or a process counts against --max-concurrent:
@@ -368,15 +412,16 @@ class NodeAgent:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(lambda _: self.file_ops.discard(key))
+        task.add_done_callback(lambda _: self._file_op_done(key))
+
+    def _file_op_done(self, key: tuple[bytes, bytes]) -> None:
+        self.file_ops.discard(key)
+        self._check_drained(time.monotonic())
 
     # -- operations --------------------------------------------------------------------------
 
     def op_run(self, req: wire.Request) -> None:
-        if self.draining_since is not None:
-            self.refuse(req, "shutting-down", "the agent is shutting down")
-            return
-        if self._refused_busy(req):
+        if self._refused_draining(req) or self._refused_busy(req):
             return
         if (req.peer, req.request_id) in self.running:
             self.refuse(req, "duplicate-id", "a command with this request id is running")
@@ -460,10 +505,11 @@ class NodeAgent:
     def _command_done(self, req: wire.Request, finished: asyncio.Future[Finished]) -> None:
         self.running.pop((req.peer, req.request_id), None)
         self.streams.pop((req.peer, req.request_id), None)
+        self._check_drained(time.monotonic())  # stops only after this callback has answered
         if finished.cancelled():
             return
         if self._revoked(req.peer):
-            self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+            self.refuse_revoked(req, started=True)
             return
         if isinstance(finished.exception(), SpawnError):
             self.refuse(req, "spawn-failed", str(finished.exception()))
@@ -500,7 +546,7 @@ class NodeAgent:
 
     def op_put(self, req: wire.Request) -> None:
         located, mode = self._located(req, writing=True), wire.mode_field(req.body)
-        if self._refused_busy(req):
+        if self._refused_draining(req) or self._refused_busy(req):
             return
         if req.body.get("kind") == "folder":
             self.spawn_task(
@@ -575,7 +621,8 @@ class NodeAgent:
 
     def op_get(self, req: wire.Request) -> None:
         located = self._located(req, writing=False)
-        if self._refused_busy(req):
+        first_piece = req.body.get("offset", 0) == 0  # later pieces finish a get under way
+        if (first_piece and self._refused_draining(req)) or self._refused_busy(req):
             return
         if "offset" not in req.body:  # the one-message form: the whole file, in memory
             limit = min(self.cfg.max_file_bytes, self.cfg.max_message_bytes)
@@ -612,7 +659,7 @@ class NodeAgent:
             self.refuse(req, "internal-error", "the agent failed on this request; see its log")
         else:
             if self._revoked(req.peer):  # it began while the key was valid; no answer now
-                self.refuse(req, "key-refused", "this controller's key is no longer authorized")
+                self.refuse_revoked(req, started=True)
             else:
                 self.answer(req, wire.DONE, wire.encode_body(body))
             return
@@ -629,7 +676,7 @@ class NodeAgent:
                 self.counters["transfers.expired"] += 1
 
     def op_sysinfo(self, req: wire.Request) -> None:
-        if self._refused_busy(req):
+        if self._refused_draining(req) or self._refused_busy(req):
             return
         self.counters["sysinfo"] += 1
         self.spawn_task(req, self._sysinfo(req))

@@ -19,6 +19,8 @@ import argparse
 import asyncio
 import logging
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import time
@@ -42,6 +44,13 @@ from zcl_tools.results import ScheduledRun
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the SSH login user, unlike some venvs
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class SimulatedCluster:
     def __init__(
         self,
@@ -49,7 +58,11 @@ class SimulatedCluster:
         leaves: int = 4,
         agent_args: Sequence[str] = (),
         start_timeout_s: float = 60.0,
+        *,
+        fixed_ports: bool = False,
     ) -> None:
+        """`fixed_ports`: each agent binds a port chosen now and keeps it across restarts
+        (`restart_agent`), as on a real node; otherwise each takes any free port."""
         self.node_ids = [f"node{n:02d}" for n in range(1, nodes + 1)]
         self.start_timeout_s = start_timeout_s
         self.leaves, self.agent_args = leaves, list(agent_args)
@@ -57,6 +70,10 @@ class SimulatedCluster:
         self.roles = processes.Roles("cluster_sim.agent.node_agent")
         self.dir = Path()
         self.agents: dict[str, processes.Child] = {}
+        self.binds = {
+            node: f"tcp://127.0.0.1:{free_port() if fixed_ports else '*'}" for node in self.node_ids
+        }
+        self.agent_specs: dict[str, list[str]] = {}
 
     def __enter__(self) -> SimulatedCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="zcl-cluster-"))
@@ -77,21 +94,12 @@ class SimulatedCluster:
         python = SYSTEM_PYTHON if Path(SYSTEM_PYTHON).exists() else sys.executable
         self.perftest = f"{python} {program}"
         self.sshd.start()
-        specs = [
-            (
-                node,
-                [
-                    *(
-                        "--bind",
-                        "tcp://127.0.0.1:*",
-                        "--keys",
-                        str(keys.node_dir(self.keydir, node)),
-                    ),
-                    *("--warm-shells", "1", "--file-root", str(self.dir), *self.agent_args),
-                ],
-            )
-            for node in self.node_ids
-        ]
+        for node in self.node_ids:
+            self.agent_specs[node] = [
+                *("--bind", self.binds[node], "--keys", str(keys.node_dir(self.keydir, node))),
+                *("--warm-shells", "1", "--file-root", str(self.dir), *self.agent_args),
+            ]
+        specs = [(node, self.agent_specs[node]) for node in self.node_ids]
         for node, child in zip(
             self.node_ids, self.roles.spawn_many(specs, timeout_s=self.start_timeout_s), strict=True
         ):
@@ -107,6 +115,15 @@ class SimulatedCluster:
             str(keys.node_dir(self.keydir, "collector")),
             module="cluster_sim.zmq_journal",
         )
+
+    def restart_agent(self, node: str, stop: int = signal.SIGTERM) -> processes.Child:
+        """Stop a node's agent with a real signal (SIGTERM drains), wait for it to end, start it
+        again on the same endpoint, and return once the new one serves (fixed_ports only)."""
+        if self.binds[node].endswith(":*"):
+            raise ValueError("restart_agent needs SimulatedCluster(fixed_ports=True)")
+        self.agents[node].kill(stop)
+        self.agents[node] = self.roles.spawn(node, *self.agent_specs[node])
+        return self.agents[node]
 
     def descriptor(self, transports: Mapping[str, str] | None = None) -> ClusterDescriptor:
         nodes = []
