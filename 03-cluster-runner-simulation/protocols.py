@@ -232,20 +232,46 @@ class SystemConfig:
         )
 
 
+# What every command meets, whichever transport runs it (protocol-mapping.md, "The execution
+# environment"): the variables of a login as its user and no others (not the agent's own, not
+# sshd's), this PATH, this locale, this umask, and the home folder as its working folder.
+COMMAND_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+COMMAND_LANG = "C.UTF-8"  # built into glibc 2.35+, so present on every node
+COMMAND_UMASK = "022"
+
+
+def login_environment(user: str, home: str, shell: str) -> dict[str, str]:
+    """The whole environment a command starts with (the caller's `env` is added by its script)."""
+    return {
+        "HOME": home,
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": shell,
+        "PATH": COMMAND_PATH,
+        "LANG": COMMAND_LANG,
+    }
+
+
 def shell_script(command: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
-    """The command with its environment and working directory as shell code.
+    """The command with its environment, umask and working directory as shell code.
 
     SSH has no portable way to pass either (sshd accepts only the variables its AcceptEnv
     lists), so the SSH executor sends this script, and the node agent runs the same script, so
-    both transports fail the same way for a missing directory or a bad variable name.
+    both transports fail the same way for a missing directory or a bad variable name. With no
+    `cwd` the command starts in its user's home folder, as an SSH login does (or in / when
+    there is none). The umask and the folder share the command's first line, so the shell's
+    messages name the command's own line numbers.
     """
     bad = [name for name in (env or {}) if not ENV_NAME.match(name)]
     if bad:  # a name is pasted into shell code unquoted: only plain names are safe
         raise ValueError(f"not a valid environment variable name: {bad[0]!r}")
     lines = [f"export {name}={shlex.quote(value)}" for name, value in (env or {}).items()]
     if cwd is not None:
-        lines.append(f"cd -- {shlex.quote(cwd)} || exit 1")
-    return "\n".join([*lines, command]) if lines else command
+        folder = f"cd -- {shlex.quote(cwd)} || exit 1"
+    else:
+        folder = 'cd -- "$HOME" 2>/dev/null || cd /'
+    # OLDPWD would name the folder the shell happened to start in (the agent's): a login has none
+    return "\n".join([*lines, f"umask {COMMAND_UMASK}; {folder}; unset OLDPWD; {command}"])
 
 
 COMMAND_MARKER = "ZCL_COMMAND_ID"  # exported to every command, so a kill can find its children

@@ -41,6 +41,7 @@ from cluster_sim.protocols import (
     SystemConfig,
     TransportError,
     checked_put,
+    login_environment,
     ran_over,
 )
 from cluster_sim.retry import RetryPolicy, attempt_with_retry
@@ -158,7 +159,16 @@ class NodeExecutorSSH:
         # environment /bin/sh starts with, so the shell itself is found too (its TERM trap
         # runs), and the command meets /bin/sh whatever the login shell is, as on the agent.
         marker = uuid.uuid4().hex
-        script = f"{COMMAND_MARKER}={marker} exec sh -c {shlex.quote(request.script)}"
+        # `env -i`: the command starts with a login's variables and nothing of sshd's (SSH_*,
+        # MAIL, what AcceptEnv let in), the same environment the agent gives (protocols.py).
+        login = login_environment("$USER", "$HOME", "$SHELL")
+        variables = " ".join(
+            f'{name}="{value}"' if value.startswith("$") else f"{name}={shlex.quote(value)}"
+            for name, value in dict(login, LOGNAME="$LOGNAME").items()
+        )
+        script = (
+            f"exec env -i {COMMAND_MARKER}={marker} {variables} sh -c {shlex.quote(request.script)}"
+        )
         started = time.monotonic()
         user = request.user
         conn = await self._connection(user) if self.persistent else await self._connect(user)

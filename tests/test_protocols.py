@@ -29,7 +29,10 @@ def test_shell_script_passes_values_through_untouched(tmp_path: Path) -> None:
     nasty = 'it\'s $HOME `date` "quoted" \\ ;rm -rf /'
     script = shell_script('printf "%s|" "$VALUE" "$(pwd)"', {"VALUE": nasty}, str(tmp_path))
     assert run(script) == f"{nasty}|{tmp_path}|"
-    assert shell_script("true", None, None) == "true"
+    # Nothing asked: the command still meets the documented umask and home folder, on its
+    # own first line (it was the bare command before the execution environment was one).
+    plain = shell_script("true", None, None)
+    assert "\n" not in plain and plain.startswith("umask 022;") and plain.endswith("; true")
 
 
 def test_shell_script_refuses_variable_names_that_are_not_names() -> None:

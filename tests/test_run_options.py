@@ -291,3 +291,51 @@ async def test_over_ssh_a_command_whose_connection_drops_is_killed(sshd: OpenSsh
         with pytest.raises(TransportError):
             await within(run)
     assert await asyncio.to_thread(wait_gone, pids[0], 15), "the command still runs"
+
+
+# -- one execution environment (issue 22, finding 3) ------------------------------------------
+
+ENVIRONMENT_PROBE = "id; pwd; env | sort; ulimit -a; umask; locale 2>/dev/null | head -1"
+
+
+def _normalised(output: bytes) -> str:
+    """The probe's output with the one value that differs by design: each command's marker."""
+    lines = output.decode().splitlines()
+    return "\n".join(
+        "ZCL_COMMAND_ID=..." if line.startswith("ZCL_COMMAND_ID=") else line for line in lines
+    )
+
+
+async def test_a_command_meets_the_same_environment_on_both_transports(
+    sshd: OpenSshServer, keydir: Path
+) -> None:
+    """User, groups, HOME, working folder, the whole environment, PATH, locale, umask and
+    resource limits: what a perf test sees must not change with the transport. (Over ZeroMQ a
+    command met the agent's environment, its raised open-files limit and its working folder;
+    over SSH, sshd's.)"""
+    user = other_user()
+    async with both(sshd, keydir, "--run-as", user.pw_name) as executors:
+        seen = {
+            name: _normalised((await within(ex.run(ENVIRONMENT_PROBE, user=user.pw_name))).stdout)
+            for name, ex in executors.items()
+        }
+    assert seen["zmq"] == seen["ssh"]
+    assert f"HOME={user.pw_dir}" in seen["zmq"].splitlines()
+    assert user.pw_dir in seen["zmq"].splitlines()  # pwd: the home folder, as an SSH login
+
+
+async def test_the_agent_s_own_user_meets_the_documented_environment(keydir: Path) -> None:
+    """No user asked: the agent's own user, with the same variables and nothing of the
+    agent's own environment (its keys folder, its virtualenv, systemd's variables)."""
+    me = pwd.getpwuid(os.geteuid())
+    os.environ["ZCL_TEST_LEAK"] = "agent-only"
+    try:
+        with running_agent(keydir) as agent:
+            async with executor(agent.endpoint, keydir) as over_zmq:
+                result = await within(over_zmq.run("env; pwd; umask"))
+    finally:
+        del os.environ["ZCL_TEST_LEAK"]
+    lines = result.stdout.decode().splitlines()
+    names = {line.split("=", 1)[0] for line in lines if "=" in line}
+    assert names <= {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "PWD", "ZCL_COMMAND_ID"}
+    assert f"HOME={me.pw_dir}" in lines and lines[-2:] == [me.pw_dir, "0022"]

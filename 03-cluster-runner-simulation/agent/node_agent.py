@@ -46,7 +46,7 @@ import hashlib
 import logging
 import os
 import pwd
-import shlex
+import resource
 import shutil
 import signal
 import sys
@@ -88,7 +88,7 @@ from cluster_sim.agent.spawn import (
     WarmShells,
 )
 from cluster_sim.loop_socket import LoopSocket
-from cluster_sim.protocols import shell_script
+from cluster_sim.protocols import login_environment, shell_script
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
 
 log = logging.getLogger("node-agent")
@@ -152,7 +152,10 @@ class NodeAgent:
         self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
         self.streams: dict[tuple[bytes, bytes], _Stream] = {}  # streaming commands' pacing
         self.transfers: dict[tuple[bytes, bytes], _Transfer] = {}  # (peer, handle) -> a put
-        self.env = dict(os.environ)
+        # A login's environment for the agent's own user, not the agent's (its keys folder,
+        # its virtualenv, systemd's variables): what an SSH login as that user would get.
+        self.env = _own_login_environment()
+        self.command_limits = ""  # shell code restoring limits the agent raised for itself
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
         self.link: LoopSocket[tuple[list[bytes], str | None]] | None = None
@@ -442,8 +445,7 @@ class NodeAgent:
             )
         sink = None if stream is None else self._streamer(req, stream)
         run_as = self._run_as(req)
-        if run_as is not None:  # where an SSH login as that user would start
-            script = f"cd -- {shlex.quote(run_as.home)} 2>/dev/null; {script}"
+        script = self.command_limits + script
         stdin = req.body.get("input")
         if stdin is not None and not isinstance(stdin, bytes):
             raise WireError("bad-field", "'input' must be bytes")
@@ -715,6 +717,14 @@ class NodeAgent:
         self.answer(req, wire.PONG, wire.encode_body(body))
 
 
+def _own_login_environment() -> dict[str, str]:
+    try:
+        me = pwd.getpwuid(os.geteuid())
+    except KeyError:  # a uid with no passwd entry (some containers): what the process was given
+        return login_environment(str(os.geteuid()), os.environ.get("HOME", "/"), "/bin/sh")
+    return login_environment(me.pw_name, me.pw_dir, me.pw_shell or "/bin/sh")
+
+
 def _folder_made(made: bool) -> dict[str, Any]:
     return {"made": made}
 
@@ -815,7 +825,7 @@ def _run_as_users(names: list[str]) -> dict[str, RunAs]:
             entry = pwd.getpwnam(name)
         except KeyError:
             raise cli.CliError(f"--run-as {name}: no such user") from None
-        users[name] = RunAs(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, setpriv)
+        users[name] = RunAs(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell, setpriv)
     return users
 
 
@@ -830,6 +840,7 @@ def agent_identity(config: AgentConfig) -> str | None:
 
 
 async def run_agent(config: AgentConfig) -> None:
+    given = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # what commands get back
     log.info("open files: up to %d", cli.raise_open_file_limit())
     identity = agent_identity(config)
     reaped = 0
@@ -841,6 +852,11 @@ async def run_agent(config: AgentConfig) -> None:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     agent = NodeAgent(config, ctx)
     agent.counters["reaped"] = reaped
+    if given != resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
+        # The agent's own raise is for its connections; a command meets the limit the agent
+        # was started with (its unit's LimitNOFILE=), as an SSH session meets sshd's.
+        limit = "unlimited" if given == resource.RLIM_INFINITY else str(given)
+        agent.command_limits = f"ulimit -S -n {limit} 2>/dev/null; "
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_stop)

@@ -99,6 +99,7 @@ class RunAs:
     uid: int
     gid: int
     home: str
+    shell: str
     setpriv: str  # its absolute path, found when the agent starts
 
     def argv(self) -> list[str]:
@@ -106,7 +107,7 @@ class RunAs:
         return [self.setpriv, *ids, "--", SHELL]
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
-        return dict(env, HOME=self.home, USER=self.name, LOGNAME=self.name)
+        return dict(env, HOME=self.home, USER=self.name, LOGNAME=self.name, SHELL=self.shell)
 
 
 def _spawn(
