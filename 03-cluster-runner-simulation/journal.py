@@ -38,6 +38,20 @@ MAX_DEPTH = 32  # nesting of objects and arrays in a record; results are flat, a
 RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+class JournalError(RuntimeError):
+    """A journal cannot take, keep or deliver records; the message says which and why."""
+
+
+class JournalRecordError(JournalError, ValueError):
+    """This record can never be written (not JSON, a bad record_id, too large): refused at
+    write(), the same by every writer and by the collector, before anything is kept."""
+
+
+class JournalUnavailableError(JournalError):
+    """The journal did not take or acknowledge records within the wait allowed (a collector
+    down, refusing our key, or frozen); what was written before is still held for resending."""
+
+
 class RecordError(ValueError):
     """A line that is not a journal record; `kind` is a short label for the counters."""
 
@@ -94,6 +108,23 @@ def with_record_id(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"record_id": uuid.uuid4().hex, **record}
 
 
+def record_line(record: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """(record_id, line) for a record a writer was given: an id added where it has none, and
+    the collector's own check (check_line) run on the line, so every journal refuses the same
+    records, at write(). Strict JSON: NaN and Infinity are not JSON, and are refused."""
+    full = with_record_id(record)
+    try:
+        line = json.dumps(full, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise JournalRecordError(f"not a JSON record: {exc}") from None
+    line += b"\n"
+    try:
+        check_line(line)
+    except RecordError as exc:
+        raise JournalRecordError(f"record {str(full.get('record_id'))[:64]!r}: {exc}") from None
+    return str(full["record_id"]).encode(), line
+
+
 def encode_line(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
@@ -129,7 +160,9 @@ class FileJournalWriter:
             os.fsync(self.file.fileno())
 
     async def write(self, record: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(self._append, encode_line(with_record_id(record)))
+        """Raises JournalRecordError for a record the collector would refuse too."""
+        _, line = record_line(record)
+        await asyncio.to_thread(self._append, line)
 
     async def flush(self) -> None:
         await asyncio.to_thread(os.fsync, self.file.fileno())

@@ -37,16 +37,19 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from cluster_patterns import cli, curve
 from cluster_patterns.wire import recv_now, recv_now_as, send_now
 from cluster_sim import keys as keyfiles
 from cluster_sim.journal import (
     MAX_RECORD_BYTES,
+    JournalError,
+    JournalRecordError,
+    JournalUnavailableError,
     RecordError,
     check_line,
-    encode_line,
-    with_record_id,
+    record_line,
 )
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import AsyncJournalWriterProtocol
@@ -59,8 +62,13 @@ BATCH = 2000  # records written (and fsynced) together at most
 REMEMBER = 250_000  # newest record ids the collector keeps, to recognise resends
 
 
-class JournalError(RuntimeError):
-    """Records could not be delivered to the collector."""
+# The writer's monitor events that explain a collector that does not acknowledge.
+HANDSHAKE_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the collector refused our key (not in its authorized_keys)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "CurveZMQ handshake failed (wrong pinned collector key?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "CurveZMQ handshake failed (wrong pinned collector key?)",
+}
+WAIT_S = 30.0  # the longest write(), flush() and close() wait, unless told otherwise
 
 
 # -- the collector ------------------------------------------------------------------------------
@@ -281,7 +289,11 @@ def collect(args: argparse.Namespace) -> int:
 
 
 class ZmqJournalWriter:
-    """AsyncJournalWriterProtocol over ZeroMQ. Use in one event loop."""
+    """AsyncJournalWriterProtocol over ZeroMQ. Make it anywhere; use it in one event loop.
+
+    Every wait is bounded by `wait_s` (write() with the window full, flush(), close()), after
+    which JournalUnavailableError says what the writer has seen of the collector (refused
+    our key, cannot connect, silent). Only JournalErrors come out of it."""
 
     def __init__(
         self,
@@ -292,49 +304,103 @@ class ZmqJournalWriter:
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
         max_unacked: int = 1000,
         resend_after_s: float = 1.0,
+        wait_s: float = WAIT_S,
     ) -> None:
+        server_key = None
+        if keys is not None:  # before any socket: one left open would hold the context
+            try:
+                server_key = keys.agent_key(collector_id)
+            except curve.KeyFileError:
+                raise JournalError(
+                    f"no pinned key for {collector_id!r} in the controller's known_hosts"
+                ) from None
+        self.endpoint, self.keys, self.server_key = endpoint, keys, server_key
         self.own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
-        self.max_unacked, self.resend_after_s = max_unacked, resend_after_s
+        self.max_unacked, self.resend_after_s, self.wait_s = max_unacked, resend_after_s, wait_s
         self.unacked: dict[bytes, tuple[bytes, float]] = {}  # id -> (line, last sent)
         self.acked = 0
         self.refused: dict[bytes, str] = {}  # id -> the collector's reason; never written
-        self.room = asyncio.Event()
-        self.room.set()
-        self.drained = asyncio.Event()
-        self.drained.set()
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.sndhwm = max_unacked * 2  # room for a full window plus its resend
-        if keys is not None:
-            sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
-            sock.curve_serverkey = keys.agent_key(collector_id)
-        sock.connect(endpoint)
-        self.link = LoopSocket(sock, self._on_ack, recv_now)
-        self.resender = asyncio.create_task(self._resend_forever())
+        self.problem = "the collector has not acknowledged"  # the latest news of why not
+        self.link: LoopSocket[list[bytes]] | None = None
+        self.monitor: LoopSocket[list[bytes]] | None = None
+        self.resender: asyncio.Task[None] | None = None
+        self.room: asyncio.Event | None = None
+        self.drained: asyncio.Event | None = None
         self.closed = False
 
+    def _started(self) -> tuple[asyncio.Event, asyncio.Event]:
+        """The socket and its tasks, made on first use inside the loop that uses them."""
+        if self.room is None or self.drained is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.sndhwm = self.max_unacked * 2  # room for a full window plus its resend
+            if self.keys is not None and self.server_key is not None:
+                sock.curve_publickey, sock.curve_secretkey = self.keys.public, self.keys.secret
+                sock.curve_serverkey = self.server_key
+            events = sum(HANDSHAKE_FAILURES) | zmq.EVENT_CONNECT_RETRIED
+            events |= zmq.EVENT_HANDSHAKE_SUCCEEDED
+            try:
+                monitor = sock.get_monitor_socket(events)
+                sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(linger=0)
+                raise JournalUnavailableError(f"cannot use {self.endpoint}: {exc}") from None
+            self.monitor = LoopSocket(monitor, self._on_event, recv_now)
+            self.link = LoopSocket(sock, self._on_ack, recv_now)
+            self.resender = asyncio.create_task(self._resend_forever())
+            self.room, self.drained = asyncio.Event(), asyncio.Event()
+            self.room.set()
+            self.drained.set()
+        return self.room, self.drained
+
     async def write(self, record: Mapping[str, Any]) -> None:
-        """Returns once the record is queued; `flush()` waits until all are on disk."""
+        """Returns once the record is queued; `flush()` waits until all are on disk.
+        JournalRecordError for a record that can never be written; JournalUnavailableError
+        when the window stays full for `wait_s`."""
         if self.closed:
             raise JournalError(
                 "the journal writer is closed (an operational context closes the journal it "
                 "was given when it exits)"
             )
-        while len(self.unacked) >= self.max_unacked:
-            self.room.clear()
-            await self.room.wait()
-        full = with_record_id(record)
-        record_id, line = str(full["record_id"]).encode(), encode_line(full)
-        if len(line) > MAX_RECORD_BYTES:
-            raise JournalError(f"record {record_id!r} is {len(line)} bytes, over the limit")
+        record_id, line = record_line(record)  # refused here, before anything is kept
+        room, drained = self._started()
+        if len(self.unacked) >= self.max_unacked:
+            room.clear()
+            waiting = f"no room for another record ({len(self.unacked)} not acknowledged)"
+            await self._wait(room, self.wait_s, waiting)
         self.unacked[record_id] = (line, time.monotonic())
-        self.drained.clear()
+        drained.clear()
         self._send(record_id, line)
 
+    async def _wait(self, event: asyncio.Event, timeout_s: float | None, what: str) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            raise JournalUnavailableError(
+                f"{what} within {timeout_s:g} s: {self.problem}"
+            ) from None
+
     def _send(self, record_id: bytes, line: bytes) -> None:
+        if self.link is None:
+            return
         with contextlib.suppress(zmq.Again):  # the queue is full: the resender tries again
             self.link.send([VERSION, record_id, line])
+
+    def _on_event(self, frames: list[bytes]) -> None:
+        event = int(parse_monitor_message(frames)["event"])
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.problem = "the collector has not acknowledged (connected; frozen or slow?)"
+            return
+        if event == zmq.EVENT_CONNECT_RETRIED:
+            news = f"cannot connect to {self.endpoint} (collector down or unreachable)"
+        else:
+            news = HANDSHAKE_FAILURES.get(event, "")
+            if news and self.keys is None:
+                news = "the collector wants CurveZMQ and this writer has no keys"
+        if news and news != self.problem:
+            log.warning("journal writer: %s", news)  # once per change, not once per retry
+            self.problem = news
 
     def _on_ack(self, frames: list[bytes]) -> None:
         if len(frames) == 4 and frames[:2] == [VERSION, REFUSED]:
@@ -346,9 +412,9 @@ class ZmqJournalWriter:
                     self.acked += 1
         else:
             return
-        if len(self.unacked) < self.max_unacked:
+        if self.room is not None and len(self.unacked) < self.max_unacked:
             self.room.set()
-        if not self.unacked:
+        if self.drained is not None and not self.unacked:
             self.drained.set()
 
     async def _resend_forever(self) -> None:
@@ -362,33 +428,38 @@ class ZmqJournalWriter:
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record written so far is on the collector's disk, or refused:
-        then raise JournalError naming the refused ones (never a silent loss)."""
-        try:
-            await asyncio.wait_for(self.drained.wait(), timeout_s)
-        except TimeoutError:
-            raise JournalError(
-                f"{len(self.unacked)} records not acknowledged within {timeout_s} s"
-            ) from None
+        then raise JournalError naming the refused ones (never a silent loss). The wait is
+        `timeout_s`, or the writer's `wait_s`."""
+        _, drained = self._started()
+        waited = self.wait_s if timeout_s is None else timeout_s
+        await self._wait(drained, waited, f"{len(self.unacked)} records not acknowledged")
         if self.refused:
             record_id, reason = next(iter(self.refused.items()))
-            raise JournalError(
+            raise JournalRecordError(
                 f"the collector refused {len(self.refused)} record(s), e.g. "
                 f"{record_id.decode(errors='replace')}: {reason}"
             )
 
-    async def close(self, timeout_s: float = 30.0) -> None:
+    async def close(self, timeout_s: float | None = None) -> None:
         if self.closed:
             return
         self.closed = True
         try:
-            await self.flush(timeout_s)
+            if self.unacked or self.refused:
+                await self.flush(timeout_s)
         finally:
-            self.resender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.resender
-            self.link.close()
+            if self.resender is not None:
+                self.resender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.resender
+            if self.link is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.link.sock.disable_monitor()
+            for sock in (self.monitor, self.link):
+                if sock is not None:
+                    sock.close()
             if self.own_ctx:
-                self.ctx.term()
+                self.ctx.destroy(linger=0)
 
 
 _conforms: type[AsyncJournalWriterProtocol] = ZmqJournalWriter

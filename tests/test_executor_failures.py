@@ -12,7 +12,7 @@ import pytest
 
 from cluster_sim import keys
 from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.journal import FileJournalWriter
+from cluster_sim.journal import FileJournalWriter, JournalError
 from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import (
     ClusterDescriptor,
@@ -21,7 +21,7 @@ from cluster_sim.protocols import (
     TransportError,
 )
 from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_journal import JournalError, ZmqJournalWriter
+from cluster_sim.zmq_journal import ZmqJournalWriter
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.agents import free_port, running_agent

@@ -17,18 +17,20 @@ import pytest
 import zmq
 
 from cluster_patterns import cli, processes
-from cluster_sim import keys
+from cluster_sim import keys, zmq_journal
 from cluster_sim.journal import (
     MAX_RECORD_BYTES,
+    JournalError,
+    JournalRecordError,
     RecordError,
     check_line,
     encode_line,
     read_journal,
+    with_record_id,
 )
 from cluster_sim.zmq_journal import (
     REFUSED,
     VERSION,
-    JournalError,
     RecentRecords,
     ZmqJournalWriter,
     recover,
@@ -157,10 +159,21 @@ def test_the_writer_reports_a_refused_record_instead_of_resending_it(
 ) -> None:
     bind = f"tcp://127.0.0.1:{free_port()}"
 
+    deep = {"deep": json.loads("[" * 40 + "]" * 40)}  # deeper than allowed
+
+    def unchecked(record: dict[str, object]) -> tuple[bytes, bytes]:
+        """What a writer without the shared check (an older release) would send."""
+        full = with_record_id(record)
+        return str(full["record_id"]).encode(), encode_line(full)
+
     async def write() -> None:
         writer = ZmqJournalWriter(bind, writer_keys(journal_keys), resend_after_s=0.5)
         await writer.write({"fine": 1})
-        await writer.write({"deep": json.loads("[" * 40 + "]" * 40)})  # deeper than allowed
+        with pytest.raises(JournalRecordError, match="too-deep"):  # refused before it is sent
+            await writer.write(deep)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(zmq_journal, "record_line", unchecked)
+            await writer.write(deep)  # the collector's own check still refuses it
         with pytest.raises(JournalError, match=r"refused 1 record.*too-deep"):
             await writer.close(timeout_s=20)
 

@@ -13,8 +13,8 @@ import zmq
 
 from cluster_patterns import processes
 from cluster_sim import keys
-from cluster_sim.journal import read_journal
-from cluster_sim.zmq_journal import VERSION, JournalError, ZmqJournalWriter
+from cluster_sim.journal import JournalError, read_journal
+from cluster_sim.zmq_journal import VERSION, ZmqJournalWriter
 from tests.agents import free_port
 
 COLLECTOR = "cluster_sim.zmq_journal"
