@@ -91,8 +91,14 @@ class OperationalContext:
         """`command` on every node of the group: each node's CommandResult, or the
         ExecutorError it failed with, in the order asked; at most `max_concurrency` at once.
         One node failing never stops the others."""
-        executors = {node_id: self.executor(node_id) for node_id in node_ids}
-        return await run_on_group(
+        executors: dict[str, NodeExecutorProtocol] = {}
+        unusable: GroupResults = {}
+        for node_id in node_ids:
+            try:
+                executors[node_id] = self.executor(node_id)
+            except ExecutorError as exc:  # this node's entry, not the group's end
+                unusable[node_id] = exc
+        ran = await run_on_group(
             executors,
             command,
             max_concurrency=max_concurrency,
@@ -104,6 +110,9 @@ class OperationalContext:
             kill_grace_s=kill_grace_s,
             retry=retry,
         )
+        return {
+            node_id: ran[node_id] if node_id in ran else unusable[node_id] for node_id in node_ids
+        }
 
     async def aclose(self) -> None:
         for task in self._configs.values():

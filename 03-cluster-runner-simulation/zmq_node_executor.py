@@ -97,6 +97,23 @@ class _Call:
     )
 
 
+@dataclass(frozen=True)
+class ZmqExecutorOptions:
+    """What may be tuned of every node's executor in a context, checked when it is made: a
+    misspelled name is a TypeError from `build_zmq_context` itself, not from a later run."""
+
+    heartbeat_s: float = 0.25
+    agent_silence_s: float = 2.0
+    grace_s: float = 5.0
+    max_message_bytes: int = 96 * MiB
+    max_in_flight: int = 64
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 class _Link:
     """One DEALER connection to the agent, with its monitor; replaced after a failure."""
 

@@ -17,6 +17,7 @@ terminated when the context exits, however it exits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import resource
@@ -27,16 +28,16 @@ from typing import Any
 import zmq
 
 from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.keys import ControllerKeys, load_controller_keys
+from cluster_sim.keys import ControllerKeys, KeyFileError, load_controller_keys
 from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
 from cluster_sim.protocols import (
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
-    ExecutorError,
+    ConfigurationError,
     NodeDescriptor,
     NodeExecutorProtocol,
 )
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from cluster_sim.zmq_node_executor import ZmqExecutorOptions, ZmqNodeExecutor
 
 SSH_EXTRA_HINT = "pip install 'zmq-cluster-lab[ssh]'"
 # What one node's link costs the controller (lab/fanout_controller.py measures it): three ZeroMQ
@@ -69,22 +70,60 @@ def room_for(nodes: int, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         )
 
 
-def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
-    """NodeExecutorSSH for a node that uses SSH or falls back to it.
-
-    asyncssh is an extra, not part of the core install: it is imported here, at run time and
-    only when a node needs SSH, so a controller that speaks only ZeroMQ never needs it.
-    """
+def _ssh_module(node: NodeDescriptor) -> Any:
+    """asyncssh is an extra, not part of the core install: it is imported only when a node
+    needs SSH, so a controller that speaks only ZeroMQ never needs it."""
     try:
-        ssh_context = importlib.import_module("cluster_sim.ssh_context")
+        return importlib.import_module("cluster_sim.ssh_context")
     except ModuleNotFoundError as exc:
         if exc.name != "asyncssh":
             raise
-        raise ExecutorError(
+        raise ConfigurationError(
             node.node_id, f"this node needs SSH, which needs asyncssh: {SSH_EXTRA_HINT}"
         ) from None
-    executor: NodeExecutorProtocol = ssh_context.NodeExecutorSSH.for_node(node)
+
+
+def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
+    """NodeExecutorSSH for a node that uses SSH or falls back to it."""
+    executor: NodeExecutorProtocol = _ssh_module(node).NodeExecutorSSH.for_node(node)
     return executor
+
+
+def checked_configuration(
+    descriptor: ClusterDescriptor,
+    filter_fn: NodeFilter | None,
+    *,
+    fallback: bool,
+    insecure: bool,
+) -> ControllerKeys | None:
+    """Everything about the run's nodes that can be known before a command is sent, checked
+    now: the controller's keys, a pinned key for every ZeroMQ node, asyncssh where SSH is
+    needed. ConfigurationError names the first node that cannot be driven as configured."""
+    nodes = [node for node in descriptor.nodes if filter_fn is None or filter_fn(node)]
+    over_zmq = [node for node in nodes if node.transport == "zmq"]
+    needs_ssh = [node for node in nodes if node.transport == "ssh" or fallback]
+    if needs_ssh:
+        _ssh_module(needs_ssh[0])
+    if descriptor.zmq_keys_dir is None:
+        if over_zmq and not insecure:
+            raise ConfigurationError(
+                over_zmq[0].node_id,
+                "the descriptor names no zmq_keys_dir (the controller's CurveZMQ keys); "
+                "insecure=True drives agents started with --insecure",
+            )
+        return None
+    try:
+        keys = load_controller_keys(Path(descriptor.zmq_keys_dir))
+    except KeyFileError as exc:
+        first = over_zmq[0].node_id if over_zmq else "controller"
+        raise ConfigurationError(first, f"zmq_keys_dir: {exc}") from None
+    for node in over_zmq:
+        if node.node_id not in keys.known_hosts:
+            raise ConfigurationError(
+                node.node_id,
+                f"no pinned key for node {node.node_id!r} in the controller's known_hosts",
+            )
+    return keys
 
 
 @contextlib.asynccontextmanager
@@ -95,20 +134,20 @@ async def build_zmq_context(
     *,
     fallback: bool = False,
     allow_second_copy: bool = False,
+    insecure: bool = False,
     **executor_options: Any,
 ) -> AsyncIterator[OperationalContext]:
-    keys: ControllerKeys | None = None
-    if descriptor.zmq_keys_dir is not None:
-        keys = load_controller_keys(Path(descriptor.zmq_keys_dir))
+    """`executor_options` are ZmqExecutorOptions' fields; `insecure=True` allows a descriptor
+    with no zmq_keys_dir (agents without CurveZMQ: tests and demos)."""
+    options = dataclasses.asdict(ZmqExecutorOptions(**executor_options))  # a bad name: now
+    keys = checked_configuration(descriptor, filter_fn, fallback=fallback, insecure=insecure)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     room_for(sum(node.transport == "zmq" for node in descriptor.nodes), ctx)
 
     def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
         if node.transport == "ssh":
             return ssh_executor(node)
-        over_zmq = ZmqNodeExecutor(
-            node.node_id, node.agent_endpoint, keys, ctx=ctx, **executor_options
-        )
+        over_zmq = ZmqNodeExecutor(node.node_id, node.agent_endpoint, keys, ctx=ctx, **options)
         if not fallback:
             return over_zmq
         return FallbackExecutor(over_zmq, ssh_executor(node), allow_second_copy=allow_second_copy)

@@ -21,7 +21,7 @@ from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import InvalidRequestError, RemoteError
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from tests.agents import RawController, executor, running_agent
+from tests.agents import RawController, executor, free_port, running_agent
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -248,3 +248,27 @@ def test_the_write_operation_comes_with_put_and_only_with_it(keydir: Path, tmp_p
         body = {"transfer": b"12345678", "offset": 0, "data": b"x", "last": True}
         assert refusal(answer(raw, b"1", wire.WRITE, body)) == "not-allowed"
         raw.sock.close(linger=0)
+
+
+def test_a_put_cut_off_by_a_sigkill_leaves_no_temporary_file_once_the_agent_is_back(
+    keydir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL gives the agent no chance to discard a put under way; its successor (same keys,
+    same endpoint) removes the temporary file its state folder says was left (issue 22,
+    finding 8: it stayed in the file root for ever)."""
+    state, files = tmp_path / "state", tmp_path / "files"
+    files.mkdir()
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    args = ("--state-dir", str(state), "--file-root", str(files))
+    with running_agent(keydir, *args, bind=bind) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        opened = answer(raw, b"1", wire.PUT, {"path": str(files / "cut"), "size": 100})
+        body = {"transfer": opened.body()["transfer"], "offset": 0, "data": b"half"}
+        assert answer(raw, b"2", wire.WRITE, body).kind == wire.DONE
+        assert list(files.glob(".cut*"))  # the piece is on disk, not yet in place
+        raw.sock.close(linger=0)
+        agent.kill()  # SIGKILL
+        assert list(files.glob(".cut*")), "left behind, as a crash leaves it"
+    with running_agent(keydir, *args, bind=bind):
+        assert not list(files.glob(".cut*"))  # gone before the agent says it serves
+    assert not (files / "cut").exists()

@@ -27,6 +27,9 @@ from tests.agents import executor, free_port, running_agent
 
 
 def one_node(sshd: OpenSshServer, keydir: Path, endpoint: str) -> ClusterDescriptor:
+    """node1 behind the agent, and node2 where nothing listens (pinned: a context checks the
+    pins of its nodes when it is built)."""
+    keys.add_node(keydir, "node2")
     port = int(endpoint.rsplit(":", 1)[1])
     nodes = (sshd.node("node1", agent_port=port), sshd.node("node2", agent_port=1))
     return ClusterDescriptor(nodes, zmq_keys_dir=str(keys.controller_dir(keydir, "runner")))
@@ -182,7 +185,7 @@ async def test_a_context_holds_the_sockets_of_hundreds_of_nodes(tmp_path: Path) 
     'Too many open files' raised out of run_group instead of each node's own error."""
     journal = FileJournalWriter(tmp_path / "journal.jsonl")
     descriptor = unreachable_cluster(600)
-    async with build_zmq_context(descriptor, None, journal) as context:
+    async with build_zmq_context(descriptor, None, journal, insecure=True) as context:
         outcomes = await context.run_group(
             [node.node_id for node in descriptor.nodes], "true", max_concurrency=600, timeout_s=1
         )
@@ -206,7 +209,9 @@ nodes = tuple(NodeDescriptor(f"n{i:03d}", "127.0.0.1", agent_port=port) for i in
 async def main():
     with tempfile.TemporaryDirectory() as scratch:
         journal = FileJournalWriter(Path(scratch) / "j.jsonl")
-        async with build_zmq_context(ClusterDescriptor(nodes), None, journal) as context:
+        async with build_zmq_context(
+            ClusterDescriptor(nodes), None, journal, insecure=True
+        ) as context:
             outcomes = await context.run_group(
                 [n.node_id for n in nodes], "true", max_concurrency=150, timeout_s=1
             )
