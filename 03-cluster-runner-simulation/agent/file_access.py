@@ -11,7 +11,8 @@ followed, the name checked is the file opened.
 A put writes a temporary file of its own (random name, O_EXCL, in the target's folder), syncs
 it, and renames it over the target; the rename is a separate step, `Staged.commit`, so the
 agent can make it and answer in one go on its event loop: of concurrent puts to one path, the
-last one answered `done` is the one on disk. A put that fails removes its temporary file.
+last one answered `done` is the one on disk. A put that fails removes its temporary file; one
+cut off by a SIGKILL is removed by the next agent (staging_ledger.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from cluster_sim.agent.staging_ledger import StagingLedger
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _BELOW = _DIRECTORY | os.O_NOFOLLOW
@@ -139,6 +142,8 @@ class Staged:
     where: Path
     fd: int
     mode: int | None  # None: what the umask leaves of 0666, as cp and SFTP give
+    ledger: StagingLedger
+    entry: Path | None  # the ledger's note of this temporary file
 
     def write_at(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
@@ -161,6 +166,7 @@ class Staged:
             raise OSError(exc.errno, exc.strerror, str(self.where)) from None
         os.close(self.folder)
         self.folder = -1
+        self.ledger.forget(self.entry)
 
     def discard(self) -> None:
         if self.folder < 0:
@@ -175,26 +181,41 @@ class Staged:
         finally:
             os.close(self.folder)
             self.folder = -1
+            self.ledger.forget(self.entry)
 
 
-def open_staged(located: Located, mode: int | None = None) -> Staged:
-    """An empty temporary file beside the target: O_EXCL under a random name, never a link."""
+NO_LEDGER = StagingLedger(None)
+
+
+def open_staged(
+    located: Located, mode: int | None = None, ledger: StagingLedger = NO_LEDGER
+) -> Staged:
+    """An empty temporary file beside the target: O_EXCL under a random name, never a link;
+    noted in `ledger` before it exists, so no crash can leave it unrecorded."""
     root, names = located
     folder = _open_folder(root, names[:-1])
     temporary = f".{names[-1][:200]}.{secrets.token_hex(8)}.partial"
     where = root.joinpath(*names)
     try:
+        entry = ledger.note(where.parent / temporary)
+    except OSError:
+        os.close(folder)
+        raise
+    try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temporary, flags, 0o666, dir_fd=folder)  # the umask decides, as for cp
     except OSError as exc:
         os.close(folder)
+        ledger.forget(entry)
         raise OSError(exc.errno, exc.strerror, str(where)) from None
-    return Staged(folder, temporary, names[-1], where, fd, mode)
+    return Staged(folder, temporary, names[-1], where, fd, mode, ledger, entry)
 
 
-def stage_file(located: Located, data: bytes, mode: int | None = None) -> Staged:
+def stage_file(
+    located: Located, data: bytes, mode: int | None = None, ledger: StagingLedger = NO_LEDGER
+) -> Staged:
     """A whole file in one go: written, synced, ready to commit."""
-    staged = open_staged(located, mode)
+    staged = open_staged(located, mode, ledger)
     try:
         staged.write_at(0, data)
         staged.finish()

@@ -29,7 +29,11 @@ Bad requests get an error reply or are dropped, and are counted; nothing stops t
 
 An agent started on a fixed endpoint first kills what an earlier agent with the same keys and
 endpoint left running (one SIGKILLed mid-command cannot): every command's processes carry a
-ZCL_COMMAND_ID that names the agent (spawn.py), counted as `reaped`.
+ZCL_COMMAND_ID that names the agent (spawn.py), counted as `reaped`; and it removes the
+temporary files of puts that agent never finished (noted under --state-dir: staging_ledger.py).
+
+Start-up errors (a port taken, keys or roots unusable, a bad setting) are one line and exit
+status 1, with nothing left open, so that systemd's Restart= starts it again.
 
 A controller beats while it waits for commands (cluster_patterns.heartbeat learns its rhythm);
 if it goes silent its commands are killed, as sshd's are when an SSH connection drops. SIGTERM
@@ -87,6 +91,7 @@ from cluster_sim.agent.spawn import (
     SpawnError,
     WarmShells,
 )
+from cluster_sim.agent.staging_ledger import StagingLedger
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.protocols import login_environment, shell_script
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
@@ -116,6 +121,7 @@ class AgentConfig:
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
     ready_file: Path | None = None  # holds the bound endpoint while the agent serves
     run_as: dict[str, RunAs] = field(default_factory=dict)  # users a command may ask to run as
+    state_dir: Path | None = None  # notes of puts under way, for the next agent to tidy
 
 
 @dataclass
@@ -164,6 +170,7 @@ class NodeAgent:
             self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
         self.keys_seen = 0  # the authorized_keys generation housekeeping last enforced
         self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
+        self.staging = StagingLedger(None)  # run_agent gives it a folder when it has one
         self.files = FileRoots.for_agent(
             config.file_roots or (Path.cwd(),),
             None if config.keys is None else config.keys.authorized_keys.parent,
@@ -567,7 +574,9 @@ class NodeAgent:
             staged.commit()
             return {"bytes": len(data)}
 
-        self.spawn_task(req, self._file_io(req, lambda: stage_file(located, data, mode), committed))
+        ledger = self.staging
+        work = lambda: stage_file(located, data, mode, ledger)  # noqa: E731
+        self.spawn_task(req, self._file_io(req, work, committed))
 
     def _open_transfer(self, req: wire.Request, located: Located, mode: int | None) -> None:
         size = wire.count_field(req.body, "size")
@@ -580,7 +589,8 @@ class NodeAgent:
             self.transfers[(req.peer, handle)] = _Transfer(staged, size, time.monotonic())
             return {"transfer": handle}
 
-        self.spawn_task(req, self._file_io(req, lambda: open_staged(located, mode), opened))
+        ledger = self.staging
+        self.spawn_task(req, self._file_io(req, lambda: open_staged(located, mode, ledger), opened))
 
     def op_write(self, req: wire.Request) -> None:
         """One piece of an open transfer, in order; the last one puts the file in place."""
@@ -783,6 +793,14 @@ def _file_roots(given: list[Path] | None) -> tuple[Path, ...]:
     return tuple(given or ())
 
 
+def _default_state_dir() -> Path:
+    given = os.environ.get("STATE_DIRECTORY")  # systemd's, for StateDirectory=
+    if given:
+        return Path(given.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return Path(base) / "zcl-agent"
+
+
 def _ready_file(path: Path | None) -> Path | None:
     """Checked before serving: a ready file that cannot be written is a start-up error."""
     if path is not None and not os.access(path.parent, os.W_OK | os.X_OK):
@@ -806,6 +824,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         controller_timeout_s=args.controller_timeout,
         file_roots=_file_roots(args.file_root),
         ready_file=_ready_file(args.ready_file),
+        state_dir=args.state_dir,
         run_as=_run_as_users(args.run_as or []),
     )
 
@@ -852,6 +871,12 @@ async def run_agent(config: AgentConfig) -> None:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     agent = NodeAgent(config, ctx)
     agent.counters["reaped"] = reaped
+    if identity is not None and config.state_dir is not None:
+        agent.staging = StagingLedger(config.state_dir / identity / "staged")
+        swept = await asyncio.to_thread(agent.staging.sweep)
+        agent.counters["staged.swept"] = swept
+        if swept:
+            log.warning("removed %d temporary file(s) of puts an earlier agent left", swept)
     if given != resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         # The agent's own raise is for its connections; a command meets the limit the agent
         # was started with (its unit's LimitNOFILE=), as an SSH session meets sshd's.
@@ -875,6 +900,7 @@ async def run_agent(config: AgentConfig) -> None:
 
     try:
         await agent.serve(on_ready=ready)
+        agent.staging.tidy()
     finally:
         ctx.term()
         if config.ready_file is not None:
@@ -952,6 +978,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.non_negative_int,
         default=default.warm_shells,
         help="shells started ahead of need, to take exec off the command's path (0: none)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=_default_state_dir(),
+        metavar="DIR",
+        help="where the agent notes puts under way, so that after a crash the next agent "
+        "removes their temporary files (default: $STATE_DIRECTORY, systemd's StateDirectory=, "
+        "else ~/.local/state/zcl-agent)",
     )
     parser.add_argument(
         "--ready-file",
