@@ -68,6 +68,10 @@ STDOUT = b"1"
 STDERR = b"2"
 
 MAX_REQUEST_ID_BYTES = 16
+# A controller sends a request up to this size without knowing the agent's limits (a file
+# piece of 1 MiB and its envelope); a larger one waits for a ping's `limits` first, so that
+# one over the agent's message limit is refused at the controller rather than dropped by libzmq.
+UNASKED_REQUEST_BYTES = 1024 * 1024 + 64 * 1024
 HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
 # A draining agent tells each controller it knows with an ERROR {code: shutting-down} under this
 # id; the controller answers with a PING under the same id, which promises that it will start

@@ -87,6 +87,8 @@ class FallbackExecutor:
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandResult:
         def over(executor: NodeExecutorProtocol) -> Callable[[], Awaitable[CommandResult]]:
             return lambda: executor.run(
@@ -98,6 +100,8 @@ class FallbackExecutor:
                 input=input,
                 user=user,
                 kill_grace_s=kill_grace_s,
+                max_output_bytes=max_output_bytes,
+                truncate=truncate,
             )
 
         # The policy wraps the whole ZeroMQ-else-SSH attempt: a retry tries ZeroMQ again first.
@@ -115,6 +119,8 @@ class FallbackExecutor:
         input: bytes | None = None,
         user: str | None = None,
         kill_grace_s: float | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandOutput:
         """Over ZeroMQ unless its circuit is open. Output already taken cannot be taken back,
         so a stream that fails half-way is not started again over SSH: the loop gets the error."""
@@ -127,6 +133,8 @@ class FallbackExecutor:
             input=input,
             user=user,
             kill_grace_s=kill_grace_s,
+            max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )
 
     async def put_file(

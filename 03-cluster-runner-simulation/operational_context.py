@@ -87,6 +87,8 @@ class OperationalContext:
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> GroupResults:
         """`command` on every node of the group: each node's CommandResult, or the
         ExecutorError it failed with, in the order asked; at most `max_concurrency` at once.
@@ -109,6 +111,8 @@ class OperationalContext:
             user=user,
             kill_grace_s=kill_grace_s,
             retry=retry,
+            max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )
         return {
             node_id: ran[node_id] if node_id in ran else unusable[node_id] for node_id in node_ids

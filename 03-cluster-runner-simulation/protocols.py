@@ -31,6 +31,9 @@ Stream = Literal["stdout", "stderr"]
 OutputCallback = Callable[[Stream, bytes], None]
 Transport = Literal["ssh", "zmq"]
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # what a shell accepts as a variable name
+# The output a run keeps unless the caller says otherwise (max_output_bytes=), on both
+# transports; a node's agent may keep less (its --max-output-bytes), and then that holds.
+DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 
 # -- results and errors ------------------------------------------------------------------------
@@ -41,7 +44,9 @@ class CommandResult:
     """What a remote command left behind. Output is bytes: commands may print anything.
 
     `exit_status` follows subprocess: negative when a signal ended the command (-9 = SIGKILL).
-    `truncated` is set when the agent's output cap cut the output short.
+    `truncated` is set when the output cap cut the output short (stdout and stderr together
+    kept at most `max_output_bytes`); only a caller who asked `truncate=True` gets such a
+    result, the others get OutputLimitError carrying it.
     """
 
     node_id: str
@@ -115,6 +120,34 @@ class UnknownNodeError(ConfigurationError, KeyError):
 
 class RemoteError(ExecutorError):
     """The node refused the request: not allowed, too busy, a bad path, shutting down."""
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The request is over a limit of the node (named in the message: its stdin over the
+    agent's message limit, a file over its file limit, an output cap above its own); refused
+    before anything was sent, so nothing ran."""
+
+
+class OutputLimitError(ExecutorError):
+    """The command wrote more output than its cap and the caller did not ask for truncation.
+    It ran to its end; `result` holds its exit status and the output kept (truncated=True)."""
+
+    def __init__(self, node_id: str, message: str, result: CommandResult) -> None:
+        super().__init__(node_id, message)
+        self.result = result
+
+
+def kept_output(result: CommandResult, limit: int, truncate: bool) -> CommandResult:
+    """The result a caller gets for output that may have hit its cap, on either transport."""
+    if not result.truncated or truncate:
+        return result
+    raise OutputLimitError(
+        result.node_id,
+        f"{result.command!r} wrote more than {limit} bytes of output; the first {limit} are in "
+        "this error's result (max_output_bytes= keeps more, truncate=True keeps them without "
+        "an error)",
+        result,
+    )
 
 
 class CommandTimeoutError(ExecutorError, TimeoutError):
@@ -333,6 +366,12 @@ class RunRequest:
     input: bytes | None = None
     user: str | None = None
     kill_grace_s: float | None = None
+    max_output_bytes: int | None = None  # None: DEFAULT_MAX_OUTPUT_BYTES, or the node's less
+    truncate: bool = False
+
+    @property
+    def output_limit(self) -> int:
+        return DEFAULT_MAX_OUTPUT_BYTES if self.max_output_bytes is None else self.max_output_bytes
 
     @classmethod
     def checked(
@@ -346,6 +385,8 @@ class RunRequest:
         input: bytes | None = None,
         user: str | None = None,
         kill_grace_s: float | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> RunRequest:
         """Raises InvalidRequestError, the same on both transports, before anything is sent."""
         for name, value in (("timeout_s", timeout_s), ("kill_grace_s", kill_grace_s)):
@@ -360,11 +401,22 @@ class RunRequest:
             raise InvalidRequestError(node_id, f"input must be bytes, got {type(input).__name__}")
         if user is not None and (not isinstance(user, str) or not USER_NAME.match(user)):
             raise InvalidRequestError(node_id, f"not a valid user name: {user!r}")
+        if max_output_bytes is not None and (
+            isinstance(max_output_bytes, bool)
+            or not isinstance(max_output_bytes, int)
+            or max_output_bytes < 1
+        ):
+            raise InvalidRequestError(
+                node_id, f"max_output_bytes must be a whole number >= 1, got {max_output_bytes!r}"
+            )
         try:
             script = shell_script(command, env, cwd)
         except ValueError as exc:
             raise InvalidRequestError(node_id, str(exc)) from None
-        return cls(command, script, timeout_s, env, cwd, input, user, kill_grace_s)
+        return cls(
+            command, script, timeout_s, env, cwd, input, user, kill_grace_s,
+            max_output_bytes, bool(truncate),
+        )  # fmt: skip
 
 
 def checked_put(node_id: str, local_path: Path, mode: int | None) -> bool:
@@ -413,6 +465,8 @@ class NodeExecutorProtocol(Protocol):
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandResult:
         """Run `command` through the node's /bin/sh; raise CommandTimeoutError after `timeout_s`.
 
@@ -420,7 +474,10 @@ class NodeExecutorProtocol(Protocol):
         user where the node allows it (the agent's --run-as list; over SSH, a login as that
         user); `kill_grace_s` sends a timed-out or cancelled command SIGTERM and that long to
         finish before SIGKILL (else SIGKILL at once); `retry` runs it again after the failures
-        the policy names (retry.py).
+        the policy names (retry.py). At most `max_output_bytes` of output are kept (stdout and
+        stderr together; DEFAULT_MAX_OUTPUT_BYTES, or less where the node's agent keeps less):
+        more raises OutputLimitError holding what was kept, unless `truncate` asks for a
+        result marked `truncated` instead.
         """
         ...
 
@@ -434,6 +491,8 @@ class NodeExecutorProtocol(Protocol):
         input: bytes | None = None,
         user: str | None = None,
         kill_grace_s: float | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandOutput:
         """`run`, with the output as an async iterator that slows the command when the loop
         falls behind (output_stream.py); leaving the loop early kills the command."""
@@ -504,6 +563,8 @@ class OperationalContextProtocol(Protocol):
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> dict[str, CommandResult | ExecutorError]:
         """The command on each node: its result or its error, in the order asked."""
         ...

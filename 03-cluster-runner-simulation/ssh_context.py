@@ -41,6 +41,7 @@ from cluster_sim.protocols import (
     SystemConfig,
     TransportError,
     checked_put,
+    kept_output,
     login_environment,
     ran_over,
 )
@@ -125,10 +126,13 @@ class NodeExecutorSSH:
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandResult:
         request = RunRequest.checked(
             self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s,
+            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )  # fmt: skip
         return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
 
@@ -142,12 +146,15 @@ class NodeExecutorSSH:
         input: bytes | None = None,
         user: str | None = None,
         kill_grace_s: float | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandOutput:
         """The output as an async iterator (output_stream.py): the channel is not read while
         the loop is behind, so SSH's flow control holds the command's writes."""
         request = RunRequest.checked(
             self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s,
+            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )  # fmt: skip
         return CommandOutput(lambda output: self._run(request, None, output))
 
@@ -175,22 +182,16 @@ class NodeExecutorSSH:
         self.running[marker] = (conn, request)
         finished = False
         try:
-            if on_output is None and output is None:
-                # asyncssh sends no end of file after an empty input: /dev/null is the same
-                stdin: dict[str, Any] = {"input": request.input}
-                if not request.input:
-                    stdin = {"stdin": asyncssh.DEVNULL}
-                done = await conn.run(script, encoding=None, timeout=request.timeout_s, **stdin)
-                stdout, stderr, status = _raw(done.stdout), _raw(done.stderr), done.returncode
-            else:
 
-                async def deliver(stream: Stream, chunk: bytes) -> None:
-                    if output is not None:
-                        await output.put(stream, chunk)  # waits while the reader is behind
-                    elif on_output is not None:
-                        on_output(stream, chunk)
+            async def deliver(stream: Stream, chunk: bytes) -> None:
+                if output is not None:
+                    await output.put(stream, chunk)  # waits while the reader is behind
+                elif on_output is not None:
+                    on_output(stream, chunk)
 
-                stdout, stderr, status = await self._stream(conn, script, request, deliver)
+            streaming = on_output is not None or output is not None
+            kept = await self._stream(conn, script, request, deliver if streaming else None)
+            stdout, stderr, status, truncated = kept
             if status is None:  # the channel closed with no exit status: the connection broke
                 raise TransportError(
                     self.node_id, "ssh: the connection ended before the command's exit status"
@@ -213,31 +214,45 @@ class NodeExecutorSSH:
                 conn.close()
         if self.closed:
             raise TransportError(self.node_id, "the executor was closed")
-        return CommandResult(
+        result = CommandResult(
             node_id=self.node_id,
             command=request.command,
             exit_status=status,
             stdout=stdout,
             stderr=stderr,
             duration_s=time.monotonic() - started,
+            truncated=truncated,
             transport="ssh",
         )
+        return kept_output(result, request.output_limit, request.truncate)
 
     async def _stream(
         self,
         conn: asyncssh.SSHClientConnection,
         script: str,
         request: RunRequest,
-        deliver: Callable[[Stream, bytes], Awaitable[None]],
-    ) -> tuple[bytes, bytes, int | None]:
-        stdin = asyncssh.DEVNULL if request.input is None else asyncssh.PIPE
+        deliver: Callable[[Stream, bytes], Awaitable[None]] | None,
+    ) -> tuple[bytes, bytes, int | None, bool]:
+        """The command's output, read as it comes and kept (and delivered) up to the
+        request's cap, stdout and stderr together, as the agent does; the rest is read and
+        dropped. Returns stdout, stderr, the exit status and whether anything was dropped."""
+        # asyncssh sends no end of file after an empty input: /dev/null is the same
+        stdin = asyncssh.PIPE if request.input else asyncssh.DEVNULL
         process = await conn.create_process(script, encoding=None, stdin=stdin)
         kept: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}
+        room = [request.output_limit]  # what may still be kept, both streams together
+        dropped = [False]
 
         async def pump(name: Stream, reader: asyncssh.SSHReader[bytes]) -> None:
             while chunk := await reader.read(65536):
+                if len(chunk) > room[0]:
+                    chunk, dropped[0] = chunk[: room[0]], True
+                room[0] -= len(chunk)
+                if not chunk:
+                    continue
                 kept[name].append(chunk)
-                await deliver(name, chunk)
+                if deliver is not None:
+                    await deliver(name, chunk)
 
         async def feed(data: bytes) -> None:
             with contextlib.suppress(OSError, asyncssh.Error):  # it stopped reading: its choice
@@ -247,11 +262,12 @@ class NodeExecutorSSH:
 
         async with asyncio.timeout(request.timeout_s):
             pumps = [pump("stdout", process.stdout), pump("stderr", process.stderr)]
-            if request.input is not None:
+            if request.input:
                 pumps.append(feed(request.input))
             await asyncio.gather(*pumps)
             await process.wait()
-        return b"".join(kept["stdout"]), b"".join(kept["stderr"]), process.returncode
+        stdout, stderr = b"".join(kept["stdout"]), b"".join(kept["stderr"])
+        return stdout, stderr, process.returncode, dropped[0]
 
     async def put_file(
         self,
@@ -353,11 +369,6 @@ class NodeExecutorSSH:
         for conn in connections:
             conn.close()
             await conn.wait_closed()
-
-
-def _raw(output: bytes | str | None) -> bytes:
-    """asyncssh types output as bytes or str; with encoding=None it is always bytes."""
-    return output.encode() if isinstance(output, str) else output or b""
 
 
 @contextlib.asynccontextmanager

@@ -59,11 +59,13 @@ from cluster_sim.protocols import (
     NodeExecutorProtocol,
     OutputCallback,
     RemoteError,
+    RequestTooLargeError,
     RunRequest,
     Stream,
     SystemConfig,
     TransportError,
     checked_put,
+    kept_output,
     ran_over,
 )
 from cluster_sim.retry import RetryPolicy, attempt_with_retry
@@ -197,6 +199,7 @@ class ZmqNodeExecutor:
         self.ids = itertools.count(1)
         self.calls: dict[bytes, _Call] = {}
         self.incarnation: bytes | None = None
+        self.agent_limits: dict[str, int] | None = None  # from its pongs, once it has answered
         self.liveness = self._fresh_liveness()
         self.link: _Link | None = None
         self.beat: asyncio.Task[None] | None = None
@@ -222,10 +225,13 @@ class ZmqNodeExecutor:
         user: str | None = None,
         kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandResult:
         request = RunRequest.checked(  # as SSH checks it, locally
             self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s,
+            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )  # fmt: skip
         return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
 
@@ -239,12 +245,15 @@ class ZmqNodeExecutor:
         input: bytes | None = None,
         user: str | None = None,
         kill_grace_s: float | None = None,
+        max_output_bytes: int | None = None,
+        truncate: bool = False,
     ) -> CommandOutput:
         """The output as an async iterator (output_stream.py); the agent's window is credited
         as the loop takes each chunk, so a slow loop slows the command."""
         request = RunRequest.checked(
             self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s,
+            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
+            truncate=truncate,
         )  # fmt: skip
         return CommandOutput(lambda output: self._run(request, None, output))
 
@@ -253,6 +262,10 @@ class ZmqNodeExecutor:
     ) -> CommandResult:
         command, timeout_s = request.command, request.timeout_s
         streaming = on_output is not None or output is not None
+        size = len(request.script) + len(request.input or b"") + 4096  # and the envelope
+        await self._within_limit("max_message_bytes", size, "its stdin and command")
+        if request.max_output_bytes is not None:
+            await self._within_limit("max_output_bytes", request.max_output_bytes, "the cap asked")
         body: dict[str, Any] = {"command": command, "stream": streaming}
         optional = {
             "timeout_s": timeout_s,
@@ -261,6 +274,7 @@ class ZmqNodeExecutor:
             "input": request.input,
             "user": request.user,
             "kill_grace_s": request.kill_grace_s,
+            "max_output_bytes": request.max_output_bytes,
         }
         body.update((name, value) for name, value in optional.items() if value is not None)
         if streaming:
@@ -281,7 +295,7 @@ class ZmqNodeExecutor:
         if streaming:
             stdout = b"".join(call.output[wire.STDOUT])
             stderr = b"".join(call.output[wire.STDERR])
-        return CommandResult(
+        result = CommandResult(
             node_id=self.node_id,
             command=command,
             exit_status=int(done["exit_status"]),
@@ -291,6 +305,24 @@ class ZmqNodeExecutor:
             truncated=bool(done.get("truncated")),
             transport="zmq",
         )
+        limit = done.get("output_limit")
+        limit = limit if isinstance(limit, int) else request.output_limit
+        return kept_output(result, limit, request.truncate)
+
+    async def _within_limit(self, name: str, value: int, what: str) -> None:
+        """Refuse here, before sending, what the agent would refuse or libzmq would drop. The
+        agent's limits come with its pongs; a request past what may be sent unasked waits for
+        one, which also proves the agent is there."""
+        if self.agent_limits is None and (
+            name != "max_message_bytes" or value > wire.UNASKED_REQUEST_BYTES
+        ):
+            await self.ping()
+        most = (self.agent_limits or {}).get(name)
+        if isinstance(most, int) and value > most:
+            option = "--" + name.replace("_", "-")
+            raise RequestTooLargeError(
+                self.node_id, f"{what}: {value} bytes, over the agent's {option} ({most})"
+            )
 
     async def put_file(
         self,
@@ -338,6 +370,7 @@ class ZmqNodeExecutor:
                 await self._simple(wire.PUT, body)
                 return
             size = info.st_size
+            await self._within_limit("max_file_bytes", size, f"{local}")
             handle = (await self._simple(wire.PUT, dict(body, size=size)))["transfer"]
             offset = 0
             while offset < size:
@@ -490,11 +523,17 @@ class ZmqNodeExecutor:
             self.calls.pop(request_id, None)
         self.breaker.record_success()
         if reply.kind == wire.ERROR:
-            error = reply.body()
-            if error.get("code") == "shutting-down":  # refused before it started: safe elsewhere
-                raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
-            raise RemoteError(self.node_id, f"{error.get('code')}: {error.get('reason')}")
+            raise self._refusal(reply.body())
         return reply
+
+    def _refusal(self, error: dict[str, Any]) -> ExecutorError:
+        """The error for the agent's refusal of one request."""
+        code, reason = error.get("code"), error.get("reason")
+        if code == "shutting-down":  # refused before it started: safe elsewhere
+            return AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
+        if code == "over-limit":
+            return RequestTooLargeError(self.node_id, str(reason))
+        return RemoteError(self.node_id, f"{code}: {reason}")
 
     def _cancel_remote(self, request_id: bytes) -> None:
         if self.link is not None:
@@ -528,6 +567,7 @@ class ZmqNodeExecutor:
         delivered = self.link is not None and self.link.handshaken
         self._fail_all(TransportError(self.node_id, reason, may_have_run=delivered))
         self.incarnation, self.liveness = None, self._fresh_liveness()
+        self.agent_limits = None  # the agent that answers next may have others
         self._drop_link(discard=True)
 
     def _fail_all(self, error: ExecutorError) -> None:
@@ -543,6 +583,8 @@ class ZmqNodeExecutor:
             log.warning("%s: dropped a malformed reply", self.node_id)
             return
         self.liveness.heard(time.monotonic(), is_heartbeat=reply.kind == wire.PONG)
+        if reply.kind == wire.PONG:
+            self._learn_limits(reply)
         if self.incarnation is None:
             self.incarnation = reply.incarnation
         elif reply.incarnation != self.incarnation:
@@ -570,6 +612,11 @@ class ZmqNodeExecutor:
                 self._credit(reply.request_id, call, len(data))
             return
         call.future.set_result(reply)
+
+    def _learn_limits(self, reply: wire.Reply) -> None:
+        limits = _error_field(reply, "limits")
+        if isinstance(limits, dict):
+            self.agent_limits = {k: v for k, v in limits.items() if isinstance(v, int)}
 
     def _link_news(self, reply: wire.Reply) -> bool:
         """An error that tells of the connection, not only of one call: a drain notice, a

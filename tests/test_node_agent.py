@@ -205,10 +205,11 @@ def test_garbage_never_stops_the_agent(keydir: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_an_oversized_message_is_dropped_and_others_stay_served(keydir: Path) -> None:
-    with running_agent(keydir, "--max-message-bytes", "100000") as agent:
+    limit = wire.UNASKED_REQUEST_BYTES  # the least the agent may be given
+    with running_agent(keydir, "--max-message-bytes", str(limit)) as agent:
         with zmq.Context() as ctx:
             raw = RawController(ctx, agent.endpoint, keydir)
-            raw.request(b"big", wire.RUN, {"command": "echo " + "x" * 200_000})
+            raw.request(b"big", wire.RUN, {"command": "echo " + "x" * (limit + 100_000)})
             with pytest.raises(TimeoutError):
                 raw.reply(timeout_ms=1000)
         async with executor(agent.endpoint, keydir) as runner:
@@ -224,7 +225,7 @@ async def test_a_command_that_floods_output_keeps_the_agents_memory_bounded(
 ) -> None:
     with running_agent(keydir, "--max-output-bytes", "1000000") as agent:
         async with executor(agent.endpoint, keydir) as runner:
-            result = await runner.run("head -c 300000000 /dev/zero", timeout_s=60)
+            result = await runner.run("head -c 300000000 /dev/zero", timeout_s=60, truncate=True)
         status = Path(f"/proc/{agent.process.pid}/status").read_text()
     peak_kb = int(status.split("VmHWM:")[1].split()[0])
     assert result.truncated
@@ -256,7 +257,9 @@ async def test_streamed_output_keeps_to_the_same_cap_even_for_a_reader_that_stal
                     done = reply
         async with executor(agent.endpoint, keydir) as runner:
             seen: list[bytes] = []
-            result = await runner.run(command, timeout_s=60, on_output=lambda _, d: seen.append(d))
+            result = await runner.run(
+                command, timeout_s=60, on_output=lambda _, d: seen.append(d), truncate=True
+            )
     peak_kb = int(status.split("VmHWM:")[1].split()[0])
     assert peak_kb < 150_000, f"agent peaked at {peak_kb} kB for 200 MB of streamed output"
     assert streamed <= 1_000_000 and done.kind == wire.DONE and done.body()["truncated"]

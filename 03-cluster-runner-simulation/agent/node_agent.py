@@ -103,6 +103,9 @@ DRAIN_ACK_S = 2.0  # the longest a stopping agent waits for its controllers to a
 TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
 MAX_PIECE_BYTES = 4 * MiB  # the most a get answers in one piece
 MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
+# The smallest --max-message-bytes: a controller sends requests up to this size (a file piece
+# of a megabyte and its envelope) before it has asked the agent for its limits.
+MIN_MESSAGE_BYTES = wire.UNASKED_REQUEST_BYTES
 
 
 @dataclass
@@ -453,6 +456,15 @@ class NodeAgent:
         sink = None if stream is None else self._streamer(req, stream)
         run_as = self._run_as(req)
         script = self.command_limits + script
+        output_limit = self.cfg.max_output_bytes
+        if req.body.get("max_output_bytes") is not None:
+            asked = wire.count_field(req.body, "max_output_bytes")
+            if not 1 <= asked <= output_limit:
+                self.streams.pop((req.peer, req.request_id), None)
+                reason = f"max_output_bytes {asked} is over this agent's --max-output-bytes"
+                self.refuse(req, "over-limit", f"{reason} ({output_limit})")
+                return
+            output_limit = asked
         stdin = req.body.get("input")
         if stdin is not None and not isinstance(stdin, bytes):
             raise WireError("bad-field", "'input' must be bytes")
@@ -461,7 +473,7 @@ class NodeAgent:
                 script,
                 self.env,
                 timeout_s=wire.number_field(req.body, "timeout_s"),
-                max_output_bytes=self.cfg.max_output_bytes,
+                max_output_bytes=output_limit,
                 sink=sink,
                 warm=self.warm,
                 stdin=stdin,
@@ -477,7 +489,7 @@ class NodeAgent:
             stream.command = cmd
         self.running[key] = cmd
         self.counters["commands"] += 1
-        cmd.finished.add_done_callback(lambda done: self._command_done(req, done))
+        cmd.finished.add_done_callback(lambda done: self._command_done(req, done, output_limit))
 
     def _run_as(self, req: wire.Request) -> RunAs | None:
         name = wire.text_field(req.body, "user", optional=True)
@@ -511,7 +523,9 @@ class NodeAgent:
         if state.command is not None and state.command.paused and state.unacked < state.window:
             state.command.resume()
 
-    def _command_done(self, req: wire.Request, finished: asyncio.Future[Finished]) -> None:
+    def _command_done(
+        self, req: wire.Request, finished: asyncio.Future[Finished], output_limit: int
+    ) -> None:
         self.running.pop((req.peer, req.request_id), None)
         self.streams.pop((req.peer, req.request_id), None)
         self._check_drained(time.monotonic())  # stops only after this callback has answered
@@ -530,6 +544,7 @@ class NodeAgent:
             "exit_status": done.exit_status,
             "duration_s": done.duration_s,
             "truncated": done.truncated,
+            "output_limit": output_limit,
             "timed_out": done.timed_out,
             "cancelled": done.cancelled,
         }
@@ -720,11 +735,22 @@ class NodeAgent:
         )
         body = {
             "running": len(self.running),
+            "limits": self.limits(),
             "draining": self.draining_since is not None,
             "counters": counters,
             "unknown": unknown,
         }
         self.answer(req, wire.PONG, wire.encode_body(body))
+
+    def limits(self) -> dict[str, int]:
+        """What this agent refuses beyond, for controllers to check before they send."""
+        cfg = self.cfg
+        return {
+            "max_message_bytes": cfg.max_message_bytes,
+            "max_output_bytes": cfg.max_output_bytes,
+            "max_file_bytes": cfg.max_file_bytes,
+            "max_concurrent": cfg.max_concurrent,
+        }
 
 
 def _own_login_environment() -> dict[str, str]:
@@ -791,6 +817,13 @@ def _file_roots(given: list[Path] | None) -> tuple[Path, ...]:
         if not root.is_dir():
             raise cli.CliError(f"--file-root {root}: not a folder")
     return tuple(given or ())
+
+
+def _message_limit(text: str) -> int:
+    value = cli.positive_int(text)
+    if value < MIN_MESSAGE_BYTES:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_MESSAGE_BYTES:,}, got {text!r}")
+    return value
 
 
 def _default_state_dir() -> Path:
@@ -956,10 +989,16 @@ def build_parser() -> argparse.ArgumentParser:
     for option, value in (
         ("--max-concurrent", default.max_concurrent),
         ("--max-output-bytes", default.max_output_bytes),
-        ("--max-message-bytes", default.max_message_bytes),
         ("--max-file-bytes", default.max_file_bytes),
     ):
         parser.add_argument(option, type=cli.positive_int, default=value, help=f"default {value:,}")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_message_limit,
+        default=default.max_message_bytes,
+        help=f"default {default.max_message_bytes:,}; at least {MIN_MESSAGE_BYTES:,}, a file "
+        "piece and its envelope, which a controller sends without asking first",
+    )
     parser.add_argument(
         "--drain-timeout",
         type=cli.seconds,
