@@ -13,6 +13,7 @@ so a key is rotated without restarting anything:
     python -m cluster_sim.keys generate KEYDIR --nodes node1 node2 --controllers runner
     python -m cluster_sim.keys add-controller KEYDIR runner-2026   # new key, trusted everywhere
     python -m cluster_sim.keys revoke-controller KEYDIR runner     # old key refused from now on
+    python -m cluster_sim.keys revoke-controller KEYDIR runner --on node2   # on one node only
     python -m cluster_sim.keys show KEYDIR
 """
 
@@ -137,11 +138,17 @@ def add_controller(keydir: Path, name: str) -> bytes:
     return public
 
 
-def revoke_controller(keydir: Path, name: str) -> int:
-    """Remove a controller's key from every node's authorized_keys; returns the nodes changed."""
+def revoke_controller(keydir: Path, name: str, on: Sequence[str] | None = None) -> int:
+    """Remove a controller's key from the authorized_keys of the nodes `on` names (every node
+    when None); returns the nodes changed. A node `on` names that KEYDIR lacks is an error,
+    raised before any file changes."""
     public = key_pair(controller_dir(keydir, name), "id")[0].decode()
+    known = _nodes(keydir)
+    missing = [node_id for node_id in on or () if node_id not in known]
+    if missing:
+        raise KeyFileError(f"no node {missing[0]!r} in {keydir} (it has: {', '.join(known)})")
     changed = 0
-    for node_id in _nodes(keydir):
+    for node_id in known if on is None else [n for n in known if n in on]:
         path = node_dir(keydir, node_id) / "authorized_keys"
         lines = path.read_text().splitlines()
         kept = [line for line in lines if not line.startswith(public)]
@@ -171,8 +178,9 @@ def _cmd_add_controller(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke_controller(args: argparse.Namespace) -> int:
-    changed = revoke_controller(args.keydir, args.name)
-    print(f"{args.name} removed from authorized_keys on {changed} node(s)")
+    changed = revoke_controller(args.keydir, args.name, args.on)
+    where = ", ".join(args.on) if args.on else "every node"
+    print(f"{args.name} removed from authorized_keys on {changed} node(s) ({where})")
     return 0
 
 
@@ -200,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for verb in (add, revoke):
         verb.add_argument("keydir", type=Path)
         verb.add_argument("name")
+    revoke.add_argument(
+        "--on",
+        action="append",
+        metavar="NODE",
+        help="only on this node (repeatable; default: every node); push that node's "
+        "authorized_keys and its agent takes the change in, without a restart",
+    )
     show = cli.add_command(verbs, "show", _cmd_show, "list nodes, controllers and trust")
     show.add_argument("keydir", type=Path)
     return cli.run_main(parser, argv)

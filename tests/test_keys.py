@@ -84,3 +84,24 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as stopped:
         keys.main(["rotate"])
     assert stopped.value.code == 2
+
+
+def test_a_controller_key_is_revoked_on_one_node_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22, part 7: there was no way to revoke a key on one node."""
+    folder = tmp_path / "k"
+    keys.generate(folder, nodes=["n1", "n2", "n3"], controllers=["c1", "c2"])
+    assert keys.main(["revoke-controller", str(folder), "c1", "--on", "n2"]) == 0
+    assert "on 1 node(s) (n2)" in capsys.readouterr().out
+    accepted = {
+        node: set(
+            keys.read_authorized_keys(keys.node_dir(folder, node) / "authorized_keys").values()
+        )
+        for node in ("n1", "n2", "n3")
+    }
+    assert accepted == {"n1": {"c1", "c2"}, "n2": {"c2"}, "n3": {"c1", "c2"}}
+    before = (keys.node_dir(folder, "n1") / "authorized_keys").read_bytes()
+    assert keys.main(["revoke-controller", str(folder), "c1", "--on", "n1", "--on", "n9"]) == 1
+    assert "no node 'n9'" in capsys.readouterr().err
+    assert (keys.node_dir(folder, "n1") / "authorized_keys").read_bytes() == before  # untouched
