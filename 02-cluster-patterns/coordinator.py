@@ -230,7 +230,8 @@ class Coordinator:
         try:
             send_now(self.routers[out.route], out.frames)
         except zmq.ZMQError as exc:  # gone (EHOSTUNREACH) or not keeping up (EAGAIN)
-            self.core.undeliverable(out, cli.reason(exc), now)
+            gone = exc.errno == zmq.EHOSTUNREACH
+            self.core.undeliverable(out, cli.reason(exc), now, gone=gone)
 
     def _publish(self, topic: str, fields: dict[str, Any]) -> None:
         if topic == "stats":

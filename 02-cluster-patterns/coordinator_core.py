@@ -205,13 +205,19 @@ class CoordinatorCore:
         self.wanted.clear()
         self.counters["events.reopened"] += 1
 
-    def undeliverable(self, out: Outgoing, reason: str, now: float) -> None:
-        """The shell could not send `out` (the peer is gone, or not keeping up)."""
+    def undeliverable(self, out: Outgoing, reason: str, now: float, *, gone: bool = False) -> None:
+        """The shell could not send `out`: the peer is `gone` (the ROUTER no longer routes to
+        it, EHOSTUNREACH), or not keeping up. A task that cannot be handed over is retried
+        elsewhere either way; any message to a worker that is gone, a heartbeat included, buries
+        it now rather than after its silence (a busy worker's can be a minute)."""
         self.counters[f"undeliverable.{reason}"] += 1
-        if out.assigned_to is None:
+        if out.assigned_to is not None:
+            worker = self.workers.get(out.assigned_to)
+            if worker is not None and worker.task is not None:
+                self.bury(worker, now, "unreachable")
             return
-        worker = self.workers.get(out.assigned_to)
-        if worker is not None and worker.task is not None:
+        worker = self.workers.get(out.frames[0]) if gone and out.frames else None
+        if worker is not None and worker.route == out.route:
             self.bury(worker, now, "unreachable")
 
     def take_outbox(self) -> list[Outgoing]:

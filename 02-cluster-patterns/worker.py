@@ -10,8 +10,13 @@ Built-in services (the body's first frame is the request's correlation id, echoe
 The socket belongs to one loop thread; tasks that take time run on a second thread and hand
 their result back over an inproc pipe, so heartbeats keep flowing while a task runs. The
 worker reconnects on a new socket, after a randomised back-off, when the coordinator goes
-silent or says DISCONNECT. SIGTERM lets the running task finish (up to --drain-timeout), then
-sends DISCONNECT, which hands an unfinished task back to the coordinator, and exits 0.
+silent or says DISCONNECT. Both waits are short on purpose, so that a worker rejoins within
+about a second of a network healing: the back-off between sockets is capped at RECONNECT_CAP_S,
+and within one socket libzmq dials again every RECONNECT_IVL_MS at most, each attempt given
+CONNECT_TIMEOUT_MS (a SYN lost in a partition would otherwise be retried by TCP after 1, 3, 7 s
+... and the worker rejoin seconds after the heal). SIGTERM lets the running task finish (up to
+--drain-timeout), then sends DISCONNECT, which hands an unfinished task back to the coordinator,
+and exits 0.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ import zmq
 from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
 from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
+
+RECONNECT_CAP_S = 0.6  # the longest back-off between sockets (randomised down to half)
+RECONNECT_IVL_MS = 500  # libzmq's redial interval within one socket, at most
+CONNECT_TIMEOUT_MS = 500  # one TCP connect attempt, before libzmq dials again
 
 log = logging.getLogger("worker")
 TASK_STARTED = "started a task"  # logged at debug level as each task begins
@@ -122,7 +131,7 @@ class Worker:
         self.codec = mdp.get_codec(codec)
         self.handler = SERVICES[service]
         self.stop = threading.Event()
-        self.backoff = Backoff()
+        self.backoff = Backoff(cap_s=RECONNECT_CAP_S)
         self.generation = 0  # bumped on every reconnect; results of older ones are stale
         self.busy_with: bytes | None = None  # client address of the running task
         self.sock: cli.Sock | None = None
@@ -140,6 +149,8 @@ class Worker:
         self.busy_with = None  # a task cut off by the reconnect is the coordinator's to requeue
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        self.sock.connect_timeout = CONNECT_TIMEOUT_MS
+        self.sock.reconnect_ivl, self.sock.reconnect_ivl_max = 100, RECONNECT_IVL_MS
         if self.name:
             self.sock.routing_id = self.name.encode()
         if self.keys is not None:

@@ -125,7 +125,11 @@ class _Link:
         sock = executor.ctx.socket(zmq.DEALER)
         sock.linger = 500  # a cancel sent just before close() still goes out
         sock.maxmsgsize = executor.max_message_bytes
-        sock.reconnect_ivl, sock.reconnect_ivl_max = 100, 2000
+        # A node that comes back (a healed partition, a restarted agent) is dialled again
+        # within half a second: libzmq's redial interval is capped there, and one TCP connect
+        # attempt may take that long (else a SYN lost in a partition waits for TCP's retries).
+        sock.reconnect_ivl, sock.reconnect_ivl_max = 100, 500
+        sock.connect_timeout = 500
         if keys is not None and server_key is not None:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key

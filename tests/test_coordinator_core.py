@@ -253,6 +253,35 @@ def test_an_undeliverable_assignment_buries_the_worker_and_retries_the_task() ->
     assert len(tasks_for(b"here", core.take_outbox())) == 1
 
 
+def test_a_busy_worker_whose_heartbeat_is_unroutable_is_buried_at_once() -> None:
+    """Issue 22, finding 9: a busy worker killed behind the coordinator was buried only after
+    the liveness silence (for a quiet-when-busy service, the busy timeout: a minute), although
+    every heartbeat sent to it already failed with EHOSTUNREACH."""
+    config = Config(heartbeat_s=0.1, quiet_when_busy=frozenset({b"slow"}), busy_timeout_s=60)
+    core = CoordinatorCore(config)
+    ready(core, b"gone", b"slow", now=0.0)
+    ready(core, b"here", b"slow", now=0.0)
+    request(core, b"slow", b"x", now=0.0)
+    assert tasks_for(b"gone", core.take_outbox())
+    core.tick(0.15)
+    beats = [o for o in core.take_outbox() if o.frames[0] == b"gone"]
+    assert beats and all(o.assigned_to is None for o in beats)
+    core.undeliverable(beats[0], "Host unreachable", now=0.15, gone=True)
+    assert b"gone" not in core.workers
+    core.tick(1.5)  # after the retry's back-off, the other worker gets the task
+    assert len(tasks_for(b"here", core.take_outbox())) == 1
+
+
+def test_a_heartbeat_refused_for_a_full_queue_buries_nobody() -> None:
+    """EAGAIN says the worker is slow to read, not gone."""
+    core = CoordinatorCore(Config(heartbeat_s=0.1))
+    ready(core, b"slow", b"echo", now=0.0)
+    core.tick(0.15)
+    [beat] = [o for o in core.take_outbox() if o.frames[0] == b"slow"]
+    core.undeliverable(beat, "Resource temporarily unavailable", now=0.15, gone=False)
+    assert b"slow" in core.workers
+
+
 def test_valid_but_unexpected_commands_get_disconnect_and_the_worker_is_forgotten() -> None:
     core = CoordinatorCore()
     ready(core, b"w", b"echo", now=0.0)
