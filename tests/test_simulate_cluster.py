@@ -370,6 +370,24 @@ def test_the_rollback_drill_serves_a_node_over_ssh_while_its_agent_is_down(
     assert status()["worker2"][2] == "-"
 
 
+def test_a_rolling_restart_of_every_agent_fails_no_command_and_runs_none_twice(
+    cluster: None,
+) -> None:
+    """Issue 22, part 2, on the containers: each node's agent is stopped with SIGTERM (it
+    drains), started again, one after another, while commands run through the fallback."""
+    done = run("rolling-restart", "--duration", "12", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    commands = summary["commands"]
+    assert commands["failed_count"] == 0 and commands["ran_twice"] == 0, commands
+    assert commands["never_ran"] == 0 and commands["missing"] == 0, commands
+    assert commands["in_journal"] == commands["planned"] > 0
+    restarted = [e["target"] for e in events() if e.get("event") == "fault.end.agent-restart"]
+    assert set(restarted) >= {"worker1", "worker2", "worker3", "worker4"}
+    states = status()
+    assert all(states[node][0] == "running" for node in set(restarted)), states
+
+
 def health_check_passes(service: str) -> bool:
     """Run the service's Docker health check once, now, instead of waiting for Docker's."""
     container = container_of(service)

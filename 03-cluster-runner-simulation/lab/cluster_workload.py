@@ -13,6 +13,12 @@ through the fallback executor: ZeroMQ first, SSH (user zcl, the cluster's key) w
 ZeroMQ circuit is open or a ZeroMQ attempt fails in transport. Every journal record says which
 transport served it, and the summary counts them.
 
+With `--strict` (the rolling restart, `simulate-cluster.sh rolling-restart`) nothing is tried
+again: a command that fails is a failure of the run. Each command leaves a file named after
+its record in the user's home on the node, made by whichever transport ran it, and the files
+are counted at the end, so a command that ran twice shows as two. The summary gives each
+command's wall time, the slowest included: what a restart cost a running call.
+
 It prints one JSON summary and a verdict line, PASS or FAIL with the reason, and exits 0 only on
 PASS. It fails loudly when nothing succeeded at all.
 """
@@ -116,29 +122,30 @@ def tasks_through_the_coordinator(
 async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any]:
     controller = keys.load_controller_keys(args.keys)
     nodes = args.nodes.split(",")
-    executors: dict[str, NodeExecutorProtocol] = {}
-    for node in nodes:
-        over_zmq = ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
-        executors[node] = (
-            FallbackExecutor(over_zmq, ssh_executor(node, args.ssh_key))
-            if args.fallback
-            else over_zmq
-        )
+    executors = node_executors(args, nodes, controller)
     served: collections.Counter[str] = collections.Counter()
     journal = ZmqJournalWriter(args.collector, controller)
     run_id = uuid.uuid4().hex[:8]  # the journal outlives runs: each run's records are its own
     planned = [f"{run_id}:{node}:{n}" for n in range(args.commands) for node in nodes]
     retried = 0
+    failed: list[str] = []
+    took: list[float] = []
 
     async def one(record_id: str) -> None:
         nonlocal retried
         node = record_id.split(":")[1]
         give_up = time.monotonic() + args.duration + 120
+        command = traced(record_id) if args.strict else f"echo {record_id}"
         while True:
+            began = time.monotonic()
             try:
-                result = await executors[node].run(f"echo {record_id}", timeout_s=10)
+                result = await executors[node].run(command, timeout_s=10)
+                took.append(time.monotonic() - began)
                 break
-            except ExecutorError:
+            except ExecutorError as exc:
+                if args.strict:
+                    failed.append(f"{record_id}: {exc}")
+                    return
                 retried += 1
                 if time.monotonic() > give_up:
                     raise
@@ -160,10 +167,42 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
             await asyncio.gather(*(one(f"{run_id}:{node}:{n}") for node in nodes))
             await asyncio.sleep(max(0.0, started + (n + 1) * pace - time.monotonic()))
         await journal.close()
+        runs = await runs_on_nodes(executors, run_id) if args.strict else None
     finally:
         for executor in executors.values():
             await executor.close()
     counts = collections.Counter(r["record_id"] for r in read_journal(args.journal))
+    summary = journal_summary(planned, counts, retried, served)
+    if took:
+        took.sort()
+        summary["wall_s"] = {"p50": round(took[len(took) // 2], 4), "max": round(took[-1], 4)}
+    if runs is not None:
+        summary["failed"], summary["failed_count"] = failed[:10], len(failed)
+        summary["ran_twice"] = sum(1 for r in planned if runs[r] > 1)
+        summary["never_ran"] = sum(1 for r in planned if runs[r] == 0 and counts[r])
+    return summary
+
+
+def node_executors(
+    args: argparse.Namespace, nodes: list[str], controller: keys.ControllerKeys
+) -> dict[str, NodeExecutorProtocol]:
+    executors: dict[str, NodeExecutorProtocol] = {}
+    for node in nodes:
+        over_zmq = ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
+        executors[node] = (
+            FallbackExecutor(over_zmq, ssh_executor(node, args.ssh_key))
+            if args.fallback
+            else over_zmq
+        )
+    return executors
+
+
+def journal_summary(
+    planned: list[str],
+    counts: collections.Counter[str],
+    retried: int,
+    served: collections.Counter[str],
+) -> dict[str, Any]:
     return {
         "planned": len(planned),
         "in_journal": sum(1 for r in planned if counts[r] == 1),
@@ -174,6 +213,29 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
     }
 
 
+RUNS = "zcl-runs"  # below the node user's home: the commands' traces in --strict
+
+
+def traced(record_id: str) -> str:
+    """The command, leaving a trace of every run, by whichever transport ran it."""
+    return f'mkdir -p "$HOME/{RUNS}" && touch "$HOME/{RUNS}/{record_id}.$$" && echo {record_id}'
+
+
+async def runs_on_nodes(
+    executors: dict[str, NodeExecutorProtocol], run_id: str
+) -> collections.Counter[str]:
+    """How many times each record's command ran, from the traces it left; then removes them."""
+    found: collections.Counter[str] = collections.Counter()
+    for executor in executors.values():
+        listing = await executor.run(
+            f'ls "$HOME/{RUNS}" 2>/dev/null; rm -f "$HOME/{RUNS}"/{run_id}:*', timeout_s=30
+        )
+        for name in listing.text().split():
+            if name.startswith(f"{run_id}:"):
+                found[name.rsplit(".", 1)[0]] += 1
+    return found
+
+
 def verdict(summary: dict[str, Any]) -> str | None:
     tasks, commands = summary["tasks"], summary["commands"]
     if tasks["completed"] == 0 or commands["in_journal"] == 0:
@@ -182,6 +244,8 @@ def verdict(summary: dict[str, Any]) -> str | None:
         return f"tasks lost or failed: {tasks}"
     if commands["missing"] or commands["doubled"]:
         return f"journal records lost or doubled: {commands}"
+    if commands.get("failed_count") or commands.get("ran_twice") or commands.get("never_ran"):
+        return f"commands failed, ran twice or never ran: {commands}"
     node, served = summary.get("expect_fallback"), commands["served"]
     if node and not (served.get(f"{node} ssh") and served.get(f"{node} zmq")):
         return f"{node} was not served over ZeroMQ and, while its agent was down, SSH: {commands}"
@@ -228,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--expect-fallback", metavar="NODE", help="fail unless NODE was served over both"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="no command is tried again, and each must have run exactly once (rolling restart)",
     )
     parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")

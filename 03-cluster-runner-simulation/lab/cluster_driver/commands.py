@@ -57,6 +57,10 @@ registry, with faults injected the way real clusters fail.
   drill [--duration S]   the rollback drill: commands through the fallback executor while one
                          node's agent is killed and restarted; PASS only if that node was served
                          over SSH meanwhile and every record arrived exactly once
+  rolling-restart [--duration S]
+                         every node's agent restarted in turn (SIGTERM, drain, start) while
+                         commands run through the fallback executor; PASS only if none failed,
+                         none ran twice and every record arrived exactly once
   stop                   stop the cluster (containers stay for `start`)
   cleanup                remove everything this script made: containers, network, images, .build
 
@@ -68,7 +72,7 @@ Containers are found by their Compose labels, never by names the driver makes up
 VERBS = (
     *("build", "start", "deploy", "rotate", "remove", "status", "logs", "fail", "recover"),
     *("pause", "resume", "partition", "heal", "flaky", "slow", "fast", "test", "bench"),
-    *("kill-agent", "start-agent", "drill", "stop", "cleanup"),
+    *("kill-agent", "start-agent", "drill", "rolling-restart", "stop", "cleanup"),
 )
 MISSING_VALUE = {  # an option given without its value
     "--workers": "--workers needs a number",
@@ -154,7 +158,7 @@ def build_parser() -> DriverParser:
     slow.add_argument("delay", nargs="?", default="", type=faults.delay, metavar="DELAY")
     for dry in (partition, flaky, slow):
         dry.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
-    for name in ("test", "drill"):
+    for name in ("test", "drill", "rolling-restart"):
         verb(name).add_argument(
             "--duration",
             type=whole_number("--duration needs whole seconds, got '{}'"),
@@ -221,10 +225,9 @@ def _on_engine(verb: str, args: argparse.Namespace, engine: Engine) -> None:
         node_faults.flaky(args.node, args.loss)
     elif verb == "slow":
         node_faults.slow(args.node, args.delay)
-    elif verb == "test":
-        workloads.test(args.duration)
-    elif verb == "drill":
-        workloads.drill(args.duration)
+    elif verb in ("test", "drill", "rolling-restart"):
+        timed = {"test": workloads.test, "drill": workloads.drill}
+        timed.get(verb, workloads.rolling_restart)(args.duration)
     elif verb == "bench":
         workloads.bench(args.quick, args.json)
 

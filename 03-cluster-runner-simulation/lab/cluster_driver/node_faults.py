@@ -18,6 +18,7 @@ from cluster_sim.lab.cluster_driver.layout import AGENT_PORT, say
 
 # "[z]" keeps the pattern from matching a command line that holds it (a health check's).
 AGENT_PATTERN = "[z]cl-agent"
+DRAIN_WITHIN_S = 40.0  # the agent's default drain (30 s) and its way out
 
 
 class NodeFaults:
@@ -181,6 +182,35 @@ class NodeFaults:
         say(f"{node}'s agent killed (SIGKILL); its sshd still answers")
         return began
 
+    def restart_agent(self, node: str | None) -> float:
+        """Stop the node's agent as an upgrade does (SIGTERM: it drains, refusing new commands
+        and finishing the running ones), wait for it to end, start it again; returns how long
+        the node was without an agent, stop to listening again."""
+        node = self._node(node)
+        if self.agent_down(node):
+            raise CliError(f"the agent on {node} is down (start-agent {node})")
+        began = time.time()
+        self.record("fault.start.agent-restart", node, began)
+        if self.deployed_agent(node):
+            self._must(node, ["systemctl", "restart", "zcl-agent"])  # SIGTERM, wait, start
+            self.engine.wait_listening(
+                node, AGENT_PORT, 20, f"the agent on {node} did not start (see: logs {node})"
+            )
+        else:
+            self._must(node, ["pkill", "-TERM", "-f", AGENT_PATTERN])
+            deadline = time.monotonic() + DRAIN_WITHIN_S
+            while not self.agent_down(node):
+                if time.monotonic() > deadline:
+                    raise CliError(
+                        f"the agent on {node} still runs {DRAIN_WITHIN_S:g} s after SIGTERM"
+                    )
+                time.sleep(0.05)  # it drains in its own time: poll for its end
+            self._start_detached_agent(node)
+        ended = time.time()
+        self.record("fault.end.agent-restart", node, ended)
+        say(f"{node}'s agent restarted (SIGTERM, drained, started): {ended - began:.2f} s")
+        return ended - began
+
     def start_agent(self, node: str | None) -> float | None:
         node = self._node(node)
         if not self.agent_down(node):
@@ -189,21 +219,11 @@ class NodeFaults:
         began = time.time()
         if self.deployed_agent(node):
             self._must(node, ["systemctl", "start", "zcl-agent"])
-        else:
-            agent = [
-                "zcl-agent",
-                "--bind",
-                f"tcp://*:{AGENT_PORT}",
-                "--keys",
-                f"/keys/nodes/{node}",
-            ]
-            agent += ["--file-root", "/var/lib/zcl-agent"]
-            self.engine.run_in(
-                node, agent, detach=True, user="zcl", environment={"HOME": "/home/zcl"}
+            self.engine.wait_listening(
+                node, AGENT_PORT, 20, f"the agent on {node} did not start (see: logs {node})"
             )
-        self.engine.wait_listening(
-            node, AGENT_PORT, 20, f"the agent on {node} did not start (see: logs {node})"
-        )
+        else:
+            self._start_detached_agent(node)
         self.record("fault.end.agent-down", node, began)
         say(f"{node}'s agent started again")
         return began
@@ -211,6 +231,15 @@ class NodeFaults:
     def _node(self, node: str | None) -> str:
         self.engine.node(node)  # or one line saying which nodes there are
         return str(node)
+
+    def _start_detached_agent(self, node: str) -> None:
+        """The agent as node-init.sh starts it, as user zcl; returns once it listens."""
+        agent = ["zcl-agent", "--bind", f"tcp://*:{AGENT_PORT}", "--keys", f"/keys/nodes/{node}"]
+        agent += ["--file-root", "/var/lib/zcl-agent"]
+        self.engine.run_in(node, agent, detach=True, user="zcl", environment={"HOME": "/home/zcl"})
+        self.engine.wait_listening(
+            node, AGENT_PORT, 20, f"the agent on {node} did not start (see: logs {node})"
+        )
 
     def _must(self, node: str, argv: list[str]) -> None:
         code, output = self.engine.run_in(node, argv)

@@ -112,6 +112,28 @@ class Workloads:
         self.finish("drill", drill)
         say("PASS")
 
+    def rolling_restart(self, duration: int) -> None:
+        """Every node's agent restarted in turn (SIGTERM, drain, start) while commands run
+        through the fallback executor; PASS only if none failed, none ran twice or never,
+        and every journal record arrived once."""
+        nodes = self.clean_nodes("rolling-restart")
+        workload = self.engine.start_in_cluster(
+            "rolling-restart",
+            [
+                *("python", "-m", "cluster_sim.lab.cluster_workload", "--fallback", "--strict"),
+                *("--nodes", ",".join(nodes), "--duration", str(duration)),
+                *("--keys", self.keys(), "--commands", str(max(20, duration * 4))),
+            ],
+        )
+        self.faults.record("rolling-restart.started", " ".join(nodes))
+        pause = duration / (len(nodes) + 1)
+        for node in nodes:
+            time.sleep(pause)  # the schedule: load between restarts
+            self.faults.restart_agent(node)
+        say("every agent restarted; waiting for the workload to finish")
+        self.finish("rolling-restart", workload)
+        say("PASS")
+
     def bench(self, quick: bool, out: Path | None) -> None:
         nodes = self.clean_nodes("bench")
         target, victim = nodes[0], nodes[-1]
