@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import zmq
 from cluster_patterns import cli, processes
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
+from cluster_sim.lab.openssh_server import OpenSshServer
+from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 
 AGENT = "cluster_sim.agent.node_agent"
@@ -45,6 +48,19 @@ def executor(
 ) -> ZmqNodeExecutor:
     controller_keys = keys.load_controller_keys(keys.controller_dir(keydir, controller))
     return ZmqNodeExecutor("node1", endpoint, controller_keys, **options)
+
+
+@contextlib.asynccontextmanager
+async def both_transports(
+    sshd: OpenSshServer, keydir: Path, *agent_args: str
+) -> AsyncIterator[dict[str, NodeExecutorSSH | ZmqNodeExecutor]]:
+    """The same node reached both ways: over SSH, and through an agent on this machine."""
+    with running_agent(keydir, *agent_args) as agent:
+        async with (
+            NodeExecutorSSH.for_node(sshd.node("node1")) as over_ssh,
+            executor(agent.endpoint, keydir) as over_zmq,
+        ):
+            yield {"ssh": over_ssh, "zmq": over_zmq}
 
 
 class RawController:

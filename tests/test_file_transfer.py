@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +19,11 @@ import zmq
 from cluster_sim import agent_wire as wire
 from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import InvalidRequestError, RemoteError
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from tests.agents import RawController, executor, free_port, running_agent
+from tests.agents import RawController, both_transports, executor, free_port, running_agent
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
 MiB = 1024 * 1024
-
-
-@contextlib.asynccontextmanager
-async def both(
-    sshd: OpenSshServer, keydir: Path, *agent_args: str
-) -> AsyncIterator[dict[str, NodeExecutorSSH | ZmqNodeExecutor]]:
-    with running_agent(keydir, *agent_args) as agent:
-        async with (
-            NodeExecutorSSH.for_node(sshd.node("node1")) as over_ssh,
-            executor(agent.endpoint, keydir) as over_zmq,
-        ):
-            yield {"ssh": over_ssh, "zmq": over_zmq}
 
 
 @contextlib.contextmanager
@@ -88,7 +74,7 @@ async def test_a_folder_goes_there_and_back_alike_on_both_transports(
     source = tree(shared_dir / "source")
     arrived = {}
     with umask(0o022):  # the agent's and the SSH login's (see openssh_server)
-        async with both(sshd, keydir) as executors:
+        async with both_transports(sshd, keydir) as executors:
             for name, ex in executors.items():
                 remote = shared_dir / f"on-node-{name}"
                 back = shared_dir / f"back-{name}"
@@ -115,7 +101,7 @@ async def test_one_file_gets_the_mode_asked_for_on_both_transports(
 ) -> None:
     script = shared_dir / "job.sh"
     script.write_text("#!/bin/sh\necho job done\n")
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             remote = shared_dir / f"job-{name}.sh"
             await ex.put_file(script, str(remote), mode=0o755)

@@ -8,8 +8,6 @@ and an easy-to-miss `truncated`, while SSH returned everything."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,10 @@ from cluster_sim.protocols import (
     OutputLimitError,
     RequestTooLargeError,
 )
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from tests.agents import RawController, executor, running_agent
+from tests.agents import RawController, both_transports, executor, running_agent
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 MB = 1_000_000
-
-
-@contextlib.asynccontextmanager
-async def both(
-    sshd: OpenSshServer, keydir: Path, *agent_args: str
-) -> AsyncIterator[dict[str, NodeExecutorSSH | ZmqNodeExecutor]]:
-    with running_agent(keydir, *agent_args) as agent:
-        async with (
-            NodeExecutorSSH.for_node(sshd.node("node1")) as over_ssh,
-            executor(agent.endpoint, keydir) as over_zmq,
-        ):
-            yield {"ssh": over_ssh, "zmq": over_zmq}
 
 
 def agent_counters(endpoint: str, keydir: Path) -> dict[str, int]:
@@ -80,7 +64,7 @@ async def test_a_put_over_the_agent_s_file_limit_is_refused_before_a_piece_is_se
 async def test_output_over_the_caller_s_cap_raises_with_what_was_kept(
     sshd: OpenSshServer, keydir: Path, transport: str
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         runner = executors[transport]
         command = "head -c 3000 /dev/zero; echo done >&2"
         with pytest.raises(OutputLimitError, match="more than 1000 bytes") as over:
@@ -100,7 +84,7 @@ async def test_output_over_the_caller_s_cap_raises_with_what_was_kept(
 async def test_the_default_cap_is_the_same_on_both_transports(
     sshd: OpenSshServer, keydir: Path, transport: str
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         command = f"head -c {DEFAULT_MAX_OUTPUT_BYTES + 1} /dev/zero"
         with pytest.raises(OutputLimitError) as over:
             await asyncio.wait_for(executors[transport].run(command, timeout_s=60), 60)
@@ -111,7 +95,7 @@ async def test_the_default_cap_is_the_same_on_both_transports(
 async def test_streamed_output_keeps_to_the_cap_too(
     sshd: OpenSshServer, keydir: Path, transport: str
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         seen: list[bytes] = []
         with pytest.raises(OutputLimitError):
             await asyncio.wait_for(
@@ -143,7 +127,7 @@ async def test_a_cap_above_the_agent_s_own_is_refused_before_anything_runs(
 async def test_a_cap_that_is_not_a_positive_count_is_refused_alike(
     sshd: OpenSshServer, keydir: Path, bad: object
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for runner in executors.values():
             with pytest.raises(InvalidRequestError, match="max_output_bytes"):
                 await runner.run("true", max_output_bytes=bad)  # type: ignore[arg-type]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,20 +35,12 @@ def cluster() -> Iterator[SimulatedCluster]:
         yield running
 
 
-@pytest.fixture
-def runs_dir() -> Iterator[Path]:
-    """Where each command leaves its file: writable by the agents and the SSH login user."""
-    folder = Path(tempfile.mkdtemp(prefix="zcl-rolling-"))
-    folder.chmod(0o777)
-    yield folder
-    shutil.rmtree(folder)
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(180)
 async def test_a_rolling_restart_fails_no_command_and_runs_none_twice(
-    cluster: SimulatedCluster, runs_dir: Path
+    cluster: SimulatedCluster, shared_dir: Path
 ) -> None:
+    runs_dir = shared_dir  # each command's trace, whichever transport ran it
     tokens = itertools.count()
     outcomes: list[tuple[str, str, str | ExecutorError]] = []  # node, token, transport or error
     restarting = asyncio.Event()

@@ -5,12 +5,11 @@ the output as an async iterator with backpressure."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import os
 import pwd
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,12 @@ from cluster_sim.protocols import (
 from cluster_sim.retry import RetryPolicy
 from cluster_sim.ssh_context import NodeExecutorSSH
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from tests.agents import RawController, executor, free_port, running_agent
+from tests.agents import RawController, both_transports, executor, free_port, running_agent
 from tests.helpers import eventually, skip_here_fail_on_ci
 from tests.test_node_agent import wait_gone
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 Executor = NodeExecutorSSH | ZmqNodeExecutor
-
-
-@contextlib.asynccontextmanager
-async def both(
-    sshd: OpenSshServer, keydir: Path, *agent_args: str
-) -> AsyncIterator[dict[str, Executor]]:
-    """The same node reached both ways: over SSH, and through an agent on this machine."""
-    with running_agent(keydir, *agent_args) as agent:
-        async with (
-            NodeExecutorSSH.for_node(sshd.node("node1")) as over_ssh,
-            executor(agent.endpoint, keydir) as over_zmq,
-        ):
-            yield {"ssh": over_ssh, "zmq": over_zmq}
 
 
 async def within(run: Awaitable[Any], seconds: float = 30) -> Any:
@@ -62,7 +48,7 @@ async def test_input_reaches_the_command_s_stdin_on_both_transports(
     never reads its input still ends; no input is end of file, as before."""
     data = os.urandom(3 * 1024 * 1024)
     expected = hashlib.sha256(data).hexdigest().encode()
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             kept = await within(ex.run("sha256sum", input=data))
             assert kept.stdout.split()[0] == expected, name
@@ -90,7 +76,7 @@ async def test_a_timed_out_command_gets_sigterm_and_its_grace_only_when_asked(
 ) -> None:
     """Without a grace a timeout is SIGKILL, so the command's TERM trap never runs; with one
     it runs (the command cleans up) and ends the command early."""
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             marker = shared_dir / f"{name}-cleaned"
             command = TRAPS_TERM.format(marker=marker)
@@ -102,7 +88,7 @@ async def test_a_timed_out_command_gets_sigterm_and_its_grace_only_when_asked(
 async def test_what_ignores_sigterm_is_killed_when_the_grace_is_over(
     sshd: OpenSshServer, keydir: Path
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             pids: list[int] = []
 
@@ -137,7 +123,7 @@ async def test_a_command_runs_as_a_listed_user_and_never_as_another(
     sshd: OpenSshServer, keydir: Path
 ) -> None:
     user = other_user()
-    async with both(sshd, keydir, "--run-as", user.pw_name) as executors:
+    async with both_transports(sshd, keydir, "--run-as", user.pw_name) as executors:
         seen = {}
         for name, ex in executors.items():
             result = await within(ex.run('id -un; echo "$HOME"; pwd', user=user.pw_name))
@@ -212,7 +198,7 @@ async def test_a_retry_policy_never_runs_a_command_again_after_it_may_have_start
 async def test_the_output_iterator_gives_every_chunk_then_the_result_on_both_transports(
     sshd: OpenSshServer, keydir: Path
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             taken: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
             async with ex.stream("seq 1 200000; echo oops >&2; exit 3") as output:
@@ -231,7 +217,7 @@ async def test_the_output_iterator_gives_every_chunk_then_the_result_on_both_tra
 async def test_leaving_the_output_loop_early_kills_the_command_on_both_transports(
     sshd: OpenSshServer, keydir: Path
 ) -> None:
-    async with both(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir) as executors:
         for name, ex in executors.items():
             async with ex.stream("echo $$; exec sleep 300") as output:
                 async for _, chunk in output:
@@ -314,7 +300,7 @@ async def test_a_command_meets_the_same_environment_on_both_transports(
     command met the agent's environment, its raised open-files limit and its working folder;
     over SSH, sshd's.)"""
     user = other_user()
-    async with both(sshd, keydir, "--run-as", user.pw_name) as executors:
+    async with both_transports(sshd, keydir, "--run-as", user.pw_name) as executors:
         seen = {
             name: _normalised((await within(ex.run(ENVIRONMENT_PROBE, user=user.pw_name))).stdout)
             for name, ex in executors.items()

@@ -382,7 +382,7 @@ def test_a_rolling_restart_of_every_agent_fails_no_command_and_runs_none_twice(
     assert commands["failed_count"] == 0 and commands["ran_twice"] == 0, commands
     assert commands["never_ran"] == 0 and commands["missing"] == 0, commands
     assert commands["in_journal"] == commands["planned"] > 0
-    restarted = [e["target"] for e in events() if e.get("event") == "fault.end.agent-restart"]
+    restarted = [str(e["target"]) for e in events() if e.get("event") == "fault.end.agent-restart"]
     assert set(restarted) >= {"worker1", "worker2", "worker3", "worker4"}
     states = status()
     assert all(states[node][0] == "running" for node in set(restarted)), states
