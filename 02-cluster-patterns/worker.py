@@ -34,7 +34,7 @@ import zmq
 
 from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
-from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
+from cluster_patterns.heartbeat import OUR_INTERVAL_S, UNLEARNED_ALLOWANCE_S, Backoff, Liveness
 
 RECONNECT_CAP_S = 0.6  # the longest back-off between sockets (randomised down to half)
 RECONNECT_IVL_MS = 500  # libzmq's redial interval within one socket, at most
@@ -160,7 +160,15 @@ class Worker:
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.results, zmq.POLLIN)
         self.send(mdp.W_READY, self.announce.encode())
-        self.broker = Liveness(time.monotonic())
+        # The coordinator's rhythm, learned on the old socket, still holds: a new socket that
+        # hears nothing is given up as soon as the old one would have been, not after the
+        # unlearned allowance (7.5 s: a partition that began just before a reconnect kept a
+        # healed worker away that long).
+        learned = getattr(self, "broker", None)
+        allowance = UNLEARNED_ALLOWANCE_S
+        if learned is not None and learned.interval is not None:
+            allowance = learned.allowed_silence
+        self.broker = Liveness(time.monotonic(), unlearned_allowance_s=allowance)
         self.next_beat = time.monotonic() + self.heartbeat_s
 
     def live_socket(self) -> cli.Sock:

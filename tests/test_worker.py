@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -126,6 +127,27 @@ def test_a_silent_coordinator_makes_it_reconnect(ctx: cli.Ctx) -> None:
     for _ in range(3):  # beat so the worker learns a 50 ms rhythm, then fall silent
         broker.send(b"w", mdp.W_HEARTBEAT)
     assert broker.recv()[1:] == [mdp.WORKER, mdp.W_READY, b"echo"]
+    stop(worker, thread)
+
+
+def test_a_coordinator_silent_after_a_reconnect_is_noticed_at_the_learned_rhythm(
+    ctx: cli.Ctx,
+) -> None:
+    """Issue 22, finding 9: after reconnecting, the worker forgot the coordinator's rhythm and
+    allowed a new socket the unlearned 7.5 s, so a partition that began just before a
+    reconnect kept a healed worker away for 6 s. The rhythm learned on the old socket holds."""
+    broker = RawBroker(ctx)
+    worker, thread = started(ctx, broker, "echo")
+    for _ in range(5):  # beat so the worker learns a rhythm of about 60 ms
+        broker.send(b"w", mdp.W_HEARTBEAT)
+        time.sleep(0.06)  # the rhythm itself, not synchronisation
+    broker.send(b"w", mdp.W_DISCONNECT)
+    assert broker.recv()[1:] == [mdp.WORKER, mdp.W_READY, b"echo"]  # the new socket
+    # Silent from now on: the new socket must give up within the learned allowance, well
+    # inside the 7.5 s an unlearned one waits.
+    deadline = time.monotonic() + 3.0
+    while broker.recv(skip_heartbeats=False)[1:] != [mdp.WORKER, mdp.W_READY, b"echo"]:
+        assert time.monotonic() < deadline, "the worker waited out an unlearned allowance"
     stop(worker, thread)
 
 
