@@ -284,7 +284,7 @@ class NodeExecutorSSH:
             if mode is not None:
                 await sftp.chmod(remote_path, mode)
 
-        await self._sftp("put", str(local_path), put)
+        await self._sftp("put", remote_path, put)  # a refusal is about the node's side
 
     async def get_file(
         self, remote_path: str, local_path: Path, *, preserve_mode: bool = False

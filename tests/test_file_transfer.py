@@ -261,3 +261,21 @@ def test_a_put_cut_off_by_a_sigkill_leaves_no_temporary_file_once_the_agent_is_b
     with running_agent(keydir, *args, bind=bind):
         assert not list(files.glob(".cut*"))  # gone before the agent says it serves
     assert not (files / "cut").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_put_the_node_refuses_names_the_node_s_path_on_both_transports(
+    sshd: OpenSshServer, keydir: Path, tmp_path: Path, shared_dir: Path
+) -> None:
+    """Issue 22, finding 3: the SSH side named the local file, which was fine, for a failure on
+    the node (a folder that is not there)."""
+    source = tmp_path / "here.txt"
+    source.write_text("x")
+    remote = f"{shared_dir}/no-such-folder/there.txt"
+    async with both_transports(sshd, keydir) as executors:
+        for name, runner in executors.items():
+            with pytest.raises(RemoteError) as refused:
+                await asyncio.wait_for(runner.put_file(source, remote), 30)
+            message = str(refused.value)
+            assert f"{shared_dir}/no-such-folder" in message, (name, message)
+            assert str(source) not in message, (name, message)
