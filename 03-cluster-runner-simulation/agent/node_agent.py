@@ -22,9 +22,16 @@ request names an operation that is looked up in OPERATIONS, an explicit allow-li
     sysinfo  the node's hardware (system_probe.py)
     ping     liveness, the agent's counters, how many commands run
 
+A command meets what an SSH login as its user would (protocols.login_environment and
+shell_script): that user's HOME, USER, LOGNAME and SHELL, a fixed PATH, LANG=C.UTF-8, umask
+022, the home folder as working folder, and the resource limits the agent was started with;
+nothing of the agent's own environment.
+
 Limits keep one bad controller from hurting the node or the others: at most --max-concurrent
-commands, at most --max-output-bytes of output kept per command (the rest is read and dropped,
-and the result says `truncated`), no message above --max-message-bytes (libzmq drops the sender).
+commands, at most --max-output-bytes of output kept per command, or less when the request
+asks (the rest is read and dropped, and the result says `truncated`), no message above
+--max-message-bytes (libzmq drops the sender). Its pongs carry these limits, so that a
+controller refuses an oversized request before sending it.
 Bad requests get an error reply or are dropped, and are counted; nothing stops the agent.
 
 An agent started on a fixed endpoint first kills what an earlier agent with the same keys and
