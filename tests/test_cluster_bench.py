@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 
-from cluster_sim.lab.cluster_bench import build_report, timeline
+from rich.console import Console
+
+from cluster_sim.lab.cluster_bench import build_report, print_report, timeline
+from zcl_tools.results import RollingRestart
 
 
 def line(**event: object) -> str:
@@ -34,6 +37,21 @@ def test_the_report_carries_the_ratios_and_each_fault() -> None:
     assert report["detection"]["fail"] == {"detected_s": 0.78, "rejoined_s": 0.86}
     assert set(report["detection"]) == {"fail", "pause"}
     assert report["latency"]["zmq"]["p50_ms"] == 2.0
+    assert "rolling_restart" not in report  # a bench that did not measure it says nothing
+    rolling: RollingRestart = {
+        "commands": 48,
+        "failed": 0,
+        "ran_twice": 0,
+        "served": {"w1 zmq": 40, "w1 ssh": 8},
+        "wall_p50_s": 0.05,
+        "wall_max_s": 0.4,
+        "restart_s": {"w1": 1.0},
+    }
+    with_rolling = build_report(transports, [["fail", "0.78", "0.86"]], rolling=rolling)
+    assert with_rolling["rolling_restart"] == rolling
+    printed = Console(record=True, width=200)
+    print_report(with_rolling, printed)
+    assert "48 commands, 0 failed, 0 ran twice" in printed.export_text()
 
 
 def test_the_timeline_keeps_our_faults_and_the_coordinators_verdicts_in_order() -> None:

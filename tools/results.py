@@ -148,6 +148,18 @@ class TimelineEvent(TypedDict):
     event: str  # fault.start.KIND / fault.end.KIND (ours), worker.dead / .joined / .left
 
 
+class RollingRestart(TypedDict):
+    """Every node's agent restarted in turn (SIGTERM, drain, start) under load."""
+
+    commands: int
+    failed: int
+    ran_twice: int
+    served: dict[str, int]  # "NODE zmq" / "NODE ssh" -> commands
+    wall_p50_s: float  # one command's wall time, through the fallback executor
+    wall_max_s: float  # the slowest: what a restart cost a call made meanwhile
+    restart_s: dict[str, float]  # node -> SIGTERM to listening again
+
+
 class BenchDocker(TypedDict):
     where: str
     node: str
@@ -157,6 +169,7 @@ class BenchDocker(TypedDict):
     detection: dict[str, FaultTimes]
     recordings: dict[str, str]
     timeline: NotRequired[list[TimelineEvent]]  # benches before the timeline was recorded
+    rolling_restart: NotRequired[RollingRestart]  # benches before it was measured
     goals: Goals
 
 

@@ -42,7 +42,7 @@ from cluster_sim.performance_comparison import (
 from cluster_sim.protocols import ExecutorError, NodeExecutorProtocol
 from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from zcl_tools import goals
-from zcl_tools.results import BenchDocker, TimelineEvent, method_figure
+from zcl_tools.results import BenchDocker, RollingRestart, TimelineEvent, method_figure
 
 AGENT_PORT = 5560  # where docker/node-init.sh starts each node's agent
 
@@ -149,6 +149,7 @@ def build_report(
     faults: list[list[str]],
     recordings: dict[str, str] | None = None,
     events: list[TimelineEvent] | None = None,
+    rolling: RollingRestart | None = None,
 ) -> BenchDocker:
     latency, rate = transports["latency"], transports["throughput"]
     ssh_p50 = latency["ssh_persistent_asyncssh"]["p50_ms"]
@@ -170,6 +171,8 @@ def build_report(
         "timeline": events or [],
         "goals": {},
     }
+    if rolling is not None:
+        report["rolling_restart"] = rolling
     report["goals"] = goals.evaluate(goals.DOCKER, report)
     return report
 
@@ -196,6 +199,16 @@ def print_report(report: BenchDocker, console: Console) -> None:
     for kind, times in report["detection"].items():
         detection.add_row(kind, f"{times['detected_s']:.2f}", f"{times['rejoined_s']:.2f}")
     console.print(detection)
+    rolling = report.get("rolling_restart")
+    if rolling is not None:
+        slowest = max(rolling["restart_s"].values(), default=0.0)
+        console.print(
+            f"rolling restart of {len(rolling['restart_s'])} agents under load: "
+            f"{rolling['commands']} commands, {rolling['failed']} failed, {rolling['ran_twice']} "
+            f"ran twice; a call took {rolling['wall_p50_s']:.3f} s (p50), "
+            f"{rolling['wall_max_s']:.3f} s at most; an agent was away {slowest:.2f} s at most "
+            "(SIGTERM to listening)"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

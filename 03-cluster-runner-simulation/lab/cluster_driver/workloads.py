@@ -19,6 +19,7 @@ from cluster_sim.lab.cluster_driver import verdicts
 from cluster_sim.lab.cluster_driver.engine import Engine, size_of
 from cluster_sim.lab.cluster_driver.layout import say
 from cluster_sim.lab.cluster_driver.node_faults import NodeFaults
+from zcl_tools.results import RollingRestart
 
 QUICK_TRANSPORTS = ["--rounds", "2", "--latency", "20", "--throughput", "100"]
 
@@ -39,14 +40,20 @@ class Workloads:
     def keys(self) -> str:
         return f"/keys/controllers/{self.engine.layout.controller()}"
 
-    def finish(self, verb: str, container: Any) -> None:
-        """Wait for the workload, show its verdict (its last two lines), fail with it."""
+    def finish(self, verb: str, container: Any) -> dict[str, Any]:
+        """Wait for the workload, show its verdict (its last two lines), fail with it; on
+        success, its JSON summary (the line before the verdict)."""
         code = int(container.wait()["StatusCode"])
         tail = container.logs().decode(errors="replace").rstrip("\n").splitlines()[-2:]
         print("\n".join(tail), flush=True)
         self.faults.record(f"{verb}.finished", f"exit {code}")
         if code != 0:
             raise CliError(f"the {verb} workload failed (exit {code}; its verdict is above)")
+        try:
+            summary: dict[str, Any] = json.loads(tail[0])
+        except (IndexError, ValueError):
+            raise CliError(f"the {verb} workload printed no summary: {tail}") from None
+        return summary
 
     def test(self, duration: int) -> None:
         nodes = self.clean_nodes("test")
@@ -112,10 +119,10 @@ class Workloads:
         self.finish("drill", drill)
         say("PASS")
 
-    def rolling_restart(self, duration: int) -> None:
+    def rolling_restart(self, duration: int) -> RollingRestart:
         """Every node's agent restarted in turn (SIGTERM, drain, start) while commands run
         through the fallback executor; PASS only if none failed, none ran twice or never,
-        and every journal record arrived once."""
+        and every journal record arrived once. Returns the figures the bench keeps."""
         nodes = self.clean_nodes("rolling-restart")
         workload = self.engine.start_in_cluster(
             "rolling-restart",
@@ -127,12 +134,23 @@ class Workloads:
         )
         self.faults.record("rolling-restart.started", " ".join(nodes))
         pause = duration / (len(nodes) + 1)
+        restarts = {}
         for node in nodes:
             time.sleep(pause)  # the schedule: load between restarts
-            self.faults.restart_agent(node)
+            restarts[node] = round(self.faults.restart_agent(node), 3)
         say("every agent restarted; waiting for the workload to finish")
-        self.finish("rolling-restart", workload)
+        summary = self.finish("rolling-restart", workload)
         say("PASS")
+        commands = summary["commands"]
+        return {
+            "commands": int(commands["planned"]),
+            "failed": int(commands["failed_count"]),
+            "ran_twice": int(commands["ran_twice"]),
+            "served": dict(commands["served"]),
+            "wall_p50_s": float(commands["wall_s"]["p50"]),
+            "wall_max_s": float(commands["wall_s"]["max"]),
+            "restart_s": restarts,
+        }
 
     def bench(self, quick: bool, out: Path | None) -> None:
         nodes = self.clean_nodes("bench")
@@ -179,6 +197,8 @@ class Workloads:
             say(f"failure detection: {kind} {victim}")
             detected, rejoined = self._detect(kind, victim, dashboard, build)
             detection.append([kind, f"{detected:.3f}", f"{rejoined:.3f}"])
+        say("rolling restart: every agent in turn, under load through the fallback")
+        rolling = self.rolling_restart(8 if quick else 12)
         report = cluster_bench.build_report(
             json.loads((events_dir / "bench-transports.json").read_text()),
             detection,
@@ -189,6 +209,7 @@ class Workloads:
                 "dashboard": cluster_bench.recorded_text(build / "dashboard.txt"),
             },
             cluster_bench.timeline(self.events.read_text().splitlines(), since),
+            rolling,
         )
         saved = build / "bench.json"
         cluster_bench.publish(report, saved)
