@@ -164,10 +164,10 @@ class Worker:
         # hears nothing is given up as soon as the old one would have been, not after the
         # unlearned allowance (7.5 s: a partition that began just before a reconnect kept a
         # healed worker away that long).
-        learned = getattr(self, "broker", None)
-        allowance = UNLEARNED_ALLOWANCE_S
-        if learned is not None and learned.interval is not None:
-            allowance = learned.allowed_silence
+        # (A socket that heard nothing passes on what it was given, so the rhythm holds over
+        # any number of reconnects in a row.)
+        learned: Liveness | None = getattr(self, "broker", None)
+        allowance = UNLEARNED_ALLOWANCE_S if learned is None else learned.allowed_silence
         self.broker = Liveness(time.monotonic(), unlearned_allowance_s=allowance)
         self.next_beat = time.monotonic() + self.heartbeat_s
 
