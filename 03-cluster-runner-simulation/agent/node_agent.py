@@ -125,6 +125,7 @@ class AgentConfig:
     max_message_bytes: int = 64 * MiB
     max_file_bytes: int = 4096 * MiB  # files travel in pieces: this guards the disk, not memory
     drain_timeout_s: float = 30.0
+    max_kill_grace_s: float = 10.0  # the longest SIGTERM-to-SIGKILL a request may ask for
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
@@ -383,7 +384,7 @@ class NodeAgent:
             )
         for cmd in mine:
             self.counters["killed.key-revoked"] += 1
-            cmd.cancel()
+            cmd.cancel(grace=False)  # its controller lost its say: SIGKILL now, no grace
 
     def request_stop(self) -> None:
         if self.draining_since is None:
@@ -485,7 +486,7 @@ class NodeAgent:
                 warm=self.warm,
                 stdin=stdin,
                 run_as=run_as,
-                kill_grace_s=wire.number_field(req.body, "kill_grace_s"),
+                kill_grace_s=self._kill_grace(req),
             )
         except SpawnError as exc:
             self.streams.pop((req.peer, req.request_id), None)
@@ -497,6 +498,16 @@ class NodeAgent:
         self.running[key] = cmd
         self.counters["commands"] += 1
         cmd.finished.add_done_callback(lambda done: self._command_done(req, done, output_limit))
+
+    def _kill_grace(self, req: wire.Request) -> float | None:
+        """The grace asked, held to --max-kill-grace: every way a command is stopped (its
+        timeout, a cancel, its controller gone, the drain) ends in SIGKILL within the bound,
+        whatever the request said."""
+        asked = wire.number_field(req.body, "kill_grace_s")
+        if asked is not None and asked > self.cfg.max_kill_grace_s:
+            self.counters["kill-grace.capped"] += 1
+            return self.cfg.max_kill_grace_s
+        return asked
 
     def _run_as(self, req: wire.Request) -> RunAs | None:
         name = wire.text_field(req.body, "user", optional=True)
@@ -749,7 +760,7 @@ class NodeAgent:
         }
         self.answer(req, wire.PONG, wire.encode_body(body))
 
-    def limits(self) -> dict[str, int]:
+    def limits(self) -> dict[str, int | float]:
         """What this agent refuses beyond, for controllers to check before they send."""
         cfg = self.cfg
         return {
@@ -757,6 +768,7 @@ class NodeAgent:
             "max_output_bytes": cfg.max_output_bytes,
             "max_file_bytes": cfg.max_file_bytes,
             "max_concurrent": cfg.max_concurrent,
+            "max_kill_grace_s": cfg.max_kill_grace_s,
         }
 
 
@@ -860,6 +872,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         max_message_bytes=args.max_message_bytes,
         max_file_bytes=args.max_file_bytes,
         drain_timeout_s=args.drain_timeout,
+        max_kill_grace_s=args.max_kill_grace,
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
         file_roots=_file_roots(args.file_root),
@@ -1011,6 +1024,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.seconds,
         default=default.drain_timeout_s,
         help=f"seconds (default {default.drain_timeout_s:g})",
+    )
+    parser.add_argument(
+        "--max-kill-grace",
+        type=cli.seconds,
+        default=default.max_kill_grace_s,
+        metavar="S",
+        help="the longest grace between SIGTERM and SIGKILL a request may ask for; a larger "
+        f"one is held to it (default {default.max_kill_grace_s:g})",
     )
     parser.add_argument(
         "--controller-timeout",

@@ -523,9 +523,14 @@ class RunningCommand:
         kill_marked(self.command_id, 1, sig=signal.SIGTERM, spare_group=self.pid)
         self.kill_timer = self.loop.call_later(self.kill_grace_s, self.kill)
 
-    def cancel(self) -> None:
+    def cancel(self, *, grace: bool = True) -> None:
+        """Stop the command as asked (SIGTERM and its grace first, if it has one); with
+        grace=False SIGKILL at once, also while a grace already runs."""
         self.cancelled = True
-        self._stop()
+        if grace:
+            self._stop()
+        else:
+            self.kill()
 
     def _time_out(self) -> None:
         self.timed_out = True
