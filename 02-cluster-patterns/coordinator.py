@@ -154,12 +154,14 @@ class Coordinator:
         # No ROUTER_HANDOVER: with it, any new connection naming itself worker1 would take
         # over the live worker1's route and receive its tasks. A restarted worker's new
         # connection is accepted once the old one is gone, which ZMTP heartbeats make sure of
-        # even when the old one died silently (a cut cable, a frozen host). They go every
-        # quarter second: after a partition heals, the first one meets the worker's RST and
-        # frees the name, so the worker's next connection is taken (with 1 s, a healed worker
-        # came back 2 s after the heal).
+        # even when the old one died silently (a cut cable, a frozen host). A connection that
+        # answers no ZMTP ping for a second is closed (libzmq answers them itself, so a busy
+        # worker always does): a partitioned worker's old connection is gone by the time the
+        # network heals, and its name free for the connection it makes then. (With 5 s, the
+        # old one lived on until TCP's backed-off retransmission met the worker's RST, and a
+        # healed worker came back 2-7 s after the heal.)
         sock.router_handover = False
-        sock.heartbeat_ivl, sock.heartbeat_timeout = 250, 5000  # milliseconds
+        sock.heartbeat_ivl, sock.heartbeat_timeout = 250, 1000  # milliseconds
         if self.keys is not None:
             curve.serve_curve(sock, self.keys)
         sock.maxmsgsize = self.cfg.max_message_bytes * 2  # libzmq cuts off grossly oversized peers

@@ -270,8 +270,29 @@ def docker_bench(r: Results) -> str:
                 ["fault on a node", "coordinator declared it dead after", "back after healing"],
                 detection,
             ),
+            *rolling_restart(d),
         ]
     )
+
+
+def rolling_restart(d: BenchDocker) -> list[str]:
+    """The rolling restart's figures, for a bench that measured one."""
+    rolling = d.get("rolling_restart")
+    if rolling is None:
+        return []
+    served = rolling["served"]
+    over_ssh = sum(count for how, count in served.items() if how.endswith(" ssh"))
+    away = max(rolling["restart_s"].values(), default=0.0)
+    return [
+        "",
+        f"A rolling restart of {len(rolling['restart_s'])} agents under load (SIGTERM, drain, "
+        f"start, one after another): {rolling['commands']} commands through the fallback "
+        f"executor, {rolling['failed']} failed, {rolling['ran_twice']} ran twice, "
+        f"{over_ssh} served over SSH while their node's agent was away (at most {away:.2f} s). "
+        f"A call took {rolling['wall_p50_s'] * 1000:.0f} ms (p50) and "
+        f"{rolling['wall_max_s'] * 1000:.0f} ms at most: what a restart cost a call made "
+        "meanwhile.",
+    ]
 
 
 def fanout_03(r: Results) -> str:
