@@ -401,6 +401,9 @@ class RunRequest:
             raise InvalidRequestError(node_id, f"input must be bytes, got {type(input).__name__}")
         if user is not None and (not isinstance(user, str) or not USER_NAME.match(user)):
             raise InvalidRequestError(node_id, f"not a valid user name: {user!r}")
+        texts = [command, cwd or "", *(env or {}).values()]
+        if any("\x00" in text for text in texts):  # no shell and no argv can carry one
+            raise InvalidRequestError(node_id, "a command, cwd or env value cannot hold a NUL")
         if max_output_bytes is not None and (
             isinstance(max_output_bytes, bool)
             or not isinstance(max_output_bytes, int)

@@ -110,6 +110,7 @@ DRAIN_ACK_S = 2.0  # the longest a stopping agent waits for its controllers to a
 TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
 MAX_PIECE_BYTES = 4 * MiB  # the most a get answers in one piece
 MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
+MIN_STREAM_WINDOW = 64 * 1024  # the least output a streaming controller may let run ahead
 # The smallest --max-message-bytes: a controller sends requests up to this size (a file piece
 # of a megabyte and its envelope) before it has asked the agent for its limits.
 MIN_MESSAGE_BYTES = wire.UNASKED_REQUEST_BYTES
@@ -447,6 +448,8 @@ class NodeAgent:
         if (req.peer, req.request_id) in self.running:
             self.refuse(req, "duplicate-id", "a command with this request id is running")
             return
+        if any("\x00" in str(v) for v in (req.body.get("command"), req.body.get("cwd"))):
+            raise WireError("bad-field", "a command or cwd cannot hold a NUL")
         try:
             script = shell_script(
                 str(wire.text_field(req.body, "command")),
@@ -457,10 +460,12 @@ class NodeAgent:
             raise WireError("bad-field", str(exc)) from None
         stream = None
         if req.body.get("stream"):
-            window = wire.number_field(req.body, "window")
-            stream = self.streams[(req.peer, req.request_id)] = _Stream(
-                None if window is None else int(window)
-            )
+            window = None
+            if req.body.get("window") is not None:  # below a pipe's read it could never reopen
+                window = wire.count_field(req.body, "window")
+                if window < MIN_STREAM_WINDOW:
+                    raise WireError("bad-field", f"'window' must be at least {MIN_STREAM_WINDOW}")
+            stream = self.streams[(req.peer, req.request_id)] = _Stream(window)
         sink = None if stream is None else self._streamer(req, stream)
         run_as = self._run_as(req)
         script = self.command_limits + script

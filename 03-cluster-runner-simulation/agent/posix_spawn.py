@@ -13,9 +13,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 from collections.abc import Mapping, Sequence
 
-POSIX_SPAWN_SETSID = 0x80
+POSIX_SPAWN_SETSIGDEF, POSIX_SPAWN_SETSIGMASK, POSIX_SPAWN_SETSID = 0x04, 0x08, 0x80
+# Python ignores these, and an ignored signal stays ignored across exec: a command must meet
+# them as a login's would (`yes | head` ends quietly, a write past `ulimit -f` is killed).
+RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
+_SIGSET_ROOM = 128  # bytes for sigset_t (glibc's is 128)
 _STRUCT_ROOM = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t (80 / 336 here)
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -39,8 +44,19 @@ def spawn_in_new_session(
     attributes = ctypes.create_string_buffer(_STRUCT_ROOM)
     _libc.posix_spawn_file_actions_init(actions)
     _libc.posix_spawnattr_init(attributes)
+    defaults, mask = (
+        ctypes.create_string_buffer(_SIGSET_ROOM),
+        ctypes.create_string_buffer(_SIGSET_ROOM),
+    )
+    _libc.sigemptyset(defaults)
+    _libc.sigemptyset(mask)  # nothing blocked, whatever this thread blocks
+    for sig in RESET_TO_DEFAULT:
+        _libc.sigaddset(defaults, int(sig))
     try:
-        _libc.posix_spawnattr_setflags(attributes, ctypes.c_short(POSIX_SPAWN_SETSID))
+        flags = POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
+        _libc.posix_spawnattr_setflags(attributes, ctypes.c_short(flags))
+        _libc.posix_spawnattr_setsigdefault(attributes, defaults)
+        _libc.posix_spawnattr_setsigmask(attributes, mask)
         if stdin is None:
             _libc.posix_spawn_file_actions_addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0)
         else:
