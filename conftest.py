@@ -31,9 +31,11 @@ def leaves_nothing_running() -> Iterator[None]:
 
 
 @pytest.fixture
-def keydir(tmp_path: Path) -> Path:
-    """CurveZMQ keys for one node ("node1") and one controller ("runner"), trusting each other."""
-    folder = tmp_path / "keys"
+def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CurveZMQ keys for one node ("node1") and one controller ("runner"), trusting each other;
+    beside the test's tmp_path, not in it, so an agent may serve tmp_path as a file root (an
+    agent refuses a root that holds its keys)."""
+    folder = tmp_path_factory.mktemp("keys")
     keys.generate(folder, nodes=["node1"], controllers=["runner"])
     return folder
 

@@ -227,8 +227,6 @@ def run_comparison(plan: Plan, progress: Callable[[str], None]) -> Bench03:
                 "tcp://127.0.0.1:*",
                 "--keys",
                 str(keys.node_dir(keydir, "node1")),
-                "--file-root",
-                tmp,
             )
             measured = asyncio.run(measure(sshd, agent.endpoint, keydir, plan, progress))
     progress(f"scheduled run on {plan.nodes} simulated nodes, and the journals")

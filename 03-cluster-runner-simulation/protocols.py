@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -422,6 +424,31 @@ class RunRequest:
         )  # fmt: skip
 
 
+# Bits a copied file never carries, either way: a set-id or sticky bit, or others' write. A put
+# must not hand the node's user a setuid file made by a controller (or a get the controller's
+# user one made by a node), whatever the transport; the agent strips them from what it is sent.
+UNSAFE_MODE_BITS = 0o7002
+
+
+def safe_mode(mode: int | None) -> int | None:
+    return None if mode is None else mode & 0o7777 & ~UNSAFE_MODE_BITS
+
+
+def unsafe_modes(local: Path) -> list[tuple[Path, int]]:
+    """Each file or folder at or below `local` (no link followed) whose mode has an unsafe
+    bit, with the mode it should have instead."""
+    paths = [local]
+    if local.is_dir() and not local.is_symlink():
+        for folder, folders, files in os.walk(local):
+            paths.extend(Path(folder, name) for name in folders + files)
+    modes = []
+    for path in paths:
+        info = path.lstat()
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & UNSAFE_MODE_BITS:
+            modes.append((path, stat.S_IMODE(info.st_mode) & ~UNSAFE_MODE_BITS))
+    return modes
+
+
 def checked_put(node_id: str, local_path: Path, mode: int | None) -> bool:
     """put_file's arguments, validated alike on both transports: is the local path a folder?"""
     if mode is not None and (
@@ -429,6 +456,10 @@ def checked_put(node_id: str, local_path: Path, mode: int | None) -> bool:
     ):
         raise InvalidRequestError(
             node_id, f"mode must be permission bits (0 to 0o7777), got {mode!r}"
+        )
+    if mode is not None and mode & UNSAFE_MODE_BITS:
+        raise InvalidRequestError(
+            node_id, f"mode {mode:#o} has a set-id, sticky or others' write bit (0o7002)"
         )
     try:
         is_folder = local_path.is_dir()

@@ -44,6 +44,7 @@ from cluster_sim.protocols import (
     kept_output,
     login_environment,
     ran_over,
+    unsafe_modes,
 )
 from cluster_sim.retry import RetryPolicy, attempt_with_retry
 from cluster_sim.system_probe import PROBE_SCRIPT, parse_probe
@@ -283,6 +284,10 @@ class NodeExecutorSSH:
             await sftp.put(str(local_path), remote_path, recurse=folder, preserve=preserve_mode)
             if mode is not None:
                 await sftp.chmod(remote_path, mode)
+            for path, safe in unsafe_modes(local_path) if preserve_mode else []:
+                # SFTP preserved a set-id or others' write bit the agent would strip: strip it
+                below = path.relative_to(local_path).as_posix()
+                await sftp.chmod(remote_path if below == "." else f"{remote_path}/{below}", safe)
 
         await self._sftp("put", remote_path, put)  # a refusal is about the node's side
 
@@ -291,6 +296,8 @@ class NodeExecutorSSH:
     ) -> None:
         async def get(sftp: asyncssh.SFTPClient) -> None:
             await sftp.get(remote_path, str(local_path), recurse=True, preserve=preserve_mode)
+            for path, safe in unsafe_modes(local_path) if preserve_mode else []:
+                path.chmod(safe)  # a node's set-id or others' write bit is not kept here
 
         await self._sftp("get", remote_path, get)
 

@@ -49,6 +49,7 @@ from cluster_sim.keys import ControllerKeys
 from cluster_sim.loop_socket import LoopSocket
 from cluster_sim.output_stream import CommandOutput
 from cluster_sim.protocols import (
+    UNSAFE_MODE_BITS,
     AgentDrainingError,
     CircuitOpenError,
     CommandResult,
@@ -406,7 +407,7 @@ class ZmqNodeExecutor:
         try:
             local.mkdir(exist_ok=True)
             if preserve_mode:
-                local.chmod(int(listing["mode"]))
+                local.chmod(int(listing["mode"]) & 0o7777 & ~UNSAFE_MODE_BITS)
         except OSError as exc:
             raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
         for name, kind, _, _ in listing["entries"]:
@@ -440,7 +441,7 @@ class ZmqNodeExecutor:
                         break
                     piece = await self._get_piece(remote, offset)
             if preserve_mode:
-                temporary.chmod(int(first["mode"]))
+                temporary.chmod(int(first["mode"]) & 0o7777 & ~UNSAFE_MODE_BITS)
             temporary.replace(local)
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,13 +31,9 @@ def free_port() -> int:
 def running_agent(
     keydir: Path | None, *args: str, bind: str = "tcp://127.0.0.1:*"
 ) -> Iterator[processes.Child]:
-    """An agent process for node1 (CurveZMQ with `keydir`'s keys, or --insecure without).
-
-    put/get reach below the temporary folder (where tests keep their files) unless `args`
-    names other roots."""
+    """An agent process for node1 (CurveZMQ with `keydir`'s keys, or --insecure without);
+    put/get reach only the --file-root folders `args` name."""
     key_args = ["--keys", str(keys.node_dir(keydir, "node1"))] if keydir else ["--insecure"]
-    if "--file-root" not in args:
-        key_args += ["--file-root", tempfile.gettempdir()]
     with processes.Roles(AGENT) as roles:
         yield roles.spawn("agent", "--bind", bind, *key_args, *args)
 

@@ -7,8 +7,6 @@ put through a symlink planted at the temporary name. Each test tries one of thos
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,7 @@ import pytest
 import zmq
 
 from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.agent.node_agent import AgentConfig, NodeAgent
-from tests.agents import AGENT, RawController, running_agent
+from tests.agents import RawController, running_agent
 
 
 @pytest.fixture
@@ -96,27 +92,6 @@ def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(
     assert (root / "report").read_bytes() == b"new"
 
 
-def test_the_agents_keys_and_interpreter_stay_out_of_reach_even_under_a_root(
-    keydir: Path,
-) -> None:
-    """An operator who gives --file-root / still cannot reach the agent's keys or its Python."""
-    node = keys.node_dir(keydir, "node1")
-    planted = Path(sys.prefix) / "zcl-planted.pth"  # the agent runs this very interpreter
-    options = ("--operations", "ping,get,put", "--file-root", "/")
-    with running_agent(keydir, *options) as agent, zmq.Context() as ctx:
-        raw = RawController(ctx, agent.endpoint, keydir)
-        try:
-            assert "agent's own" in refused(ask(raw, wire.GET, node / "host.key_secret"))
-            before = (node / "authorized_keys").read_bytes()
-            refused(ask(raw, wire.PUT, node / "authorized_keys", b"stranger's key"))
-            assert (node / "authorized_keys").read_bytes() == before
-            refused(ask(raw, wire.PUT, planted, b"import os; os.system('id')"))
-            assert not planted.exists()
-            assert ask(raw, wire.GET, "/etc/hostname").kind == wire.DONE  # the rest is open
-        finally:
-            raw.sock.close(linger=0)
-
-
 def test_concurrent_puts_to_one_path_leave_the_last_one_told_done(
     files_only: RawController, root: Path
 ) -> None:
@@ -139,23 +114,3 @@ def test_a_failed_put_leaves_no_temporary_file_behind(
     reply = ask(files_only, wire.PUT, root / "a-folder", b"cannot replace a folder")
     assert reply.kind == wire.ERROR and reply.body()["code"] == "file-error"
     assert sorted(path.name for path in root.iterdir()) == ["a-folder"]
-
-
-def test_the_default_root_is_the_working_folder_and_never_the_whole_disk(
-    keydir: Path, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(root)
-    with zmq.Context() as ctx:
-        agent = NodeAgent(AgentConfig(warm_shells=0), ctx)
-    assert agent.files.roots == (root.resolve(),)
-    command = [sys.executable, "-m", AGENT, "--keys", str(keys.node_dir(keydir, "node1"))]
-    started = subprocess.run(
-        [*command, "--bind", "tcp://127.0.0.1:*"],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert started.returncode != 0
-    assert started.stderr.count("\n") == 1 and "--file-root" in started.stderr, started.stderr

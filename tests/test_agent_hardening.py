@@ -117,21 +117,26 @@ def test_the_collector_and_the_coordinator_name_a_refused_key_and_its_address_to
 # -- limits that hold on every path (issue 14, finding 6 in part) -------------------------------
 
 
-def test_file_operations_and_sysinfo_count_against_max_concurrent(keydir: Path) -> None:
+def test_file_operations_and_sysinfo_count_against_max_concurrent(
+    keydir: Path, tmp_path: Path
+) -> None:
     """sysinfo, put and get used to run outside the cap: 248 shells at once with a cap of 4."""
-    with running_agent(keydir, "--max-concurrent", "1") as agent, zmq.Context() as ctx:
+    with (
+        running_agent(keydir, "--max-concurrent", "1", "--file-root", str(tmp_path)) as agent,
+        zmq.Context() as ctx,
+    ):
         raw = RawController(ctx, agent.endpoint, keydir)
         raw.request(b"long", wire.RUN, {"command": "sleep 30", "timeout_s": 60})
         for operation, body in (
             (wire.SYSINFO, {}),
-            (wire.GET, {"path": "/tmp/never-written"}),
-            (wire.PUT, {"path": "/tmp/never-written", "data": b"x"}),
+            (wire.GET, {"path": str(tmp_path / "never-written")}),
+            (wire.PUT, {"path": str(tmp_path / "never-written"), "data": b"x"}),
         ):
             reply = ask(raw, operation, body)
             assert reply.kind == wire.ERROR and reply.body()["code"] == "busy", operation
         raw.request(b"stop", wire.CANCEL, {"target": b"long"})
         raw.sock.close(linger=0)
-    assert not Path("/tmp/never-written").exists()
+    assert not (tmp_path / "never-written").exists()
 
 
 def test_a_get_on_a_fifo_is_refused_at_once_and_blocks_nothing(
@@ -139,7 +144,7 @@ def test_a_get_on_a_fifo_is_refused_at_once_and_blocks_nothing(
 ) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    with running_agent(keydir) as agent, zmq.Context() as ctx:
+    with running_agent(keydir, "--file-root", str(tmp_path)) as agent, zmq.Context() as ctx:
         raw = RawController(ctx, agent.endpoint, keydir)
         reply = ask(raw, wire.GET, {"path": str(fifo)})
         assert reply.kind == wire.ERROR and "not a regular file" in reply.body()["reason"]

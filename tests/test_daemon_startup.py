@@ -72,8 +72,6 @@ def secure_args(daemon: str, keydir: Path, port: int) -> list[str]:
 
 
 def extra(daemon: str, tmp_path: Path) -> list[str]:
-    if daemon == "agent":
-        return ["--file-root", str(tmp_path)]
     if daemon == "collector":
         return ["--path", str(tmp_path / "journal.jsonl")]
     return []
@@ -116,7 +114,7 @@ def test_an_endpoint_that_cannot_be_bound_is_one_line_and_exit_1(
 def test_the_agent_refuses_bad_settings_before_it_serves(
     args: list[str], words: list[str], tmp_path: Path
 ) -> None:
-    base = ["--insecure", "--bind", "tcp://127.0.0.1:*", "--file-root", str(tmp_path)]
+    base = ["--insecure", "--bind", "tcp://127.0.0.1:*"]
     done = start("agent", *base, *args, cwd=tmp_path)
     assert done.returncode in (1, 2), done
     assert "Traceback" not in done.stderr + done.stdout
@@ -127,5 +125,5 @@ def test_the_agent_refuses_bad_settings_before_it_serves(
 def test_an_agent_key_folder_without_its_secret_is_one_line(keydir: Path, tmp_path: Path) -> None:
     folder = keys.node_dir(keydir, "node1")
     (folder / "host.key_secret").unlink()
-    base = ["--keys", str(folder), "--bind", "tcp://127.0.0.1:*", "--file-root", str(tmp_path)]
+    base = ["--keys", str(folder), "--bind", "tcp://127.0.0.1:*"]
     assert_one_line_error(start("agent", *base, cwd=tmp_path), str(folder))

@@ -26,6 +26,11 @@ pytestmark = pytest.mark.timeout(180)
 MiB = 1024 * 1024
 
 
+def root(folder: Path) -> tuple[str, str]:
+    """The agent's file root, where the test keeps its files."""
+    return ("--file-root", str(folder))
+
+
 @contextlib.contextmanager
 def umask(value: int) -> Iterator[None]:
     old = os.umask(value)
@@ -74,7 +79,7 @@ async def test_a_folder_goes_there_and_back_alike_on_both_transports(
     source = tree(shared_dir / "source")
     arrived = {}
     with umask(0o022):  # the agent's and the SSH login's (see openssh_server)
-        async with both_transports(sshd, keydir) as executors:
+        async with both_transports(sshd, keydir, "--file-root", str(shared_dir)) as executors:
             for name, ex in executors.items():
                 remote = shared_dir / f"on-node-{name}"
                 back = shared_dir / f"back-{name}"
@@ -101,7 +106,7 @@ async def test_one_file_gets_the_mode_asked_for_on_both_transports(
 ) -> None:
     script = shared_dir / "job.sh"
     script.write_text("#!/bin/sh\necho job done\n")
-    async with both_transports(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir, "--file-root", str(shared_dir)) as executors:
         for name, ex in executors.items():
             remote = shared_dir / f"job-{name}.sh"
             await ex.put_file(script, str(remote), mode=0o755)
@@ -132,7 +137,7 @@ async def test_a_file_far_larger_than_a_message_never_sits_whole_in_the_agent(
     with source.open("wb") as out:
         for n in range(256):
             out.write(bytes([n]) * MiB)
-    with running_agent(keydir, "--max-message-bytes", str(8 * MiB)) as agent:
+    with running_agent(keydir, "--max-message-bytes", str(8 * MiB), *root(tmp_path)) as agent:
         async with executor(agent.endpoint, keydir) as over_zmq:
             await asyncio.wait_for(over_zmq.put_file(source, str(tmp_path / "there.bin")), 120)
             await asyncio.wait_for(
@@ -151,7 +156,7 @@ async def test_a_file_over_the_limit_is_refused_before_any_of_it_is_sent(
 ) -> None:
     source = tmp_path / "big.bin"
     source.write_bytes(b"x" * (5 * MiB))
-    with running_agent(keydir, "--max-file-bytes", str(MiB)) as agent:
+    with running_agent(keydir, "--max-file-bytes", str(MiB), *root(tmp_path)) as agent:
         async with executor(agent.endpoint, keydir) as over_zmq:
             sent: list[bytes] = []
             request = over_zmq._request
@@ -190,7 +195,7 @@ def refusal(reply: wire.Reply) -> str:
 
 def test_pieces_must_come_in_order_and_add_up_to_the_size(keydir: Path, tmp_path: Path) -> None:
     target = tmp_path / "pieces"
-    with running_agent(keydir) as agent, zmq.Context() as ctx:
+    with running_agent(keydir, *root(tmp_path)) as agent, zmq.Context() as ctx:
         raw = RawController(ctx, agent.endpoint, keydir)
         opened = answer(raw, b"1", wire.PUT, {"path": str(target), "size": 10})
         handle = opened.body()["transfer"]
@@ -216,7 +221,10 @@ def test_pieces_must_come_in_order_and_add_up_to_the_size(keydir: Path, tmp_path
 def test_a_put_whose_controller_vanishes_leaves_no_temporary_file(
     keydir: Path, tmp_path: Path
 ) -> None:
-    with running_agent(keydir, "--controller-timeout", "0.5") as agent, zmq.Context() as ctx:
+    with (
+        running_agent(keydir, "--controller-timeout", "0.5", *root(tmp_path)) as agent,
+        zmq.Context() as ctx,
+    ):
         raw = RawController(ctx, agent.endpoint, keydir)
         opened = answer(raw, b"1", wire.PUT, {"path": str(tmp_path / "abandoned"), "size": 100})
         body = {"transfer": opened.body()["transfer"], "offset": 0, "data": b"half"}
@@ -272,7 +280,7 @@ async def test_a_put_the_node_refuses_names_the_node_s_path_on_both_transports(
     source = tmp_path / "here.txt"
     source.write_text("x")
     remote = f"{shared_dir}/no-such-folder/there.txt"
-    async with both_transports(sshd, keydir) as executors:
+    async with both_transports(sshd, keydir, "--file-root", str(shared_dir)) as executors:
         for name, runner in executors.items():
             with pytest.raises(RemoteError) as refused:
                 await asyncio.wait_for(runner.put_file(source, remote), 30)

@@ -51,7 +51,9 @@ async def test_a_put_over_the_agent_s_file_limit_is_refused_before_a_piece_is_se
 ) -> None:
     source = tmp_path / "big"
     source.write_bytes(b"x" * 3 * MB)
-    with running_agent(keydir, "--max-file-bytes", str(2 * MB)) as agent:
+    with running_agent(
+        keydir, "--max-file-bytes", str(2 * MB), "--file-root", str(tmp_path)
+    ) as agent:
         async with executor(agent.endpoint, keydir) as runner:
             with pytest.raises(RequestTooLargeError, match="max-file-bytes"):
                 await asyncio.wait_for(runner.put_file(source, str(tmp_path / "copy")), 30)

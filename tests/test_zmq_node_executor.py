@@ -121,7 +121,7 @@ async def test_cancelling_the_awaiting_task_kills_the_remote_command(keydir: Pat
 async def test_files_go_both_ways_and_bad_paths_are_refused(keydir: Path, tmp_path: Path) -> None:
     source = tmp_path / "source.bin"
     source.write_bytes(bytes(range(256)) * 1000)
-    with running_agent(keydir, "--max-file-bytes", "300000") as agent:
+    with running_agent(keydir, "--max-file-bytes", "300000", "--file-root", str(tmp_path)) as agent:
         async with executor(agent.endpoint, keydir) as runner:
             await runner.put_file(source, str(tmp_path / "remote.bin"))
             await runner.get_file(str(tmp_path / "remote.bin"), tmp_path / "back.bin")

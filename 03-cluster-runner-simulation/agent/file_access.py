@@ -1,12 +1,16 @@
-"""Where put and get may reach: below the agent's file roots, through no link, never its own keys.
+"""Where put and get may reach: below the agent's file roots, through no link, nothing of its own.
 
-A path from the wire is checked by name first (absolute, no `..`, below a root, outside the
-folders the agent keeps to itself), then opened one folder at a time from the root with
-O_NOFOLLOW: a symbolic link anywhere below the root is refused rather than followed, so neither
-a link planted in the tree nor one swapped in while we walk can lead out of it. (openat2's
-RESOLVE_BENEATH would allow links that stay inside; refusing every link is stricter and needs
-nothing newer than openat.) Because each root is resolved once at start and nothing below it is
-followed, the name checked is the file opened.
+The roots are checked once, at start: none may hold or lie within the agent's keys, the folders
+Python imports its code from (a put-only key could otherwise plant a module, or a .pth, that runs
+as the agent at its next start), or a kernel view (/proc/PID/mem of the agent holds its secret
+key). A path from the wire is then checked by name (at most 4,096 bytes, absolute, no `..`,
+below a root, outside the agent's state folder: one pass over its names), and opened one folder
+at a time from the root with O_NOFOLLOW: a symbolic link anywhere below the root is refused
+rather than followed, so neither a link planted in the tree nor one swapped in while we walk
+can lead out of it. (openat2's RESOLVE_BENEATH would allow links that stay inside; refusing
+every link is stricter and needs nothing newer than openat.) What is opened is refused again if
+it lies on a kernel filesystem, which a bind mount can put below any root. A mode from the wire
+loses its set-id, sticky and others' write bits (`safe_mode`).
 
 A put writes a temporary file of its own (random name, O_EXCL, in the target's folder), syncs
 it, and renames it over the target; the rename is a separate step, `Staged.commit`, so the
@@ -17,7 +21,9 @@ cut off by a SIGKILL is removed by the next agent (staging_ledger.py).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import os
 import secrets
 import stat
@@ -27,6 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cluster_sim.agent.staging_ledger import StagingLedger
+from cluster_sim.protocols import safe_mode
+
+__all__ = ["safe_mode"]  # the agent's import: a mode from the wire, made safe
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _BELOW = _DIRECTORY | os.O_NOFOLLOW
@@ -36,52 +45,123 @@ class PathRefusedError(Exception):
     """A path the agent will not touch; the reason names the rule, for the error reply."""
 
 
+class RootRefusedError(ValueError):
+    """A --file-root the agent will not serve; the reason names what the root would expose."""
+
+
+# Linux's own bounds on a path and on one name in it: a longer one can name no file, and
+# checking it would only cost time (a path of 100,000 components kept the agent busy 20 s).
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+# Kernel views, never files to hand out or write: /proc/PID/mem holds the agent's secret key.
+PSEUDO_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+PSEUDO_FILESYSTEMS = frozenset(
+    {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+     "bpf", "configfs", "pstore", "efivarfs", "mqueue", "fusectl", "binfmt_misc", "hugetlbfs"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class FileRoots:
-    roots: tuple[Path, ...]  # resolved when the agent starts
-    private: tuple[Path, ...] = ()  # never read or written: the agent's key folder
-    read_only: tuple[Path, ...] = ()  # never written: the interpreter and its packages
+    """The folders put and get reach below, checked once at start (`for_agent`)."""
+
+    roots: tuple[Path, ...]  # resolved when the agent starts; none: the agent serves no files
+    private: tuple[Path, ...] = ()  # never read or written: the agent's state folder
 
     @classmethod
-    def for_agent(cls, roots: Iterable[Path], key_folder: Path | None) -> FileRoots:
-        """Roots as given (each must be a folder), the key folder kept private, and the
-        interpreter's folders (where a planted .pth would run as the agent) read-only."""
+    def for_agent(
+        cls, roots: Iterable[Path], keys: Iterable[Path] = (), private: Iterable[Path] = ()
+    ) -> FileRoots:
+        """Roots as given, each a folder that neither holds nor lies within what the agent
+        runs from (its interpreter, every folder Python imports from, its code), its `keys`
+        folder or a kernel view (RootRefusedError says which); `private` folders (its state)
+        may lie below a root and are never served."""
+        kept = [Path(os.path.realpath(folder)) for folder in keys]
+        code, working = _code_folders()
         resolved = []
         for root in roots:
             real = Path(os.path.realpath(root))
             if not real.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, "a file root must be a folder", str(root))
+                raise RootRefusedError(f"{root}: not a folder")
+            near = [  # (a folder, what it is, whether a root below it is as bad as one above it)
+                *((tree, "a kernel view", True) for tree in PSEUDO_TREES),
+                *((folder, "the agent's keys", True) for folder in kept),
+                *((folder, "where the agent imports its code from", True) for folder in code),
+                # Python imports top-level modules from the working folder (under `python -m`):
+                # a root below it cannot write there, a root holding it could (msgpack.py).
+                *((folder, "the agent's working folder, where Python imports from", False)
+                  for folder in working),
+            ]  # fmt: skip
+            for folder, what, below_too in near:
+                if _within(folder, real) or (below_too and _within(real, folder)):
+                    raise RootRefusedError(f"{root}: would expose {folder}, {what}")
             resolved.append(real)
-        interpreter = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-        return cls(
-            roots=tuple(resolved),
-            private=() if key_folder is None else (Path(os.path.realpath(key_folder)),),
-            read_only=tuple(sorted(Path(os.path.realpath(p)) for p in interpreter)),
-        )
+        hidden = tuple(Path(os.path.realpath(folder)) for folder in private)
+        return cls(roots=tuple(resolved), private=hidden)
 
-    def locate(self, text: str, *, writing: bool) -> tuple[Path, tuple[str, ...]]:
-        """(the root, the names below it) for an absolute path, or PathRefusedError."""
+    def locate(self, text: str) -> tuple[Path, tuple[str, ...]]:
+        """(the root, the names below it) for an absolute path, or PathRefusedError; linear in
+        the path's length, which is bounded."""
+        if not self.roots:
+            raise PathRefusedError("this agent serves no files (started without --file-root)")
+        encoded = os.fsencode(text)
+        if len(encoded) > MAX_PATH_BYTES:
+            raise PathRefusedError(f"a path is at most {MAX_PATH_BYTES} bytes: {len(encoded):,}")
         path = PurePosixPath(text)
         if not path.is_absolute():
             raise PathRefusedError(f"path must be absolute, got {text!r}")
         if ".." in path.parts:
             raise PathRefusedError("a path cannot climb with '..'")
+        if any(len(os.fsencode(name)) > MAX_NAME_BYTES for name in path.parts):
+            raise PathRefusedError(f"a name in a path is at most {MAX_NAME_BYTES} bytes")
         for folder in self.private:
             if _within(path, folder):
-                raise PathRefusedError("the agent's own key folder is never served")
-        if writing:
-            for folder in self.read_only:
-                if _within(path, folder):
-                    raise PathRefusedError("the agent's interpreter is never written to")
+                raise PathRefusedError("the agent's own state folder is never served")
         for root in self.roots:
-            if _within(path, root) and path != PurePosixPath(root):
-                return root, path.relative_to(root).parts
+            if _within(path, root) and len(path.parts) > len(root.parts):
+                return root, path.parts[len(root.parts) :]
         shown = ", ".join(str(root) for root in self.roots)
         raise PathRefusedError(f"{text} is outside the agent's file roots ({shown})")
 
 
-def _within(path: PurePosixPath, folder: Path) -> bool:
-    return path == PurePosixPath(folder) or PurePosixPath(folder) in path.parents
+def _within(path: PurePosixPath | Path, folder: PurePosixPath | Path) -> bool:
+    """path is folder or below it: a comparison of names, one pass."""
+    return path.parts[: len(folder.parts)] == folder.parts
+
+
+def _code_folders() -> tuple[list[Path], list[Path]]:
+    """Where this interpreter would import from at its next start: its prefixes, the entries
+    of sys.path, its own package and the user's site folder; and apart, the working folder
+    when sys.path holds it (its first entry under `python -m`)."""
+    import site  # noqa: PLC0415 (only the agent's start needs it)
+
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders.update(entry for entry in sys.path if entry)
+    folders.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # cluster_sim
+    if site.ENABLE_USER_SITE:
+        folders.add(site.getusersitepackages())
+    working = [os.getcwd()] if "" in sys.path or os.getcwd() in sys.path else []
+    code = {Path(os.path.realpath(folder)) for folder in folders} - {Path(os.getcwd())}
+    return sorted(code), [Path(os.path.realpath(folder)) for folder in working]
+
+
+@functools.cache
+def _kernel_view_devices() -> frozenset[int]:
+    """st_dev of every mount of a kernel filesystem, from /proc/self/mountinfo."""
+    devices = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if " - " not in line or len(fields) < 3:
+                continue
+            kind = line.split(" - ", 1)[1].split()[0]
+            if kind in PSEUDO_FILESYSTEMS:
+                major, minor = fields[2].split(":")
+                devices.add(os.makedev(int(major), int(minor)))
+    for tree in PSEUDO_TREES:
+        with contextlib.suppress(OSError):
+            devices.add(os.stat(tree).st_dev)
+    return frozenset(devices)
 
 
 def _open_folder(root: Path, names: tuple[str, ...]) -> int:
@@ -92,10 +172,20 @@ def _open_folder(root: Path, names: tuple[str, ...]) -> int:
             below = os.open(name, _BELOW, dir_fd=fd)
             os.close(fd)
             fd = below
+        _refuse_kernel_view(fd, root.joinpath(*names))
     except OSError as exc:
         os.close(fd)
         raise _explained(exc, root.joinpath(*names)) from None
+    except PathRefusedError:
+        os.close(fd)
+        raise
     return fd
+
+
+def _refuse_kernel_view(fd: int, where: Path) -> None:
+    """A kernel view mounted below a root (a bind mount of /proc, say) is no file to serve."""
+    if os.fstat(fd).st_dev in _kernel_view_devices():
+        raise PathRefusedError(f"{where} is on a kernel view (/proc, /sys, /dev): never served")
 
 
 def _explained(exc: OSError, where: Path) -> OSError | PathRefusedError:
@@ -120,6 +210,7 @@ def read_file(located: tuple[Path, tuple[str, ...]], limit: int) -> bytes:
     finally:
         os.close(folder)
     with os.fdopen(fd, "rb") as source:
+        _refuse_kernel_view(fd, root.joinpath(*names))
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(root.joinpath(*names)))
         data = source.read(limit + 1)
@@ -288,6 +379,7 @@ def read_piece(
     finally:
         os.close(folder)
     try:
+        _refuse_kernel_view(fd, where)
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             return Listing(stat.S_IMODE(info.st_mode), _entries(fd, where, max_entries))

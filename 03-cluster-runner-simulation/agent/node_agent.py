@@ -16,9 +16,8 @@ request names an operation that is looked up in OPERATIONS, an explicit allow-li
     credit   a streaming controller has consumed so many bytes (allowed wherever run is)
     cancel   kill a running command's process group
     put/get  write or read a file (up to --max-file-bytes, in pieces: `write` carries a put's)
-             or a folder's listing, below a --file-root, never through a symbolic link, never
-             in the agent's key folder, never into its interpreter (file_access.py); the
-             default root is the folder the agent starts in
+             or a folder's listing, below a --file-root (none given: no files), never through
+             a symbolic link, never a kernel view, never with a set-id bit (file_access.py)
     sysinfo  the node's hardware (system_probe.py)
     ping     liveness, the agent's counters, how many commands run
 
@@ -83,11 +82,13 @@ from cluster_sim.agent.file_access import (
     Located,
     PathRefusedError,
     Piece,
+    RootRefusedError,
     Staged,
     make_folder,
     open_staged,
     read_file,
     read_piece,
+    safe_mode,
     stage_file,
 )
 from cluster_sim.agent.spawn import (
@@ -130,7 +131,7 @@ class AgentConfig:
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
-    file_roots: tuple[Path, ...] = ()  # where put/get may reach; none given: the working folder
+    file_roots: tuple[Path, ...] = ()  # where put/get may reach; none: no files are served
     ready_file: Path | None = None  # holds the bound endpoint while the agent serves
     run_as: dict[str, RunAs] = field(default_factory=dict)  # users a command may ask to run as
     state_dir: Path | None = None  # notes of puts under way, for the next agent to tidy
@@ -183,10 +184,7 @@ class NodeAgent:
         self.keys_seen = 0  # the authorized_keys generation housekeeping last enforced
         self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
         self.staging = StagingLedger(None)  # run_agent gives it a folder when it has one
-        self.files = FileRoots.for_agent(
-            config.file_roots or (Path.cwd(),),
-            None if config.keys is None else config.keys.authorized_keys.parent,
-        )
+        self.files = file_roots(config)
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -580,19 +578,19 @@ class NodeAgent:
             cmd.cancel()
             self.counters["cancelled"] += 1
 
-    def _located(self, req: wire.Request, *, writing: bool) -> tuple[Path, tuple[str, ...]]:
+    def _located(self, req: wire.Request) -> tuple[Path, tuple[str, ...]]:
         text = str(wire.text_field(req.body, "path"))
         if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
             raise WireError("bad-path", "a path cannot contain a NUL character")
         if not text.startswith("/"):
             raise WireError("bad-path", f"path must be absolute, got {text[:200]!r}")
         try:
-            return self.files.locate(text, writing=writing)
+            return self.files.locate(text)
         except PathRefusedError as exc:
             raise WireError("forbidden-path", str(exc)) from None
 
     def op_put(self, req: wire.Request) -> None:
-        located, mode = self._located(req, writing=True), wire.mode_field(req.body)
+        located, mode = self._located(req), safe_mode(wire.mode_field(req.body))
         if self._refused_draining(req) or self._refused_busy(req):
             return
         if req.body.get("kind") == "folder":
@@ -670,7 +668,7 @@ class NodeAgent:
         self.spawn_task(req, self._file_io(req, write, written, on_failure=failed))
 
     def op_get(self, req: wire.Request) -> None:
-        located = self._located(req, writing=False)
+        located = self._located(req)
         first_piece = req.body.get("offset", 0) == 0  # later pieces finish a get under way
         if (first_piece and self._refused_draining(req)) or self._refused_busy(req):
             return
@@ -831,16 +829,14 @@ def _operations(text: str) -> frozenset[bytes]:
     return frozenset(names)
 
 
-def _file_roots(given: list[Path] | None) -> tuple[Path, ...]:
-    if not given and Path.cwd() == Path("/"):
-        raise cli.CliError(
-            "give --file-root DIR: the agent's working folder is /, the default root, "
-            "and put/get would reach the whole disk"
-        )
-    for root in given or ():
-        if not root.is_dir():
-            raise cli.CliError(f"--file-root {root}: not a folder")
-    return tuple(given or ())
+def file_roots(config: AgentConfig) -> FileRoots:
+    """The roots put and get reach below, never holding the agent's keys or code; its state
+    folder, which may lie below one, is never served."""
+    return FileRoots.for_agent(
+        config.file_roots,
+        keys=() if config.keys is None else (config.keys.authorized_keys.parent,),
+        private=() if config.state_dir is None else (config.state_dir,),
+    )
 
 
 def _message_limit(text: str) -> int:
@@ -868,7 +864,7 @@ def _ready_file(path: Path | None) -> Path | None:
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.keys is None and not args.insecure:
         raise cli.CliError("give --keys NODE_KEY_DIR, or --insecure to run without CurveZMQ")
-    return AgentConfig(
+    config = AgentConfig(
         bind=args.bind,
         keys=None if args.keys is None else keyfiles.load_agent_keys(args.keys),
         operations=args.operations,
@@ -880,11 +876,16 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         max_kill_grace_s=args.max_kill_grace,
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
-        file_roots=_file_roots(args.file_root),
+        file_roots=tuple(args.file_root or ()),
         ready_file=_ready_file(args.ready_file),
         state_dir=args.state_dir,
         run_as=_run_as_users(args.run_as or []),
     )
+    try:
+        file_roots(config)  # a root that would expose the agent is a start-up error
+    except RootRefusedError as exc:
+        raise cli.CliError(f"--file-root {exc}") from None
+    return config
 
 
 def _run_as_users(names: list[str]) -> dict[str, RunAs]:
@@ -994,8 +995,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         metavar="DIR",
-        help="a folder put/get may reach below (repeatable; default: the working folder, "
-        "which must not be /); the agent's key folder and interpreter stay out of reach",
+        help="a folder put/get may reach below (repeatable; none: no files are served); "
+        "refused at start if it holds or lies within the agent's keys, its code or a kernel "
+        "view (/proc, /sys, /dev)",
     )
     parser.add_argument(
         "--run-as",

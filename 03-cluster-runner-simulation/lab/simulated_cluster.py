@@ -68,7 +68,7 @@ class SimulatedCluster:
         self.leaves, self.agent_args = leaves, list(agent_args)
         self.sshd = OpenSshServer()
         self.roles = processes.Roles("cluster_sim.agent.node_agent")
-        self.dir = Path()
+        self.dir = self.keydir = Path()
         self.agents: dict[str, processes.Child] = {}
         self.binds = {
             node: f"tcp://127.0.0.1:{free_port() if fixed_ports else '*'}" for node in self.node_ids
@@ -86,7 +86,9 @@ class SimulatedCluster:
         return self
 
     def _start(self) -> None:
-        self.keydir = self.dir / "keys"
+        # The keys apart from self.dir, which the agents serve as their file root: an agent
+        # refuses a root that holds its keys.
+        self.keydir = Path(tempfile.mkdtemp(prefix="zcl-cluster-keys-"))
         keys.generate(self.keydir, nodes=[*self.node_ids, "collector"], controllers=["runner"])
         program = self.dir / "perftest.py"
         shutil.copy(perftest.__file__, program)
@@ -155,6 +157,8 @@ class SimulatedCluster:
         self.roles.__exit__(exc_type, exc, tb)
         self.sshd.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.keydir != Path():
+            shutil.rmtree(self.keydir, ignore_errors=True)
 
 
 async def scheduled_run(
