@@ -209,6 +209,7 @@ class ZmqNodeExecutor:
         self.link: _Link | None = None
         self.beat: asyncio.Task[None] | None = None
         self.closed = False
+        self.last_failure: str | None = None  # why the last connection was given up
 
     def _fresh_liveness(self) -> Liveness:
         now = time.monotonic()
@@ -495,9 +496,10 @@ class ZmqNodeExecutor:
             self.link.catch_up()  # an agent that is stopping may have said so already
         link = self._ensure_link()
         continuing = operation == wire.WRITE or (operation == wire.GET and body.get("offset"))
-        if link.draining and not continuing:
+        if link.draining and not continuing and operation != wire.PING:
             # Told the agent we start nothing more here; SSH (the fallback) may run it.
-            # (Pieces of a transfer under way still go: the agent finishes those.)
+            # (Pieces of a transfer under way still go: the agent finishes those. A ping
+            # starts nothing: it is how a caller sees the drain.)
             raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
         request_id = next(self.ids).to_bytes(8, "big")
         if not self.calls:
@@ -507,6 +509,11 @@ class ZmqNodeExecutor:
             link.send(wire.request(request_id, operation, body))
         except zmq.Again:
             self.calls.pop(request_id)
+            # libzmq drops the pipe of a connection it gave up on (a refused key): its monitor
+            # event may have come in since the look above, and it says why.
+            link.catch_up()
+            if self.link is not link and self.last_failure is not None:
+                raise TransportError(self.node_id, self.last_failure, may_have_run=False) from None
             self.breaker.record_failure()
             raise TransportError(
                 self.node_id, "send queue full: the agent is not reading", may_have_run=False
@@ -569,6 +576,7 @@ class ZmqNodeExecutor:
     def _transport_failed(self, reason: str) -> None:
         """Fail every waiting call and replace the socket, so nothing we gave up on runs later."""
         log.warning("%s: %s", self.node_id, reason)
+        self.last_failure = reason
         delivered = self.link is not None and self.link.handshaken
         self._fail_all(TransportError(self.node_id, reason, may_have_run=delivered))
         self.incarnation, self.liveness = None, self._fresh_liveness()

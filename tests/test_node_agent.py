@@ -368,6 +368,69 @@ async def test_sigterm_lets_running_commands_finish_and_refuses_new_ones(keydir:
 
 
 @pytest.mark.asyncio
+async def test_ping_answers_while_the_agent_drains(keydir: Path) -> None:
+    """A ping starts nothing, so it still goes once this executor has learned of the drain: it
+    is how a caller sees the drain. (It raised AgentDrainingError, so a loop waiting for
+    ping()["draining"] failed whenever the drain notice came in first.)"""
+    with running_agent(keydir) as agent:
+        async with executor(agent.endpoint, keydir) as runner:
+            finishing = asyncio.create_task(runner.run("sleep 2; echo finished"))
+            while (await runner.ping())["running"] < 1:
+                pass
+            agent.signal(signal.SIGTERM)
+            with pytest.raises(AgentDrainingError):
+                while True:  # until a refusal tells this executor of the drain
+                    await runner.run("true")
+            assert (await runner.ping())["draining"] is True
+            assert (await finishing).stdout == b"finished\n"
+
+
+@pytest.mark.asyncio
+async def test_a_refused_handshake_found_at_send_is_reported_as_the_refusal(
+    keydir: Path,
+) -> None:
+    """libzmq drops the pipe of a connection whose key the agent refused; a request sent
+    before the monitor's event is read is refused by the socket (EAGAIN). That must still
+    say the key was refused, not "the agent is not reading" (which CI saw after a revocation)."""
+    keys.add_controller(keydir, "stranger")
+    assert keys.revoke_controller(keydir, "stranger") == 1
+    with running_agent(keydir) as agent, zmq.Context() as ctx:
+        other = RawController(ctx, agent.endpoint, keydir)
+        async with executor(agent.endpoint, keydir, controller="stranger") as stranger:
+            link = stranger._ensure_link()
+            # The monitor's events are held back until the executor has looked once: the
+            # interleaving CI met, where the refusal event came just after that look.
+            held: list[list[bytes]] = []
+            deliver = stranger.on_event
+            stranger.on_event = lambda _, frames: held.append(frames)  # type: ignore[method-assign]
+            dropped = False
+            for _ in range(200):  # well under the pipe's 1,000 messages: Again is the refusal
+                try:
+                    link.dealer.sock.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    dropped = True
+                    break
+                other.counters()  # a round trip to the agent between two looks
+            assert dropped, "the socket kept the refused connection's pipe"
+            looks = 0
+            catch_up = link.catch_up
+
+            def late_catch_up() -> None:
+                nonlocal looks
+                looks += 1
+                if looks > 1:
+                    stranger.on_event = deliver  # type: ignore[method-assign]
+                    catch_up()
+                    for frames in held:
+                        deliver(link, frames)
+
+            link.catch_up = late_catch_up  # type: ignore[method-assign]
+            with pytest.raises(TransportError, match="refused our key") as refused:
+                await asyncio.wait_for(stranger.run("true"), 15)
+            assert refused.value.may_have_run is False
+
+
+@pytest.mark.asyncio
 async def test_a_controller_that_vanishes_has_its_commands_killed(keydir: Path) -> None:
     with running_agent(keydir, "--controller-timeout", "0.5") as agent, zmq.Context() as ctx:
         raw = RawController(ctx, agent.endpoint, keydir)
