@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +60,47 @@ class ControllerKeys:
             raise KeyFileError(f"no pinned key for node {node_id!r} in known_hosts") from None
 
 
+# What OpenSSH's StrictModes refuses, and so do we: a secret key that anyone but its owner may
+# read, a list of trusted keys that anyone but its owner may rewrite, or either in a folder
+# (or below one) that another user may rename entries in, since that user could swap the file.
+def check_owned_safely(path: Path, forbidden_bits: int, what: str) -> None:
+    """`path` and every folder above it are owned by us or root, and none has a bit of
+    `forbidden_bits` (the file) or group/other write (the folders; a root-owned sticky folder
+    such as /tmp is fine: nobody may rename what is not theirs there)."""
+    me = os.geteuid()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return  # its reader says so, in its own words
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if info.st_uid not in (me, 0):
+        raise KeyFileError(f"{what} {path} is owned by uid {info.st_uid}, not by this user or root")
+    if info.st_mode & forbidden_bits:
+        mode = stat.S_IMODE(info.st_mode)
+        raise KeyFileError(f"{what} {path} has mode {mode:04o}: bad permissions (like ssh's)")
+    check_folders_safe(path.parent)
+
+
+def check_folders_safe(folder: Path) -> None:
+    """`folder` and each above it: owned by us or root, writable by nobody else (or sticky)."""
+    me = os.geteuid()
+    for above in [folder.absolute(), *folder.absolute().parents]:
+        try:
+            info = above.stat()
+        except FileNotFoundError:
+            continue  # not made yet (zcl-keys generate): its parent decides
+        sticky_root = info.st_mode & stat.S_ISVTX and info.st_uid == 0
+        if info.st_uid not in (me, 0) or (info.st_mode & 0o022 and not sticky_root):
+            raise KeyFileError(
+                f"{above} is owned by uid {info.st_uid} with mode "
+                f"{stat.S_IMODE(info.st_mode):04o}: another user could swap the keys below it"
+            )
+
+
 def key_pair(folder: Path, stem: str) -> tuple[bytes, bytes]:
     path = folder / f"{stem}.key_secret"
+    check_owned_safely(path, 0o077, "secret key")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
@@ -106,7 +147,8 @@ class AuthorizedKeys:
 
     def __init__(self, path: Path, counters: Counter[str]) -> None:
         self.path, self.counters = path, counters
-        self.stamp: tuple[int, int, int] | None = None
+        self.stamp: tuple[int, ...] | None = None
+        self.refusals = RepeatedLines()  # one line per unknown key per minute, not one per try
         self.keys: dict[bytes, str] = {}
         self.user_ids: frozenset[str] = frozenset()
         self.generation = 0
@@ -114,12 +156,14 @@ class AuthorizedKeys:
         self.peer = "an unknown address"  # the one being checked, told by the ZAP handler
 
     def refresh(self) -> None:
-        """Reread the file if it changed (a new inode, time or size) since the last look."""
+        """Reread the file if it changed (a new inode, time, size, owner or mode) since the
+        last look; one that others may write to trusts nobody, as with sshd's StrictModes."""
         try:
             found = self.path.stat()
-            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_size, found.st_uid, found.st_mode)
             if stamp == self.stamp:
                 return
+            check_owned_safely(self.path, 0o022, "authorized_keys")
             keys, self.stamp, self.unreadable = read_authorized_keys(self.path), stamp, False
         except (OSError, KeyFileError) as exc:
             if not self.unreadable:  # once per failure, not once per look
@@ -141,13 +185,40 @@ class AuthorizedKeys:
             log.debug("controller %s authenticated", self.keys[key] or key.decode())
             return True
         self.counters["refused.unknown-key"] += 1
-        log.warning(
-            "refused controller key %s from %s: not in %s",
-            key.decode(errors="replace"),
-            self.peer,
-            self.path,
-        )
+        shown = key.decode(errors="replace")
+        quiet = self.refusals.due(shown, time.monotonic())
+        if quiet is not None:
+            log.warning(
+                "refused controller key %s from %s: not in %s%s",
+                shown,
+                self.peer,
+                self.path,
+                f" ({quiet} more refusals of it since the last line)" if quiet else "",
+            )
         return False
+
+
+class RepeatedLines:
+    """How often a line about one peer is logged: the first at once, then at most one per
+    `interval_s`, saying how many were held back. A peer retrying every few milliseconds
+    wrote 2,450 warnings in 7 s; the log is for people. State only; the time is given."""
+
+    def __init__(self, interval_s: float = 60.0, most_peers: int = 10_000) -> None:
+        self.interval_s, self.most_peers = interval_s, most_peers
+        self.last: dict[str, tuple[float, int]] = {}  # peer -> (logged at, held back since)
+
+    def due(self, peer: str, now: float) -> int | None:
+        """None: hold this one back; otherwise log it, with the count held back since."""
+        logged = self.last.get(peer)
+        if logged is not None and now - logged[0] < self.interval_s:
+            self.last[peer] = (logged[0], logged[1] + 1)
+            return None
+        if logged is None and len(self.last) >= self.most_peers:
+            self.last = {p: v for p, v in self.last.items() if now - v[0] < self.interval_s}
+            if len(self.last) >= self.most_peers:
+                return None  # a flood of distinct keys: bounded memory over one more line
+        self.last[peer] = (now, 0)
+        return 0 if logged is None else logged[1]
 
 
 def load_agent_keys(folder: Path) -> AgentKeys:
@@ -155,6 +226,7 @@ def load_agent_keys(folder: Path) -> AgentKeys:
     authorized = folder / "authorized_keys"
     if not authorized.exists():
         raise KeyFileError(f"{authorized} is missing: no controller could ever connect")
+    check_owned_safely(authorized, 0o022, "authorized_keys")
     return AgentKeys(public, secret, authorized)
 
 

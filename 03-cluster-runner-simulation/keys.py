@@ -34,6 +34,7 @@ from cluster_patterns.curve import (
     AuthorizedKeys,
     ControllerKeys,
     KeyFileError,
+    check_folders_safe,
     key_pair,
     load_agent_keys,
     load_controller_keys,
@@ -64,7 +65,8 @@ log = logging.getLogger("keys")
 def _new_pair(folder: Path, stem: str) -> bytes:
     if (folder / f"{stem}.key_secret").exists():
         raise KeyFileError(f"{folder / stem}.key_secret exists; refusing to overwrite a key")
-    folder.mkdir(parents=True, exist_ok=True)
+    check_folders_safe(folder)  # a folder another user controls: they could swap the files
+    _make_folders(folder)
     # The secret is private from the moment it exists: created under a umask that leaves no
     # bit for group or others, rather than made readable and chmodded a moment later.
     before = os.umask(0o077)
@@ -74,6 +76,16 @@ def _new_pair(folder: Path, stem: str) -> bytes:
         os.umask(before)
     Path(public_file).chmod(0o644)  # public by nature
     return key_pair(folder, stem)[0]
+
+
+def _make_folders(folder: Path) -> None:
+    """The missing folders down to `folder`, 0755 whatever the umask: with umask 0 they were
+    made 0777, and every daemon then refused them (anyone could swap the keys below)."""
+    missing = [folder, *folder.parents]
+    for path in reversed(missing):
+        if not path.exists():
+            path.mkdir(mode=0o755)
+            path.chmod(0o755)  # mkdir's mode passes through the umask
 
 
 def node_dir(keydir: Path, node_id: str) -> Path:
@@ -88,6 +100,7 @@ def _replace(path: Path, text: str) -> None:
     """Rewrite a file whole, never in place: an agent reading authorized_keys at that moment
     sees the old file or the new one, not an empty or half-written one (which would refuse
     every controller)."""
+    check_folders_safe(path.parent)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, path.stat().st_mode & 0o777)
     try:
@@ -100,6 +113,7 @@ def _replace(path: Path, text: str) -> None:
 
 
 def _append(path: Path, line: str) -> None:
+    check_folders_safe(path.parent)
     with path.open("a") as out:
         out.write(line + "\n")
 
@@ -123,7 +137,8 @@ def _trust(keydir: Path, node_id: str, controller: str) -> None:
 def add_node(keydir: Path, node_id: str) -> bytes:
     """A host key for a new node, trusted by every controller, accepting every controller."""
     public = _new_pair(node_dir(keydir, node_id), "host")
-    (node_dir(keydir, node_id) / "authorized_keys").touch()
+    (node_dir(keydir, node_id) / "authorized_keys").touch(mode=0o644)  # whatever the umask
+    (node_dir(keydir, node_id) / "authorized_keys").chmod(0o644)
     for name in _controllers(keydir):
         _trust(keydir, node_id, name)
     return public

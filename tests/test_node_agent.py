@@ -402,7 +402,7 @@ async def test_a_refused_handshake_found_at_send_is_reported_as_the_refusal(
             # interleaving CI met, where the refusal event came just after that look.
             held: list[list[bytes]] = []
             deliver = stranger.on_event
-            stranger.on_event = lambda _, frames: held.append(frames)  # type: ignore[method-assign]
+            stranger.on_event = lambda link, frames: held.append(frames)  # type: ignore[method-assign]
             dropped = False
             for _ in range(200):  # well under the pipe's 1,000 messages: Again is the refusal
                 try:
