@@ -50,9 +50,10 @@ system:
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "not root: not installing openssh-server or the $(FAST_SHELL_USER) user"; \
 	else \
-		[ -x /usr/sbin/sshd ] && [ -x /usr/bin/python3 ] && command -v mmdebstrap >/dev/null || \
+		[ -x /usr/sbin/sshd ] && [ -x /usr/bin/python3 ] && command -v mmdebstrap >/dev/null && \
+			command -v systemd-analyze >/dev/null || \
 			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			openssh-server python3 mmdebstrap >/dev/null; }; \
+			openssh-server python3 mmdebstrap systemd >/dev/null; }; \
 		id $(FAST_SHELL_USER) >/dev/null 2>&1 || { \
 			useradd --system --create-home --shell /bin/sh $(FAST_SHELL_USER) && \
 			usermod -p '*' $(FAST_SHELL_USER); }; \

@@ -3,7 +3,11 @@
 # tini (PID 1) forwards SIGTERM here; we pass it on and wait, so every daemon drains.
 set -eu
 node="${NODE_NAME:?NODE_NAME is not set}"
-ssh-keygen -A >/dev/null
+if [ ! -f /etc/ssh/.made-here ]; then  # the image's host keys are every node's: make our own
+    rm -f /etc/ssh/ssh_host_*
+    ssh-keygen -A >/dev/null
+    touch /etc/ssh/.made-here
+fi
 if [ -f /keys/ssh/id_ed25519.pub ]; then  # the cluster's SSH key logs in as zcl (bench, drill)
     install -d -o zcl -g zcl -m 700 /home/zcl/.ssh
     install -o zcl -g zcl -m 600 /keys/ssh/id_ed25519.pub /home/zcl/.ssh/authorized_keys

@@ -17,6 +17,7 @@ import pytest
 
 from cluster_sim.lab.fleet import recap
 from tests.helpers import REPO, skip_here_fail_on_ci
+from tests.test_deploy_roles import MOST_EXPOSURE, exposure
 from tests.test_simulate_cluster import docker_missing_reason
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
@@ -101,6 +102,26 @@ def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened
     assert settings["ReadWritePaths"] == "/var/lib/zcl-agent"
     verify = on("worker2", "systemd-analyze", "verify", "/etc/systemd/system/zcl-agent.service")
     assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "unit", "keys"),
+    [
+        ("worker2", "zcl-agent", "/etc/zcl-agent"),
+        ("collector", "zcl-collector", "/etc/zcl-collector"),
+    ],
+)
+def test_a_deployed_unit_rates_at_most_4_and_root_owns_who_it_trusts(
+    bare_cluster: None, host: str, unit: str, keys: str
+) -> None:
+    """As systemd on the node sees the loaded unit (issue 23, class 8: 7.7 and 7.6 before);
+    the daemon runs under it (the cluster test that follows uses it)."""
+    report = on(host, "systemd-analyze", "security", "--no-pager", unit)
+    assert report.returncode == 0, report.stderr
+    assert exposure(report.stdout, f"{unit}.service") <= MOST_EXPOSURE, report.stdout
+    assert on(host, "systemctl", "is-active", unit).stdout.strip() == "active"
+    owned = on(host, "stat", "-c", "%a %U", keys, f"{keys}/authorized_keys").stdout.split("\n")
+    assert owned[:2] == ["750 root", "644 root"], owned
 
 
 def test_the_cluster_passes_its_test_with_the_deployed_agents(bare_cluster: None) -> None:

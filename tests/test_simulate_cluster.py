@@ -126,6 +126,15 @@ def test_each_node_holds_its_own_keys_only_and_runs_its_daemons_unprivileged(
         assert "/keys/controllers" not in in_container(service, "find", "/keys"), service
 
 
+def test_each_node_has_an_ssh_host_key_of_its_own(cluster: None) -> None:
+    """ssh-keygen -A only adds the keys that are missing, so every node kept the image's: one
+    node's key let its holder pass for any other (issue 23, class 8)."""
+    nodes = ("worker1", "worker2", "worker3", "worker4")
+    keys = {node: in_container(node, "cat", "/etc/ssh/ssh_host_ed25519_key.pub") for node in nodes}
+    assert all(keys.values()), keys
+    assert len({key.split()[1] for key in keys.values()}) == len(nodes), keys
+
+
 def test_fail_kills_a_node_the_cluster_notices_and_recover_brings_it_back(cluster: None) -> None:
     assert run("fail", "worker2").returncode == 0
     assert status()["worker2"][0] == "exited" and status()["worker2"][2] == "failed"
