@@ -61,22 +61,53 @@ class RecordError(ValueError):
 
 
 def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest in a parsed record, without recursion."""
+    """How deeply objects and arrays nest in a parsed record, without recursion; RecordError
+    for a string (key or value) holding a lone surrogate: JSON's \\ud800 escape parses to a
+    str that no UTF-8 can hold, so a reader in another language would fail on it or mangle it."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            _utf8(item)
+        elif isinstance(item, dict | list):
             deepest = max(deepest, depth)
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                for key in item:
+                    _utf8(key)
     return deepest
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError("lone-surrogate", "a string holds half a UTF-16 pair") from None
+
+
+def _not_json(constant: str) -> None:
+    raise RecordError("not-json", f"{constant} is not JSON (RFC 8259 has no such number)")
+
+
+def _one_meaning(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with one given twice, readers disagree on
+    which counts (Python keeps the last, others the first or refuse)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise RecordError("duplicate-key", "a key appears twice in one object")
+    return record
+
+
+_STRICT = json.JSONDecoder(parse_constant=_not_json, object_pairs_hook=_one_meaning)
 
 
 def check_line(line: bytes, record_id: bytes | None = None) -> dict[str, Any]:
     """The record a journal line holds, or RecordError saying why it is not one.
 
     A record is one UTF-8 JSON object on one line ending in its only newline, no bigger than
-    MAX_RECORD_BYTES, nested at most MAX_DEPTH deep, whose `record_id` is a string of up to 128
+    MAX_RECORD_BYTES, nested at most MAX_DEPTH deep, strict (no NaN or infinities, no key
+    twice in one object, no lone surrogate), whose `record_id` is a string of up to 128
     letters, digits and `._:-` (equal to `record_id` when one is given). Whatever passes can be
     written, read back and compared; whatever fails is refused before it reaches a disk.
     """
@@ -85,11 +116,13 @@ def check_line(line: bytes, record_id: bytes | None = None) -> dict[str, Any]:
     if not line.endswith(b"\n") or line.count(b"\n") != 1 or b"\r" in line:
         raise RecordError("not-one-line", "a record is one line ending in its only newline")
     try:
-        record = json.loads(line[:-1].decode("utf-8"))
+        record = _STRICT.decode(line[:-1].decode("utf-8"))
     except UnicodeDecodeError:
         raise RecordError("not-utf8", "a record is UTF-8") from None
     except RecursionError:
         raise RecordError("too-deep", f"nested deeper than {MAX_DEPTH}") from None
+    except RecordError:
+        raise  # the strict decoder's own: a constant, a key twice
     except ValueError as exc:
         raise RecordError("not-json", str(exc)) from None
     if not isinstance(record, dict):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cluster_patterns import cli, processes
 from cluster_sim import keys, zmq_journal
@@ -48,6 +50,11 @@ POISON = {
     b"cr": b'{"record_id":"cr",\r"x":1}\n',  # bytes.splitlines() split this record in two
     b"u16": '{"record_id":"u16"}\n'.encode("utf-16-le"),  # json.loads(bytes) would take it
     b"deep": DEEP,  # RecursionError escaped the old parser and killed the collector
+    # Not JSON (RFC 8259), yet Python's parser took them, and the collector acked them:
+    b"nan": b'{"record_id":"nan","x":NaN}\n',
+    b"inf": b'{"record_id":"inf","x":-Infinity}\n',
+    b"dup": b'{"record_id":"dup","x":1,"x":2}\n',  # which x? readers differ
+    b"lone": b'{"record_id":"lone","x":"\\ud800"}\n',  # a string no UTF-8 can hold
 }
 
 
@@ -200,12 +207,49 @@ def test_the_writer_reports_a_refused_record_instead_of_resending_it(
         (b'{"record_id":"' + b"a" * 129 + b'"}\n', "bad-record-id"),
         (DEEP, "too-deep"),
         (b'{"record_id":"a","x":' + b"[" * 33 + b"]" * 33 + b"}\n", "too-deep"),
+        (b'{"record_id":"a","x":NaN}\n', "not-json"),
+        (b'{"record_id":"a","x":[Infinity]}\n', "not-json"),
+        (b'{"record_id":"a","x":{"y":-Infinity}}\n', "not-json"),
+        (b'{"record_id":"a","record_id":"b"}\n', "duplicate-key"),
+        (b'{"record_id":"a","x":[{"k":1,"k":1}]}\n', "duplicate-key"),
+        (b'{"record_id":"a","x":"\\udfff"}\n', "lone-surrogate"),
+        (b'{"record_id":"a","\\ud83d":1}\n', "lone-surrogate"),
+        (b'{"record_id":"a","x":["\\ud83d\\ude00 is fine"],"y":"\\ud83d"}\n', "lone-surrogate"),
     ],
 )
 def test_check_line_refuses_what_is_not_a_record(line: bytes, kind: str) -> None:
     with pytest.raises(RecordError) as refused:
         check_line(line)
     assert refused.value.kind == kind
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters(codec=None)),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec=None), max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, pairs=st.lists(st.tuples(st.sampled_from("abc"), JSON_VALUES)))
+def test_whatever_check_line_takes_is_strict_json_every_reader_reads_alike(
+    value: object, pairs: list[tuple[str, object]]
+) -> None:
+    """Generated lines (NaN and infinities, lone surrogates, repeated keys among them): what
+    passes parses to one meaning, and writes back as strict UTF-8 JSON."""
+    members = ['"record_id":"p"', f'"v":{json.dumps(value)}']
+    members += [f"{json.dumps(key)}:{json.dumps(item)}" for key, item in pairs]
+    line = ("{" + ",".join(members) + "}\n").encode()
+    try:
+        parsed = check_line(line)
+    except RecordError:
+        return
+    again = json.dumps(parsed, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    assert len({key for key, _ in pairs}) == len(pairs)  # no key was given twice
+    assert json.loads(again) == parsed
 
 
 def test_a_line_separator_inside_a_string_is_not_a_line_break(tmp_path: Path) -> None:
