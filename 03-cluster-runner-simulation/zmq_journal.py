@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,52 +112,108 @@ def quarantine_path(path: Path) -> Path:
     return path.with_name(path.name + ".quarantine")
 
 
+CHUNK = 1024 * 1024  # what start-up reads at a time: its memory does not grow with the journal
+
+
 def recover(path: Path, remember: int = REMEMBER) -> tuple[RecentRecords, int]:
     """The newest `remember` record ids on disk (with digests), and how many lines were set aside.
 
     A torn last line (never acknowledged) is cut off. A complete line that is not a record
     (written by an older collector that checked less) is moved to the quarantine file beside
-    the journal, and counted: a bad line must never stop the collector from starting.
+    the journal, and counted: a bad line must never stop the collector from starting. The
+    journal is read a line at a time (a 300 MiB one made the whole file, its lines and their
+    copies live at once: 930 MiB), and rewritten only when a line must go.
     """
     seen = RecentRecords(remember)
     if not path.exists():
         return seen, 0
-    data = path.read_bytes()
-    complete = data.rfind(b"\n") + 1
-    if complete < len(data):
-        log.warning("dropping a torn last line of %d bytes", len(data) - complete)
-        with path.open("r+b") as journal:
-            journal.truncate(complete)
-    good, bad = [], []
-    for line in data[:complete].split(b"\n")[:-1]:
-        whole = line + b"\n"
-        try:
-            record = check_line(whole)
-        except RecordError as exc:
-            bad.append(whole)
-            log.warning(
-                "quarantining a line of %d bytes that is not a record (%s)", len(whole), exc.kind
-            )
-            continue
-        seen.add(str(record["record_id"]).encode(), digest(whole))
-        good.append(whole)
-    if bad:
-        with quarantine_path(path).open("ab") as side:
-            side.write(b"".join(bad))
-            side.flush()
-            os.fsync(side.fileno())
-        fresh = path.with_name(path.name + ".recovering")
-        with fresh.open("wb") as journal:
-            journal.write(b"".join(good))
-            journal.flush()
-            os.fsync(journal.fileno())
-        fresh.replace(path)  # atomic: the journal is whole before and after
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    complete = _cut_torn_tail(path)
+    bad: list[tuple[int, int]] = []  # (start, end) of each line set aside
+    with path.open("rb") as journal:
+        for start, end, line in _lines(journal, complete):
+            try:
+                if line is None:
+                    raise RecordError("too-large", f"{end - start} bytes")
+                record = check_line(line)
+            except RecordError as exc:
+                bad.append((start, end))
+                log.warning(
+                    "quarantining a line of %d bytes that is not a record (%s)",
+                    end - start,
+                    exc.kind,
+                )
+                continue
+            seen.add(str(record["record_id"]).encode(), digest(line))
+        if bad:
+            _set_aside(path, journal, complete, bad)
     return seen, len(bad)
+
+
+def _cut_torn_tail(path: Path) -> int:
+    """Truncate what follows the last newline (a write that never finished); the length kept."""
+    with path.open("r+b") as journal:
+        size = journal.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - CHUNK)
+            journal.seek(start)
+            newline = journal.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end < size:
+            log.warning("dropping a torn last line of %d bytes", size - end)
+            journal.truncate(end)
+    return end
+
+
+def _lines(journal: Any, complete: int) -> Iterator[tuple[int, int, bytes | None]]:
+    """(start, end, line) for each line up to `complete`; the line is None when it is longer
+    than any record may be (it is skipped over in pieces, never held whole)."""
+    journal.seek(0)
+    offset = 0
+    while offset < complete:
+        line = journal.readline(MAX_RECORD_BYTES + 1)
+        if line.endswith(b"\n"):
+            yield offset, offset + len(line), line
+            offset += len(line)
+            continue
+        start, offset = offset, offset + len(line)
+        while line and not line.endswith(b"\n"):  # over the limit: to its end, in pieces
+            line = journal.readline(CHUNK)
+            offset += len(line)
+        yield start, offset, None
+
+
+def _set_aside(path: Path, journal: Any, complete: int, bad: list[tuple[int, int]]) -> None:
+    """Move the `bad` ranges to the quarantine file and the rest to a fresh journal, copying
+    a piece at a time; the fresh one replaces the journal atomically."""
+    fresh = path.with_name(path.name + ".recovering")
+    with quarantine_path(path).open("ab") as side, fresh.open("wb") as kept:
+        good_from = 0
+        for start, end in bad:
+            _copy(journal, good_from, start, kept)
+            _copy(journal, start, end, side)
+            good_from = end
+        _copy(journal, good_from, complete, kept)
+        for out in (side, kept):
+            out.flush()
+            os.fsync(out.fileno())
+    fresh.replace(path)  # atomic: the journal is whole before and after
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _copy(source: Any, start: int, end: int, out: Any) -> None:
+    source.seek(start)
+    while start < end:
+        piece = source.read(min(CHUNK, end - start))
+        out.write(piece)
+        start += len(piece)
 
 
 class Collector:
