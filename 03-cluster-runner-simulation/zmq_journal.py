@@ -216,6 +216,39 @@ def _copy(source: Any, start: int, end: int, out: Any) -> None:
         start += len(piece)
 
 
+MAX_JOURNAL_MIB = 16 * 1024  # the journal file's size at most
+MAX_WRITER_MIB_PER_HOUR = 1024  # what one writer's key may add in an hour
+
+
+class Quotas:
+    """How much the journal may hold, and how much one writer may add in an hour (a key
+    filled 299 MiB in 3.5 s). State only: the time is given, and nothing is written here."""
+
+    def __init__(self, journal_bytes: int, writer_bytes_per_hour: int, size: int = 0) -> None:
+        self.journal_bytes, self.writer_bytes_per_hour = journal_bytes, writer_bytes_per_hour
+        self.size = size  # the journal's now, with what has been taken since
+        self.hours: dict[str, tuple[float, int]] = {}  # writer -> (its hour began, bytes in it)
+
+    def take(self, writer: str, size: int, now: float) -> str | None:
+        """Count `size` bytes for `writer`, or say which limit refuses them (nothing counted)."""
+        began, added = self.hours.get(writer, (now, 0))
+        if now - began >= 3600:
+            began, added = now, 0
+        if self.size + size > self.journal_bytes:
+            mib = self._mib(self.journal_bytes)
+            return f"journal-full: the journal holds its --max-journal-mib ({mib})"
+        if added + size > self.writer_bytes_per_hour:
+            mib = self._mib(self.writer_bytes_per_hour)
+            return f"writer-quota: this key added its --max-writer-mib-per-hour ({mib}) this hour"
+        self.size += size
+        self.hours[writer] = (began, added + size)
+        return None
+
+    @staticmethod
+    def _mib(limit: int) -> str:
+        return f"{limit / (1024 * 1024):g} MiB"
+
+
 class Collector:
     def __init__(
         self,
@@ -223,7 +256,9 @@ class Collector:
         sock: zmq.Socket[bytes],
         stats_every_s: float = 60.0,
         remember: int = REMEMBER,
+        *,
         authorized: keyfiles.AuthorizedKeys | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.path, self.sock, self.stats_every_s = path, sock, stats_every_s
         # With keys, each record's sender is checked against authorized_keys as it stands
@@ -231,6 +266,8 @@ class Collector:
         self.authorized = authorized
         self.seen, quarantined = recover(path, remember)
         self.file = path.open("ab")
+        self.quotas = quotas or Quotas(MAX_JOURNAL_MIB << 20, MAX_WRITER_MIB_PER_HOUR << 20)
+        self.quotas.size = path.stat().st_size
         self.counters: Counter[str] = Counter(
             {"written": 0, "duplicates": 0, "refused": 0, "dropped": 0}
         )
@@ -267,30 +304,18 @@ class Collector:
                 self.counters["dropped"] += 1  # not our protocol: nothing to answer
                 continue
             peer, _, record_id, line = frames
-            if self.authorized is not None and not self.authorized.allows(sender):
+            verdict = self._judge(sender, record_id, line, batch)
+            if verdict == "write":
+                batch[record_id] = digest(line)
+                lines.append(line)
+            elif verdict == "resent":
+                self.counters["duplicates"] += 1
+            else:  # "kind: reason"
                 self.counters["refused"] += 1
-                self.counters["refused.key"] += 1
-                refusals.append((peer, record_id, "key-refused: this writer's key was revoked"))
-                continue
-            try:
-                check_line(line, record_id)
-            except RecordError as exc:
-                self.counters["refused"] += 1
-                self.counters[f"refused.{exc.kind}"] += 1
-                refusals.append((peer, record_id, str(exc)))
-                continue
-            known = self.seen.get(record_id) or batch.get(record_id)
-            if known is not None and known != digest(line):
-                self.counters["refused"] += 1
-                self.counters["refused.id-reused"] += 1
-                refusals.append((peer, record_id, "id-reused: another record has this id"))
+                self.counters[f"refused.{verdict.split(':', 1)[0]}"] += 1
+                refusals.append((peer, record_id, verdict))
                 continue
             acks.setdefault(peer, []).append(record_id)
-            if known is not None:
-                self.counters["duplicates"] += 1
-                continue
-            batch[record_id] = digest(line)
-            lines.append(line)
         if lines:
             self.file.write(b"".join(lines))
             self.file.flush()
@@ -304,6 +329,19 @@ class Collector:
         for peer, record_id, reason in refusals:
             with contextlib.suppress(zmq.ZMQError):
                 send_now(self.sock, [peer, VERSION, REFUSED, record_id[:128], reason.encode()])
+
+    def _judge(self, sender: str, record_id: bytes, line: bytes, batch: dict[bytes, bytes]) -> str:
+        """ "write", "resent" (on disk already: ack it again), or "kind: why it is refused"."""
+        if self.authorized is not None and not self.authorized.allows(sender):
+            return "key-refused: this writer's key was revoked"
+        try:
+            check_line(line, record_id)
+        except RecordError as exc:
+            return str(exc)
+        known = self.seen.get(record_id) or batch.get(record_id)
+        if known is not None:
+            return "resent" if known == digest(line) else "id-reused: another record has this id"
+        return self.quotas.take(sender, len(line), time.monotonic()) or "write"
 
 
 def collect(args: argparse.Namespace) -> int:
@@ -328,8 +366,14 @@ def collect(args: argparse.Namespace) -> int:
             authorized = None
             if args.keys is not None:
                 authorized = keyfiles.AuthorizedKeys(server.authorized_keys, Counter())
+            quotas = Quotas(args.max_journal_mib << 20, args.max_writer_mib_per_hour << 20)
             collector = Collector(
-                args.path, sock, args.stats_every, args.remember, authorized=authorized
+                args.path,
+                sock,
+                args.stats_every,
+                args.remember,
+                authorized=authorized,
+                quotas=quotas,
             )
             cli.announce_ready("journal-collector", cli.bind(sock, args.bind))
             collector.serve(stop)
@@ -553,6 +597,20 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
         default=REMEMBER,
         help="record ids kept in memory to recognise a resend (the newest; default "
         f"{REMEMBER:,}, about 200 bytes each)",
+    )
+    parser.add_argument(
+        "--max-journal-mib",
+        type=cli.positive_int,
+        default=MAX_JOURNAL_MIB,
+        help=f"the journal file's size at most; records past it are refused (default "
+        f"{MAX_JOURNAL_MIB:,})",
+    )
+    parser.add_argument(
+        "--max-writer-mib-per-hour",
+        type=cli.positive_int,
+        default=MAX_WRITER_MIB_PER_HOUR,
+        help="what one writer's key may add in an hour; past it its records are refused "
+        f"(default {MAX_WRITER_MIB_PER_HOUR:,})",
     )
     parser.add_argument(
         "--stats-every", type=float, default=60.0, help="seconds between counter lines in the log"

@@ -338,3 +338,63 @@ def test_a_writer_revoked_while_connected_has_its_next_record_refused(
             sock.close()
     assert refused[:3] == [VERSION, REFUSED, b"after"] and b"key-refused" in refused[3]
     assert [r["record_id"] for r in read_journal(journal)] == ["before"]
+
+
+# -- quotas (issue 23, class 5: one key filled 299 MiB in 3.5 s) ------------------------------
+
+
+def test_quotas_hold_the_journal_and_each_writer_and_say_which_refused() -> None:
+    quotas = zmq_journal.Quotas(journal_bytes=100, writer_bytes_per_hour=60, size=10)
+    assert quotas.take("a", 50, now=0.0) is None
+    refused = quotas.take("a", 20, now=1.0)
+    assert refused is not None and refused.startswith("writer-quota:"), refused
+    assert "--max-writer-mib-per-hour" in refused
+    assert quotas.take("b", 30, now=2.0) is None  # another key has an hour of its own
+    full = quotas.take("b", 20, now=3.0)  # 10 + 50 + 30 + 20 > 100
+    assert full is not None and full.startswith("journal-full:") and "--max-journal-mib" in full
+    assert quotas.size == 90  # what was refused is not counted
+    assert quotas.take("a", 10, now=3600.0) is None  # a's next hour
+    assert quotas.take("a", 1, now=3601.0) is not None  # and now the journal is full
+
+
+def spawn_collector(
+    roles: processes.Roles, keydir: Path, path: Path, bind: str, *limits: str
+) -> processes.Child:
+    return roles.spawn(
+        "collector",
+        *("collect", "--bind", bind, "--path", str(path), *limits),
+        *("--keys", str(keys.node_dir(keydir, "collector"))),
+        module=COLLECTOR,
+    )
+
+
+def test_a_full_journal_refuses_records_naming_its_limit_and_stays_full_after_a_restart(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    path = tmp_path / "journal.jsonl"
+    pad = "x" * (MAX_RECORD_BYTES - 200)
+    with processes.Roles(COLLECTOR) as roles:
+        first = spawn_collector(roles, journal_keys, path, bind, "--max-journal-mib", "2")
+        replies = [answer(sock, f"r{n}".encode(), record(f"r{n}", pad=pad)) for n in range(3)]
+        assert [reply[1] for reply in replies] == [b"ack", b"ack", REFUSED], replies
+        assert b"journal-full" in replies[2][3] and b"--max-journal-mib" in replies[2][3]
+        first.kill(signal.SIGTERM)
+        spawn_collector(roles, journal_keys, path, bind, "--max-journal-mib", "2")
+        again = answer(sock, b"r3", record("r3", pad=pad))
+        assert again[1] == REFUSED and b"journal-full" in again[3], again  # counted from the file
+    assert [r["record_id"] for r in read_journal(path)] == ["r0", "r1"]
+
+
+def test_one_writer_past_its_hourly_quota_is_refused_naming_it(
+    journal_keys: Path, tmp_path: Path, link: tuple[zmq.Socket[bytes], str]
+) -> None:
+    sock, bind = link
+    pad = "x" * (MAX_RECORD_BYTES - 200)
+    with processes.Roles(COLLECTOR) as roles:
+        spawn_collector(
+            roles, journal_keys, tmp_path / "j.jsonl", bind, "--max-writer-mib-per-hour", "2"
+        )
+        replies = [answer(sock, f"w{n}".encode(), record(f"w{n}", pad=pad)) for n in range(3)]
+    assert [reply[1] for reply in replies] == [b"ack", b"ack", REFUSED], replies
+    assert b"writer-quota" in replies[2][3] and b"--max-writer-mib-per-hour" in replies[2][3]
