@@ -52,6 +52,7 @@ from cluster_patterns.coordinator_core import (
     BACKEND,
     BALANCES,
     FRONTEND,
+    LONGEST_TOPIC,
     Config,
     CoordinatorCore,
     Outgoing,
@@ -64,6 +65,7 @@ log = logging.getLogger("coordinator")
 HOUSEKEEPING_S = 0.05  # the longest the loop sleeps before checking its timers
 TRIMS_AFTER_REOPEN = 40  # ticks (2 s) after reopening the events socket that trim the heap
 EVENTS_HWM = 20_000  # events queued per subscriber: a few megabytes at most
+EVENTS_MESSAGE_BYTES = 1024  # the longest message a subscriber may send (see _events_socket)
 RECV_BATCH = 1000  # messages taken from one socket before the timers get a look in
 
 
@@ -111,6 +113,12 @@ class Coordinator:
         # Each subscriber may fall this far behind before events for it are dropped (PUB
         # drops rather than block the broker); a busy cluster publishes thousands a second.
         sock.sndhwm = EVENTS_HWM
+        # A subscription longer than any topic can match nothing, and libzmq would store it
+        # (a node per byte: a 1 MiB prefix held 47 MB, never given back, and tearing that
+        # trie down recurses a level per byte): a longer message drops its sender instead.
+        # The limit covers the handshake's commands too (CurveZMQ's INITIATE is about 300
+        # bytes), hence 1 KiB; the core bounds the bytes of shorter prefixes of no topic.
+        sock.maxmsgsize = max(EVENTS_MESSAGE_BYTES, 1 + LONGEST_TOPIC)
         cli.serve_strangers_briefly(sock)
         if self.keys is not None:
             curve.serve_curve(sock, self.keys)
@@ -263,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_services=args.max_services,
         max_unknown_prefixes=args.max_unknown_prefixes,
         max_message_bytes=args.max_message_bytes,
+        max_held_bytes=args.max_held_mib << 20,
+        max_client_bytes=args.max_client_mib << 20,
         balance=args.balance,
         drain_timeout_s=args.drain_timeout,
         quiet_when_busy=frozenset(s.encode() for s in args.quiet_when_busy),
@@ -345,6 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=default.max_unknown_prefixes,
         help="subscriptions to no topic before the events socket is reopened, freeing them "
         f"(default {default.max_unknown_prefixes:,})",
+    )
+    parser.add_argument(
+        "--max-held-mib",
+        type=cli.positive_int,
+        default=default.max_held_bytes >> 20,
+        help="bytes of requests queued or running, in all, before new ones are refused "
+        f"(default {default.max_held_bytes >> 20} MiB)",
+    )
+    parser.add_argument(
+        "--max-client-mib",
+        type=cli.positive_int,
+        default=default.max_client_bytes >> 20,
+        help=f"the same for one client (default {default.max_client_bytes >> 20} MiB)",
     )
     parser.add_argument("--balance", choices=BALANCES, default=default.balance)
     parser.add_argument("--drain-timeout", type=float, default=default.drain_timeout_s)

@@ -54,6 +54,7 @@ TOPICS = frozenset(
         "worker.ready",
     }
 )
+LONGEST_TOPIC = max(len(topic.encode()) for topic in TOPICS)
 SUBSCRIBABLE = frozenset(t.encode()[:n] for t in TOPICS for n in range(len(t) + 1))
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_CAP_S = 2.0
@@ -81,7 +82,13 @@ class Config:
     max_queue: int = 10_000  # per service
     max_services: int = 1000  # services with work waiting or a worker idle, at once
     max_unknown_prefixes: int = 10_000  # subscriptions to no topic before the socket is reopened
+    # ... or their bytes: libzmq's trie takes some 47 bytes per byte of a prefix of no topic
+    max_unknown_prefix_bytes: int = 1 << 20
     max_message_bytes: int = 1 << 20
+    # Bytes of requests held (queued or running, kept for a retry): in all, and per client.
+    # Counts alone let one client's 512 KiB requests for a service nobody serves hold 1 GB.
+    max_held_bytes: int = 256 << 20
+    max_client_bytes: int = 64 << 20
     balance: str = "lru"  # or "least-done"
     drain_timeout_s: float = 10.0
     # Messages queued per peer connection, each way. A client that stops reading loses the
@@ -115,6 +122,7 @@ class Task:
     attempts: int = 0
     not_before: float = 0.0
     started_at: float = 0.0
+    size: int = 0  # the bytes it holds, counted against max_held_bytes and max_client_bytes
 
 
 @dataclass(slots=True)
@@ -151,6 +159,9 @@ class CoordinatorCore:
         self.subscriptions: set[bytes] = set()
         self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
         self.unknown_prefixes = 0  # subscribed prefixes of no topic, since the socket opened
+        self.unknown_prefix_bytes = 0  # and their bytes
+        self.held_bytes = 0  # of the requests queued or running
+        self.client_bytes: dict[bytes, int] = {}  # the same, per client that has any
         self.workers: dict[bytes, Worker] = {}
         self.services: dict[bytes, Service] = {}
         self.timers: list[tuple[float, Timer, bytes]] = []  # lazily rechecked when they fire
@@ -189,8 +200,12 @@ class CoordinatorCore:
         if prefix not in SUBSCRIBABLE:
             if message[:1] == b"\x01":
                 self.unknown_prefixes += 1
+                self.unknown_prefix_bytes += len(prefix)
                 self.counters["subscriptions.unknown"] += 1
-            return self.unknown_prefixes > self.cfg.max_unknown_prefixes
+            return (
+                self.unknown_prefixes > self.cfg.max_unknown_prefixes
+                or self.unknown_prefix_bytes > self.cfg.max_unknown_prefix_bytes
+            )
         if message[:1] == b"\x01":
             self.subscriptions.add(prefix)
         else:
@@ -200,7 +215,7 @@ class CoordinatorCore:
 
     def events_reopened(self) -> None:
         """The shell opened a fresh events socket: nobody is subscribed until they say so."""
-        self.unknown_prefixes = 0
+        self.unknown_prefixes = self.unknown_prefix_bytes = 0
         self.subscriptions.clear()
         self.wanted.clear()
         self.counters["events.reopened"] += 1
@@ -247,6 +262,9 @@ class CoordinatorCore:
         queue = self.service(want.service).queue if reason is None else deque()
         if reason is None and len(queue) >= self.cfg.max_queue:
             reason = f"queue for {want.service.decode(errors='replace')} is full"
+        size = len(name) + sum(len(frame) for frame in body)
+        if reason is None:
+            reason = self._over_bytes(msg.sender, size)
         if reason:
             self.counters["rejected"] += 1
             error = mdp.error_body(body, reason)
@@ -264,10 +282,32 @@ class CoordinatorCore:
             body,
             expires_at=now + self.cfg.service_timeout_s,
             queued_at=now,
+            size=size,
         )
+        self._hold(task, +1)
         queue.append(task)
         self.publish("task.queued", task=task.id, service=name.decode(errors="replace"))
         self.dispatch(want.service, now)
+
+    def _over_bytes(self, client: bytes, size: int) -> str | None:
+        """Which byte limit a request of `size` would pass, if any."""
+        if self.held_bytes + size > self.cfg.max_held_bytes:
+            mib = self.cfg.max_held_bytes >> 20
+            return f"the coordinator holds its --max-held-mib ({mib}) of requests"
+        if self.client_bytes.get(client, 0) + size > self.cfg.max_client_bytes:
+            mib = self.cfg.max_client_bytes >> 20
+            return f"this client has its --max-client-mib ({mib}) of requests waiting or running"
+        return None
+
+    def _hold(self, task: Task, sign: int) -> None:
+        """Count a task's bytes in (+1, when it is accepted) or out (-1, when it ends: its
+        final reply, or its error reply)."""
+        self.held_bytes += sign * task.size
+        held = self.client_bytes.get(task.client, 0) + sign * task.size
+        if held:
+            self.client_bytes[task.client] = held
+        else:
+            self.client_bytes.pop(task.client, None)  # only clients with work are remembered
 
     def service(self, name: bytes) -> Service:
         found = self.services.get(name)
@@ -283,6 +323,7 @@ class CoordinatorCore:
         return b"200" if known else b"404"
 
     def reply_error(self, task: Task, reason: str, topic: str) -> None:
+        self._hold(task, -1)
         error = mdp.error_body(task.body, reason)
         reply = mdp.to_client(task.client, task.delimited, mdp.C_FINAL, task.service, *error)
         self.outbox.append(Outgoing(task.route, reply))
@@ -353,6 +394,7 @@ class CoordinatorCore:
         self.outbox.append(Outgoing(task.route, reply))
         if command == mdp.C_PARTIAL:
             return
+        self._hold(task, -1)
         self.publish(
             "task.done",
             task=task.id,

@@ -8,8 +8,11 @@ garbage from a peer never stops the service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,3 +314,43 @@ def test_a_flood_of_invented_subscriptions_is_bounded_and_stats_still_flow(
                 stats = json.loads(watcher.recv_multipart()[1])
                 reopened = stats["counters"].get("events.reopened", 0)
             assert reopened, "stats stopped flowing to the monitor"
+
+
+def subscribe_raw(endpoint: str, prefix: bytes) -> None:
+    """Subscribe to `prefix` by speaking ZMTP 3.0 by hand, as a SUB would, then hang up.
+    (A libzmq SUB or XSUB holding a 1 MiB prefix crashes as it closes: its subscription trie is
+    torn down by recursion, one level per byte.)"""
+    host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+    greeting = b"\xff" + bytes(8) + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\0") + bytes(32)
+    ready = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 3) + b"SUB"
+    message = b"\x01" + prefix
+    with socket.create_connection((host, int(port)), timeout=10) as tcp:
+        tcp.sendall(greeting + bytes([0x04, len(ready)]) + ready)
+        tcp.sendall(b"\x02" + struct.pack(">Q", len(message)) + message)
+        with contextlib.suppress(OSError):
+            while tcp.recv(65536):  # until the coordinator closes, or the timeout
+                pass
+
+
+@pytest.mark.timeout(120)
+def test_long_subscription_prefixes_cost_the_coordinator_nothing(ctx: cli.Ctx) -> None:
+    """A 1 MiB prefix cost 47 MB of libzmq's subscription trie, never given back (issue 23,
+    class 2). No topic is longer than 64 bytes: the events socket takes no longer message, so
+    libzmq drops such a subscriber before it stores a byte, and the monitors stay served."""
+    events_at = free_endpoint()
+    with processes.Roles("cluster_patterns.coordinator") as roles:
+        coordinator = roles.spawn(
+            "coordinator", "--endpoint", free_endpoint(), "--events", events_at, "--insecure"
+        )
+        with ctx.socket(zmq.SUB) as watcher:
+            watcher.connect(events_at)
+            watcher.subscribe(b"stats")
+            assert watcher.poll(10_000), "no stats before the long prefixes"
+            before = rss_bytes(coordinator.process.pid)
+            for _ in range(5):
+                subscribe_raw(events_at, os.urandom(1 << 20))
+            watcher.recv_multipart()
+            assert watcher.poll(10_000), "stats stopped"  # the monitor is still served
+            watcher.recv_multipart()
+            grown = rss_bytes(coordinator.process.pid) - before
+        assert grown < 32 << 20, f"the coordinator kept {grown >> 20} MiB"

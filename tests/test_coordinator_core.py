@@ -405,3 +405,61 @@ def test_prefixes_of_no_topic_are_counted_and_too_many_ask_for_a_fresh_events_so
     core.subscription(b"\x01stats")
     core.publish("stats", n=2)
     assert core.take_events() == [("stats", {"n": 2})]
+
+
+# -- bytes held (issue 23, class 2: 512 KiB requests for services nobody serves held 1 GB) ----
+
+HALF_MIB = b"x" * (512 * 1024)
+
+
+def test_requests_for_services_nobody_serves_are_bounded_in_bytes_in_all() -> None:
+    core = CoordinatorCore(Config(max_held_bytes=2 << 20, max_client_bytes=64 << 20))
+    for n in range(12):
+        request(core, b"nobody-%d" % n, HALF_MIB, now=0.0, client=b"c%d" % (n % 3))
+    out = core.take_outbox()
+    refused = [r for c in (b"c0", b"c1", b"c2") for r in replies(out, c)]
+    assert len(refused) == 9  # 3 of 512 KiB (and their names) fit in 2 MiB, the 4th not
+    assert {mdp.error_reason(r[3:]) for r in refused} == {
+        "the coordinator holds its --max-held-mib (2) of requests"
+    }
+    assert core.held_bytes <= 2 << 20
+
+
+def test_one_client_is_held_to_its_own_share_and_others_still_get_in() -> None:
+    core = CoordinatorCore(Config(max_client_bytes=1 << 20))
+    for n in range(4):
+        request(core, b"nobody", b"%d" % n, HALF_MIB, now=0.0, client=b"greedy")
+    refused = replies(core.take_outbox(), b"greedy")
+    assert len(refused) == 3  # one of 512 KiB and a little fits in 1 MiB, a second not
+    assert {mdp.error_reason(r[3:]) for r in refused} == {
+        "this client has its --max-client-mib (1) of requests waiting or running"
+    }
+    request(core, b"nobody", b"mine", HALF_MIB, now=0.0, client=b"modest")
+    assert replies(core.take_outbox(), b"modest") == []  # queued, not refused
+
+
+def test_bytes_are_given_back_when_a_task_ends_every_way() -> None:
+    core = CoordinatorCore(Config(service_timeout_s=1.0, max_retries=0, heartbeat_s=0.1))
+    ready(core, b"w1", b"echo", now=0.0)
+    request(core, b"echo", b"done", HALF_MIB, now=0.0, client=b"a")  # ends in a FINAL
+    final(core, b"w1", b"a", b"done", now=0.1)
+    request(core, b"nobody", b"expires", HALF_MIB, now=0.1, client=b"b")  # ends expired
+    core.tick(1.2)
+    ready(core, b"w2", b"slow", now=1.2)
+    request(core, b"slow", b"dies", HALF_MIB, now=1.2, client=b"c")  # its worker dies
+    assert core.held_bytes > 0 and set(core.client_bytes) == {b"c"}
+    core.tick(5.0)
+    core.tick(10.0)
+    core.request_drain(10.0)
+    assert core.drained(10.0)
+    assert core.held_bytes == 0 and core.client_bytes == {}
+
+
+def test_the_bytes_of_prefixes_of_no_topic_are_bounded_too() -> None:
+    """Long prefixes cost libzmq's trie some 47 bytes a byte: a few of them, not 10,000,
+    ask for a fresh events socket."""
+    core = CoordinatorCore(Config(max_unknown_prefix_bytes=4000))
+    asked = [core.subscription(b"\x01" + b"%04d" % n + b"y" * 996) for n in range(5)]
+    assert asked == [False, False, False, False, True]
+    core.events_reopened()
+    assert not core.subscription(b"\x01" + b"z" * 1000)  # counted afresh
