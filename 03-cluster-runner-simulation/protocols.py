@@ -428,6 +428,7 @@ class RunRequest:
 # must not hand the node's user a setuid file made by a controller (or a get the controller's
 # user one made by a node), whatever the transport; the agent strips them from what it is sent.
 UNSAFE_MODE_BITS = 0o7002
+MAX_KILL_GRACE_S = 10.0  # the longest SIGTERM-to-SIGKILL either transport grants a request
 
 
 def safe_mode(mode: int | None) -> int | None:

@@ -26,6 +26,7 @@ from cluster_sim.operational_context import NodeFilter, OperationalContext, open
 from cluster_sim.output_stream import CommandOutput
 from cluster_sim.protocols import (
     COMMAND_MARKER,
+    MAX_KILL_GRACE_S,
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
     CommandResult,
@@ -65,8 +66,11 @@ class NodeExecutorSSH:
         known_hosts: str | None = None,
         skip_host_key_check: bool = False,
         persistent: bool = True,
+        max_kill_grace_s: float = MAX_KILL_GRACE_S,
     ) -> None:
         self.node_id, self.host, self.port = node_id, host, port
+        # The agent's --max-kill-grace on this side: a grace of 1e9 asked never killed.
+        self.max_kill_grace_s = max_kill_grace_s
         self.options: dict[str, Any] = {
             "username": username,
             "client_keys": [client_key] if client_key else None,
@@ -331,7 +335,7 @@ class NodeExecutorSSH:
         """Signal every process on the node whose environment carries the command's marker:
         SIGKILL, or SIGTERM, then SIGKILL for what is left after `kill_grace_s`. Over a new
         connection if the command's own dropped (sshd kills nothing when a connection ends)."""
-        grace = request.kill_grace_s or 0
+        grace = min(request.kill_grace_s or 0, self.max_kill_grace_s)
         marked = (
             f"grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ 2>/dev/null"
             " | sed 's,^/proc/,,; s,/environ$,,'"

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from cluster_sim import keys
+from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.protocols import CommandTimeoutError, TransportError
+from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import executor, running_agent
 from tests.test_node_agent import wait_gone
 
@@ -110,3 +112,24 @@ async def test_the_drain_ends_within_its_timeout_and_the_bound(keydir: Path) -> 
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
         assert await all_gone(pids, 5)
+
+
+async def test_over_ssh_a_timeout_kills_within_the_executor_s_bound_too(
+    sshd: OpenSshServer,
+) -> None:
+    """The same on both transports: over SSH the grace asked was the loop's length before its
+    SIGKILL, so a grace of 1e9 never killed and the run never returned."""
+    pids: list[int] = []
+    ready = asyncio.Event()
+    node = sshd.node("node1")
+    async with NodeExecutorSSH.for_node(node) as over_ssh:
+        over_ssh.max_kill_grace_s = 1
+        run = asyncio.create_task(
+            over_ssh.run(
+                IGNORES_TERM, timeout_s=1, kill_grace_s=FOREVER, on_output=noting(pids, ready)
+            )
+        )
+        await started(run, pids, ready)
+        with pytest.raises(CommandTimeoutError):
+            await asyncio.wait_for(run, 20)
+        assert await all_gone(pids, 5), "the command outlived its timeout and the bound"

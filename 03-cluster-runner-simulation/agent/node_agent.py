@@ -101,7 +101,7 @@ from cluster_sim.agent.spawn import (
 )
 from cluster_sim.agent.staging_ledger import StagingLedger
 from cluster_sim.loop_socket import LoopSocket
-from cluster_sim.protocols import login_environment, shell_script
+from cluster_sim.protocols import MAX_KILL_GRACE_S, login_environment, shell_script
 from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
 
 log = logging.getLogger("node-agent")
@@ -127,7 +127,7 @@ class AgentConfig:
     max_message_bytes: int = 64 * MiB
     max_file_bytes: int = 4096 * MiB  # files travel in pieces: this guards the disk, not memory
     drain_timeout_s: float = 30.0
-    max_kill_grace_s: float = 10.0  # the longest SIGTERM-to-SIGKILL a request may ask for
+    max_kill_grace_s: float = MAX_KILL_GRACE_S  # the longest SIGTERM-to-SIGKILL a request may ask
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
