@@ -26,6 +26,7 @@ from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.helpers import skip_here_fail_on_ci
 
 NODES = 4
+ROUNDS_AFTER_MOST = 60  # of 0.1 s or more each: well past the circuit's 2 s cooldown
 
 
 @pytest.fixture
@@ -44,6 +45,7 @@ async def test_a_rolling_restart_fails_no_command_and_runs_none_twice(
     tokens = itertools.count()
     outcomes: list[tuple[str, str, str | ExecutorError]] = []  # node, token, transport or error
     restarting = asyncio.Event()
+    back: set[str] = set()  # nodes served by ZeroMQ again, in a round begun with all agents back
     restarted = asyncio.Event()
 
     async with build_zmq_context(
@@ -52,9 +54,10 @@ async def test_a_rolling_restart_fails_no_command_and_runs_none_twice(
 
         async def keep_busy(node: str) -> None:
             """One command after another on this node until every agent has been restarted,
-            then one more round, which must find ZeroMQ serving again."""
+            then until ZeroMQ serves it again: at once, or once the circuit that the refused
+            connections of the restart opened lets a probe through (its cooldown, 2 s)."""
             rounds_after = 0
-            while rounds_after < 3:
+            while rounds_after < 3 or (node not in back and rounds_after < ROUNDS_AFTER_MOST):
                 if restarted.is_set():
                     rounds_after += 1
                 token = f"{node}-{next(tokens)}"
@@ -67,6 +70,8 @@ async def test_a_rolling_restart_fails_no_command_and_runs_none_twice(
                 except ExecutorError as exc:
                     outcome = exc
                 outcomes.append((node, token, outcome))
+                if rounds_after and outcome == "zmq":
+                    back.add(node)
                 record = {"node": node, "token": token, "round_after": rounds_after}
                 await context.journal().write(record)
 
@@ -89,5 +94,6 @@ async def test_a_rolling_restart_fails_no_command_and_runs_none_twice(
     assert set(made) == {token for _, token, _ in outcomes}, "a command that succeeded never ran"
     records = Counter(r["token"] for r in read_journal(cluster.dir / "zmq-journal.jsonl"))
     assert set(records) == set(made) and set(records.values()) == {1}
-    last_rounds = [o for node, token, o in outcomes[-NODES:]]
-    assert set(last_rounds) == {"zmq"}, "ZeroMQ serves again once the agents are back"
+    # Checked per node: "the last outcomes overall" failed when a command that fell back to
+    # SSH during the last restart ended after the other nodes' rounds.
+    assert back == set(cluster.node_ids), "ZeroMQ serves again once the agents are back"
