@@ -21,10 +21,13 @@ Beyond plain MDP, because a cluster needs it:
 
 Who may connect: with --keys every socket (peers and events) is a CurveZMQ server and only
 keys in its authorized_keys complete the handshake (curve.py, the same model as step 03's
-agent). Without keys anyone who reaches the port can queue work, take tasks and read every
-event, so it refuses to start unless told --insecure (the lessons on one machine). Either way a
-connection can never take the name of a live worker: ROUTER_HANDOVER is off, so a second peer
-calling itself worker1 is ignored while worker1 is connected.
+agent), every message is checked against the file as it stands now (a revoked worker is
+dropped at once), and a line's roles= (client, worker, monitor) says what that key may do; a
+worker name stays with the key that first claimed it. Without keys anyone who reaches the
+port can queue work, take tasks and read every event, so it refuses to start unless told
+--insecure (the lessons on one machine). Either way a connection can never take the name of a
+live worker: ROUTER_HANDOVER is off, so a second peer calling itself worker1 is ignored while
+worker1 is connected.
 
 This file is the I/O shell: sockets, the poll loop, signals and the command line. Every
 decision is made by the state machine in coordinator_core.py, which has no sockets; read that
@@ -53,11 +56,12 @@ from cluster_patterns.coordinator_core import (
     BALANCES,
     FRONTEND,
     LONGEST_TOPIC,
+    ROLES,
     Config,
     CoordinatorCore,
     Outgoing,
 )
-from cluster_patterns.wire import recv_now, send_now
+from cluster_patterns.wire import recv_now, recv_now_as, send_now
 
 __all__ = ["Config", "Coordinator", "main"]
 
@@ -65,6 +69,7 @@ log = logging.getLogger("coordinator")
 HOUSEKEEPING_S = 0.05  # the longest the loop sleeps before checking its timers
 TRIMS_AFTER_REOPEN = 40  # ticks (2 s) after reopening the events socket that trim the heap
 EVENTS_HWM = 20_000  # events queued per subscriber: a few megabytes at most
+EVENTS_DOMAIN = b"events"  # the events socket's ZAP domain: a key needs the monitor role
 EVENTS_MESSAGE_BYTES = 1024  # the longest message a subscriber may send (see _events_socket)
 RECV_BATCH = 1000  # messages taken from one socket before the timers get a look in
 
@@ -85,6 +90,13 @@ class Coordinator:
         """With `keys`, start a ZAP handler on `ctx` first (curve.start_authenticator)."""
         self.keys = keys
         self.core = CoordinatorCore(config)
+        # With keys, every message's sender is checked against authorized_keys as it stands
+        # now (not only at the handshake) and its roles handed to the core.
+        self.authorized = None
+        if keys is not None:
+            self.authorized = curve.AuthorizedKeys(keys.authorized_keys, self.core.counters)
+            self.authorized.refresh()
+        self.keys_seen = 0 if self.authorized is None else self.authorized.generation
         self.cfg = self.core.cfg
         self.routers = {FRONTEND: self._router(ctx)}  # route number -> socket
         self.endpoints = [cli.bind(self.routers[FRONTEND], endpoint)]
@@ -113,6 +125,7 @@ class Coordinator:
         # Each subscriber may fall this far behind before events for it are dropped (PUB
         # drops rather than block the broker); a busy cluster publishes thousands a second.
         sock.sndhwm = EVENTS_HWM
+        sock.zap_domain = EVENTS_DOMAIN  # where the ZAP handler asks for the monitor role
         # A subscription longer than any topic can match nothing, and libzmq would store it
         # (a node per byte: a 1 MiB prefix held 47 MB, never given back, and tearing that
         # trie down recurses a level per byte): a longer message drops its sender instead.
@@ -217,14 +230,26 @@ class Coordinator:
     def _read(self, sock: cli.Sock, route: int) -> None:
         # recv_now is recv_multipart without blocking, written for speed (wire.py says
         # why); a plain loop would be `frames = sock.recv_multipart(zmq.NOBLOCK)`.
+        authorized = self.authorized
+        if authorized is not None:
+            authorized.refresh()
+            if authorized.generation != self.keys_seen:  # a key added, revoked, its roles changed
+                self.keys_seen = authorized.generation
+                self.core.keys_changed(authorized.allows, time.monotonic())
         for _ in range(RECV_BATCH):  # bounded, so one busy socket cannot starve the timers
             try:
-                frames = recv_now(sock)
+                frames, key = recv_now_as(sock) if authorized else (recv_now(sock), "")
             except zmq.Again:
                 return
             now = time.monotonic()
             try:
-                self.core.handle(route, frames, now)
+                if authorized is None:
+                    self.core.handle(route, frames, now)
+                elif not authorized.allows(key):
+                    self.core.revoked(route, frames, now)
+                else:
+                    roles = frozenset(r for r in ROLES if authorized.may(key, r))
+                    self.core.handle(route, frames, now, key=key, roles=roles)
             except Exception:  # one bad message must never take the coordinator down
                 log.exception("internal error while handling a message; message dropped")
                 self.core.counters["dropped.internal-error"] += 1
@@ -282,7 +307,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     keys = None if args.keys is None else curve.load_agent_keys(args.keys)
     log.info("open files: up to %d", cli.raise_open_file_limit())
     with zmq.Context() as ctx:
-        auth = None if keys is None else curve.start_authenticator(ctx, keys)
+        monitors_only = {EVENTS_DOMAIN.decode(): "monitor"}
+        auth = None if keys is None else curve.start_authenticator(ctx, keys, monitors_only)
         try:
             return _serve(ctx, args, config, keys)
         finally:

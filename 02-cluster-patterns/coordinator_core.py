@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -54,6 +55,7 @@ TOPICS = frozenset(
         "worker.ready",
     }
 )
+ROLES = frozenset({"client", "worker", "monitor"})  # what a key may do (authorized_keys roles=)
 LONGEST_TOPIC = max(len(topic.encode()) for topic in TOPICS)
 SUBSCRIBABLE = frozenset(t.encode()[:n] for t in TOPICS for n in range(len(t) + 1))
 RETRY_BACKOFF_INITIAL_S = 0.05
@@ -94,6 +96,7 @@ class Config:
     # Messages queued per peer connection, each way. A client that stops reading loses the
     # replies beyond this (counted as undeliverable) instead of growing our memory.
     hwm: int = 100_000
+    max_names: int = 100_000  # worker names bound to the key that first claimed each
 
 
 BALANCES = ("lru", "least-done")
@@ -137,6 +140,7 @@ class Worker:
     check_at: float = float("inf")  # when the earliest pending liveness check fires
     done: int = 0
     failed: int = 0
+    key: str = ""  # the CurveZMQ key it came with ("" without keys)
 
     @property
     def name(self) -> str:
@@ -160,6 +164,7 @@ class CoordinatorCore:
         self.wanted: dict[str, bool] = {}  # topic -> does any subscription cover it
         self.unknown_prefixes = 0  # subscribed prefixes of no topic, since the socket opened
         self.unknown_prefix_bytes = 0  # and their bytes
+        self.names: dict[bytes, str] = {}  # worker name -> the key that first claimed it
         self.held_bytes = 0  # of the requests queued or running
         self.client_bytes: dict[bytes, int] = {}  # the same, per client that has any
         self.workers: dict[bytes, Worker] = {}
@@ -172,8 +177,18 @@ class CoordinatorCore:
 
     # -- input ------------------------------------------------------------------------------
 
-    def handle(self, route: Route, frames: list[bytes], now: float) -> None:
-        """A message as a ROUTER socket delivered it: the sender's identity first."""
+    def handle(
+        self,
+        route: Route,
+        frames: list[bytes],
+        now: float,
+        *,
+        key: str = "",
+        roles: frozenset[str] = ROLES,
+    ) -> None:
+        """A message as a ROUTER socket delivered it: the sender's identity first; `key` is
+        the sender's CurveZMQ key and `roles` what authorized_keys lets it do (all, without
+        keys). A client key cannot register as a worker, nor a worker key queue work."""
         if sum(map(len, frames)) > self.cfg.max_message_bytes:
             self.counters["dropped.oversized"] += 1
             return
@@ -183,9 +198,30 @@ class CoordinatorCore:
             self.counters[f"dropped.{exc.kind}"] += 1
             return
         if msg.header == mdp.CLIENT:
+            if "client" not in roles:
+                self.counters["refused.no-client-role"] += 1
+                error = mdp.error_body(msg.frames[1:], "this key may not send requests")
+                reply = mdp.to_client(msg.sender, msg.delimited, mdp.C_FINAL, msg.frames[0], *error)
+                self.outbox.append(Outgoing(route, reply))
+                return
             self.on_client(route, msg, now)
         else:
-            self.on_worker(route, msg, now)
+            self.on_worker(route, msg, now, key, roles)
+
+    def revoked(self, route: Route, frames: list[bytes], now: float) -> None:
+        """A message from a key no longer in authorized_keys: nothing it sends is taken, and a
+        worker it was is forgotten now (told DISCONNECT; its task goes to another)."""
+        self.counters["refused.revoked"] += 1
+        worker = self.workers.get(frames[0]) if frames else None
+        if worker is not None and worker.route == route:
+            self.bury(worker, now, "key revoked")
+
+    def keys_changed(self, allowed: Callable[[str], bool], now: float) -> None:
+        """authorized_keys changed: every worker whose key it no longer lists is forgotten,
+        silent ones included, and the names such keys claimed are free again."""
+        for worker in [w for w in self.workers.values() if w.key and not allowed(w.key)]:
+            self.bury(worker, now, "key revoked")
+        self.names = {name: key for name, key in self.names.items() if allowed(key)}
 
     def subscription(self, message: bytes) -> bool:
         """What XPUB reports: b"\x01" + prefix to subscribe, b"\x00" + prefix to leave.
@@ -331,12 +367,28 @@ class CoordinatorCore:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def on_worker(self, route: Route, msg: mdp.Inbound, now: float) -> None:
+    def on_worker(
+        self,
+        route: Route,
+        msg: mdp.Inbound,
+        now: float,
+        key: str = "",
+        roles: frozenset[str] = ROLES,
+    ) -> None:
         worker = self.workers.get(msg.sender)
         if msg.command == mdp.W_READY:
+            refusal = self._may_register(msg.sender, key, roles)
+            if refusal is not None:
+                self.counters[f"refused.{refusal}"] += 1
+                disconnect = mdp.to_worker(msg.sender, msg.delimited, mdp.W_DISCONNECT)
+                self.outbox.append(Outgoing(route, disconnect))
+                return
             if worker is not None:  # the same identity came back: its old self is gone
                 self.bury(worker, now, "re-registered")
-            self.register(route, msg, now)
+            self.register(route, msg, now, key)
+            return
+        if worker is not None and worker.key != key:  # not the connection that registered
+            self.counters["refused.not-its-key"] += 1
             return
         if worker is None:
             self.counters["unexpected.unknown-worker"] += 1
@@ -361,14 +413,33 @@ class CoordinatorCore:
     def _holds(worker: Worker, client: bytes) -> bool:
         return worker.task is not None and worker.task.client == client
 
-    def register(self, route: Route, msg: mdp.Inbound, now: float) -> None:
+    def _may_register(self, name: bytes, key: str, roles: frozenset[str]) -> str | None:
+        """Why this key may not take this worker name, if it may not: no worker role, or the
+        name is another key's (bound to the key that first claimed it, so while worker1
+        restarts another key cannot take worker1's tasks)."""
+        if "worker" not in roles:
+            return "no-worker-role"
+        if not key:
+            return None  # without keys there is nothing to bind a name to
+        claimed = self.names.get(name)
+        if claimed is not None and claimed != key:
+            return "name-taken"
+        if claimed is None:
+            if len(self.names) >= self.cfg.max_names:  # forget the names nobody holds now
+                self.names = {n: k for n, k in self.names.items() if n in self.workers}
+            if len(self.names) >= self.cfg.max_names:
+                return "too-many-names"
+            self.names[name] = key
+        return None
+
+    def register(self, route: Route, msg: mdp.Inbound, now: float, key: str = "") -> None:
         announced = mdp.parse_service_name(msg.frames[0])
         if announced.service.startswith(mdp.MMI_PREFIX) or announced.pinned:
             self.counters["dropped.bad-ready"] += 1
             return
         liveness = Liveness(now, liveness=self.cfg.liveness)
         worker = Worker(
-            msg.sender, route, announced.service, announced.tags, msg.delimited, liveness
+            msg.sender, route, announced.service, announced.tags, msg.delimited, liveness, key=key
         )
         self.workers[msg.sender] = worker
         self.publish(

@@ -21,6 +21,7 @@ import os
 import stat
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,15 +117,32 @@ def check_key(text: str, where: str) -> bytes:
     return text.encode()
 
 
+ROLES = frozenset({"client", "worker", "monitor"})  # what roles= may give a key (coordinator)
+
+
 def read_authorized_keys(path: Path) -> dict[bytes, str]:
     """Public key -> name, from an authorized_keys file; blank lines and # comments skipped."""
-    keys: dict[bytes, str] = {}
+    return {key: name for key, (name, _) in read_authorized_entries(path).items()}
+
+
+def read_authorized_entries(path: Path) -> dict[bytes, tuple[str, frozenset[str] | None]]:
+    """Public key -> (name, roles) for lines `KEY [NAME] [roles=a,b]`; roles None: any (a line
+    without roles=, as every file before roles; the coordinator's client, worker, monitor)."""
+    entries: dict[bytes, tuple[str, frozenset[str] | None]] = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if line and not line.startswith("#"):
-            key, _, name = line.partition(" ")
-            keys[check_key(key, f"{path}:{number}")] = name.strip()
-    return keys
+            key, *words = line.split()
+            roles = [w for w in words if w.startswith("roles=")]
+            name = " ".join(w for w in words if not w.startswith("roles="))
+            listed = roles[-1].removeprefix("roles=").split(",") if roles else []
+            given = frozenset(role for role in listed if role)
+            if given - ROLES:  # a typo would lock the key out without a word
+                unknown = ", ".join(sorted(given - ROLES))
+                raise KeyFileError(f"{path}:{number}: unknown role {unknown} (roles are "
+                                   f"{', '.join(sorted(ROLES))})")  # fmt: skip
+            entries[check_key(key, f"{path}:{number}")] = (name, given if roles else None)
+    return entries
 
 
 def read_known_hosts(path: Path) -> dict[str, bytes]:
@@ -145,8 +163,14 @@ class AuthorizedKeys:
     `generation` counts the changes, for whoever must act on one (the agent's housekeeping).
     """
 
-    def __init__(self, path: Path, counters: Counter[str]) -> None:
+    def __init__(
+        self, path: Path, counters: Counter[str], domain_roles: Mapping[str, str] | None = None
+    ) -> None:
+        """`domain_roles`: the role a key needs to pass the handshake on a socket of that ZAP
+        domain (the coordinator's events socket: monitor)."""
         self.path, self.counters = path, counters
+        self.domain_roles = dict(domain_roles or {})
+        self.roles: dict[str, frozenset[str] | None] = {}  # User-Id -> its roles (None: any)
         self.stamp: tuple[int, ...] | None = None
         self.refusals = RepeatedLines()  # one line per unknown key per minute, not one per try
         self.keys: dict[bytes, str] = {}
@@ -164,23 +188,37 @@ class AuthorizedKeys:
             if stamp == self.stamp:
                 return
             check_owned_safely(self.path, 0o022, "authorized_keys")
-            keys, self.stamp, self.unreadable = read_authorized_keys(self.path), stamp, False
+            entries, self.stamp, self.unreadable = read_authorized_entries(self.path), stamp, False
         except (OSError, KeyFileError) as exc:
             if not self.unreadable:  # once per failure, not once per look
                 log.error("cannot read %s, refusing everyone: %s", self.path, exc)
-            keys, self.stamp, self.unreadable = {}, None, True
-        if keys.keys() != self.keys.keys():
+            entries, self.stamp, self.unreadable = {}, None, True
+        roles = {key.decode(): given for key, (_, given) in entries.items()}
+        if entries.keys() != self.keys.keys() or roles != self.roles:
             self.generation += 1
             self.counters["authorized-keys.changed"] += 1  # a test or an operator sees it taken in
-        self.keys = keys
-        self.user_ids = frozenset(key.decode() for key in keys)
+        self.keys = {key: name for key, (name, _) in entries.items()}
+        self.roles = roles
+        self.user_ids = frozenset(roles)
 
     def allows(self, user_id: str) -> bool:
         """Is this sender (pyzmq's User-Id for a CurveZMQ client: its key in Z85) still listed?"""
         return user_id in self.user_ids
 
+    def may(self, user_id: str, role: str) -> bool:
+        """Is this sender listed, with `role` among its roles (or no roles= at all)?"""
+        if user_id not in self.user_ids:
+            return False
+        given = self.roles.get(user_id)
+        return given is None or role in given
+
     def callback(self, domain: str, key: bytes) -> bool:
         self.refresh()
+        needed = self.domain_roles.get(domain)
+        if key in self.keys and needed is not None and not self.may(key.decode(), needed):
+            self.counters["refused.no-role"] += 1
+            log.warning("refused key %s from %s: no %s role", key.decode(), self.peer, needed)
+            return False
         if key in self.keys:
             log.debug("controller %s authenticated", self.keys[key] or key.decode())
             return True
@@ -250,14 +288,18 @@ def connect_curve(sock: zmq.Socket[bytes], keys: ControllerKeys, server: str) ->
 
 
 def start_authenticator(
-    ctx: zmq.Context[zmq.Socket[bytes]], keys: AgentKeys
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    keys: AgentKeys,
+    domain_roles: Mapping[str, str] | None = None,
 ) -> ThreadAuthenticator:
     """The ZAP handler for every CurveZMQ server socket of `ctx`, in a thread of its own (for a
     server with a blocking loop); start it before the first bind, stop it before ctx.term()."""
-    provider = AuthorizedKeys(keys.authorized_keys, Counter())
+    provider = AuthorizedKeys(keys.authorized_keys, Counter(), domain_roles)
     auth = ThreadZapHandler(ctx, provider)
     auth.start()
-    auth.configure_curve_callback("*", credentials_provider=provider)
+    # pyzmq looks a ZAP domain up by name ("*" stands only for the empty one)
+    for domain in ("*", *(domain_roles or {})):
+        auth.configure_curve_callback(domain, credentials_provider=provider)
     return auth
 
 

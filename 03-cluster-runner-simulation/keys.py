@@ -14,6 +14,7 @@ so a key is rotated without restarting anything:
     python -m cluster_sim.keys add-controller KEYDIR runner-2026   # new key, trusted everywhere
     python -m cluster_sim.keys revoke-controller KEYDIR runner     # old key refused from now on
     python -m cluster_sim.keys revoke-controller KEYDIR runner --on node2   # on one node only
+    python -m cluster_sim.keys set-roles KEYDIR worker1 worker --on coordinator  # only a worker
     python -m cluster_sim.keys show KEYDIR
 """
 
@@ -30,6 +31,7 @@ import zmq.auth
 
 from cluster_patterns import cli
 from cluster_patterns.curve import (
+    ROLES,
     AgentKeys,
     AuthorizedKeys,
     ControllerKeys,
@@ -58,6 +60,7 @@ __all__ = [  # the readers live in cluster_patterns.curve (step 02 uses them); f
     "read_authorized_keys",
     "read_known_hosts",
     "revoke_controller",
+    "set_roles",
 ]
 log = logging.getLogger("keys")
 
@@ -173,6 +176,30 @@ def revoke_controller(keydir: Path, name: str, on: Sequence[str] | None = None) 
     return changed
 
 
+def set_roles(keydir: Path, name: str, roles: Sequence[str], on: str) -> None:
+    """What a controller's key may do on node `on` (the coordinator's: client, worker,
+    monitor): its line in that node's authorized_keys gets `roles=...`; no roles: any."""
+    unknown = sorted(set(roles) - ROLES)
+    if unknown:
+        raise KeyFileError(
+            f"unknown role {', '.join(unknown)} (roles are {', '.join(sorted(ROLES))})"
+        )
+    public = key_pair(controller_dir(keydir, name), "id")[0].decode()
+    path = node_dir(keydir, on) / "authorized_keys"
+    if not path.exists():
+        raise KeyFileError(f"no node {on!r} in {keydir} (it has: {', '.join(_nodes(keydir))})")
+    lines = path.read_text().splitlines()
+    given = f" roles={','.join(sorted(set(roles)))}" if roles else ""
+    changed = [
+        " ".join(w for w in line.split() if not w.startswith("roles=")) + given
+        if line.startswith(public) else line
+        for line in lines
+    ]  # fmt: skip
+    if changed == lines and not any(line.startswith(public) for line in lines):
+        raise KeyFileError(f"{on} does not accept {name!r}: nothing to give roles to")
+    _replace(path, "".join(f"{line}\n" for line in changed))
+
+
 def generate(keydir: Path, nodes: Sequence[str], controllers: Sequence[str]) -> None:
     for name in controllers:
         add_controller(keydir, name)
@@ -199,6 +226,12 @@ def _cmd_revoke_controller(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_set_roles(args: argparse.Namespace) -> int:
+    set_roles(args.keydir, args.name, args.roles, args.on)
+    print(f"{args.name} may act on {args.on} as {', '.join(args.roles) or 'anything'}")
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     for node_id in _nodes(args.keydir):
         folder = node_dir(args.keydir, node_id)
@@ -220,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--controllers", nargs="+", default=["controller"], metavar="NAME")
     add = cli.add_command(verbs, "add-controller", _cmd_add_controller, "a new controller key")
     revoke = cli.add_command(verbs, "revoke-controller", _cmd_revoke_controller, "distrust a key")
+    roles = cli.add_command(
+        verbs, "set-roles", _cmd_set_roles, "what a key may do on a coordinator node"
+    )
+    roles.add_argument("keydir", type=Path)
+    roles.add_argument("name")
+    roles.add_argument("roles", nargs="*", help="client, worker, monitor (none: any)")
+    roles.add_argument("--on", required=True, help="the node (the coordinator) whose file")
     for verb in (add, revoke):
         verb.add_argument("keydir", type=Path)
         verb.add_argument("name")

@@ -130,3 +130,84 @@ def test_the_coordinator_will_not_start_open_unless_told_insecure() -> None:
     )
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "--insecure" in done.stderr, done.stderr
+
+
+# -- roles (issue 23, class 4) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def role_keys(tmp_path: Path) -> Path:
+    """worker1 may only serve, client only ask, watcher only watch; each on the coordinator."""
+    keydir = tmp_path / "mdp-keys"
+    names = ["worker1", "client", "watcher"]
+    keys.generate(keydir, nodes=["coordinator"], controllers=names)
+    for name, role in zip(names, ("worker", "client", "monitor"), strict=True):
+        keys.set_roles(keydir, name, [role], on="coordinator")
+    return keydir
+
+
+def test_keys_act_only_in_their_roles(ctx: cli.Ctx, role_keys: Path) -> None:
+    """A client's key sent READY and took half of the other client's tasks; a worker's key
+    read every event."""
+    endpoint, events = free_endpoint(), free_endpoint()
+    server = str(keys.node_dir(role_keys, "coordinator"))
+    with processes.Roles(COORDINATOR) as roles:
+        roles.spawn("coordinator", "--endpoint", endpoint, "--events", events, "--keys", server)
+        roles.spawn(
+            "worker",
+            *("--coordinator", endpoint, "--name", "worker1"),
+            *("--keys", str(keys.controller_dir(role_keys, "worker1"))),
+            module="cluster_patterns.worker",
+        )
+        with ctx.socket(zmq.DEALER) as thief:
+            thief.linger = 0
+            curve.connect_curve(thief, client_keys(role_keys, "client"), "coordinator")
+            thief.connect(endpoint)
+            thief.send_multipart([b"", mdp.WORKER, mdp.W_READY, b"echo"])
+            assert thief.poll(10_000), "no answer to the client key's READY"
+            assert thief.recv_multipart()[1:3] == [mdp.WORKER, mdp.W_DISCONNECT]
+            asking = MdpClient(
+                ctx, endpoint, timeout_s=10, retries=0, keys=client_keys(role_keys, "client")
+            )
+            try:
+                for n in range(4):  # each served by worker1, none handed to the thief
+                    assert asking.request(b"echo", b"%d" % n) == [b"%d" % n]
+            finally:
+                asking.close()
+            assert not thief.poll(0), "the client key received a task"
+        for name, outcome in (("worker1", zmq.EVENT_HANDSHAKE_FAILED_AUTH),
+                              ("watcher", zmq.EVENT_HANDSHAKE_SUCCEEDED)):  # fmt: skip
+            with ctx.socket(zmq.SUB) as sub:
+                sub.linger = 0
+                curve.connect_curve(sub, client_keys(role_keys, name), "coordinator")
+                assert connect_and_handshake(sub, events) == outcome, name
+
+
+def test_a_worker_whose_key_is_revoked_is_dropped_while_connected(
+    ctx: cli.Ctx, role_keys: Path
+) -> None:
+    """It used to keep receiving tasks until it reconnected."""
+    endpoint, events = free_endpoint(), free_endpoint()
+    server = str(keys.node_dir(role_keys, "coordinator"))
+    with processes.Roles(COORDINATOR) as roles:
+        roles.spawn(
+            "coordinator", "--endpoint", endpoint, "--events", events, "--keys", server,
+            "--service-timeout", "1",
+        )  # fmt: skip
+        roles.spawn(
+            "worker",
+            *("--coordinator", endpoint, "--name", "worker1"),
+            *("--keys", str(keys.controller_dir(role_keys, "worker1"))),
+            module="cluster_patterns.worker",
+        )
+        asking = MdpClient(
+            ctx, endpoint, timeout_s=10, retries=0, keys=client_keys(role_keys, "client")
+        )
+        try:
+            assert asking.request(b"echo", b"before") == [b"before"]
+            assert keys.revoke_controller(role_keys, "worker1") == 1
+            answers = [asking.request(b"echo", b"after") for _ in range(10)]
+        finally:
+            asking.close()
+    assert answers[-1] != [b"after"], "the revoked worker still serves"
+    assert mdp.error_reason(answers[-1]) == "no worker for echo within 1s", answers[-1]

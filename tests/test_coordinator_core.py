@@ -463,3 +463,57 @@ def test_the_bytes_of_prefixes_of_no_topic_are_bounded_too() -> None:
     assert asked == [False, False, False, False, True]
     core.events_reopened()
     assert not core.subscription(b"\x01" + b"z" * 1000)  # counted afresh
+
+
+# -- roles and names (issue 23, class 4) ---------------------------------------------------------
+
+WORKER_ONLY, CLIENT_ONLY = frozenset({"worker"}), frozenset({"client"})
+
+
+def test_a_client_key_cannot_register_as_a_worker_nor_a_worker_key_queue_work() -> None:
+    core = CoordinatorCore()
+    core.handle(FRONTEND, [b"thief", mdp.WORKER, mdp.W_READY, b"echo"], 0.0,
+                key="client-key", roles=CLIENT_ONLY)  # fmt: skip
+    assert b"thief" not in core.workers and core.counters["refused.no-worker-role"] == 1
+    assert to(b"thief", core.take_outbox()) == [[mdp.WORKER, mdp.W_DISCONNECT]]
+    core.handle(FRONTEND, [b"w", mdp.CLIENT, mdp.C_REQUEST, b"echo", b"corr"], 0.0,
+                key="worker-key", roles=WORKER_ONLY)  # fmt: skip
+    [refused] = replies(core.take_outbox(), b"w")
+    assert mdp.error_reason(refused[3:]) == "this key may not send requests"
+    assert not core.services.get(b"echo") or not core.services[b"echo"].queue
+
+
+def test_a_worker_name_stays_with_the_key_that_first_claimed_it() -> None:
+    """While worker1 restarts, another key's READY as worker1 used to take its tasks."""
+    core = CoordinatorCore()
+    core.handle(FRONTEND, [b"worker1", mdp.WORKER, mdp.W_READY, b"echo"], 0.0,
+                key="key-1", roles=WORKER_ONLY)  # fmt: skip
+    core.handle(FRONTEND, [b"worker1", mdp.WORKER, mdp.W_DISCONNECT], 0.1,
+                key="key-1", roles=WORKER_ONLY)  # fmt: skip
+    assert b"worker1" not in core.workers  # gone for a restart
+    core.handle(FRONTEND, [b"worker1", mdp.WORKER, mdp.W_READY, b"echo"], 0.2,
+                key="key-2", roles=WORKER_ONLY)  # fmt: skip
+    assert b"worker1" not in core.workers and core.counters["refused.name-taken"] == 1
+    core.take_outbox()
+    core.handle(FRONTEND, [b"worker1", mdp.WORKER, mdp.W_READY, b"echo"], 0.3,
+                key="key-1", roles=WORKER_ONLY)  # fmt: skip
+    assert core.workers[b"worker1"].key == "key-1"  # its own key takes it back
+
+
+def test_a_revoked_worker_is_forgotten_at_once_and_its_task_goes_to_another() -> None:
+    core = CoordinatorCore(Config(max_retries=2))
+    for name, key in ((b"w1", "key-1"), (b"w2", "key-2")):
+        core.handle(FRONTEND, [name, mdp.WORKER, mdp.W_READY, b"echo"], 0.0,
+                    key=key, roles=WORKER_ONLY)  # fmt: skip
+    request(core, b"echo", b"corr", now=0.1)
+    holder = next(w for w in core.workers.values() if w.task is not None)
+    other = b"w2" if holder.identity == b"w1" else b"w1"
+    core.take_outbox()
+    core.keys_changed(lambda key: key != holder.key, now=0.2)  # silent, yet forgotten
+    assert holder.identity not in core.workers
+    out = core.take_outbox()
+    assert [mdp.WORKER, mdp.W_DISCONNECT] in to(holder.identity, out)
+    core.tick(5.0)  # past the retry's back-off
+    assert tasks_for(other, out + core.take_outbox())
+    core.revoked(FRONTEND, [other, mdp.WORKER, mdp.W_HEARTBEAT], now=5.1)
+    assert other not in core.workers and core.counters["refused.revoked"] == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_patterns import curve
 from cluster_sim import keys
 
 
@@ -105,3 +106,19 @@ def test_a_controller_key_is_revoked_on_one_node_only(
     assert keys.main(["revoke-controller", str(folder), "c1", "--on", "n1", "--on", "n9"]) == 1
     assert "no node 'n9'" in capsys.readouterr().err
     assert (keys.node_dir(folder, "n1") / "authorized_keys").read_bytes() == before  # untouched
+
+
+def test_roles_are_read_from_authorized_keys_and_a_typo_is_a_clear_error(tmp_path: Path) -> None:
+    keys.generate(tmp_path / "k", nodes=["coordinator"], controllers=["w", "c", "any"])
+    keys.set_roles(tmp_path / "k", "w", ["worker"], on="coordinator")
+    keys.set_roles(tmp_path / "k", "c", ["client", "monitor"], on="coordinator")
+    path = keys.node_dir(tmp_path / "k", "coordinator") / "authorized_keys"
+    entries = {name: roles for name, roles in curve.read_authorized_entries(path).values()}
+    assert entries == {"w": {"worker"}, "c": {"client", "monitor"}, "any": None}
+    keys.set_roles(tmp_path / "k", "w", [], on="coordinator")  # no roles: any, as before
+    assert {n: r for n, r in curve.read_authorized_entries(path).values()}["w"] is None
+    with pytest.raises(keys.KeyFileError, match="unknown role wizard"):
+        keys.set_roles(tmp_path / "k", "w", ["wizard"], on="coordinator")
+    path.write_text(path.read_text().replace("roles=client,monitor", "roles=clinet"))
+    with pytest.raises(keys.KeyFileError, match=r"authorized_keys:\d+: unknown role clinet"):
+        curve.read_authorized_entries(path)
