@@ -3,6 +3,7 @@ take a live worker's name, and with --keys only CurveZMQ keys in its authorized_
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,6 +62,25 @@ def connect_and_handshake(sock: cli.Sock, endpoint: str, timeout_ms: int = 10_00
         monitor.close(linger=0)
 
 
+@contextlib.contextmanager
+def keyed_coordinator(keydir: Path, *options: str) -> Iterator[tuple[str, str]]:
+    """A coordinator with keydir's coordinator keys and worker1 serving echo with its own
+    key; (the peers' endpoint, the events endpoint)."""
+    endpoint, events = free_endpoint(), free_endpoint()
+    server = str(keys.node_dir(keydir, "coordinator"))
+    with processes.Roles(COORDINATOR) as roles:
+        roles.spawn(
+            "coordinator", "--endpoint", endpoint, "--events", events, "--keys", server, *options
+        )
+        roles.spawn(
+            "worker",
+            *("--coordinator", endpoint, "--name", "worker1"),
+            *("--keys", str(keys.controller_dir(keydir, "worker1"))),
+            module="cluster_patterns.worker",
+        )
+        yield endpoint, events
+
+
 @pytest.mark.timeout(60)
 def test_a_new_connection_cannot_take_a_live_workers_name(ctx: cli.Ctx) -> None:
     """A DEALER calling itself worker1 used to take over the name (ROUTER_HANDOVER) and receive,
@@ -92,16 +112,7 @@ def test_a_new_connection_cannot_take_a_live_workers_name(ctx: cli.Ctx) -> None:
 
 @pytest.mark.timeout(60)
 def test_with_keys_only_authorized_peers_get_in(ctx: cli.Ctx, mdp_keys: Path) -> None:
-    endpoint, events = free_endpoint(), free_endpoint()
-    server = str(keys.node_dir(mdp_keys, "coordinator"))
-    with processes.Roles(COORDINATOR) as roles:
-        roles.spawn("coordinator", "--endpoint", endpoint, "--events", events, "--keys", server)
-        worker_keys = str(keys.controller_dir(mdp_keys, "worker1"))
-        roles.spawn(
-            "worker",
-            *("--coordinator", endpoint, "--name", "worker1", "--keys", worker_keys),
-            module="cluster_patterns.worker",
-        )
+    with keyed_coordinator(mdp_keys) as (endpoint, events):
         trusted = MdpClient(
             ctx, endpoint, timeout_s=10, retries=0, keys=client_keys(mdp_keys, "client")
         )
@@ -149,16 +160,7 @@ def role_keys(tmp_path: Path) -> Path:
 def test_keys_act_only_in_their_roles(ctx: cli.Ctx, role_keys: Path) -> None:
     """A client's key sent READY and took half of the other client's tasks; a worker's key
     read every event."""
-    endpoint, events = free_endpoint(), free_endpoint()
-    server = str(keys.node_dir(role_keys, "coordinator"))
-    with processes.Roles(COORDINATOR) as roles:
-        roles.spawn("coordinator", "--endpoint", endpoint, "--events", events, "--keys", server)
-        roles.spawn(
-            "worker",
-            *("--coordinator", endpoint, "--name", "worker1"),
-            *("--keys", str(keys.controller_dir(role_keys, "worker1"))),
-            module="cluster_patterns.worker",
-        )
+    with keyed_coordinator(role_keys) as (endpoint, events):
         with ctx.socket(zmq.DEALER) as thief:
             thief.linger = 0
             curve.connect_curve(thief, client_keys(role_keys, "client"), "coordinator")
@@ -187,19 +189,7 @@ def test_a_worker_whose_key_is_revoked_is_dropped_while_connected(
     ctx: cli.Ctx, role_keys: Path
 ) -> None:
     """It used to keep receiving tasks until it reconnected."""
-    endpoint, events = free_endpoint(), free_endpoint()
-    server = str(keys.node_dir(role_keys, "coordinator"))
-    with processes.Roles(COORDINATOR) as roles:
-        roles.spawn(
-            "coordinator", "--endpoint", endpoint, "--events", events, "--keys", server,
-            "--service-timeout", "1",
-        )  # fmt: skip
-        roles.spawn(
-            "worker",
-            *("--coordinator", endpoint, "--name", "worker1"),
-            *("--keys", str(keys.controller_dir(role_keys, "worker1"))),
-            module="cluster_patterns.worker",
-        )
+    with keyed_coordinator(role_keys, "--service-timeout", "1") as (endpoint, _):
         asking = MdpClient(
             ctx, endpoint, timeout_s=10, retries=0, keys=client_keys(role_keys, "client")
         )
