@@ -124,6 +124,12 @@ def test_each_node_holds_its_own_keys_only_and_runs_its_daemons_unprivileged(
         assert setting in effective, setting
     for service in ("coordinator", "monitor", "collector"):
         assert "/keys/controllers" not in in_container(service, "find", "/keys"), service
+    trusted = in_container("coordinator", "cat", "/keys/mdp/nodes/coordinator/authorized_keys")
+    assert {line.split()[1]: line.split()[-1] for line in trusted.splitlines()} == {
+        **{f"worker{n}": "roles=worker" for n in range(1, 5)},
+        "runner": "roles=client",
+        "monitor": "roles=monitor",
+    }  # and the cluster works with them: the tests below run tasks and watch events
 
 
 def test_each_node_has_an_ssh_host_key_of_its_own(cluster: None) -> None:

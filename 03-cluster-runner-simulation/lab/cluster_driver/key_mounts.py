@@ -31,6 +31,10 @@ def ensure_keys(layout: Layout, engine: Engine, nodes: Sequence[str]) -> None:
         keys.generate(domain, [*nodes, "collector"], ["runner"])
         # Step 02's coordinator has a key domain of its own: its workers' keys open no agent.
         keys.generate(domain / "mdp", ["coordinator"], [*nodes, "runner", "monitor"])
+        # Each key only in its part: a node's serves, the runner's asks, the monitor's watches.
+        given = {**dict.fromkeys(nodes, "worker"), "runner": "client", "monitor": "monitor"}
+        for name, role in given.items():
+            keys.set_roles(domain / "mdp", name, [role], on="coordinator")
     ssh = domain / "ssh"
     if not (ssh / "id_ed25519").exists():  # for the SSH side of `bench` and the deployment
         ssh.mkdir(parents=True, exist_ok=True)
