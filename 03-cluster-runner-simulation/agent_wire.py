@@ -7,9 +7,10 @@ identity):
 
 The agent answers on the same connection, many times for a streaming command:
 
-    [VERSION, request_id, OUT, incarnation, stream, data]    output as it is produced
-    [VERSION, request_id, DONE, incarnation, body, ...]      the result (msgpack map); for run,
-                                                             stdout and stderr follow as frames
+    [VERSION, request_id, OUT, incarnation, stream, data, receipt]   output as it is produced
+    [VERSION, request_id, DONE, incarnation, body, ...]      the result (msgpack map, with its
+                                                             receipt); for run, stdout and
+                                                             stderr follow as frames
     [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
     [VERSION, request_id, PONG, incarnation, body]           answer to a ping
 
@@ -22,6 +23,13 @@ piece with the file's size and mode, or, for a folder, its entries.
 A run request with `stream` may carry `window` (bytes): the agent then sends at most that much
 output the controller has not yet acknowledged with CREDIT, and stops reading the command's
 pipes until it does, so a slow reader slows the command instead of growing queues.
+
+Receipts bound what a controller that never reads can make the agent hold (libzmq's queues
+count messages, not bytes): each OUT and DONE carries 8 random bytes, which the controller
+sends back once it has read the reply, as `read: [receipt, ...]` in any request's body or
+alone in a READ. Until then the reply counts against the agent's --max-unread-mib for that
+connection (agent/reply_ledger.py); past it, results wait and streams pause. A controller that
+returns no receipts is served that much and then waits: upgrade controllers before agents.
 
 A draining agent sends `[VERSION, DRAIN_ID, ERROR, incarnation, {code: shutting-down}]` to
 each controller it knows, which answers `[VERSION, DRAIN_ID, PING, {ids: []}]` and starts
@@ -56,6 +64,7 @@ SYSINFO = b"sysinfo"
 PING = b"ping"
 CREDIT = b"credit"  # {target, bytes}: that much of a windowed stream's output was consumed
 WRITE = b"write"  # {transfer, offset, data, last}: a chunk of a put opened with {path, size}
+READ = b"read"  # {read: [receipt, ...]}: replies taken off the socket (unanswered, always allowed)
 
 # Reply kinds (agent -> controller).
 OUT = b"out"
@@ -72,6 +81,8 @@ MAX_REQUEST_ID_BYTES = 16
 # piece of 1 MiB and its envelope); a larger one waits for a ping's `limits` first, so that
 # one over the agent's message limit is refused at the controller rather than dropped by libzmq.
 UNASKED_REQUEST_BYTES = 1024 * 1024 + 64 * 1024
+MAX_RECEIPTS = 4096  # the most receipts one message returns
+MAX_PING_IDS = 1024  # the most request ids one ping asks about (its pong names the unknown)
 HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
 # A draining agent tells each controller it knows with an ERROR {code: shutting-down} under this
 # id; the controller answers with a PING under the same id, which promises that it will start
@@ -93,10 +104,27 @@ class Reply:
     request_id: bytes
     kind: bytes
     incarnation: bytes
-    frames: list[bytes]  # what follows the incarnation
+    frames: list[bytes]  # what follows the incarnation (an OUT's receipt taken off)
+    receipt: bytes | None = None  # an OUT's; a DONE's is in its body
 
     def body(self) -> dict[str, Any]:
-        return decode_body(self.frames[0] if self.frames else b"")
+        """Decoded once: the reader looks for the receipt, the waiting call for the result."""
+        decoded = self.__dict__.get("_body")
+        if decoded is None:
+            decoded = decode_body(self.frames[0] if self.frames else b"")
+            object.__setattr__(self, "_body", decoded)
+        return decoded
+
+    def receipt_to_return(self) -> bytes | None:
+        if self.kind == OUT:
+            return self.receipt
+        if self.kind != DONE:
+            return None
+        try:
+            receipt = self.body().get("receipt")
+        except WireError:
+            return None  # a malformed result: the waiting call reports it
+        return receipt if isinstance(receipt, bytes) else None
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:
@@ -139,7 +167,10 @@ def parse_reply(frames: Sequence[bytes]) -> Reply:
     """A reply as the controller's DEALER receives it: [VERSION, id, kind, incarnation, ...]."""
     if len(frames) < 4 or frames[0] != VERSION:
         raise WireError("bad-reply", f"not an agent reply ({len(frames)} frames)")
-    return Reply(frames[1], frames[2], frames[3], list(frames[4:]))
+    rest = list(frames[4:])
+    if frames[2] == OUT and len(rest) == 3:  # an agent before receipts sent two frames
+        return Reply(frames[1], frames[2], frames[3], rest[:2], rest[2])
+    return Reply(frames[1], frames[2], frames[3], rest)
 
 
 # Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.
@@ -192,6 +223,20 @@ def mode_field(body: Mapping[str, Any]) -> int | None:
     if body.get("mode") is None:
         return None
     return count_field(body, "mode", most=0o7777)
+
+
+def receipts_field(body: Mapping[str, Any]) -> list[bytes]:
+    """A request's `read`: receipts of replies the controller has taken off its socket."""
+    value = body.get("read")
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RECEIPTS
+        or not all(isinstance(receipt, bytes) for receipt in value)
+    ):
+        raise WireError("bad-field", f"'read' must be a list of at most {MAX_RECEIPTS} receipts")
+    return value
 
 
 def bytes_field(body: Mapping[str, Any], name: str) -> bytes:

@@ -82,6 +82,9 @@ HANDSHAKE_FAILURES: dict[int, str] = {
 
 STREAM_WINDOW = 1024 * 1024  # streamed output the agent may send ahead of our consuming it
 PIECE_BYTES = 1024 * 1024  # files travel in pieces of this size
+# Receipts of replies read wait to go back with the next request or heartbeat, or alone once
+# this much (or a message's most) has been read: well inside the agent's least unread budget.
+RETURN_RECEIPTS_BYTES = 256 * 1024
 
 
 def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -135,6 +138,8 @@ class _Link:
             sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
             sock.curve_serverkey = server_key
         self.handshaken = False  # until then nothing we sent can have reached the agent
+        self.receipts: list[bytes] = []  # of replies read on this connection, not yet returned
+        self.receipt_bytes = 0
         self.draining = False  # the agent said it is stopping: nothing more is started here
         try:
             monitor = sock.get_monitor_socket(
@@ -152,6 +157,24 @@ class _Link:
 
     def send(self, frames: list[bytes]) -> None:
         self.dealer.send(frames)
+
+    def read(self, reply: wire.Reply, size: int) -> bool:
+        """Note a reply taken off the socket; True when its receipts should go back now."""
+        receipt = reply.receipt_to_return()
+        if receipt is None:
+            return False
+        self.receipts.append(receipt)
+        self.receipt_bytes += size
+        return (
+            self.receipt_bytes >= RETURN_RECEIPTS_BYTES or len(self.receipts) >= wire.MAX_RECEIPTS
+        )
+
+    def request(self, request_id: bytes, operation: bytes, body: dict[str, Any]) -> None:
+        """Send a request carrying the receipts not yet returned (kept if it cannot go)."""
+        if self.receipts:
+            body = dict(body, read=self.receipts)
+        self.send(wire.request(request_id, operation, body))
+        self.receipts, self.receipt_bytes = [], 0
 
     def catch_up(self) -> None:
         """Take in replies and events that have arrived but not been handled yet: a drain
@@ -506,7 +529,7 @@ class ZmqNodeExecutor:
             self.liveness.expect_from(time.monotonic())  # it had no reason to speak till now
         self.calls[request_id] = call
         try:
-            link.send(wire.request(request_id, operation, body))
+            link.request(request_id, operation, body)
         except zmq.Again:
             self.calls.pop(request_id)
             # libzmq drops the pipe of a connection it gave up on (a refused key): its monitor
@@ -596,6 +619,8 @@ class ZmqNodeExecutor:
             log.warning("%s: dropped a malformed reply", self.node_id)
             return
         self.liveness.heard(time.monotonic(), is_heartbeat=reply.kind == wire.PONG)
+        if self.link is not None and self.link.read(reply, sum(map(len, frames))):
+            self._return_receipts()
         if reply.kind == wire.PONG:
             self._learn_limits(reply)
         if self.incarnation is None:
@@ -673,6 +698,14 @@ class ZmqNodeExecutor:
                 self.link.send(wire.request(next(self.ids).to_bytes(8, "big"), wire.CREDIT, credit))
                 call.uncredited = 0
 
+    def _return_receipts(self) -> None:
+        """Receipts alone: the agent holds results back while too much we were sent is unread."""
+        link = self.link
+        if link is None:
+            return
+        with contextlib.suppress(zmq.Again):  # they go with the next request or heartbeat
+            link.request(next(self.ids).to_bytes(8, "big"), wire.READ, {})
+
     def _lost(self, unknown: list[bytes]) -> None:
         for request_id in unknown:
             call = self.calls.pop(request_id, None)
@@ -698,9 +731,8 @@ class ZmqNodeExecutor:
                 )
                 return
             with contextlib.suppress(zmq.Again):
-                self.link.send(
-                    wire.request(wire.HEARTBEAT_ID, wire.PING, {"ids": list(self.calls)})
-                )
+                ids = list(itertools.islice(self.calls, wire.MAX_PING_IDS))  # the oldest
+                self.link.request(wire.HEARTBEAT_ID, wire.PING, {"ids": ids})
 
     def on_event(self, link: _Link, frames: list[bytes]) -> None:
         """A socket-monitor event: a failed CurveZMQ handshake fails the waiting calls now."""

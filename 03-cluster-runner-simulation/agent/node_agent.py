@@ -29,8 +29,10 @@ nothing of the agent's own environment.
 Limits keep one bad controller from hurting the node or the others: at most --max-concurrent
 commands, at most --max-output-bytes of output kept per command, or less when the request
 asks (the rest is read and dropped, and the result says `truncated`), no message above
---max-message-bytes (libzmq drops the sender). Its pongs carry these limits, so that a
-controller refuses an oversized request before sending it.
+--max-message-bytes (libzmq drops the sender), and at most --max-unread-mib of replies a
+connection has not shown it read (each result and output chunk carries a receipt the
+controller sends back; past the budget results wait and streams pause: reply_ledger.py). Its
+pongs carry these limits, so that a controller refuses an oversized request before sending it.
 Bad requests get an error reply or are dropped, and are counted; nothing stops the agent.
 
 An agent started on a fixed endpoint first kills what an earlier agent with the same keys and
@@ -61,7 +63,7 @@ import shutil
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,7 @@ from cluster_sim.agent.file_access import (
     safe_mode,
     stage_file,
 )
+from cluster_sim.agent.reply_ledger import ReplyLedger, new_receipt
 from cluster_sim.agent.spawn import (
     STDOUT,
     Finished,
@@ -115,6 +118,7 @@ MIN_STREAM_WINDOW = 64 * 1024  # the least output a streaming controller may let
 # The smallest --max-message-bytes: a controller sends requests up to this size (a file piece
 # of a megabyte and its envelope) before it has asked the agent for its limits.
 MIN_MESSAGE_BYTES = wire.UNASKED_REQUEST_BYTES
+MAX_REASON_CHARS = 512  # an error's reason, cut: errors are not charged to the unread budget
 
 
 @dataclass
@@ -130,6 +134,9 @@ class AgentConfig:
     max_kill_grace_s: float = MAX_KILL_GRACE_S  # the longest SIGTERM-to-SIGKILL a request may ask
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
+    # Replies sent and not yet acknowledged read (reply_ledger.py), per connection and in all.
+    max_unread_bytes: int = 64 * MiB
+    max_unread_total_bytes: int = 512 * MiB
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
     file_roots: tuple[Path, ...] = ()  # where put/get may reach; none: no files are served
     ready_file: Path | None = None  # holds the bound endpoint while the agent serves
@@ -146,6 +153,16 @@ class _Transfer:
     last_heard: float
     received: int = 0
     writing: bool = False  # a piece is being written (in a thread): not to be discarded now
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A result that waits for its controller to read what it was sent before."""
+
+    request_id: bytes
+    frames: list[bytes]
+    receipt: bytes
+    size: int
 
 
 @dataclass
@@ -185,6 +202,11 @@ class NodeAgent:
         self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
         self.staging = StagingLedger(None)  # run_agent gives it a folder when it has one
         self.files = file_roots(config)
+        self.ledger = ReplyLedger(config.max_unread_bytes, config.max_unread_total_bytes)
+        self.held: dict[bytes, deque[_Held]] = {}  # per controller, in the order they came
+        self.held_count = 0
+        self.probed: dict[bytes, float] = {}  # forgotten controllers still owing, last probed
+        self.hold_notes = curve.RepeatedLines()
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -225,8 +247,66 @@ class NodeAgent:
 
     def refuse(self, req: wire.Request, code: str, reason: str, **detail: Any) -> None:
         self.counters[f"refused.{code}"] += 1
-        body = {"code": code, "reason": reason, **detail}
+        body = {"code": code, "reason": reason[:MAX_REASON_CHARS], **detail}
         self.answer(req, wire.ERROR, wire.encode_body(body))
+
+    def finish(self, req: wire.Request, body: dict[str, Any], *frames: bytes) -> None:
+        """A result (DONE), with its receipt: sent now if the controller's unread budget has
+        room, else held until it reads what it was sent (its operation stays counted
+        against --max-concurrent meanwhile, so what waits is bounded too)."""
+        receipt = new_receipt()
+        encoded = wire.encode_body(dict(body, receipt=receipt))
+        reply = wire.reply(req.peer, req.request_id, wire.DONE, self.incarnation, encoded, *frames)
+        held = _Held(req.request_id, reply, receipt, len(encoded) + sum(map(len, frames)))
+        waiting = self.held.get(req.peer)
+        reason = self.ledger.holding_back(req.peer, held.size)
+        if waiting is None and reason is None:
+            self._send_charged(req.peer, held)
+            return
+        self.held.setdefault(req.peer, deque()).append(held)
+        self.held_count += 1
+        self.counters["held"] += 1
+        if reason is not None:
+            self._note_held(req.peer, reason)
+
+    def _note_held(self, peer: bytes, reason: str) -> None:
+        who = self.peer_keys.get(peer) or peer.hex()
+        held_back = self.hold_notes.due(who, time.monotonic())
+        if held_back is not None:
+            log.warning(
+                "controller %s has %d bytes of replies unread: results wait (%s)%s",
+                who, self.ledger.owed(peer), reason,
+                f" [{held_back} more like this]" if held_back else "",
+            )  # fmt: skip
+
+    def _send_charged(self, peer: bytes, reply: _Held) -> None:
+        self.ledger.charge(peer, reply.receipt, reply.size)
+        if not self.send(reply.frames):
+            self.ledger.unsent(peer, reply.receipt)
+
+    def _send_held(self) -> None:
+        """Results that may go now: each controller's in order, while its budget has room."""
+        for peer, waiting in list(self.held.items()):
+            while waiting and self.ledger.holding_back(peer, waiting[0].size) is None:
+                self.held_count -= 1
+                self._send_charged(peer, waiting.popleft())
+            if not waiting:
+                del self.held[peer]
+        self._check_drained(time.monotonic())
+
+    def _drop_held(self, peer: bytes) -> None:
+        """A controller gone or revoked: what waited for it is dropped."""
+        waiting = self.held.pop(peer, None)
+        if waiting:
+            self.held_count -= len(waiting)
+            self.counters["dropped.held"] += len(waiting)
+
+    def _returned(self, req: wire.Request) -> None:
+        """The receipts a request brings back: room in the budget, for results and streams."""
+        receipts = wire.receipts_field(req.body)
+        if receipts and self.ledger.release(req.peer, receipts):
+            self._send_held()
+            self._resume_streams()
 
     def refuse_revoked(self, req: wire.Request, *, started: bool) -> None:
         """`started` tells the controller whether the request had begun (a command killed at
@@ -301,12 +381,19 @@ class NodeAgent:
                 now, floor_s=self.cfg.controller_timeout_s
             )
         liveness.heard(now, is_heartbeat=req.operation == wire.PING)
+        try:
+            self._returned(req)
+        except WireError as exc:
+            self.refuse(req, exc.kind, exc.detail)
+            return
         if req.operation == wire.PING and req.request_id == wire.DRAIN_ID:
             self.drain_unanswered.discard(req.peer)  # nothing more will start from this peer
             self._check_drained(now)
         handler = OPERATIONS.get(req.operation)
-        allowed = req.operation in self.cfg.operations or (
-            IMPLIED.get(req.operation) in self.cfg.operations
+        allowed = (
+            req.operation in self.cfg.operations
+            or IMPLIED.get(req.operation) in self.cfg.operations
+            or req.operation == wire.READ  # returning receipts is part of every operation
         )
         if handler is None or not allowed:
             self.refuse(req, "not-allowed", f"operation {req.operation[:32]!r} is not allowed")
@@ -326,6 +413,7 @@ class NodeAgent:
             await asyncio.sleep(HOUSEKEEPING_S)  # a timer tick, not synchronisation
             now = time.monotonic()
             busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
+            busy |= set(self.held)
             lost: set[bytes] = set()
             for peer, liveness in list(self.controllers.items()):
                 if peer in busy and liveness.is_dead(now):
@@ -335,9 +423,11 @@ class NodeAgent:
                     for (owner, _), cmd in list(self.running.items()):
                         if owner == peer:
                             cmd.cancel()
+                    self._drop_held(peer)
                 if peer not in busy and now - liveness.last_heard > 60:
                     del self.controllers[peer]  # forget idle controllers: memory stays bounded
                     self.peer_keys.pop(peer, None)
+            self._forget_gone_connections(now)
             drain_over = (
                 self.draining_since is not None
                 and now - self.draining_since > self.cfg.drain_timeout_s
@@ -352,6 +442,43 @@ class NodeAgent:
                     log.warning("drain timeout: killing %d command(s)", len(self.running))
                     for cmd in self.running.values():
                         cmd.cancel()
+
+    def _forget_gone_connections(self, now: float) -> None:
+        """What a controller was sent stays charged while libzmq may still hold it: until a
+        send finds its connection gone. A controller silent for --controller-timeout is
+        probed, once per timeout, with an empty heartbeat answer that any controller ignores."""
+        every = self.cfg.controller_timeout_s
+        for peer in self.ledger.peers():
+            liveness = self.controllers.get(peer)
+            if liveness is not None and now - liveness.last_heard < every:
+                continue
+            if now - self.probed.get(peer, 0.0) < every:
+                continue
+            self.probed[peer] = now
+            if self._still_connected(peer):
+                continue
+            self.ledger.forget(peer)
+            self.probed.pop(peer, None)
+            self.counters["unread.forgotten"] += 1
+            self._send_held()
+            self._resume_streams()
+        for peer in set(self.probed).difference(self.ledger.peers()):
+            del self.probed[peer]  # owes nothing now: nothing to probe for
+
+    def _still_connected(self, peer: bytes) -> bool:
+        probe = wire.reply(
+            peer, wire.HEARTBEAT_ID, wire.PONG, self.incarnation, wire.encode_body({"unknown": []})
+        )
+        try:
+            if self.link is not None:
+                self.link.send(probe)
+        except zmq.Again:
+            pass  # its queue is full: connected, and not reading
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            return False
+        return True
 
     def _enforce_authorized_keys(self) -> None:
         """A key taken out of authorized_keys: end its sessions without waiting for a request."""
@@ -384,6 +511,7 @@ class NodeAgent:
         for cmd in mine:
             self.counters["killed.key-revoked"] += 1
             cmd.cancel(grace=False)  # its controller lost its say: SIGKILL now, no grace
+        self._drop_held(peer)
 
     def request_stop(self) -> None:
         if self.draining_since is None:
@@ -406,6 +534,8 @@ class NodeAgent:
         controller told of it has answered, or DRAIN_ACK_S has passed for one that never does."""
         if self.draining_since is None or self.running or self.file_ops or self.transfers:
             return
+        if self.held and now - self.draining_since <= self.cfg.drain_timeout_s:
+            return  # results still waiting for their controllers to read
         if not self.drain_unanswered or now - self.draining_since > DRAIN_ACK_S:
             self.stopped.set()
 
@@ -420,11 +550,16 @@ class NodeAgent:
     def _refused_busy(self, req: wire.Request) -> bool:
         """Every operation that holds a thread or a process counts against --max-concurrent:
         commands, file transfers and system probes alike."""
-        busy = len(self.running) + len(self.file_ops) + len(self.transfers)
+        busy = self._operations_at_work()
         if busy < self.cfg.max_concurrent:
             return False
         self.refuse(req, "busy", f"{busy} operations running (the limit)")
         return True
+
+    def _operations_at_work(self) -> int:
+        """Results held for an unread budget count: else a controller that never reads would
+        have replies pile up here instead of in libzmq."""
+        return len(self.running) + len(self.file_ops) + len(self.transfers) + self.held_count
 
     def spawn_task(self, req: wire.Request, coro: Any) -> None:
         key = (req.peer, req.request_id)
@@ -525,15 +660,28 @@ class NodeAgent:
     def _streamer(self, req: wire.Request, state: _Stream) -> Callable[[int, bytes], bool]:
         def forward(stream: int, data: bytes) -> bool:
             tag = wire.STDOUT if stream == STDOUT else wire.STDERR
-            sent = self.answer(req, wire.OUT, tag, data)
-            if state.window is not None and state.command is not None:
+            receipt = new_receipt()
+            reply = wire.reply(
+                req.peer, req.request_id, wire.OUT, self.incarnation, tag, data, receipt
+            )
+            self.ledger.charge(req.peer, receipt, len(data) + len(tag) + len(receipt))
+            sent = self.send(reply)
+            if not sent:
+                self.ledger.unsent(req.peer, receipt)
+            if state.window is not None:
                 state.unacked += len(data)
-                if state.unacked >= state.window and not state.command.paused:
-                    state.command.pause()  # until the controller's credit comes back
-                    self.counters["stream.paused"] += 1
+            command = state.command
+            if command is not None and not command.paused and not self._may_flow(req.peer, state):
+                # Until the controller's credit (its window) or its receipts (the unread
+                # budget, which it cannot claim without reading) come back.
+                command.pause()
+                self.counters["stream.paused"] += 1
             return sent
 
         return forward
+
+    def op_read(self, req: wire.Request) -> None:
+        """Receipts alone: taken in _handle, as from every request; nothing to answer."""
 
     def op_credit(self, req: wire.Request) -> None:
         consumed = wire.number_field(req.body, "bytes")
@@ -541,8 +689,17 @@ class NodeAgent:
         if state is None or consumed is None or state.window is None:
             return  # a stream that ended, or one without a window: nothing to pace
         state.unacked = max(0, state.unacked - int(consumed))
-        if state.command is not None and state.command.paused and state.unacked < state.window:
+        if state.command is not None and state.command.paused and self._may_flow(req.peer, state):
             state.command.resume()
+
+    def _may_flow(self, peer: bytes, state: _Stream) -> bool:
+        within_window = state.window is None or state.unacked < state.window
+        return within_window and self.ledger.over(peer) is None
+
+    def _resume_streams(self) -> None:
+        for (peer, _), state in self.streams.items():
+            if state.command is not None and state.command.paused and self._may_flow(peer, state):
+                state.command.resume()
 
     def _command_done(
         self, req: wire.Request, finished: asyncio.Future[Finished], output_limit: int
@@ -570,7 +727,7 @@ class NodeAgent:
             "cancelled": done.cancelled,
         }
         # Output travels in frames of its own: megabytes are not copied into and out of msgpack.
-        self.answer(req, wire.DONE, wire.encode_body(body), done.stdout, done.stderr)
+        self.finish(req, body, done.stdout, done.stderr)
 
     def op_cancel(self, req: wire.Request) -> None:
         cmd = self.running.get((req.peer, wire.bytes_field(req.body, "target")))
@@ -672,6 +829,7 @@ class NodeAgent:
         first_piece = req.body.get("offset", 0) == 0  # later pieces finish a get under way
         if (first_piece and self._refused_draining(req)) or self._refused_busy(req):
             return
+        self.counters["gets"] += 1
         if "offset" not in req.body:  # the one-message form: the whole file, in memory
             limit = min(self.cfg.max_file_bytes, self.cfg.max_message_bytes)
             self.spawn_task(req, self._file_io(req, lambda: read_file(located, limit), _whole_file))
@@ -709,7 +867,7 @@ class NodeAgent:
             if self._revoked(req.peer):  # it began while the key was valid; no answer now
                 self.refuse_revoked(req, started=True)
             else:
-                self.answer(req, wire.DONE, wire.encode_body(body))
+                self.finish(req, body)
             return
         if on_failure is not None:
             on_failure()
@@ -736,18 +894,25 @@ class NodeAgent:
         except (SpawnError, ProbeError) as exc:
             self.refuse(req, "sysinfo-failed", str(exc))
             return
-        self.answer(req, wire.DONE, wire.encode_body({"system": system.to_dict()}))
+        self.finish(req, {"system": system.to_dict()})
 
     def op_ping(self, req: wire.Request) -> None:
         """Also says which of the controller's in-flight request ids this agent does not know:
         lost with a restart or a broken connection, so the controller fails them at once."""
         asked = req.body.get("ids", [])
-        if not isinstance(asked, list) or not all(isinstance(rid, bytes) for rid in asked):
-            raise WireError("bad-field", "'ids' must be a list of request ids")
+        if (
+            not isinstance(asked, list)
+            or len(asked) > wire.MAX_PING_IDS  # a pong is not charged: it stays small
+            or not all(isinstance(rid, bytes) for rid in asked)
+        ):
+            raise WireError("bad-field", f"'ids' must be a list of at most {wire.MAX_PING_IDS} ids")
+        waiting = {held.request_id for held in self.held.get(req.peer, ())}
         unknown = [
             rid
             for rid in asked
-            if (req.peer, rid) not in self.running and (req.peer, rid) not in self.file_ops
+            if (req.peer, rid) not in self.running
+            and (req.peer, rid) not in self.file_ops
+            and rid not in waiting
         ]
         warm = self.warm
         counters = dict(
@@ -756,6 +921,9 @@ class NodeAgent:
         )
         body = {
             "running": len(self.running),
+            "operations": self._operations_at_work(),
+            "held": self.held_count,
+            "unread_bytes": self.ledger.owed(req.peer),
             "limits": self.limits(),
             "draining": self.draining_since is not None,
             "counters": counters,
@@ -772,6 +940,7 @@ class NodeAgent:
             "max_file_bytes": cfg.max_file_bytes,
             "max_concurrent": cfg.max_concurrent,
             "max_kill_grace_s": cfg.max_kill_grace_s,
+            "max_unread_bytes": cfg.max_unread_bytes,
         }
 
 
@@ -815,6 +984,7 @@ OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
     wire.PING: NodeAgent.op_ping,
     wire.CREDIT: NodeAgent.op_credit,
     wire.WRITE: NodeAgent.op_write,
+    wire.READ: NodeAgent.op_read,
 }
 # Operations that come with another one: --operations names only the latter.
 IMPLIED: dict[bytes, bytes] = {wire.CREDIT: wire.RUN, wire.WRITE: wire.PUT}
@@ -874,6 +1044,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         max_file_bytes=args.max_file_bytes,
         drain_timeout_s=args.drain_timeout,
         max_kill_grace_s=args.max_kill_grace,
+        max_unread_bytes=args.max_unread_mib * MiB,
+        max_unread_total_bytes=args.max_unread_total_mib * MiB,
         warm_shells=args.warm_shells,
         controller_timeout_s=args.controller_timeout,
         file_roots=tuple(args.file_root or ()),
@@ -1011,7 +1183,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_operations,
         default=default.operations,
         help="comma-separated allow-list (default: all of run,cancel,put,get,sysinfo,ping; "
-        "credit, which paces streams, comes with run)",
+        "credit, which paces streams, comes with run; read, which returns receipts, always)",
     )
     for option, value in (
         ("--max-concurrent", default.max_concurrent),
@@ -1025,6 +1197,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=default.max_message_bytes,
         help=f"default {default.max_message_bytes:,}; at least {MIN_MESSAGE_BYTES:,}, a file "
         "piece and its envelope, which a controller sends without asking first",
+    )
+    parser.add_argument(
+        "--max-unread-mib",
+        type=cli.positive_int,
+        default=default.max_unread_bytes // MiB,
+        metavar="MIB",
+        help="replies sent on one connection and not yet acknowledged read, past which its "
+        f"results wait and its streams pause (default {default.max_unread_bytes // MiB})",
+    )
+    parser.add_argument(
+        "--max-unread-total-mib",
+        type=cli.positive_int,
+        default=default.max_unread_total_bytes // MiB,
+        metavar="MIB",
+        help=f"the same over all connections (default {default.max_unread_total_bytes // MiB})",
     )
     parser.add_argument(
         "--drain-timeout",
