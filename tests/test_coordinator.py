@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cluster_patterns import cli, processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
-from cluster_patterns.coordinator import Config
+from cluster_patterns.coordinator import EVENTS_HWM, Config
 from tests.helpers import eventually
 from tests.mdp_peers import RawClient, RawWorker, running_coordinator
 
@@ -356,3 +356,27 @@ def test_long_subscription_prefixes_cost_the_coordinator_nothing(ctx: cli.Ctx) -
         watcher.recv_multipart()
         grown = rss_bytes(coordinator.process.pid) - before
         assert grown < 32 << 20, f"the coordinator kept {grown >> 20} MiB"
+
+
+def test_a_monitor_that_never_reads_holds_up_nothing(ctx: cli.Ctx) -> None:
+    """Events for a subscriber that falls EVENTS_HWM behind are dropped, not queued without
+    end, and the broker never waits for it: every task still goes through."""
+    with running_coordinator(ctx) as coordinator:
+        assert coordinator.events.sndhwm == EVENTS_HWM
+        stalled = ctx.socket(zmq.SUB)
+        stalled.linger = 0
+        stalled.rcvhwm = 1
+        stalled.subscribe(b"")
+        stalled.connect(coordinator.events_endpoint)
+        where = coordinator.endpoints[0]
+        worker, client = RawWorker(ctx, where), RawClient(ctx, where)
+        worker.ready(b"echo")
+        worker.recv()  # the first heartbeat proves READY was processed
+        for number in range(2000):
+            client.request(b"echo", b"%d" % number)
+            task = worker.recv_skipping_heartbeats()
+            worker.final(task[2], *task[4:])
+            assert client.recv()[-1] == b"%d" % number
+        stalled.close()
+        worker.close()
+        client.close()

@@ -517,3 +517,21 @@ def test_a_revoked_worker_is_forgotten_at_once_and_its_task_goes_to_another() ->
     assert tasks_for(other, out + core.take_outbox())
     core.revoked(FRONTEND, [other, mdp.WORKER, mdp.W_HEARTBEAT], now=5.1)
     assert other not in core.workers and core.counters["refused.revoked"] == 1
+
+
+def test_names_bound_to_keys_are_bounded_and_those_nobody_holds_go_first() -> None:
+    """The table of names bound to keys would grow with every name ever sent: at its bound,
+    the names of workers gone are forgotten; if every one is held, a new name is refused."""
+    core = CoordinatorCore(Config(max_names=3))
+    for number in range(3):
+        name = b"w%d" % number
+        core.handle(FRONTEND, [name, mdp.WORKER, mdp.W_READY, b"echo"], 0.0,
+                    key=f"key-{number}", roles=WORKER_ONLY)  # fmt: skip
+    core.handle(FRONTEND, [b"w3", mdp.WORKER, mdp.W_READY, b"echo"], 0.1,
+                key="key-3", roles=WORKER_ONLY)  # fmt: skip
+    assert b"w3" not in core.workers and core.counters["refused.too-many-names"] == 1
+    core.handle(FRONTEND, [b"w0", mdp.WORKER, mdp.W_DISCONNECT], 0.2,
+                key="key-0", roles=WORKER_ONLY)  # fmt: skip
+    core.handle(FRONTEND, [b"w3", mdp.WORKER, mdp.W_READY, b"echo"], 0.3,
+                key="key-3", roles=WORKER_ONLY)  # fmt: skip
+    assert core.workers[b"w3"].key == "key-3" and set(core.names) == {b"w1", b"w2", b"w3"}
