@@ -28,7 +28,7 @@ Receipts bound what a controller that never reads can make the agent hold (libzm
 count messages, not bytes): each OUT and DONE carries 8 random bytes, which the controller
 sends back once it has read the reply, as `read: [receipt, ...]` in any request's body or
 alone in a READ. Until then the reply counts against the agent's --max-unread-mib for that
-connection (agent/reply_ledger.py); past it, results wait and streams pause. A controller that
+controller's key (agent/reply_ledger.py); past it, results wait and streams pause. A controller that
 returns no receipts is served that much and then waits: upgrade controllers before agents.
 
 A draining agent sends `[VERSION, DRAIN_ID, ERROR, incarnation, {code: shutting-down}]` to

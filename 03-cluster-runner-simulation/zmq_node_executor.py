@@ -85,6 +85,7 @@ PIECE_BYTES = 1024 * 1024  # files travel in pieces of this size
 # Receipts of replies read wait to go back with the next request or heartbeat, or alone once
 # this much (or a message's most) has been read: well inside the agent's least unread budget.
 RETURN_RECEIPTS_BYTES = 256 * 1024
+RECEIPTS_ENVELOPE = wire.MAX_RECEIPTS * 10  # the most a request's `read` adds to it, in bytes
 
 
 def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -170,11 +171,15 @@ class _Link:
         )
 
     def request(self, request_id: bytes, operation: bytes, body: dict[str, Any]) -> None:
-        """Send a request carrying the receipts not yet returned (kept if it cannot go)."""
-        if self.receipts:
-            body = dict(body, read=self.receipts)
+        """Send a request carrying receipts not yet returned, as many as one message may
+        (kept if it cannot go: a receipt lost is budget the agent never gives back)."""
+        returned = self.receipts[: wire.MAX_RECEIPTS]
+        if returned:
+            body = dict(body, read=returned)
         self.send(wire.request(request_id, operation, body))
-        self.receipts, self.receipt_bytes = [], 0
+        del self.receipts[: len(returned)]
+        if not self.receipts:
+            self.receipt_bytes = 0
 
     def catch_up(self) -> None:
         """Take in replies and events that have arrived but not been handled yet: a drain
@@ -291,7 +296,8 @@ class ZmqNodeExecutor:
     ) -> CommandResult:
         command, timeout_s = request.command, request.timeout_s
         streaming = on_output is not None or output is not None
-        size = len(request.script) + len(request.input or b"") + 4096  # and the envelope
+        # The envelope, and the receipts a request may carry back.
+        size = len(request.script) + len(request.input or b"") + 4096 + RECEIPTS_ENVELOPE
         await self._within_limit("max_message_bytes", size, "its stdin and command")
         if request.max_output_bytes is not None:
             await self._within_limit("max_output_bytes", request.max_output_bytes, "the cap asked")
@@ -555,7 +561,7 @@ class ZmqNodeExecutor:
             self.breaker.record_failure()
             raise
         finally:
-            self.calls.pop(request_id, None)
+            self._call_ended(request_id)
         self.breaker.record_success()
         if reply.kind == wire.ERROR:
             raise self._refusal(reply.body())
@@ -698,10 +704,15 @@ class ZmqNodeExecutor:
                 self.link.send(wire.request(next(self.ids).to_bytes(8, "big"), wire.CREDIT, credit))
                 call.uncredited = 0
 
+    def _call_ended(self, request_id: bytes) -> None:
+        self.calls.pop(request_id, None)
+        if not self.calls:  # going idle: what was read need not wait for a next request
+            self._return_receipts()
+
     def _return_receipts(self) -> None:
         """Receipts alone: the agent holds results back while too much we were sent is unread."""
         link = self.link
-        if link is None:
+        if link is None or not link.receipts:
             return
         with contextlib.suppress(zmq.Again):  # they go with the next request or heartbeat
             link.request(next(self.ids).to_bytes(8, "big"), wire.READ, {})

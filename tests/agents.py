@@ -90,3 +90,12 @@ class RawController:
         while (answer := self.reply()).request_id != b"counters":
             pass
         return dict(answer.body()["counters"])
+
+
+@contextmanager
+def raw_controller(keydir: Path, *agent_args: str) -> Iterator[RawController]:
+    """A RawController talking to its own agent (started with `agent_args`), closed on exit."""
+    with running_agent(keydir, *agent_args) as agent, zmq.Context() as ctx:
+        raw = RawController(ctx, agent.endpoint, keydir)
+        yield raw
+        raw.sock.close(linger=0)

@@ -19,15 +19,13 @@ import zmq
 from cluster_patterns import cli, processes
 from cluster_sim import agent_wire as wire
 from cluster_sim import keys
-from tests.agents import RawController, running_agent
+from tests.agents import RawController, raw_controller, running_agent
 
 
 @pytest.fixture
 def controller(keydir: Path) -> Iterator[RawController]:
-    with running_agent(keydir) as agent, zmq.Context() as ctx:
-        raw = RawController(ctx, agent.endpoint, keydir)
+    with raw_controller(keydir) as raw:
         yield raw
-        raw.sock.close(linger=0)
 
 
 def ask(controller: RawController, operation: bytes, body: dict[str, Any]) -> wire.Reply:

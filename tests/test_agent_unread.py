@@ -8,15 +8,16 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
 
 from cluster_sim import agent_wire as wire
+from cluster_sim import keys
 from cluster_sim.agent.node_agent import MAX_PIECE_BYTES, MAX_REASON_CHARS
-from cluster_sim.zmq_node_executor import RETURN_RECEIPTS_BYTES
-from tests.agents import RawController, executor, running_agent
+from cluster_sim.zmq_node_executor import RETURN_RECEIPTS_BYTES, _Link
+from tests.agents import RawController, executor, raw_controller, running_agent
+from tests.test_agent_hardening import ask
 from tests.test_memory_bounds import peak_rss
 from tests.test_node_agent import agent_state
 
@@ -138,15 +139,8 @@ def test_a_held_result_is_known_to_the_heartbeat(keydir: Path, tmp_path: Path) -
 
 @pytest.fixture
 def controller(keydir: Path, tmp_path: Path) -> Iterator[RawController]:
-    with running_agent(keydir, "--file-root", str(tmp_path)) as agent, zmq.Context() as ctx:
-        raw = RawController(ctx, agent.endpoint, keydir)
+    with raw_controller(keydir, "--file-root", str(tmp_path)) as raw:
         yield raw
-        raw.sock.close(linger=0)
-
-
-def ask(controller: RawController, operation: bytes, body: dict[str, Any]) -> wire.Reply:
-    controller.request(b"probe", operation, body)
-    return controller.reply(timeout_ms=10_000)
 
 
 def test_a_ping_asks_about_at_most_so_many_ids(controller: RawController) -> None:
@@ -179,3 +173,70 @@ def test_a_get_piece_is_at_most_so_long(controller: RawController, tmp_path: Pat
     assert ask(controller, wire.GET, asked).kind == wire.DONE
     refused = ask(controller, wire.GET, dict(asked, length=MAX_PIECE_BYTES + 1))
     assert refused.kind == wire.ERROR and refused.body()["code"] == "bad-field"
+
+
+def test_one_keys_many_connections_share_one_budget(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Each connection had a budget of its own: eight connections of one key that read
+    nothing spent the agent's whole total, and every other controller's results waited.
+    The budget is the key's: its other connections' results wait instead."""
+    keydir = tmp_path_factory.mktemp("keys")
+    keys.generate(keydir, nodes=["node1"], controllers=["runner", "intruder"])
+    (tmp_path / "big").write_bytes(os.urandom(2 * MiB))
+    get = {"path": str(tmp_path / "big")}
+    args = ["--file-root", str(tmp_path), "--max-unread-mib", "3", "--max-unread-total-mib", "8"]
+    with running_agent(keydir, *args) as agent, zmq.Context() as ctx:
+        watcher = RawController(ctx, agent.endpoint, keydir)
+        intruders = [
+            RawController(ctx, agent.endpoint, keydir, "intruder", rcvhwm=1, rcvbuf=64 * 1024)
+            for _ in range(8)
+        ]
+        for intruder in intruders:
+            intruder.request(b"g", wire.GET, get)
+        while agent_state(watcher)["counters"].get("gets", 0) < 8:
+            pass
+        while (state := agent_state(watcher))["operations"] != state["held"]:
+            pass  # every get read from disk: sent, or held for the budget
+        assert state["held"] == 7  # the key's budget paid for one
+        runner = RawController(ctx, agent.endpoint, keydir)
+        runner.request(b"mine", wire.GET, get)
+        reply = runner.reply(timeout_ms=10_000)
+        assert reply.request_id == b"mine" and len(reply.body()["data"]) == 2 * MiB
+        for sock in (watcher, runner, *intruders):
+            sock.sock.close()
+
+
+def test_every_stream_the_budget_pays_for_pauses_at_it(keydir: Path) -> None:
+    """Each stream paused only after its own chunk past the budget, so eight streams of one
+    controller went eight chunks over it. All pause once it is met."""
+    with running_agent(keydir, "--max-unread-mib", "1") as agent, zmq.Context() as ctx:
+        watcher = RawController(ctx, agent.endpoint, keydir)  # the same key: its account
+        reader = RawController(ctx, agent.endpoint, keydir, rcvhwm=1, rcvbuf=64 * 1024)
+        for number in range(8):
+            body = {"command": "head -c 100000000 /dev/zero", "stream": True}
+            reader.request(b"s%d" % number, wire.RUN, body)
+        while (state := agent_state(watcher))["counters"].get("stream.paused", 0) < 8:
+            pass
+        assert state["running"] == 8
+        assert state["unread_bytes"] <= MiB + 64 * 1024, state["unread_bytes"]
+        watcher.sock.close()
+        reader.sock.close()
+
+
+def test_the_executor_returns_at_most_a_messages_worth_of_receipts_and_keeps_the_rest() -> None:
+    """Receipts kept after a send that could not go (a full queue) piled up past what one
+    message may carry; the agent refused the whole request, and the executor had already
+    dropped them: budget the agent would never give back."""
+    link = object.__new__(_Link)  # its batching alone: no socket
+    sent: list[list[bytes]] = []
+    link.send = sent.append  # type: ignore[method-assign,assignment]
+    link.receipts = [os.urandom(8) for _ in range(wire.MAX_RECEIPTS + 10)]
+    link.receipt_bytes = 10 * MiB
+    first = list(link.receipts)
+    link.request(b"1", wire.READ, {})
+    assert wire.receipts_field(wire.decode_body(sent[0][3])) == first[: wire.MAX_RECEIPTS]
+    assert link.receipts == first[wire.MAX_RECEIPTS :] and link.receipt_bytes
+    link.request(b"2", wire.PING, {"ids": []})
+    assert wire.decode_body(sent[1][3])["read"] == first[wire.MAX_RECEIPTS :]
+    assert link.receipts == [] and link.receipt_bytes == 0

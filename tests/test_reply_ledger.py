@@ -22,7 +22,7 @@ def test_a_reply_goes_while_the_controller_is_within_its_budget() -> None:
     ledger = ReplyLedger(per_peer=100 * KiB, total=1000 * KiB)
     assert ledger.holding_back(A, 60 * KiB) is None
     ledger.charge(A, new_receipt(), 60 * KiB)
-    assert ledger.owed(A) == 60 * KiB + ENTRY_BYTES
+    assert ledger.owed_by(A) == 60 * KiB + ENTRY_BYTES
     assert ledger.holding_back(A, 60 * KiB) == PER_PEER_OPTION  # over 100 KiB with this one
     assert ledger.holding_back(B, 60 * KiB) is None  # another controller's budget is its own
 
@@ -42,10 +42,10 @@ def test_the_receipt_read_back_gives_the_room_back() -> None:
     ledger.charge(A, first, 70 * KiB)
     ledger.charge(A, second, 10 * KiB)
     assert ledger.release(A, [first]) == 70 * KiB + ENTRY_BYTES
-    assert ledger.owed(A) == 10 * KiB + ENTRY_BYTES and ledger.total == ledger.owed(A)
+    assert ledger.owed_by(A) == 10 * KiB + ENTRY_BYTES and ledger.total == ledger.owed_by(A)
     assert ledger.holding_back(A, 60 * KiB) is None
     ledger.release(A, [second])
-    assert ledger.owed(A) == 0 and ledger.total == 0 and ledger.peers() == []
+    assert ledger.owed_by(A) == 0 and ledger.total == 0 and ledger.peers() == []
 
 
 def test_forged_repeated_or_anothers_receipts_release_nothing() -> None:
@@ -58,7 +58,7 @@ def test_forged_repeated_or_anothers_receipts_release_nothing() -> None:
     assert ledger.release(A, [new_receipt(), b"", b"\0" * 8, theirs]) == 0
     assert ledger.release(A, [mine]) > 0
     assert ledger.release(A, [mine]) == 0  # twice is once
-    assert ledger.owed(B) == 50 * KiB + ENTRY_BYTES
+    assert ledger.owed_by(B) == 50 * KiB + ENTRY_BYTES
 
 
 def test_the_total_holds_back_every_controller() -> None:
@@ -66,9 +66,7 @@ def test_the_total_holds_back_every_controller() -> None:
     ledger.charge(A, new_receipt(), 90 * KiB)
     ledger.charge(B, new_receipt(), 50 * KiB)
     assert ledger.holding_back(b"third", 20 * KiB) == TOTAL_OPTION
-    assert ledger.over(b"third") is None  # under the total: a stream may still flow
-    ledger.charge(b"third", new_receipt(), 20 * KiB)
-    assert ledger.over(b"third") == TOTAL_OPTION  # now the total is spent: streams pause
+    assert ledger.holding_back(b"third", 5 * KiB) is None  # what still fits in the total
 
 
 def test_small_replies_are_charged_their_entry_so_the_table_is_bounded_too() -> None:
@@ -108,7 +106,23 @@ def test_the_total_is_always_the_sum_of_what_each_owes(
             sent[peer].append(receipt)
         if read_back and sent[peer]:
             ledger.release(peer, [sent[peer].pop(0)])
-        assert ledger.total == ledger.owed(A) + ledger.owed(B)
+        assert ledger.total == ledger.owed_by(A) + ledger.owed_by(B)
         # Held to the budget, but for the one reply a controller owed nothing may have.
-        assert ledger.owed(peer) <= 10**6 or len(sent[peer]) == 1
+        assert ledger.owed_by(peer) <= 10**6 or len(sent[peer]) == 1
         assert ledger.total <= 3 * 10**6 or sum(map(len, sent.values())) == 1
+
+
+def test_the_budget_is_the_keys_over_all_its_connections() -> None:
+    """One key opening many connections gets one budget, not one each: else eight of them
+    spent the agent's whole total and held every other controller's results back."""
+    ledger = ReplyLedger(per_peer=100 * KiB, total=1000 * KiB)
+    first, second = new_receipt(), new_receipt()
+    ledger.charge(b"conn-1", first, 60 * KiB, account=b"key-x")
+    assert ledger.holding_back(b"key-x", 60 * KiB) == PER_PEER_OPTION  # on any connection
+    ledger.charge(b"conn-2", second, 10 * KiB, account=b"key-x")
+    assert ledger.owed_by(b"key-x") == 70 * KiB + 2 * ENTRY_BYTES
+    assert ledger.release(b"conn-2", [first]) == 0  # a receipt comes back where it went
+    assert ledger.release(b"conn-1", [first]) == 60 * KiB + ENTRY_BYTES
+    ledger.forget(b"conn-2")
+    assert ledger.owed_by(b"key-x") == 0 and ledger.total == 0
+    assert ledger.account_of(b"conn-1") is None

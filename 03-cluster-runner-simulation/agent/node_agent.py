@@ -30,7 +30,7 @@ Limits keep one bad controller from hurting the node or the others: at most --ma
 commands, at most --max-output-bytes of output kept per command, or less when the request
 asks (the rest is read and dropped, and the result says `truncated`), no message above
 --max-message-bytes (libzmq drops the sender), and at most --max-unread-mib of replies a
-connection has not shown it read (each result and output chunk carries a receipt the
+controller key has not shown it read (each result and output chunk carries a receipt the
 controller sends back; past the budget results wait and streams pause: reply_ledger.py). Its
 pongs carry these limits, so that a controller refuses an oversized request before sending it.
 Bad requests get an error reply or are dropped, and are counted; nothing stops the agent.
@@ -134,7 +134,7 @@ class AgentConfig:
     max_kill_grace_s: float = MAX_KILL_GRACE_S  # the longest SIGTERM-to-SIGKILL a request may ask
     controller_timeout_s: float = 5.0  # least silence that counts a controller as gone
     hwm: int = 1000
-    # Replies sent and not yet acknowledged read (reply_ledger.py), per connection and in all.
+    # Replies sent and not yet acknowledged read (reply_ledger.py), per key and in all.
     max_unread_bytes: int = 64 * MiB
     max_unread_total_bytes: int = 512 * MiB
     warm_shells: int = 8  # shells started ahead of need (spawn.WarmShells); 0 turns it off
@@ -259,15 +259,25 @@ class NodeAgent:
         reply = wire.reply(req.peer, req.request_id, wire.DONE, self.incarnation, encoded, *frames)
         held = _Held(req.request_id, reply, receipt, len(encoded) + sum(map(len, frames)))
         waiting = self.held.get(req.peer)
-        reason = self.ledger.holding_back(req.peer, held.size)
+        reason = self.ledger.holding_back(self._account(req.peer), held.size)
         if waiting is None and reason is None:
             self._send_charged(req.peer, held)
             return
         self.held.setdefault(req.peer, deque()).append(held)
         self.held_count += 1
         self.counters["held"] += 1
+        self._pause_streams()  # results first: a trickle of output must not starve one
         if reason is not None:
             self._note_held(req.peer, reason)
+
+    def _account(self, peer: bytes) -> bytes:
+        """Whose budget a connection spends: its controller's key, all its connections
+        together (the connection itself without keys)."""
+        charged = self.ledger.account_of(peer)  # kept while it owes, whatever is forgotten
+        if charged is not None:
+            return charged
+        key = self.peer_keys.get(peer)
+        return peer if key is None else key.encode()
 
     def _note_held(self, peer: bytes, reason: str) -> None:
         who = self.peer_keys.get(peer) or peer.hex()
@@ -275,19 +285,20 @@ class NodeAgent:
         if held_back is not None:
             log.warning(
                 "controller %s has %d bytes of replies unread: results wait (%s)%s",
-                who, self.ledger.owed(peer), reason,
+                who, self.ledger.owed_by(self._account(peer)), reason,
                 f" [{held_back} more like this]" if held_back else "",
             )  # fmt: skip
 
     def _send_charged(self, peer: bytes, reply: _Held) -> None:
-        self.ledger.charge(peer, reply.receipt, reply.size)
+        self.ledger.charge(peer, reply.receipt, reply.size, self._account(peer))
         if not self.send(reply.frames):
             self.ledger.unsent(peer, reply.receipt)
 
     def _send_held(self) -> None:
         """Results that may go now: each controller's in order, while its budget has room."""
         for peer, waiting in list(self.held.items()):
-            while waiting and self.ledger.holding_back(peer, waiting[0].size) is None:
+            account = self._account(peer)
+            while waiting and self.ledger.holding_back(account, waiting[0].size) is None:
                 self.held_count -= 1
                 self._send_charged(peer, waiting.popleft())
             if not waiting:
@@ -408,40 +419,47 @@ class NodeAgent:
             self.refuse(req, "internal-error", "the agent failed on this request; see its log")
 
     async def _housekeeping(self) -> None:
-        """Kill the commands of controllers that went silent; end a drain when it is done."""
+        """Kill the commands of controllers that went silent; end a drain when it is done.
+        A failure in one tick is logged and the next tick comes: a task that ended here
+        would leave dead controllers' commands running and a drain without its timeout."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)  # a timer tick, not synchronisation
-            now = time.monotonic()
-            busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
-            busy |= set(self.held)
-            lost: set[bytes] = set()
-            for peer, liveness in list(self.controllers.items()):
-                if peer in busy and liveness.is_dead(now):
-                    lost.add(peer)
-                    self.counters["controller-lost"] += 1
-                    log.warning("controller went silent; killing its commands")
-                    for (owner, _), cmd in list(self.running.items()):
-                        if owner == peer:
-                            cmd.cancel()
-                    self._drop_held(peer)
-                if peer not in busy and now - liveness.last_heard > 60:
-                    del self.controllers[peer]  # forget idle controllers: memory stays bounded
-                    self.peer_keys.pop(peer, None)
-            self._forget_gone_connections(now)
-            drain_over = (
-                self.draining_since is not None
-                and now - self.draining_since > self.cfg.drain_timeout_s
-            )
-            if drain_over:  # transfers still open at the drain timeout are given up too
-                lost |= {peer for peer, _ in self.transfers}
-            self._expire_transfers(now, lost)
-            self._enforce_authorized_keys()
-            if self.draining_since is not None:
-                self._check_drained(now)
-                if self.running and drain_over:
-                    log.warning("drain timeout: killing %d command(s)", len(self.running))
-                    for cmd in self.running.values():
+            try:
+                self._housekeeping_tick(time.monotonic())
+            except Exception:
+                log.exception("internal error in housekeeping")
+                self.counters["internal-error"] += 1
+
+    def _housekeeping_tick(self, now: float) -> None:
+        busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
+        busy |= set(self.held)
+        lost: set[bytes] = set()
+        for peer, liveness in list(self.controllers.items()):
+            if peer in busy and liveness.is_dead(now):
+                lost.add(peer)
+                self.counters["controller-lost"] += 1
+                log.warning("controller went silent; killing its commands")
+                for (owner, _), cmd in list(self.running.items()):
+                    if owner == peer:
                         cmd.cancel()
+                self._drop_held(peer)
+            if peer not in busy and now - liveness.last_heard > 60:
+                del self.controllers[peer]  # forget idle controllers: memory stays bounded
+                self.peer_keys.pop(peer, None)
+        self._forget_gone_connections(now)
+        drain_over = (
+            self.draining_since is not None and now - self.draining_since > self.cfg.drain_timeout_s
+        )
+        if drain_over:  # transfers still open at the drain timeout are given up too
+            lost |= {peer for peer, _ in self.transfers}
+        self._expire_transfers(now, lost)
+        self._enforce_authorized_keys()
+        if self.draining_since is not None:
+            self._check_drained(now)
+            if self.running and drain_over:
+                log.warning("drain timeout: killing %d command(s)", len(self.running))
+                for cmd in self.running.values():
+                    cmd.cancel()
 
     def _forget_gone_connections(self, now: float) -> None:
         """What a controller was sent stays charged while libzmq may still hold it: until a
@@ -664,18 +682,17 @@ class NodeAgent:
             reply = wire.reply(
                 req.peer, req.request_id, wire.OUT, self.incarnation, tag, data, receipt
             )
-            self.ledger.charge(req.peer, receipt, len(data) + len(tag) + len(receipt))
+            size = len(data) + len(tag) + len(receipt)
+            self.ledger.charge(req.peer, receipt, size, self._account(req.peer))
             sent = self.send(reply)
             if not sent:
                 self.ledger.unsent(req.peer, receipt)
             if state.window is not None:
                 state.unacked += len(data)
-            command = state.command
-            if command is not None and not command.paused and not self._may_flow(req.peer, state):
-                # Until the controller's credit (its window) or its receipts (the unread
-                # budget, which it cannot claim without reading) come back.
-                command.pause()
-                self.counters["stream.paused"] += 1
+            # Until the controller's credit (its window) or its receipts (the unread budget,
+            # which it cannot claim without reading) come back: this stream, and every other
+            # the same budget pays for, else each would send one more chunk past it.
+            self._pause_streams()
             return sent
 
         return forward
@@ -693,8 +710,21 @@ class NodeAgent:
             state.command.resume()
 
     def _may_flow(self, peer: bytes, state: _Stream) -> bool:
-        within_window = state.window is None or state.unacked < state.window
-        return within_window and self.ledger.over(peer) is None
+        """Within its window, no result of its key's waiting, and room for a chunk more (one
+        pipe's read, at most: every stream is paused once the budget is met)."""
+        if state.window is not None and state.unacked >= state.window:
+            return False
+        account = self._account(peer)
+        if any(self._account(waiting) == account for waiting in self.held):
+            return False
+        return self.ledger.holding_back(account, MIN_STREAM_WINDOW) is None  # a pipe's worth
+
+    def _pause_streams(self) -> None:
+        for (peer, _), state in self.streams.items():
+            command = state.command
+            if command is not None and not command.paused and not self._may_flow(peer, state):
+                command.pause()
+                self.counters["stream.paused"] += 1
 
     def _resume_streams(self) -> None:
         for (peer, _), state in self.streams.items():
@@ -923,7 +953,7 @@ class NodeAgent:
             "running": len(self.running),
             "operations": self._operations_at_work(),
             "held": self.held_count,
-            "unread_bytes": self.ledger.owed(req.peer),
+            "unread_bytes": self.ledger.owed_by(self._account(req.peer)),
             "limits": self.limits(),
             "draining": self.draining_since is not None,
             "counters": counters,
@@ -1203,15 +1233,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.positive_int,
         default=default.max_unread_bytes // MiB,
         metavar="MIB",
-        help="replies sent on one connection and not yet acknowledged read, past which its "
-        f"results wait and its streams pause (default {default.max_unread_bytes // MiB})",
+        help="replies sent to one controller key (all its connections) and not yet "
+        "acknowledged read, past which its results wait and its streams pause "
+        f"(default {default.max_unread_bytes // MiB})",
     )
     parser.add_argument(
         "--max-unread-total-mib",
         type=cli.positive_int,
         default=default.max_unread_total_bytes // MiB,
         metavar="MIB",
-        help=f"the same over all connections (default {default.max_unread_total_bytes // MiB})",
+        help=f"the same over all keys (default {default.max_unread_total_bytes // MiB})",
     )
     parser.add_argument(
         "--drain-timeout",

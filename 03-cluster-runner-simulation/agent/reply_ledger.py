@@ -12,6 +12,10 @@ can only know by having read the reply off its socket. The controller sends the 
 that would take a controller over its budget, or the agent over its total, waits (its operation
 keeps its --max-concurrent slot, so waiting replies are bounded too) and a stream pauses.
 
+A receipt belongs to the connection it was sent on (only that one may return it); the budget
+belongs to the controller's key, all its connections together, so that one key opening many
+connections does not get a budget for each and spend the agent's total alone.
+
 State only: no socket, no clock; the agent's loop calls it (h11's way), and tests drive it
 with no agent at all.
 """
@@ -19,6 +23,7 @@ with no agent at all.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,8 +37,8 @@ TOTAL_OPTION = "--max-unread-total-mib"
 
 @dataclass
 class _Owed:
+    account: bytes  # the controller's key (the connection itself without keys)
     receipts: dict[bytes, int] = field(default_factory=dict)  # receipt -> bytes charged
-    total: int = 0
 
 
 def new_receipt() -> bytes:
@@ -42,44 +47,43 @@ def new_receipt() -> bytes:
 
 
 class ReplyLedger:
-    """Bytes sent per controller (its routing id) whose receipts have not come back."""
+    """Bytes sent per connection (its routing id) whose receipts have not come back, summed
+    per account (the controller's key) and in all."""
 
     def __init__(self, per_peer: int, total: int) -> None:
         if per_peer <= 0 or total <= 0:
             raise ValueError("budgets must be positive")
         self.per_peer, self.budget = per_peer, total
         self.total = 0
-        self._owed: dict[bytes, _Owed] = {}
+        self._owed: dict[bytes, _Owed] = {}  # per connection
+        self._accounts: Counter[bytes] = Counter()  # per account: the bytes owed
 
-    def owed(self, peer: bytes) -> int:
+    def account_of(self, peer: bytes) -> bytes | None:
         owed = self._owed.get(peer)
-        return 0 if owed is None else owed.total
+        return None if owed is None else owed.account
 
-    def holding_back(self, peer: bytes, size: int) -> str | None:
-        """The option whose budget a reply of `size` bytes would exceed now, or None if it may
-        go. A controller owed nothing may always have one reply, however large, and so may
-        the agent when it is owed nothing at all: else a reply over a budget would never go."""
-        owed, cost = self.owed(peer), size + ENTRY_BYTES
+    def owed_by(self, account: bytes) -> int:
+        return self._accounts.get(account, 0)
+
+    def holding_back(self, account: bytes, size: int) -> str | None:
+        """The option whose budget a reply of `size` bytes to this account would exceed now,
+        or None if it may go. An account owed nothing may always have one reply, however
+        large, and so may anyone when the agent is owed nothing at all: else a reply over a
+        budget would never go."""
+        owed, cost = self.owed_by(account), size + ENTRY_BYTES
         if owed and owed + cost > self.per_peer:
             return PER_PEER_OPTION
         if self.total and self.total + cost > self.budget:
             return TOTAL_OPTION
         return None
 
-    def over(self, peer: bytes) -> str | None:
-        """The option whose budget this controller has reached (a stream pauses), or None."""
-        if self.owed(peer) >= self.per_peer:
-            return PER_PEER_OPTION
-        if self.total >= self.budget:
-            return TOTAL_OPTION
-        return None
-
-    def charge(self, peer: bytes, receipt: bytes, size: int) -> None:
-        """A reply of `size` bytes, carrying `receipt`, is being sent to `peer`."""
+    def charge(self, peer: bytes, receipt: bytes, size: int, account: bytes | None = None) -> None:
+        """A reply of `size` bytes, carrying `receipt`, is being sent on connection `peer`,
+        whose controller's key is `account` (the connection itself if None)."""
         cost = size + ENTRY_BYTES
-        owed = self._owed.setdefault(peer, _Owed())
+        owed = self._owed.setdefault(peer, _Owed(peer if account is None else account))
         owed.receipts[receipt] = cost
-        owed.total += cost
+        self._accounts[owed.account] += cost
         self.total += cost
 
     def unsent(self, peer: bytes, receipt: bytes) -> None:
@@ -87,25 +91,28 @@ class ReplyLedger:
         self.release(peer, (receipt,))
 
     def release(self, peer: bytes, receipts: Iterable[bytes]) -> int:
-        """Receipts the controller sent back; unknown ones (forged, repeated) count nothing.
-        The bytes released."""
+        """Receipts the connection sent back; unknown ones (forged, repeated, another
+        connection's) count nothing. The bytes released."""
         owed = self._owed.get(peer)
         if owed is None:
             return 0
-        freed = 0
-        for receipt in receipts:
-            freed += owed.receipts.pop(receipt, 0)
-        owed.total -= freed
-        self.total -= freed
+        freed = sum(owed.receipts.pop(receipt, 0) for receipt in receipts)
+        self._settle(owed, freed)
         if not owed.receipts:
             del self._owed[peer]
         return freed
 
     def forget(self, peer: bytes) -> None:
-        """The controller's connection is gone, and with it libzmq's queue of its replies."""
+        """The connection is gone, and with it libzmq's queue of its replies."""
         owed = self._owed.pop(peer, None)
         if owed is not None:
-            self.total -= owed.total
+            self._settle(owed, sum(owed.receipts.values()))
+
+    def _settle(self, owed: _Owed, freed: int) -> None:
+        self.total -= freed
+        self._accounts[owed.account] -= freed
+        if not self._accounts[owed.account]:
+            del self._accounts[owed.account]
 
     def peers(self) -> list[bytes]:
         return list(self._owed)
