@@ -8,10 +8,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint format tour bench clean system
 
-$(INSTALLED): pyproject.toml setup.py
+# The product (zcl/, its own distribution) and the course and lab around it, in one resolve so
+# that the course's dependency on zcl is met by the tree's own copy.
+$(INSTALLED): pyproject.toml setup.py zcl/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './zcl[ssh]' -e '.[dev]'
 	touch $@
 
 demo: $(INSTALLED)
@@ -19,7 +21,7 @@ demo: $(INSTALLED)
 
 BENCH_EXTRA := $(VENV)/.bench-installed
 $(BENCH_EXTRA): $(INSTALLED)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e './zcl[ssh]' -e '.[dev,bench]'
 	touch $@
 
 # Each step's numbers, side by side in one run; figures land in results/bench-0N.json and the
@@ -29,14 +31,14 @@ bench: $(BENCH_EXTRA) system
 	$(PY) 01-zmq-basics/tour.py --json results/bench-01.json
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
-	$(PY) -m cluster_sim.lab.fanout_bench --json results/bench-fanout.json
+	$(PY) -m zcl_lab.fanout_bench --json results/bench-fanout.json
 	$(PY) -m zcl_tools.figures render
 
 tour: $(INSTALLED)
 	$(PY) 01-zmq-basics/tour.py
 
 test: lint system
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25  # the slowest tests named, so that slow ones are seen
 
 # Step 03 measures SSH against a real OpenSSH server, logging in as a user whose shell starts
 # fast (root's bash here spends 160 ms in .bashrc). As root (CI, containers) this installs
@@ -59,9 +61,10 @@ system:
 			usermod -p '*' $(FAST_SHELL_USER); }; \
 	fi
 
-# mypy cannot follow setuptools' folder mapping, so it reads the packages through links.
+# mypy cannot follow setuptools' folder mapping, so it reads the course's packages through
+# links (zcl is a plain src layout, found on mypy_path).
 TYPECHECK := build/typecheck
-PACKAGES := cluster_patterns:02-cluster-patterns cluster_sim:03-cluster-runner-simulation zcl_tools:tools
+PACKAGES := cluster_patterns:02-cluster-patterns cluster_sim:03-cluster-runner-simulation zcl_lab:lab zcl_tools:tools
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

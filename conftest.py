@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.lab.openssh_server import OpenSshServer, sshd_missing_reason
 from tests.helpers import child_pids, skip_here_fail_on_ci
+from zcl import keys
+from zcl_lab.openssh_server import OpenSshServer, sshd_missing_reason
 
 
 @pytest.fixture(autouse=True)

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 import zmq
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.local_cluster import (
     EventLog,
@@ -41,7 +41,9 @@ from cluster_patterns.local_cluster import (
     start_coordinator,
     start_worker,
 )
-from cluster_patterns.wire import recv_now, send_now
+from zcl import cli
+from zcl.errors import CliError
+from zcl.wire import recv_now, send_now
 from zcl_tools import goals
 from zcl_tools.results import Bench02, BrokerRun, FalseVerdicts
 
@@ -351,7 +353,7 @@ def run_all(quick: bool) -> Bench02:
         print(f"broker load: {kind} ...", flush=True)
         try:
             brokers[kind] = cast(BrokerRun, broker_run(kind, requests // 4))
-        except cli.CliError as exc:  # majortomo missing: say so, do not invent a number
+        except CliError as exc:  # majortomo missing: say so, do not invent a number
             brokers[kind] = {"error": str(exc)}
     ours, raw = brokers["coordinator"], brokers["raw_echo"]
     print("failure detection ...", flush=True)

@@ -26,8 +26,9 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
+from zcl import cli, curve
+from zcl.errors import CliError
 
 log = logging.getLogger("client")
 
@@ -118,7 +119,7 @@ class MdpClient:
             log.info("no reply within %.1fs (attempt %d): new socket", self.timeout_s, attempt)
             self.close()  # a late reply to the old socket can no longer reach us
             self.sock = self._open()
-        raise cli.CliError(f"no reply from {self.endpoint} after {self.retries + 1} attempts")
+        raise CliError(f"no reply from {self.endpoint} after {self.retries + 1} attempts")
 
     def batch(
         self,
@@ -175,7 +176,7 @@ def build_bodies(args: argparse.Namespace) -> list[list[bytes]]:
     try:
         value = json.loads(args.args)
     except json.JSONDecodeError as exc:
-        raise cli.CliError(f"--args is not JSON: {exc}") from None
+        raise CliError(f"--args is not JSON: {exc}") from None
     encoded = mdp.get_codec(args.codec).encode(value)
     return [[encoded] for _ in range(args.count)]
 

@@ -50,7 +50,6 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli, curve
 from cluster_patterns.coordinator_core import (
     BACKEND,
     BALANCES,
@@ -61,7 +60,9 @@ from cluster_patterns.coordinator_core import (
     CoordinatorCore,
     Outgoing,
 )
-from cluster_patterns.wire import recv_now, recv_now_as, send_now
+from zcl import cli, curve
+from zcl.errors import CliError
+from zcl.wire import recv_now, recv_now_as, send_now
 
 __all__ = ["Config", "Coordinator", "main"]
 
@@ -303,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet_when_busy=frozenset(s.encode() for s in args.quiet_when_busy),
     )
     if args.keys is None and not args.insecure:
-        raise cli.CliError("give --keys SERVER_KEY_DIR, or --insecure to run without CurveZMQ")
+        raise CliError("give --keys SERVER_KEY_DIR, or --insecure to run without CurveZMQ")
     keys = None if args.keys is None else curve.load_agent_keys(args.keys)
     log.info("open files: up to %d", cli.raise_open_file_limit())
     with zmq.Context() as ctx:

@@ -29,7 +29,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from cluster_patterns import protocol as mdp
-from cluster_patterns.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
+from zcl.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
 
 Route = int  # which of the shell's ROUTER sockets a peer talks through
 FRONTEND: Route = 0  # clients, and workers unless they have an endpoint of their own

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 
 import zmq
 
-from cluster_patterns import cli, processes, protocol
-from cluster_patterns.heartbeat import OUR_INTERVAL_S, Liveness
+from cluster_patterns import processes, protocol
+from zcl import cli
+from zcl.heartbeat import OUR_INTERVAL_S, Liveness
 
 
 def beat(where: str, interval_s: float, name: str) -> None:

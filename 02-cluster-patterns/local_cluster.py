@@ -27,10 +27,12 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import BatchReport, MdpClient
 from cluster_patterns.worker import TASK_STARTED
+from zcl import cli
+from zcl.errors import CliError
 
 EVENTS_IN_READY_LINE = re.compile(r"^(\S+) \(events on (\S+)\)$")
 
@@ -117,7 +119,7 @@ def start_coordinator(
     )
     match = EVENTS_IN_READY_LINE.match(child.endpoint)
     if not match:
-        raise cli.CliError(f"unexpected ready line: {child.endpoint}")
+        raise CliError(f"unexpected ready line: {child.endpoint}")
     return child, match.group(1), match.group(2)
 
 
@@ -156,7 +158,7 @@ def run_scenario(
         # The waits below are deadlines for a loaded machine, not expectations: each returns
         # the moment its event arrives.
         if not events.wait_for("stats", 15):  # proves our subscription is in place
-            raise cli.CliError("no events from the coordinator")
+            raise CliError("no events from the coordinator")
         monitor_args = ["--events", events_at, "--no-dashboard", "--metrics-port", "0"]
         if monitor_log:
             monitor_args += ["--json-log", str(monitor_log)]
@@ -165,12 +167,12 @@ def run_scenario(
         procs = {name: start_worker(roles, endpoint, name) for name in names}
         for name in names:
             if not events.wait_for("worker.joined", 15, worker=name):
-                raise cli.CliError(f"{name} never joined")
+                raise CliError(f"{name} never joined")
 
         # Start once the coordinator has learned every worker's heartbeat rhythm, as in a
         # cluster that has been up a while (a newcomer is allowed 7.5 s of silence).
         if events.wait_for("stats", 30, when=rhythm_learned(*names)) is None:
-            raise cli.CliError("the coordinator did not learn the workers' rhythm")
+            raise CliError("the coordinator did not learn the workers' rhythm")
         client = MdpClient(ctx, endpoint, timeout_s=30)
         body = [mdp.get_codec("msgpack").encode({"seconds": task_s})]
         batch = processes.RoleThread(client.batch, b"sleep", [body] * tasks, 2 * workers)
@@ -194,7 +196,7 @@ def run_scenario(
         batch_done = time.time()
         last_stats = events.wait_for("stats", 5, when=lambda e: e["ts"] >= batch_done)
         if last_stats is None:
-            raise cli.CliError("no stats from the coordinator after the batch")
+            raise CliError("no stats from the coordinator after the batch")
         events.sub.close()
         # The thawed worker finds the coordinator gave up on it and drops the result of the
         # task it was frozen in (worker.py, on_result); had it replied before noticing, the
@@ -240,7 +242,7 @@ def _wait_until_busy(events: EventLog, name: str, child: processes.Child) -> Non
             break
         if _starts_another(child, already):
             return
-    raise cli.CliError(f"{name} was given no task to be busy with")
+    raise CliError(f"{name} was given no task to be busy with")
 
 
 def since(moment: float) -> Callable[[dict[str, Any]], bool]:

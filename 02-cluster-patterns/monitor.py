@@ -40,7 +40,7 @@ except ModuleNotFoundError as missing:
         f"zcl-monitor: error: {missing.name} is missing: pip install 'zmq-cluster-lab[monitor]'"
     ) from None
 
-from cluster_patterns import cli, curve
+from zcl import cli, curve
 
 EVENTS_HWM = 20_000  # events queued for us (and for each subscriber at the coordinator)
 FLUSH_EVERY_S = 0.1  # the JSON log reaches the disk at least this often while events flow

@@ -21,7 +21,8 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from cluster_patterns.cli import READY_MARK, CliError, Sock
+from zcl.cli import READY_MARK, Sock
+from zcl.errors import CliError
 
 ANY_LOCAL_PORT = "tcp://127.0.0.1:*"
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from cluster_patterns.wire import WireError
+from zcl.errors import WireError
 
 CLIENT = b"MDPC02"
 WORKER = b"MDPW02"

@@ -32,9 +32,10 @@ from collections.abc import Callable, Sequence
 
 import zmq
 
-from cluster_patterns import cli, curve
 from cluster_patterns import protocol as mdp
-from cluster_patterns.heartbeat import OUR_INTERVAL_S, UNLEARNED_ALLOWANCE_S, Backoff, Liveness
+from zcl import cli, curve
+from zcl.errors import CliError
+from zcl.heartbeat import OUR_INTERVAL_S, UNLEARNED_ALLOWANCE_S, Backoff, Liveness
 
 RECONNECT_CAP_S = 0.6  # the longest back-off between sockets (randomised down to half)
 RECONNECT_IVL_MS = 500  # libzmq's redial interval within one socket, at most
@@ -272,7 +273,7 @@ class Worker:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.service == "shell" and not args.allow_shell:
-        raise cli.CliError("the shell service runs any command it is sent; add --allow-shell")
+        raise CliError("the shell service runs any command it is sent; add --allow-shell")
     with zmq.Context() as ctx:
         worker = Worker(
             ctx,

@@ -41,14 +41,15 @@ import zmq
 from rich.console import Console
 from rich.table import Table
 
-from cluster_patterns import cli, processes
-from cluster_sim import keys
-from cluster_sim.journal import FileJournalWriter
-from cluster_sim.lab.openssh_server import OpenSshServer, SshdUnavailableError, login_user
-from cluster_sim.lab.simulated_cluster import SimulatedCluster, both_transports
-from cluster_sim.protocols import AsyncJournalWriterProtocol, NodeExecutorProtocol
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from cluster_patterns import processes
+from zcl import cli, keys
+from zcl.errors import CliError
+from zcl.journal import FileJournalWriter
+from zcl.protocols import AsyncJournalWriterProtocol, NodeExecutorProtocol
+from zcl.ssh_context import NodeExecutorSSH
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl_lab.openssh_server import OpenSshServer, SshdUnavailableError, login_user
+from zcl_lab.simulated_cluster import SimulatedCluster, both_transports
 from zcl_tools import goals
 from zcl_tools.results import Bench03, JournalRates, Rate, ScheduledRun, method_figure
 
@@ -220,7 +221,7 @@ def run_comparison(plan: Plan, progress: Callable[[str], None]) -> Bench03:
     with tempfile.TemporaryDirectory(prefix="zcl-bench-") as tmp, OpenSshServer() as sshd:
         keydir = Path(tmp) / "keys"
         keys.generate(keydir, nodes=["node1"], controllers=["bench"])
-        with processes.Roles("cluster_sim.agent.node_agent") as roles:
+        with processes.Roles("zcl.agent.node_agent") as roles:
             agent = roles.spawn(
                 "agent",
                 "--bind",
@@ -285,7 +286,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         figures = run_comparison(plan, lambda text: console.print(f"[dim]{text}[/dim]"))
     except SshdUnavailableError as exc:
-        raise cli.CliError(str(exc)) from None
+        raise CliError(str(exc)) from None
     print_table(figures, console)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

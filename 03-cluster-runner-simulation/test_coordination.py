@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.circuit_breaker import CircuitBreaker
-from cluster_sim.journal import FileJournalWriter, read_journal
-from cluster_sim.lab.openssh_server import sshd_missing_reason
-from cluster_sim.lab.simulated_cluster import SimulatedCluster, both_transports
-from cluster_sim.protocols import CircuitOpenError, TransportError
-from cluster_sim.schedules import run_schedule
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.helpers import skip_here_fail_on_ci
+from zcl import keys
+from zcl.circuit_breaker import CircuitBreaker
+from zcl.errors import CircuitOpenError, TransportError
+from zcl.journal import FileJournalWriter, read_journal
+from zcl.schedules import run_schedule
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl.zmq_operational_context import build_zmq_context
+from zcl_lab.openssh_server import sshd_missing_reason
+from zcl_lab.simulated_cluster import SimulatedCluster, both_transports
 
 
 @pytest.fixture

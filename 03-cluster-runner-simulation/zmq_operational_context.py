@@ -1,161 +1,43 @@
-"""`build_zmq_context(descriptor, filter_fn, journal)`: cluster_runner's switch to ZeroMQ.
+"""Step 03, ZMQ Operational Context: the drop-in for cluster_runner's SSH context.
 
-It mirrors `build_ssh_context(...)` (ssh_context.py) argument for argument, so the switch in the
-runner is one function name. Each node is driven the way its descriptor says:
+The code is the product's, in the zcl package (zcl/src/zcl/zmq_operational_context.py). The
+switch in a runner is one function name, since `build_zmq_context` takes what
+`build_ssh_context` takes:
 
-    transport "zmq"  ZmqNodeExecutor to the node's agent (with `fallback=True`: FallbackExecutor,
-                     ZeroMQ first and SSH while the node's ZeroMQ circuit is open; a command
-                     that may have started is not run again over SSH unless
-                     `allow_second_copy=True`)
-    transport "ssh"  NodeExecutorSSH, as before: the canary migration moves nodes one by one
+    async with build_zmq_context(descriptor, filter_fn, journal) as context:
+        executor = context.executor("node1")     # a ZmqNodeExecutor, or SSH for that node
 
-The controller's CurveZMQ keys come from `descriptor.zmq_keys_dir` (a controller folder made by
-keys.py: id.key_secret and known_hosts). All executors share one ZeroMQ context, which is
-terminated when the context exits, however it exits.
+Read it in this order:
+
+1. `ClusterDescriptor` (zcl/src/zcl/protocols.py): the nodes, each with its transport ("zmq"
+   or "ssh", so nodes can move one by one) and its agent's endpoint, and the folder of the
+   controller's CurveZMQ keys. `ClusterDescriptor.load(path)` reads the JSON form.
+2. `build_zmq_context(descriptor, filter_fn, journal)`: checks the keys and pins before any
+   connection (a `ConfigurationError` naming the node), gives each node its executor, shares
+   one ZeroMQ context among them and terminates it however the block exits.
+3. `fallback=True` wraps each ZeroMQ node in a `FallbackExecutor`: ZeroMQ first, SSH while the
+   node's circuit is open; a command that may have started is not run again over SSH unless
+   `allow_second_copy=True`.
+4. `OperationalContext` (zcl/src/zcl/operational_context.py) is what both builders return:
+   `executor(node_id)`, `run_group(...)`, `system_config(node_id)` and `journal()`, the
+   same for either transport.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import importlib
-import logging
-import resource
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from zcl.errors import ConfigurationError, UnknownNodeError
+from zcl.fallback import FallbackExecutor
+from zcl.operational_context import OperationalContext
+from zcl.protocols import ClusterDescriptor, NodeDescriptor, OperationalContextProtocol
+from zcl.zmq_operational_context import build_zmq_context
 
-import zmq
-
-from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.keys import ControllerKeys, KeyFileError, load_controller_keys
-from cluster_sim.operational_context import NodeFilter, OperationalContext, opened
-from cluster_sim.protocols import (
-    AsyncJournalWriterProtocol,
-    ClusterDescriptor,
-    ConfigurationError,
-    NodeDescriptor,
-    NodeExecutorProtocol,
-)
-from cluster_sim.zmq_node_executor import ZmqExecutorOptions, ZmqNodeExecutor
-
-SSH_EXTRA_HINT = "pip install 'zmq-cluster-lab[ssh]'"
-# What one node's link costs the controller (lab/fanout_controller.py measures it): three ZeroMQ
-# sockets (the DEALER, the PAIR libzmq makes to report its events, and ours that reads them),
-# each with a descriptor for its signalling, and the TCP connection: four descriptors. One
-# more of each covers a link being replaced while the old one is still being reaped; the
-# leeway, the context's own and the journal's.
-SOCKETS_PER_NODE, FILES_PER_NODE, LEEWAY = 4, 5, 128
-log = logging.getLogger("cluster_sim.zmq_operational_context")
-
-
-def room_for(nodes: int, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
-    """Let one context hold every node's link at once: libzmq's default of 1,023 sockets stops
-    a controller at about 340 nodes, and the usual soft limit of 1,024 open files at about 250. The
-    soft limit is raised only as far as the hard one (the operator's: ulimit -Hn, LimitNOFILE=)
-    allows; short of that, a warning names the limit, and nodes past it fail one by one."""
-    ctx.max_sockets = max(ctx.max_sockets, SOCKETS_PER_NODE * nodes + LEEWAY)
-    needed = FILES_PER_NODE * nodes + LEEWAY
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-    if raised < needed:
-        log.warning(
-            "%d nodes need about %d open files; the hard limit allows %d (raise LimitNOFILE=)",
-            nodes,
-            needed,
-            hard,
-        )
-
-
-def _ssh_module(node: NodeDescriptor) -> Any:
-    """asyncssh is an extra, not part of the core install: it is imported only when a node
-    needs SSH, so a controller that speaks only ZeroMQ never needs it."""
-    try:
-        return importlib.import_module("cluster_sim.ssh_context")
-    except ModuleNotFoundError as exc:
-        if exc.name != "asyncssh":
-            raise
-        raise ConfigurationError(
-            node.node_id, f"this node needs SSH, which needs asyncssh: {SSH_EXTRA_HINT}"
-        ) from None
-
-
-def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
-    """NodeExecutorSSH for a node that uses SSH or falls back to it."""
-    executor: NodeExecutorProtocol = _ssh_module(node).NodeExecutorSSH.for_node(node)
-    return executor
-
-
-def checked_configuration(
-    descriptor: ClusterDescriptor,
-    filter_fn: NodeFilter | None,
-    *,
-    fallback: bool,
-    insecure: bool,
-) -> ControllerKeys | None:
-    """Everything about the run's nodes that can be known before a command is sent, checked
-    now: the controller's keys, a pinned key for every ZeroMQ node, asyncssh where SSH is
-    needed. ConfigurationError names the first node that cannot be driven as configured."""
-    nodes = [node for node in descriptor.nodes if filter_fn is None or filter_fn(node)]
-    over_zmq = [node for node in nodes if node.transport == "zmq"]
-    needs_ssh = [node for node in nodes if node.transport == "ssh" or fallback]
-    if needs_ssh:
-        _ssh_module(needs_ssh[0])
-    if descriptor.zmq_keys_dir is None:
-        if over_zmq and not insecure:
-            raise ConfigurationError(
-                over_zmq[0].node_id,
-                "the descriptor names no zmq_keys_dir (the controller's CurveZMQ keys); "
-                "insecure=True drives agents started with --insecure",
-            )
-        return None
-    try:
-        keys = load_controller_keys(Path(descriptor.zmq_keys_dir))
-    except KeyFileError as exc:
-        first = over_zmq[0].node_id if over_zmq else "controller"
-        raise ConfigurationError(first, f"zmq_keys_dir: {exc}") from None
-    for node in over_zmq:
-        if node.node_id not in keys.known_hosts:
-            raise ConfigurationError(
-                node.node_id,
-                f"no pinned key for node {node.node_id!r} in the controller's known_hosts",
-            )
-    return keys
-
-
-@contextlib.asynccontextmanager
-async def build_zmq_context(
-    descriptor: ClusterDescriptor,
-    filter_fn: NodeFilter | None,
-    journal: AsyncJournalWriterProtocol,
-    *,
-    fallback: bool = False,
-    allow_second_copy: bool = False,
-    insecure: bool = False,
-    **executor_options: Any,
-) -> AsyncIterator[OperationalContext]:
-    """`executor_options` are ZmqExecutorOptions' fields; `insecure=True` allows a descriptor
-    with no zmq_keys_dir (agents without CurveZMQ: tests and demos)."""
-    options = dataclasses.asdict(ZmqExecutorOptions(**executor_options))  # a bad name: now
-    keys = checked_configuration(descriptor, filter_fn, fallback=fallback, insecure=insecure)
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    room_for(sum(node.transport == "zmq" for node in descriptor.nodes), ctx)
-
-    def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
-        if node.transport == "ssh":
-            return ssh_executor(node)
-        over_zmq = ZmqNodeExecutor(node.node_id, node.agent_endpoint, keys, ctx=ctx, **options)
-        if not fallback:
-            return over_zmq
-        return FallbackExecutor(over_zmq, ssh_executor(node), allow_second_copy=allow_second_copy)
-
-    try:
-        async with opened(
-            OperationalContext(descriptor, filter_fn, journal, make_executor)
-        ) as context:
-            yield context
-    finally:
-        ctx.term()
+__all__ = [
+    "ClusterDescriptor",
+    "ConfigurationError",
+    "FallbackExecutor",
+    "NodeDescriptor",
+    "OperationalContext",
+    "OperationalContextProtocol",
+    "UnknownNodeError",
+    "build_zmq_context",
+]

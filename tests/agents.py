@@ -11,14 +11,14 @@ from typing import Any
 
 import zmq
 
-from cluster_patterns import cli, processes
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
+from cluster_patterns import processes
+from zcl import agent_wire as wire
+from zcl import cli, keys
+from zcl.ssh_context import NodeExecutorSSH
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl_lab.openssh_server import OpenSshServer
 
-AGENT = "cluster_sim.agent.node_agent"
+AGENT = "zcl.agent.node_agent"
 
 
 def free_port() -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns.coordinator import Config, Coordinator
 from cluster_patterns.mdp_minimal import RawClient, RawPeer, RawWorker
+from zcl import cli
 
 __all__ = ["RawClient", "RawPeer", "RawWorker", "running_coordinator"]
 

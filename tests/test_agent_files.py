@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster_sim import agent_wire as wire
 from tests.agents import RawController, running_agent
+from zcl import agent_wire as wire
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster_patterns import cli, processes
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
+from cluster_patterns import processes
 from tests.agents import RawController, raw_controller, running_agent
+from zcl import agent_wire as wire
+from zcl import cli, keys
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_the_collector_and_the_coordinator_name_a_refused_key_and_its_address_to
     keys.revoke_controller(servers, "stranger")
     them = keys.load_controller_keys(keys.controller_dir(servers, "stranger"))
     for name, module, args in (
-        ("collector", "cluster_sim.zmq_journal", ["collect", "--path", str(tmp_path / "j")]),
+        ("collector", "zcl.zmq_journal", ["collect", "--path", str(tmp_path / "j")]),
         ("coordinator", "cluster_patterns.coordinator", ["--events", "tcp://127.0.0.1:*"]),
     ):
         bind_option = "--bind" if name == "collector" else "--endpoint"
@@ -189,8 +189,8 @@ def open_file_limit(pid: int) -> int:
 
 
 DAEMONS = {
-    "agent": ("cluster_sim.agent.node_agent", ["--insecure", "--bind"]),
-    "collector": ("cluster_sim.zmq_journal", ["collect", "--insecure", "--bind"]),
+    "agent": ("zcl.agent.node_agent", ["--insecure", "--bind"]),
+    "collector": ("zcl.zmq_journal", ["collect", "--insecure", "--bind"]),
     "coordinator": (
         "cluster_patterns.coordinator",
         ["--insecure", "--events", "tcp://127.0.0.1:*", "--endpoint"],

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
 from tests.agents import free_port, running_agent
+from zcl import keys
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def ping(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cluster_sim.agent_ping", *map(str, args)]
+    command = [sys.executable, "-m", "zcl.agent_ping", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.agent.node_agent import MAX_PIECE_BYTES, MAX_REASON_CHARS
-from cluster_sim.zmq_node_executor import RETURN_RECEIPTS_BYTES, _Link
 from tests.agents import RawController, executor, raw_controller, running_agent
 from tests.test_agent_hardening import ask
 from tests.test_memory_bounds import peak_rss
 from tests.test_node_agent import agent_state
+from zcl import agent_wire as wire
+from zcl import keys
+from zcl.agent.node_agent import MAX_PIECE_BYTES, MAX_REASON_CHARS
+from zcl.zmq_node_executor import RETURN_RECEIPTS_BYTES, _Link
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 1024 * 1024

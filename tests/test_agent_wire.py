@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_patterns.wire import WireError
-from cluster_sim import agent_wire as wire
+from zcl import agent_wire as wire
+from zcl.errors import WireError
 
 
 def test_a_request_round_trips() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster_sim.circuit_breaker import CircuitBreaker, State
+from zcl.circuit_breaker import CircuitBreaker, State
 
 
 class Clock:

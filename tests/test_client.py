@@ -10,10 +10,12 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.client import MdpClient
 from tests.mdp_peers import running_coordinator
+from zcl import cli
+from zcl.errors import CliError
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def test_request_gives_up_with_a_clear_error(ctx: cli.Ctx) -> None:
     with ctx.socket(zmq.ROUTER) as silent:
         where = cli.bind(silent, processes.ANY_LOCAL_PORT)
         client = MdpClient(ctx, where, timeout_s=0.2, retries=1)
-        with pytest.raises(cli.CliError, match="after 2 attempts"):
+        with pytest.raises(CliError, match="after 2 attempts"):
             client.request(b"echo", b"x")
         client.close()
 

@@ -10,7 +10,7 @@ import json
 
 from rich.console import Console
 
-from cluster_sim.lab.cluster_bench import build_report, print_report, timeline
+from zcl_lab.cluster_bench import build_report, print_report, timeline
 from zcl_tools.results import RollingRestart
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster_patterns.cli import CliError
-from cluster_sim import keys
-from cluster_sim.lab.cluster_driver import engine, key_mounts, lifecycle, verdicts
-from cluster_sim.lab.cluster_driver.commands import USAGE, VERBS, usage_of
-from cluster_sim.lab.cluster_driver.layout import ZCL_UID, Layout
 from tests.helpers import REPO
+from zcl import keys
+from zcl.errors import CliError
+from zcl_lab.cluster_driver import engine, key_mounts, lifecycle, verdicts
+from zcl_lab.cluster_driver.commands import USAGE, VERBS, usage_of
+from zcl_lab.cluster_driver.layout import ZCL_UID, Layout
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 pytestmark = pytest.mark.timeout(60)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_patterns.cli import CliError
-from cluster_sim.lab.cluster_status import Service, clean_nodes, table
+from zcl.errors import CliError
+from zcl_lab.cluster_status import Service, clean_nodes, table
 
 HEALTHY = [
     Service("coordinator", "coordinator", "running", "healthy", ()),

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_sim import agent_wire as wire
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import InvalidRequestError
 from tests.agents import RawController, both_transports, running_agent
+from zcl import agent_wire as wire
+from zcl.errors import InvalidRequestError
+from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,18 +9,13 @@ from typing import Any
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.journal import FileJournalWriter
-from cluster_sim.operational_context import OperationalContext
-from cluster_sim.protocols import (
-    ClusterDescriptor,
-    CommandResult,
-    ConfigurationError,
-    NodeDescriptor,
-    NodeExecutorProtocol,
-)
-from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.agents import free_port
+from zcl import keys
+from zcl.errors import ConfigurationError
+from zcl.journal import FileJournalWriter
+from zcl.operational_context import OperationalContext
+from zcl.protocols import ClusterDescriptor, CommandResult, NodeDescriptor, NodeExecutorProtocol
+from zcl.zmq_operational_context import build_zmq_context
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -76,7 +71,7 @@ async def test_fallback_without_asyncssh_is_named_when_the_context_is_built(
             raise ModuleNotFoundError("No module named 'asyncssh'", name="asyncssh")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.delitem(__import__("sys").modules, "cluster_sim.ssh_context", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "zcl.ssh_context", raising=False)
     monkeypatch.setattr(builtins, "__import__", without_asyncssh)
     with pytest.raises(ConfigurationError, match="asyncssh"):
         async with build_zmq_context(

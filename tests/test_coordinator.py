@@ -22,12 +22,13 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
 from cluster_patterns.coordinator import EVENTS_HWM, Config
 from tests.helpers import eventually
 from tests.mdp_peers import RawClient, RawWorker, running_coordinator
+from zcl import cli
 
 
 @pytest.fixture

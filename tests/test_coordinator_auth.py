@@ -13,11 +13,11 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from cluster_patterns import cli, curve, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
 from cluster_patterns.client import MdpClient
-from cluster_sim import keys
+from zcl import cli, curve, keys
 
 COORDINATOR = "cluster_patterns.coordinator"
 

@@ -1,5 +1,7 @@
-"""The product installs alone: a fresh venv with only `pip install <wheel>` gets pyzmq and
-msgpack, the daemons' commands work, and the executor, journal and ZeroMQ context import.
+"""The product installs alone: a fresh venv with only `pip install <zcl wheel>` gets pyzmq and
+msgpack, the wheel holds zcl and nothing of the course, the lab, the tools or the tests, the
+daemons' commands work, the public face imports, and a maintainer's `mypy --strict` reads its
+types (py.typed).
 
 Slow-ish (it builds the wheel and a venv; pip's cache keeps the downloads to the first run).
 """
@@ -17,7 +19,7 @@ import pytest
 
 from tests.helpers import REPO
 
-CORE_DISTRIBUTIONS = {"zmq-cluster-lab", "pyzmq", "msgpack"}
+CORE_DISTRIBUTIONS = {"zcl", "pyzmq", "msgpack"}
 TOOLING = {"pip", "setuptools"}  # what venv itself puts there
 
 
@@ -30,9 +32,11 @@ def run(*cmd: str | Path, timeout_s: float = 300) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, REPO)
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, REPO / "zcl"
+    )
     assert built.returncode == 0, built.stderr
-    [found] = out.glob("zmq_cluster_lab-*.whl")
+    [found] = out.glob("zcl-*.whl")
     return found
 
 
@@ -45,11 +49,14 @@ def core_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield where / "bin"
 
 
-def test_the_wheel_ships_no_tests(wheel: Path) -> None:
+def test_the_wheel_holds_zcl_and_nothing_else(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert "cluster_sim/zmq_node_executor.py" in names  # the listing is the real one
-    assert "cluster_sim/agent/node_agent.py" in names
-    shipped_tests = [n for n in names if Path(n).name.startswith("test_") or n.startswith("tests/")]
+    assert "zcl/zmq_node_executor.py" in names  # the listing is the real one
+    assert "zcl/agent/node_agent.py" in names
+    assert "zcl/py.typed" in names
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"zcl"}
+    shipped_tests = [n for n in names if Path(n).name.startswith("test_")]
     assert shipped_tests == []
 
 
@@ -69,9 +76,10 @@ def test_the_daemons_commands_work_in_the_core_install(core_venv: Path, script: 
 def test_the_controller_side_imports_without_the_extras(core_venv: Path) -> None:
     script = """
 import sys
-import cluster_sim.zmq_node_executor, cluster_sim.zmq_journal, cluster_sim.zmq_operational_context
-from cluster_sim.protocols import ExecutorError, NodeDescriptor
-from cluster_sim.zmq_operational_context import ssh_executor
+import zcl.zmq_node_executor, zcl.zmq_journal, zcl.zmq_operational_context
+from zcl.protocols import (NodeDescriptor)
+from zcl.errors import ExecutorError
+from zcl.zmq_operational_context import ssh_executor
 assert "asyncssh" not in sys.modules and "rich" not in sys.modules
 try:
     ssh_executor(NodeDescriptor("n1", "127.0.0.1"))
@@ -81,12 +89,96 @@ except ExecutorError as exc:
     done = run(core_venv / "python", "-c", script, timeout_s=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "n1: this node needs SSH, which needs asyncssh: pip install 'zmq-cluster-lab[ssh]'"
+        "n1: this node needs SSH, which needs asyncssh: pip install 'zcl[ssh]'"
     )
 
 
-def test_a_command_that_needs_an_extra_says_which_in_one_line(core_venv: Path) -> None:
-    done = run(core_venv / "zcl-monitor", "--help", timeout_s=60)
+@pytest.fixture(scope="module")
+def course_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """zcl and the course's own wheel without the course's extras: what a learner has who
+    skipped `pip install '.[lab]'`."""
+    out = tmp_path_factory.mktemp("course-wheel")
+    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, REPO)
+    assert built.returncode == 0, built.stderr
+    [course] = out.glob("zmq_cluster_lab-*.whl")
+    where = tmp_path_factory.mktemp("course-venv")
+    venv.create(where, with_pip=True, clear=True)
+    installed = run(where / "bin" / "python", "-m", "pip", "install", "--quiet", wheel, course)
+    assert installed.returncode == 0, installed.stderr
+    yield where / "bin"
+
+
+def test_a_command_that_needs_an_extra_says_which_in_one_line(course_venv: Path) -> None:
+    done = run(course_venv / "zcl-monitor", "--help", timeout_s=60)
     assert done.returncode == 1
     assert done.stderr.strip().endswith("pip install 'zmq-cluster-lab[monitor]'")
     assert "Traceback" not in done.stderr
+
+
+def test_the_public_face_imports_in_the_core_install(core_venv: Path) -> None:
+    script = """
+import sys
+import zcl
+missing = [name for name in zcl.__all__ if name not in ("NodeExecutorSSH", "build_ssh_context")
+           and getattr(zcl, name, None) is None]
+assert not missing, missing
+assert "asyncssh" not in sys.modules
+try:
+    zcl.build_ssh_context
+except ImportError as exc:
+    print("ssh side:", exc.name)
+"""
+    done = run(core_venv / "python", "-c", script, timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ssh side: asyncssh"
+
+
+RUNNER = """
+from pathlib import Path
+
+from zcl import ClusterDescriptor, CommandResult, FileJournalWriter, ZclError, build_zmq_context
+
+
+async def nvidia_smi(path: Path) -> CommandResult | None:
+    descriptor = ClusterDescriptor.load(path)
+    try:
+        async with build_zmq_context(descriptor, None, FileJournalWriter(path)) as context:
+            return await context.executor("node1").run("nvidia-smi -L", timeout_s=30)
+    except ZclError:
+        return None
+"""
+
+
+def test_a_maintainers_strict_mypy_reads_zcls_types(core_venv: Path, tmp_path: Path) -> None:
+    """py.typed: mypy analyses zcl instead of skipping it, so a wrong use is caught."""
+    (tmp_path / "runner.py").write_text(RUNNER)
+    wrong_use = "\n\ndef status(result: CommandResult) -> str:\n    return result.exit_status\n"
+    (tmp_path / "wrong.py").write_text(RUNNER + wrong_use)
+
+    def strict(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--strict",
+                "--no-incremental",
+                "--python-executable",
+                str(core_venv / "python"),
+                "--config-file",
+                "/dev/null",
+                name,
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    good = strict("runner.py")
+    assert good.returncode == 0, good.stdout
+    assert "Skipping analyzing" not in good.stdout
+    wrong = strict("wrong.py")
+    assert wrong.returncode == 1, wrong.stdout
+    assert '(got "int", expected "str")' in wrong.stdout, wrong.stdout

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
+from zcl import keys
 
 DAEMONS = {
-    "agent": ["-m", "cluster_sim.agent.node_agent"],
-    "collector": ["-m", "cluster_sim.zmq_journal", "collect"],
+    "agent": ["-m", "zcl.agent.node_agent"],
+    "collector": ["-m", "zcl.zmq_journal", "collect"],
     "coordinator": ["-m", "cluster_patterns.coordinator"],
 }
 START_UP_S = 15  # a daemon that has not exited by then hangs

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster_sim.lab.fleet import recap
 from tests.helpers import REPO, skip_here_fail_on_ci
 from tests.test_deploy_roles import MOST_EXPOSURE, exposure
 from tests.test_simulate_cluster import docker_missing_reason
+from zcl_lab.fleet import recap
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 BUILD = REPO / "docker" / ".build"

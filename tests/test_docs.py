@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab.openssh_server import sshd_missing_reason
 from tests.doc_blocks import PLAN_DOCUMENTS, REPO, Block, fenced_blocks, shell_blocks
 from tests.helpers import skip_here_fail_on_ci
 from tests.test_lessons import LESSONS
+from zcl_lab.openssh_server import sshd_missing_reason
 from zcl_tools.figures import SECTION, Results, documents, stale_sections
 
 DOCUMENTS = [
@@ -206,6 +206,8 @@ def test_the_learning_path_lists_every_script() -> None:
             "01-zmq-basics",
             "02-cluster-patterns",
             "03-cluster-runner-simulation",
+            "zcl/src/zcl",
+            "lab",
             "tools",
         )
         for path in sorted((REPO / folder).rglob("*.py"))

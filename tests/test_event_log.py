@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster_sim.lab.event_log import record
+from zcl_lab.event_log import record
 
 
 def test_a_record_is_one_json_line_that_keeps_quotes_and_backslashes(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_a_record_is_one_json_line_that_keeps_quotes_and_backslashes(tmp_path: P
 def test_the_command_line_appends_the_same_record(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "cluster_sim.lab.event_log", "--events", str(events),
+        [sys.executable, "-m", "zcl_lab.event_log", "--events", str(events),
          "fault.end.partition", "worker2", "--ts", "99"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

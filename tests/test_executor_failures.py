@@ -10,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.journal import FileJournalWriter, JournalError
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import (
-    ClusterDescriptor,
-    ExecutorError,
-    NodeDescriptor,
-    TransportError,
-)
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_journal import ZmqJournalWriter
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.agents import free_port, running_agent
+from zcl import keys
+from zcl.errors import ExecutorError, JournalError, TransportError
+from zcl.fallback import FallbackExecutor
+from zcl.journal import FileJournalWriter
+from zcl.protocols import ClusterDescriptor, NodeDescriptor
+from zcl.ssh_context import NodeExecutorSSH
+from zcl.zmq_journal import ZmqJournalWriter
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl.zmq_operational_context import build_zmq_context
+from zcl_lab.openssh_server import OpenSshServer
 
 EXIT_BUDGET_S = 20  # a hang fails the test instead of the suite
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_sim import keys
-from cluster_sim.circuit_breaker import CircuitBreaker
-from cluster_sim.fallback import FallbackExecutor
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import TransportError
-from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import RawController, executor, free_port, running_agent
 from tests.helpers import eventually
+from zcl import keys
+from zcl.circuit_breaker import CircuitBreaker
+from zcl.errors import TransportError
+from zcl.fallback import FallbackExecutor
+from zcl.ssh_context import NodeExecutorSSH
+from zcl_lab.openssh_server import OpenSshServer
 
 
 @pytest.mark.asyncio

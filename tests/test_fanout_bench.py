@@ -15,17 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster_patterns.cli import CliError
-from cluster_sim.lab import fanout_bench
-from cluster_sim.lab.fanout_controller import incomplete, whole
-from cluster_sim.lab.openssh_server import sshd_missing_reason
-from cluster_sim.protocols import (
-    CommandResult,
-    CommandTimeoutError,
-    ExecutorError,
-    TransportError,
-)
 from tests.helpers import skip_here_fail_on_ci
+from zcl.errors import CliError, CommandTimeoutError, ExecutorError, TransportError
+from zcl.protocols import CommandResult
+from zcl_lab import fanout_bench
+from zcl_lab.fanout_controller import incomplete, whole
+from zcl_lab.openssh_server import sshd_missing_reason
 from zcl_tools import goals
 from zcl_tools.results import BenchFanout, FanoutSide
 
@@ -34,7 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cluster_sim.lab.fanout_bench", *args],
+        [sys.executable, "-m", "zcl_lab.fanout_bench", *args],
         capture_output=True,
         text=True,
         timeout=240,

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cluster_patterns.cli import CliError
-from cluster_sim.lab import faults
+from zcl.errors import CliError
+from zcl_lab import faults
 
 
 def chains_and_hooks(steps: list[str], *, made: str, hooked: str) -> tuple[set[str], set[str]]:
@@ -76,7 +76,7 @@ def test_other_delays_are_one_clear_error(text: str) -> None:
 
 def test_the_command_line_prints_one_step_per_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "cluster_sim.lab.faults", "partition", "--peer", "10.0.0.3"],
+        [sys.executable, "-m", "zcl_lab.faults", "partition", "--peer", "10.0.0.3"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -84,7 +84,7 @@ def test_the_command_line_prints_one_step_per_line() -> None:
     )
     assert done.stdout.splitlines() == faults.partition(["10.0.0.3"])
     bad = subprocess.run(
-        [sys.executable, "-m", "cluster_sim.lab.faults", "flaky", "200%"],
+        [sys.executable, "-m", "zcl_lab.faults", "flaky", "200%"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster_patterns.cli import CliError
 from tests.doc_blocks import REPO
 from tests.helpers import python_module
+from zcl.errors import CliError
 from zcl_tools import figures as figures_tool
 from zcl_tools import pictures
 from zcl_tools.figures import Results, render_text, stale_sections

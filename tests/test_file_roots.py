@@ -23,17 +23,17 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.agent.file_access import (
+from tests.agents import AGENT, RawController, both_transports, running_agent
+from zcl import agent_wire as wire
+from zcl import keys
+from zcl.agent.file_access import (
     MAX_PATH_BYTES,
     FileRoots,
     PathRefusedError,
     read_piece,
 )
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import InvalidRequestError
-from tests.agents import AGENT, RawController, both_transports, running_agent
+from zcl.errors import InvalidRequestError
+from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = pytest.mark.timeout(120)
 

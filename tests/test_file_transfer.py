@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_sim import agent_wire as wire
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import InvalidRequestError, RemoteError
 from tests.agents import RawController, both_transports, executor, free_port, running_agent
 from tests.helpers import eventually
+from zcl import agent_wire as wire
+from zcl.errors import InvalidRequestError, RemoteError
+from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = pytest.mark.timeout(180)
 MiB = 1024 * 1024

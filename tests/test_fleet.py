@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster_sim.lab.fleet import Host, bare_override, inventory, known_hosts, recap
 from tests.helpers import REPO
+from zcl_lab.fleet import Host, bare_override, inventory, known_hosts, recap
 
 DEPLOY = REPO / "integration-plan" / "deploy"
 

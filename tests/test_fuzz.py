@@ -20,13 +20,13 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.zmq_journal import ACK, VERSION
 from tests.agents import RawController, running_agent
+from zcl import agent_wire as wire
+from zcl import cli, keys
+from zcl.zmq_journal import ACK, VERSION
 
 GROWTH_LIMIT = 48 << 20  # bytes of resident memory a daemon may gain over the whole run
 FUZZ = settings(
@@ -155,7 +155,7 @@ def test_the_collector_survives_generated_records(ctx: cli.Ctx, tmp_path: Path) 
     controller = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
     journal = tmp_path / "journal.jsonl"
     args = ["collect", "--keys", str(keys.node_dir(keydir, "collector")), "--path", str(journal)]
-    with processes.Roles("cluster_sim.zmq_journal") as roles:
+    with processes.Roles("zcl.zmq_journal") as roles:
         collector = roles.spawn("collector", *args, "--bind", "tcp://127.0.0.1:*")
         sock = ctx.socket(zmq.DEALER)
         sock.curve_publickey, sock.curve_secretkey = controller.public, controller.secret

@@ -10,7 +10,9 @@ import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
+from zcl import cli
+from zcl.errors import CliError
 
 COORDINATOR = "cluster_patterns.coordinator"
 
@@ -79,7 +81,7 @@ def test_run_main_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str])
     parser, roles = cli.command_parser("doc", prog="x")
 
     def fail(_: argparse.Namespace) -> int:
-        raise cli.CliError("the peer went away")
+        raise CliError("the peer went away")
 
     cli.add_command(roles, "go", fail, "fail")
     assert cli.run_main(parser, ["go"]) == 1
@@ -90,7 +92,7 @@ def test_bind_reports_port_in_use() -> None:
     with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as first, ctx.socket(zmq.ROUTER) as second:
         first.linger = second.linger = 0
         taken = cli.bind(first, processes.ANY_LOCAL_PORT)
-        with pytest.raises(cli.CliError, match=r"cannot bind .*Address already in use"):
+        with pytest.raises(CliError, match=r"cannot bind .*Address already in use"):
             cli.bind(second, taken)
 
 
@@ -108,7 +110,7 @@ def test_spawn_fails_clearly_when_a_role_never_gets_ready() -> None:
         taken = cli.bind(holder, processes.ANY_LOCAL_PORT)
         with (
             processes.Roles(COORDINATOR) as roles,
-            pytest.raises(cli.CliError, match=r"did not become ready.*Address already"),
+            pytest.raises(CliError, match=r"did not become ready.*Address already"),
         ):
             roles.spawn("coordinator", *coordinator_args(taken))
 
@@ -117,7 +119,7 @@ def test_peer_watch_times_out_without_peers() -> None:
     with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as sock:
         sock.linger = 0
         cli.bind(sock, processes.ANY_LOCAL_PORT)
-        with processes.PeerWatch(sock) as peers, pytest.raises(cli.CliError, match="0 of 1"):
+        with processes.PeerWatch(sock) as peers, pytest.raises(CliError, match="0 of 1"):
             peers.wait(1, timeout_s=0.2)
 
 

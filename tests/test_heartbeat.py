@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_patterns import heartbeat, heartbeat_demo
-from cluster_patterns.heartbeat import Backoff, Liveness
+from cluster_patterns import heartbeat_demo
+from zcl import heartbeat
+from zcl.heartbeat import Backoff, Liveness
 
 
 def beat(liveness: Liveness, start: float, interval: float, count: int) -> float:

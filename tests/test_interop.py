@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
 from cluster_patterns.client import MdpClient
+from zcl import cli
 
 # majortomo 0.2.0's own client dialect: REQUEST coded 0x02 (see benchmark.py)
 MAJORTOMO_REQUEST = [b"", mdp.CLIENT, b"\x02", b"echo"]

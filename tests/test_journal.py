@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.journal import FileJournalWriter, read_journal
-from cluster_sim.protocols import AsyncJournalWriterProtocol
-from cluster_sim.zmq_journal import ZmqJournalWriter
+from zcl.journal import FileJournalWriter, read_journal
+from zcl.protocols import AsyncJournalWriterProtocol
+from zcl.zmq_journal import ZmqJournalWriter
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,4 @@
-"""`python -m cluster_sim.journal compare`: the A/B check of a migration, on journal files."""
+"""`python -m zcl.journal compare`: the A/B check of a migration, on journal files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from cluster_sim.journal import comparable, differences
 from tests.helpers import python_module
+from zcl.journal import comparable, differences
 
 
 def journal(path: Path, *records: dict[str, object]) -> Path:
@@ -16,7 +16,7 @@ def journal(path: Path, *records: dict[str, object]) -> Path:
 
 
 def compare(*args: str) -> subprocess.CompletedProcess[str]:
-    return python_module("cluster_sim.journal", "compare", *args)
+    return python_module("zcl.journal", "compare", *args)
 
 
 RECORD = {"schedule": "all_servers", "node": "node01", "gbps": 100}

@@ -18,28 +18,20 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster_patterns import cli, processes
-from cluster_sim import keys, zmq_journal
-from cluster_sim.journal import (
-    MAX_RECORD_BYTES,
-    JournalError,
-    JournalRecordError,
-    RecordError,
-    check_line,
-    encode_line,
-    read_journal,
-    with_record_id,
-)
-from cluster_sim.zmq_journal import (
+from cluster_patterns import processes
+from tests.agents import free_port
+from tests.test_coordinator_auth import connect_and_handshake
+from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
+from zcl import cli, keys, zmq_journal
+from zcl.errors import JournalError, JournalRecordError, RecordError
+from zcl.journal import MAX_RECORD_BYTES, check_line, encode_line, read_journal, with_record_id
+from zcl.zmq_journal import (
     REFUSED,
     VERSION,
     RecentRecords,
     ZmqJournalWriter,
     recover,
 )
-from tests.agents import free_port
-from tests.test_coordinator_auth import connect_and_handshake
-from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
 
 __all__ = ["journal_keys"]  # the fixture, used by name below
 
@@ -116,7 +108,7 @@ def test_a_journal_poisoned_by_an_older_collector_is_quarantined_and_read(
     side = (tmp_path / "journal.jsonl.quarantine").read_bytes()
     assert side.count(b"\n") >= len(POISON) and b'"cr"' in side
     compare = subprocess.run(
-        [sys.executable, "-m", "cluster_sim.journal", "compare", str(path), str(path)],
+        [sys.executable, "-m", "zcl.journal", "compare", str(path), str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from cluster_patterns import processes
-from cluster_sim import keys
-from cluster_sim.journal import (
-    FileJournalWriter,
-    JournalError,
-    JournalRecordError,
-    JournalUnavailableError,
-)
-from cluster_sim.zmq_journal import ZmqJournalWriter
 from tests.agents import free_port
 from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
+from zcl import keys
+from zcl.errors import JournalError, JournalRecordError, JournalUnavailableError
+from zcl.journal import FileJournalWriter
+from zcl.zmq_journal import ZmqJournalWriter
 
 __all__ = ["journal_keys"]  # the fixture, shared with test_zmq_journal
 

@@ -16,20 +16,20 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_patterns import cli
-from cluster_patterns.curve import KeyFileError, RepeatedLines
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
 from tests.agents import RawController, running_agent
 from tests.helpers import eventually
 from tests.test_daemon_startup import DAEMONS, assert_one_line_error, secure_args, start
+from zcl import agent_wire as wire
+from zcl import cli, keys
+from zcl.curve import RepeatedLines
+from zcl.errors import KeyFileError
 
 pytestmark = pytest.mark.timeout(120)
 OTHER_UID = 65534  # nobody
 
 
 def zcl_keys(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cluster_sim.keys", *args]
+    command = [sys.executable, "-m", "zcl.keys", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 

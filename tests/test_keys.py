@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_patterns import curve
-from cluster_sim import keys
+from zcl import curve, keys
 
 
 def test_generate_lays_out_keys_and_trust_both_ways(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import CommandTimeoutError, TransportError
-from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import executor, running_agent
 from tests.test_node_agent import wait_gone
+from zcl import keys
+from zcl.errors import CommandTimeoutError, TransportError
+from zcl.ssh_context import NodeExecutorSSH
+from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 IGNORES_TERM = "trap '' TERM; echo $$; sleep 300 & echo $!; wait"

@@ -17,8 +17,10 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGES = {
+    "zcl": "zcl/src/zcl",
     "cluster_patterns": "02-cluster-patterns",
     "cluster_sim": "03-cluster-runner-simulation",
+    "zcl_lab": "lab",
     "zcl_tools": "tools",
     "tests": "tests",
 }
@@ -51,31 +53,41 @@ def packages(tmp_path: Path) -> Path:
     ("module", "planted", "contract"),
     [
         (
-            "cluster_sim/agent/node_agent.py",
-            "from cluster_sim import zmq_node_executor",
+            "zcl/agent/node_agent.py",
+            "from zcl import zmq_node_executor",
             "The node daemon imports nothing of the controller side",
         ),
         (
-            "cluster_sim/zmq_journal.py",
-            "from cluster_sim.lab import simulated_cluster",
-            "The product imports nothing of the lab",
+            "zcl/zmq_journal.py",
+            "from zcl_lab import simulated_cluster",
+            "zcl imports nothing of the course, the lab",
         ),
         (
-            "cluster_patterns/heartbeat.py",
+            "zcl/heartbeat.py",
             "from cluster_patterns import processes",
-            "The product imports nothing of the lab",
+            "zcl imports nothing of the course, the lab",
         ),
         (
-            "cluster_sim/zmq_node_executor.py",
+            "zcl/retry.py",
+            "import cluster_sim",
+            "zcl imports nothing of the course, the lab",
+        ),
+        (
+            "zcl/zmq_node_executor.py",
             "import asyncssh",
             "The core installs with pyzmq and msgpack",
+        ),
+        (
+            "zcl/zmq_operational_context.py",
+            "from zcl import ssh_context",
+            "Nothing in zcl imports the SSH side by name",
         ),
     ],
 )
 def test_a_forbidden_import_breaks_lint(
     packages: Path, module: str, planted: str, contract: str
 ) -> None:
-    assert (packages / "cluster_sim" / "lab").is_dir()
+    assert (packages / "zcl" / "agent").is_dir() and (packages / "zcl_lab").is_dir()
     clean = lint_imports(packages)
     assert clean.returncode == 0, clean.stdout[-2000:]  # the copy is found and passes as it is
     target = packages / module

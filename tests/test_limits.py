@@ -13,14 +13,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    InvalidRequestError,
-    OutputLimitError,
-    RequestTooLargeError,
-)
 from tests.agents import RawController, both_transports, executor, running_agent
+from zcl.errors import InvalidRequestError, OutputLimitError, RequestTooLargeError
+from zcl.protocols import DEFAULT_MAX_OUTPUT_BYTES
+from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 MB = 1_000_000

@@ -17,12 +17,12 @@ import zmq
 from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.benchmark import free_endpoint
-from cluster_sim import agent_wire as wire
-from cluster_sim.journal import MAX_RECORD_BYTES, read_journal
 from tests.agents import RawController, running_agent
 from tests.test_journal_hardening import answer, journal_keys, link, record
 from tests.test_node_agent import agent_state
 from tests.test_zmq_journal import COLLECTOR, collector
+from zcl import agent_wire as wire
+from zcl.journal import MAX_RECORD_BYTES, read_journal
 
 __all__ = ["journal_keys", "link"]  # fixtures, used by name below
 pytestmark = pytest.mark.timeout(300)

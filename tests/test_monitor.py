@@ -11,8 +11,9 @@ from pathlib import Path
 import zmq
 from prometheus_client import CollectorRegistry
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns.monitor import ClusterView
+from zcl import cli
 
 
 def test_view_tracks_workers_tasks_and_detections() -> None:

@@ -14,17 +14,12 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_sim import agent_wire as wire
-from cluster_sim import keys
-from cluster_sim.keys import ControllerKeys
-from cluster_sim.protocols import (
-    AgentDrainingError,
-    CommandTimeoutError,
-    RemoteError,
-    TransportError,
-)
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, executor, free_port, running_agent
+from zcl import agent_wire as wire
+from zcl import keys
+from zcl.errors import AgentDrainingError, CommandTimeoutError, RemoteError, TransportError
+from zcl.keys import ControllerKeys
+from zcl.zmq_node_executor import ZmqNodeExecutor
 
 
 def wait_gone(pid: int, timeout_s: float) -> bool:
@@ -125,7 +120,7 @@ async def test_a_controller_pinning_the_wrong_agent_key_is_refused(
 
 
 def test_the_agent_will_not_start_without_keys_unless_told_insecure() -> None:
-    from cluster_sim.agent import node_agent  # noqa: PLC0415
+    from zcl.agent import node_agent  # noqa: PLC0415
 
     with pytest.raises(SystemExit) as stopped:
         node_agent.main(["--bind", "tcp://127.0.0.1:*", "--operations", "launch"])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab import openssh_server
-from cluster_sim.lab.openssh_server import OpenSshServer, SshdUnavailableError
+from zcl_lab import openssh_server
+from zcl_lab.openssh_server import OpenSshServer, SshdUnavailableError
 
 
 def test_it_runs_commands_and_cleans_up(sshd: OpenSshServer) -> None:

@@ -5,6 +5,7 @@ included."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab.openssh_server import sshd_missing_reason
-from cluster_sim.lab.simulated_cluster import SimulatedCluster
 from tests.helpers import REPO, skip_here_fail_on_ci
+from zcl_lab.openssh_server import sshd_missing_reason
+from zcl_lab.simulated_cluster import SimulatedCluster
 
 README = REPO / "03-cluster-runner-simulation" / "README.md"
 
@@ -25,6 +26,20 @@ def printed_runner() -> str:
     found = re.search(r"<!-- toy-runner -->\n```python\n(.*?)```", README.read_text(), re.S)
     assert found, "the README has no toy runner block"
     return found.group(1)
+
+
+def test_the_readme_s_runner_imports_only_zcl_s_public_face() -> None:
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(printed_runner()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert "zcl" in imported  # the block is the real one
+    outside = {
+        name for name in imported if name and name.split(".")[0] not in sys.stdlib_module_names
+    }
+    assert outside == {"zcl"}, outside
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:

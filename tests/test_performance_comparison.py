@@ -12,9 +12,9 @@ from typing import Any, cast
 import pytest
 
 from cluster_sim import performance_comparison
-from cluster_sim.lab import openssh_server
-from cluster_sim.lab.openssh_server import OpenSshServer
 from cluster_sim.performance_comparison import Plan
+from zcl_lab import openssh_server
+from zcl_lab.openssh_server import OpenSshServer
 from zcl_tools import goals
 from zcl_tools.results import Bench03
 

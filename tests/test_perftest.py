@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab import perftest
+from zcl_lab import perftest
 
 
 def test_figures_depend_only_on_who_takes_part(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,7 +39,7 @@ def test_told_to_fail_it_fails(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_told_to_hang_it_hangs_until_killed() -> None:
-    command = [sys.executable, "-m", "cluster_sim.lab.perftest", "--node", "n1", "--hang"]
+    command = [sys.executable, "-m", "zcl_lab.perftest", "--node", "n1", "--hang"]
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run(command, timeout=1.0, capture_output=True, check=False)
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cluster_sim.agent.posix_spawn import spawn_in_new_session
+from zcl.agent.posix_spawn import spawn_in_new_session
 
 
 def test_the_child_gets_its_own_session_and_our_descriptors() -> None:

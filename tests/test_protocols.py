@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.protocols import (
+from tests.helpers import REPO
+from zcl.errors import CommandTimeoutError, DescriptorError, ExecutorError
+from zcl.protocols import (
     ClusterDescriptor,
     CommandResult,
-    CommandTimeoutError,
-    DescriptorError,
-    ExecutorError,
     NodeDescriptor,
     SystemConfig,
     shell_script,
 )
-from tests.helpers import REPO
 
 
 def run(script: str) -> str:

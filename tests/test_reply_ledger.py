@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster_sim.agent.reply_ledger import (
+from zcl.agent.reply_ledger import (
     ENTRY_BYTES,
     PER_PEER_OPTION,
     TOTAL_OPTION,

@@ -7,14 +7,14 @@ import contextlib
 
 import pytest
 
-from cluster_sim.protocols import (
+from zcl.errors import (
     AgentDrainingError,
     CommandTimeoutError,
     ExecutorError,
     RemoteError,
     TransportError,
 )
-from cluster_sim.retry import RetryPolicy, attempt_with_retry
+from zcl.retry import RetryPolicy, attempt_with_retry
 
 NEVER_STARTED = TransportError("n1", "refused", may_have_run=False)
 MAY_HAVE_RUN = TransportError("n1", "connection lost mid-command")

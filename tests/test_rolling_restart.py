@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.journal import read_journal
-from cluster_sim.lab.openssh_server import sshd_missing_reason
-from cluster_sim.lab.simulated_cluster import SimulatedCluster
-from cluster_sim.protocols import ExecutorError
-from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.helpers import skip_here_fail_on_ci
+from zcl.errors import ExecutorError
+from zcl.journal import read_journal
+from zcl.zmq_operational_context import build_zmq_context
+from zcl_lab.openssh_server import sshd_missing_reason
+from zcl_lab.simulated_cluster import SimulatedCluster
 
 NODES = 4
 ROUNDS_AFTER_MOST = 60  # of 0.1 s or more each: well past the circuit's 2 s cooldown

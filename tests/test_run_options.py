@@ -16,19 +16,14 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster_sim.lab.openssh_server import FAST_SHELL_USER, OpenSshServer
-from cluster_sim.protocols import (
-    CommandTimeoutError,
-    InvalidRequestError,
-    RemoteError,
-    TransportError,
-)
-from cluster_sim.retry import RetryPolicy
-from cluster_sim.ssh_context import NodeExecutorSSH
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
 from tests.agents import RawController, both_transports, executor, free_port, running_agent
 from tests.helpers import eventually, skip_here_fail_on_ci
 from tests.test_node_agent import wait_gone
+from zcl.errors import CommandTimeoutError, InvalidRequestError, RemoteError, TransportError
+from zcl.retry import RetryPolicy
+from zcl.ssh_context import NodeExecutorSSH
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl_lab.openssh_server import FAST_SHELL_USER, OpenSshServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 Executor = NodeExecutorSSH | ZmqNodeExecutor

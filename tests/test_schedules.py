@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from cluster_sim.protocols import NodeDescriptor
-from cluster_sim.schedules import (
+from zcl.protocols import NodeDescriptor
+from zcl.schedules import (
     nodes_concurrency_set,
     perftest_command,
     schedule_all_servers,

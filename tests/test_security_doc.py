@@ -11,21 +11,20 @@ from types import ModuleType
 
 import pytest
 
-from cluster_patterns import cli
 from cluster_patterns import coordinator as coordinator_daemon
-from cluster_sim import zmq_journal
-from cluster_sim.agent import node_agent
 from tests.doc_blocks import REPO
+from zcl import cli, zmq_journal
+from zcl.agent import node_agent
 
 UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "s": 1}
 DEFAULT = re.compile(r"^(?P<number>[\d,.]+) ?(?P<unit>KiB|MiB|GiB|B|s)?$")
 NAME = re.compile(r"`(--[a-z-]+|[A-Z][A-Za-z_.]+)`")
 # Where each daemon's named constants live.
 MODULES: dict[str, tuple[str, ...]] = {
-    "agent": ("cluster_sim.agent.node_agent", "cluster_sim.agent_wire",
-              "cluster_sim.agent.file_access"),
-    "every daemon": ("cluster_patterns.cli",),
-    "collector": ("cluster_sim.zmq_journal", "cluster_sim.journal"),
+    "agent": ("zcl.agent.node_agent", "zcl.agent_wire",
+              "zcl.agent.file_access"),
+    "every daemon": ("zcl.cli",),
+    "collector": ("zcl.zmq_journal", "zcl.journal"),
     "coordinator": ("cluster_patterns.coordinator", "cluster_patterns.coordinator_core"),
 }  # fmt: skip
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab import faults
 from tests.agents import free_port
 from tests.doc_blocks import shell_blocks
 from tests.helpers import REPO, skip_here_fail_on_ci
+from zcl_lab import faults
 
 SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 EVENTS = REPO / "docker" / ".build" / "events" / "events.jsonl"
@@ -295,7 +295,7 @@ def test_slow_delays_a_nodes_traffic_and_fast_takes_it_away(cluster: None) -> No
     assert healed.returncode == 0
     assert status()["worker4"][2] == "-"
     relay = subprocess.run(
-        ["docker", "exec", container_of("worker4"), "pgrep", "-f", "cluster_sim.lab.slow_link"],
+        ["docker", "exec", container_of("worker4"), "pgrep", "-f", "zcl_lab.slow_link"],
         capture_output=True,
         check=False,
     )

@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from cluster_sim.lab.slow_link import SlowLink, delay_seconds
 from tests.helpers import python_module
+from zcl_lab.slow_link import SlowLink, delay_seconds
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -100,7 +100,7 @@ def test_delays_are_read_as_the_script_writes_them(text: str, seconds: float) ->
 
 
 def test_a_bad_delay_is_one_clear_line() -> None:
-    done = python_module("cluster_sim.lab.slow_link", "--delay", "soon")
+    done = python_module("zcl_lab.slow_link", "--delay", "soon")
     assert done.returncode == 2
     assert "not a delay: 'soon'" in done.stderr
     assert "Traceback" not in done.stderr

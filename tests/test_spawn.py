@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from cluster_sim.agent import posix_spawn, spawn
-from cluster_sim.agent.spawn import RunningCommand, SpawnError, WarmShells
 from tests.test_node_agent import wait_gone
+from zcl.agent import posix_spawn, spawn
+from zcl.agent.spawn import RunningCommand, SpawnError, WarmShells
 
 ENV = dict(os.environ)
 

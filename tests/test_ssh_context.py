@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.lab.openssh_server import OpenSshServer, free_loopback_port
-from cluster_sim.protocols import (
-    CommandTimeoutError,
-    RemoteError,
-    TransportError,
-)
-from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import executor, running_agent
+from zcl.errors import CommandTimeoutError, RemoteError, TransportError
+from zcl.ssh_context import NodeExecutorSSH
+from zcl_lab.openssh_server import OpenSshServer, free_loopback_port
 
 SAME_COMMANDS = [
     "true",

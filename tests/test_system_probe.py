@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from cluster_sim.system_probe import PROBE_SCRIPT, ProbeError, parse_probe
+from zcl.errors import ProbeError
+from zcl.system_probe import PROBE_SCRIPT, parse_probe
 
 
 def test_this_machine_as_the_probe_sees_it() -> None:

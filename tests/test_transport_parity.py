@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.protocols import NodeExecutorProtocol
-from cluster_sim.ssh_context import NodeExecutorSSH
 from tests.agents import executor, running_agent
 from tests.test_node_agent import wait_gone
+from zcl.protocols import NodeExecutorProtocol
+from zcl.ssh_context import NodeExecutorSSH
+from zcl_lab.openssh_server import OpenSshServer
 
 FAILURES: list[tuple[str, dict[str, Any]]] = [
     ("true", {"env": {"1BAD": "x"}}),

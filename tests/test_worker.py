@@ -13,9 +13,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_patterns import cli, processes
+from cluster_patterns import processes
 from cluster_patterns import protocol as mdp
 from cluster_patterns.worker import Worker
+from zcl import cli
 
 WAIT_MS = 3000
 CODEC = mdp.get_codec("msgpack")

@@ -12,12 +12,13 @@ import pytest
 import zmq
 
 from cluster_patterns import processes
-from cluster_sim import keys
-from cluster_sim.journal import JournalError, read_journal
-from cluster_sim.zmq_journal import VERSION, ZmqJournalWriter
 from tests.agents import free_port
+from zcl import keys
+from zcl.errors import JournalError
+from zcl.journal import read_journal
+from zcl.zmq_journal import VERSION, ZmqJournalWriter
 
-COLLECTOR = "cluster_sim.zmq_journal"
+COLLECTOR = "zcl.zmq_journal"
 
 
 @pytest.fixture

@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim.circuit_breaker import CircuitBreaker
-from cluster_sim.protocols import (
-    CircuitOpenError,
-    CommandTimeoutError,
-    RemoteError,
-    TransportError,
-)
-from cluster_sim.system_probe import PROBE_SCRIPT, parse_probe
 from tests.agents import executor, free_port, running_agent
 from tests.test_node_agent import wait_gone
+from zcl.circuit_breaker import CircuitBreaker
+from zcl.errors import CircuitOpenError, CommandTimeoutError, RemoteError, TransportError
+from zcl.system_probe import PROBE_SCRIPT, parse_probe
 
 
 @pytest.mark.asyncio

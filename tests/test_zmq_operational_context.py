@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from cluster_sim import keys
-from cluster_sim.journal import FileJournalWriter, read_journal
-from cluster_sim.lab.openssh_server import OpenSshServer
-from cluster_sim.operational_context import run_on_group
-from cluster_sim.protocols import (
-    ClusterDescriptor,
-    ExecutorError,
-    NodeDescriptor,
-    OperationalContextProtocol,
-    TransportError,
-)
-from cluster_sim.ssh_context import build_ssh_context
-from cluster_sim.zmq_node_executor import ZmqNodeExecutor
-from cluster_sim.zmq_operational_context import build_zmq_context
 from tests.agents import executor, free_port, running_agent
+from zcl import keys
+from zcl.errors import ExecutorError, TransportError
+from zcl.journal import FileJournalWriter, read_journal
+from zcl.operational_context import run_on_group
+from zcl.protocols import ClusterDescriptor, NodeDescriptor, OperationalContextProtocol
+from zcl.ssh_context import build_ssh_context
+from zcl.zmq_node_executor import ZmqNodeExecutor
+from zcl.zmq_operational_context import build_zmq_context
+from zcl_lab.openssh_server import OpenSshServer
 
 
 def one_node(sshd: OpenSshServer, keydir: Path, endpoint: str) -> ClusterDescriptor:
@@ -197,9 +192,10 @@ async def test_a_context_holds_the_sockets_of_hundreds_of_nodes(tmp_path: Path) 
 OPEN_FILES_PROBE = """
 import asyncio, resource, sys, tempfile
 from pathlib import Path
-from cluster_sim.journal import FileJournalWriter
-from cluster_sim.protocols import ClusterDescriptor, ExecutorError, NodeDescriptor
-from cluster_sim.zmq_operational_context import build_zmq_context
+from zcl.journal import FileJournalWriter
+from zcl.protocols import (ClusterDescriptor, NodeDescriptor)
+from zcl.errors import ExecutorError
+from zcl.zmq_operational_context import build_zmq_context
 
 port, soft, hard = (int(arg) for arg in sys.argv[1:])
 hard = hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]

@@ -15,7 +15,7 @@ from what their JSON says and exits 1, so a document cannot drift from what was 
     results/bench-02.json      python -m cluster_patterns.benchmark --json results/bench-02.json
     results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
     results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
-    results/bench-fanout.json  python -m cluster_sim.lab.fanout_bench --json ...
+    results/bench-fanout.json  python -m zcl_lab.fanout_bench --json ...
 
     python -m zcl_tools.figures render      (make bench runs it after measuring)
     python -m zcl_tools.figures check
@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, overload
 
-from cluster_patterns import cli
+from zcl import cli
+from zcl.errors import CliError
 from zcl_tools import pictures
 from zcl_tools.goals import GO_NO_GO
 from zcl_tools.results import (
@@ -73,7 +74,7 @@ class Results:
             try:
                 self.loaded[name] = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise cli.CliError(f"cannot read {path}: {exc}") from None
+                raise CliError(f"cannot read {path}: {exc}") from None
         return self.loaded[name]
 
 
@@ -506,7 +507,7 @@ def render_text(text: str, results: Results) -> str:
     def replace(section: re.Match[str]) -> str:
         name = section["name"]
         if name not in RENDERERS:
-            raise cli.CliError(f"unknown figures section {name!r} ({', '.join(RENDERERS)})")
+            raise CliError(f"unknown figures section {name!r} ({', '.join(RENDERERS)})")
         return f"<!-- figures: {name} -->\n{RENDERERS[name](results)}\n<!-- /figures: {name} -->"
 
     return SECTION.sub(replace, text)

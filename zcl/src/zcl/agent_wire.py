@@ -1,0 +1,246 @@
+"""The node agent's wire protocol: every frame the controller and the agent exchange, in one place.
+
+A controller's DEALER sends, and the agent's ROUTER receives (prefixed with the DEALER's
+identity):
+
+    [VERSION, request_id, operation, body]            body: a msgpack map
+
+The agent answers on the same connection, many times for a streaming command:
+
+    [VERSION, request_id, OUT, incarnation, stream, data, receipt]   output as it is produced
+    [VERSION, request_id, DONE, incarnation, body, ...]      the result (msgpack map, with its
+                                                             receipt); for run, stdout and
+                                                             stderr follow as frames
+    [VERSION, request_id, ERROR, incarnation, body]          {"code": ..., "reason": ...}
+    [VERSION, request_id, PONG, incarnation, body]           answer to a ping
+
+Files travel in pieces: `put {path, size, mode}` opens a transfer (refused at once when the
+size is over the agent's limit), `write {transfer, offset, data, last}` adds each piece in order,
+and the last one renames the file into place; `put {path, data}` is the one-message form for a
+small file, `put {path, kind: "folder"}` makes a folder. `get {path, offset, length}` answers a
+piece with the file's size and mode, or, for a folder, its entries.
+
+A run request with `stream` may carry `window` (bytes): the agent then sends at most that much
+output the controller has not yet acknowledged with CREDIT, and stops reading the command's
+pipes until it does, so a slow reader slows the command instead of growing queues.
+
+Receipts bound what a controller that never reads can make the agent hold (libzmq's queues
+count messages, not bytes): each OUT and DONE carries 8 random bytes, which the controller
+sends back once it has read the reply, as `read: [receipt, ...]` in any request's body or
+alone in a READ. Until then the reply counts against the agent's --max-unread-mib for that
+controller's key (agent/reply_ledger.py); past it, results wait and streams pause. A controller that
+returns no receipts is served that much and then waits: upgrade controllers before agents.
+
+A draining agent sends `[VERSION, DRAIN_ID, ERROR, incarnation, {code: shutting-down}]` to
+each controller it knows, which answers `[VERSION, DRAIN_ID, PING, {ids: []}]` and starts
+nothing more on that connection (see DRAIN_ID). A `key-refused` error says `started`: whether
+the refused request had begun (a command killed at the revocation) or never ran.
+
+`incarnation` is random per agent start: a controller that sees it change knows the agent
+restarted and that the commands it had in flight there are gone. Operation names are looked up
+in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from zcl.errors import WireError
+from zcl.protocols import ENV_NAME
+
+VERSION = b"ZCA1"  # zmq-cluster-lab agent protocol, version 1
+
+# Operations (controller -> agent).
+RUN = b"run"
+CANCEL = b"cancel"
+PUT = b"put"
+GET = b"get"
+SYSINFO = b"sysinfo"
+PING = b"ping"
+CREDIT = b"credit"  # {target, bytes}: that much of a windowed stream's output was consumed
+WRITE = b"write"  # {transfer, offset, data, last}: a chunk of a put opened with {path, size}
+READ = b"read"  # {read: [receipt, ...]}: replies taken off the socket (unanswered, always allowed)
+
+# Reply kinds (agent -> controller).
+OUT = b"out"
+DONE = b"done"
+ERROR = b"error"
+PONG = b"pong"
+
+# The stream frame of OUT: which output a chunk belongs to (the file descriptor's number).
+STDOUT = b"1"
+STDERR = b"2"
+
+MAX_REQUEST_ID_BYTES = 16
+# A controller sends a request up to this size without knowing the agent's limits (a file
+# piece of 1 MiB and its envelope); a larger one waits for a ping's `limits` first, so that
+# one over the agent's message limit is refused at the controller rather than dropped by libzmq.
+UNASKED_REQUEST_BYTES = 1024 * 1024 + 64 * 1024
+MAX_RECEIPTS = 4096  # the most receipts one message returns
+MAX_PING_IDS = 1024  # the most request ids one ping asks about (its pong names the unknown)
+HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
+# A draining agent tells each controller it knows with an ERROR {code: shutting-down} under this
+# id; the controller answers with a PING under the same id, which promises that it will start
+# nothing more on this connection. The pipe keeps order, so once every controller has answered,
+# no request can still be on its way, and the agent may close without losing one unanswered.
+DRAIN_ID = b"drain"
+
+
+@dataclass(frozen=True)
+class Request:
+    peer: bytes
+    request_id: bytes
+    operation: bytes
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    request_id: bytes
+    kind: bytes
+    incarnation: bytes
+    frames: list[bytes]  # what follows the incarnation (an OUT's receipt taken off)
+    receipt: bytes | None = None  # an OUT's; a DONE's is in its body
+
+    def body(self) -> dict[str, Any]:
+        """Decoded once: the reader looks for the receipt, the waiting call for the result."""
+        decoded = self.__dict__.get("_body")
+        if decoded is None:
+            decoded = decode_body(self.frames[0] if self.frames else b"")
+            object.__setattr__(self, "_body", decoded)
+        return decoded
+
+    def receipt_to_return(self) -> bytes | None:
+        if self.kind == OUT:
+            return self.receipt
+        if self.kind != DONE:
+            return None
+        try:
+            receipt = self.body().get("receipt")
+        except WireError:
+            return None  # a malformed result: the waiting call reports it
+        return receipt if isinstance(receipt, bytes) else None
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_body(data: bytes) -> dict[str, Any]:
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise WireError("bad-body", f"body is not msgpack: {exc}") from None
+    if not isinstance(value, dict):
+        raise WireError("bad-body", f"body must be a map, got {type(value).__name__}")
+    return value
+
+
+def request(request_id: bytes, operation: bytes, body: Mapping[str, Any]) -> list[bytes]:
+    return [VERSION, request_id, operation, encode_body(body)]
+
+
+def parse_request(frames: Sequence[bytes]) -> Request:
+    """A request as the agent's ROUTER receives it: [peer, VERSION, id, operation, body]."""
+    if len(frames) != 5:
+        raise WireError("bad-frames", f"expected 5 frames, got {len(frames)}")
+    peer, version, request_id, operation, body = frames
+    if version != VERSION:
+        raise WireError("bad-version", f"unknown protocol version {version[:16]!r}")
+    if not 0 < len(request_id) <= MAX_REQUEST_ID_BYTES:
+        raise WireError("bad-request-id", "request id must be 1-16 bytes")
+    return Request(peer, request_id, operation, decode_body(body))
+
+
+def reply(
+    peer: bytes, request_id: bytes, kind: bytes, incarnation: bytes, *rest: bytes
+) -> list[bytes]:
+    return [peer, VERSION, request_id, kind, incarnation, *rest]
+
+
+def parse_reply(frames: Sequence[bytes]) -> Reply:
+    """A reply as the controller's DEALER receives it: [VERSION, id, kind, incarnation, ...]."""
+    if len(frames) < 4 or frames[0] != VERSION:
+        raise WireError("bad-reply", f"not an agent reply ({len(frames)} frames)")
+    rest = list(frames[4:])
+    if frames[2] == OUT and len(rest) == 3:  # an agent before receipts sent two frames
+        return Reply(frames[1], frames[2], frames[3], rest[:2], rest[2])
+    return Reply(frames[1], frames[2], frames[3], rest)
+
+
+# Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.
+
+
+def text_field(body: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise WireError("bad-field", f"{name!r} must be a string")
+    return value
+
+
+def number_field(body: Mapping[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)  # NaN passed `<= 0` and killed the command at once
+        or value <= 0
+    ):
+        raise WireError("bad-field", f"{name!r} must be a positive, finite number")
+    return float(value)
+
+
+def env_field(body: Mapping[str, Any], name: str) -> dict[str, str] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise WireError("bad-field", f"{name!r} must map variable names to strings")
+    return value
+
+
+def count_field(body: Mapping[str, Any], name: str, *, most: int = 2**63 - 1) -> int:
+    """A whole number from 0 to `most`: sizes, offsets, lengths."""
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise WireError("bad-field", f"{name!r} must be a whole number from 0 to {most}")
+    return value
+
+
+def mode_field(body: Mapping[str, Any]) -> int | None:
+    """A file's permission bits (0 to 0o7777), or None for the umask's default."""
+    if body.get("mode") is None:
+        return None
+    return count_field(body, "mode", most=0o7777)
+
+
+def receipts_field(body: Mapping[str, Any]) -> list[bytes]:
+    """A request's `read`: receipts of replies the controller has taken off its socket."""
+    value = body.get("read")
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RECEIPTS
+        or not all(isinstance(receipt, bytes) for receipt in value)
+    ):
+        raise WireError("bad-field", f"'read' must be a list of at most {MAX_RECEIPTS} receipts")
+    return value
+
+
+def bytes_field(body: Mapping[str, Any], name: str) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, bytes):
+        raise WireError("bad-field", f"{name!r} must be bytes")
+    return value
