@@ -8,6 +8,7 @@ Slow-ish (it builds the wheel and a venv; pip's cache keeps the downloads to the
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -23,6 +24,13 @@ CORE_DISTRIBUTIONS = {"zcl", "pyzmq", "msgpack"}
 TOOLING = {"pip", "setuptools"}  # what venv itself puts there
 
 
+def source_copy(folder: Path, where: Path) -> Path:
+    """A copy to build from: setuptools builds in the source tree, and a test leaves no file
+    behind in the checkout."""
+    ignore = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "results")
+    return Path(shutil.copytree(folder, where / folder.name, ignore=ignore))
+
+
 def run(*cmd: str | Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout_s, check=False
@@ -32,9 +40,8 @@ def run(*cmd: str | Path, timeout_s: float = 300) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = run(
-        sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, REPO / "zcl"
-    )
+    source = source_copy(REPO / "zcl", tmp_path_factory.mktemp("zcl-source"))
+    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, source)
     assert built.returncode == 0, built.stderr
     [found] = out.glob("zcl-*.whl")
     return found
@@ -98,7 +105,8 @@ def course_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """zcl and the course's own wheel without the course's extras: what a learner has who
     skipped `pip install '.[lab]'`."""
     out = tmp_path_factory.mktemp("course-wheel")
-    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, REPO)
+    source = source_copy(REPO, tmp_path_factory.mktemp("course-source"))
+    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, source)
     assert built.returncode == 0, built.stderr
     [course] = out.glob("zmq_cluster_lab-*.whl")
     where = tmp_path_factory.mktemp("course-venv")
