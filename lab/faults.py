@@ -26,6 +26,10 @@ from zcl_lab import slow_link
 PARTITION, FLAKY, SLOW = "ZCL-PARTITION", "ZCL-FLAKY", "ZCL-SLOW"
 SLOW_PORT = 15001  # the slow-link relay inside a node
 SLOW_MARK = f"{slow_link.RELAY_MARK:#x}"  # the relay marks its own connections
+# How the relay is started, and the pattern that finds it again (its first letter bracketed,
+# so that pkill does not find the shell that runs pkill): both from the module's own name.
+RELAY_COMMAND = ("python", "-m", slow_link.__name__)
+RELAY_PATTERN = f"'[{slow_link.__name__[0]}]{slow_link.__name__[1:]}'"
 Recipe = list[str]
 
 
@@ -100,7 +104,7 @@ def unslow() -> Recipe:
         f"iptables -t nat -D PREROUTING -j {SLOW}",
         f"iptables -t nat -F {SLOW}",
         f"iptables -t nat -X {SLOW}",
-        "pkill -f '[c]luster_sim.lab.slow_link'",  # its connections close: peers reconnect
+        f"pkill -f {RELAY_PATTERN}",  # its connections close: peers reconnect
     ]
 
 

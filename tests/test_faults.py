@@ -92,3 +92,14 @@ def test_the_command_line_prints_one_step_per_line() -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr == "faults: error: flaky needs a loss between 1% and 99%, got '200%'\n"
+
+
+def test_taking_a_slow_link_away_finds_the_relay_that_was_started() -> None:
+    """The pattern named the relay's old module after it moved, so `fast` failed on every node
+    and the Docker tier's fault runs with it."""
+    [pkill] = [step for step in faults.unslow() if step.startswith("pkill")]
+    pattern = pkill.split(None, 2)[2].strip("'")
+    started = " ".join([*faults.RELAY_COMMAND, "--port", str(faults.SLOW_PORT)])
+    assert re.search(pattern, started)
+    assert not re.search(pattern, pkill)  # nor the shell that runs pkill itself
+    assert faults.RELAY_COMMAND[-1] == "zcl_lab.slow_link"  # a module that exists

@@ -123,7 +123,7 @@ class NodeFaults:
         node = self._node(node)
         if self.slowed(node):
             raise CliError(f"{node} is already slow (fast {node} first)")
-        relay = ["python", "-m", "zcl_lab.slow_link", "--port", str(faults.SLOW_PORT)]
+        relay = [*faults.RELAY_COMMAND, "--port", str(faults.SLOW_PORT)]
         relay += ["--delay", delay]
         if self.dry_run:
             print(f"{node}: {' '.join(relay)} (detached)")
