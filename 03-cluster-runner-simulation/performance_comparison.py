@@ -44,6 +44,7 @@ from rich.table import Table
 from cluster_patterns import processes
 from zcl import cli, keys
 from zcl.errors import CliError
+from zcl.executor_options import SshExecutorOptions
 from zcl.journal import FileJournalWriter
 from zcl.protocols import AsyncJournalWriterProtocol, NodeExecutorProtocol
 from zcl.ssh_context import NodeExecutorSSH
@@ -145,7 +146,7 @@ async def measure(
 ) -> dict[str, Any]:
     node = sshd.node("node1")
     persistent = NodeExecutorSSH.for_node(node)
-    fresh = NodeExecutorSSH.for_node(node, persistent=False)
+    fresh = NodeExecutorSSH.for_node(node, SshExecutorOptions(persistent=False))
     controller = keys.load_controller_keys(keys.controller_dir(keydir, "bench"))
     zmq_executor = ZmqNodeExecutor("node1", agent_endpoint, controller)
     latency_runners: dict[str, Runner] = {

@@ -20,6 +20,7 @@ from tests.helpers import skip_here_fail_on_ci
 from zcl import keys
 from zcl.circuit_breaker import CircuitBreaker
 from zcl.errors import CircuitOpenError, TransportError
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.journal import FileJournalWriter, read_journal
 from zcl.schedules import run_schedule
 from zcl.zmq_node_executor import ZmqNodeExecutor
@@ -35,10 +36,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[SimulatedCluster]:
         yield simulated
 
 
-def probe(cluster: SimulatedCluster, node: str, **options: Any) -> ZmqNodeExecutor:
+def probe(
+    cluster: SimulatedCluster, node: str, breaker: CircuitBreaker | None = None, **options: Any
+) -> ZmqNodeExecutor:
     """An executor of our own to one node, to watch its agent while a run goes on."""
     controller = keys.load_controller_keys(keys.controller_dir(cluster.keydir, "runner"))
-    return ZmqNodeExecutor(node, cluster.agents[node].endpoint, controller, **options)
+    return ZmqNodeExecutor(
+        node,
+        cluster.agents[node].endpoint,
+        controller,
+        breaker=breaker,
+        options=ZmqExecutorOptions(**options),
+    )
 
 
 def state_of(breaker: CircuitBreaker) -> str:
@@ -69,7 +78,11 @@ async def run_killing_one_agent(
 ) -> dict[str, dict[str, Any]]:
     """All servers, with `victim`'s agent SIGKILLed while its test runs; records by node."""
     async with build_zmq_context(
-        cluster.descriptor(), None, FileJournalWriter(journal), agent_silence_s=1.0, **context
+        cluster.descriptor(),
+        None,
+        FileJournalWriter(journal),
+        options=ZmqExecutorOptions(agent_silence_s=1.0),
+        **context,
     ) as ctx:
         run = asyncio.create_task(
             run_schedule(ctx, "all_servers", program=cluster.perftest, options="--duration 2")

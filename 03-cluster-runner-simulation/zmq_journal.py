@@ -12,9 +12,10 @@ Read it in this order:
    and sends it again after a lost connection or a collector restart; `write()` waits while
    too many are unacknowledged, so a slow collector slows its writers instead of being
    flooded; `close()` raises `JournalUnavailableError` if anything could not be delivered.
-2. The collector (`zcl-collector`): appends what has arrived in one write, fsyncs, and only
-   then acknowledges, so an acknowledged record is on disk; it rereads the file at start-up
-   to recognise resends, and sets aside a torn last line (never acknowledged).
+2. The collector (`zcl-collector`, zcl/src/zcl/journal_collector.py): appends what has
+   arrived in one write, fsyncs, and only then acknowledges, so an acknowledged record is on
+   disk; it rereads the file at start-up to recognise resends, and sets aside a torn last
+   line (never acknowledged). Their frames are zcl/src/zcl/journal_wire.py.
 3. `FileJournalWriter` (zcl/src/zcl/journal.py) writes the same JSON-lines format to a local
    file: the journal of a single runner, and the format `zcl-journal compare` reads.
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from zcl.circuit_breaker import CircuitBreaker
 from zcl.errors import CircuitOpenError, CommandTimeoutError, TransportError
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.protocols import CommandResult, NodeExecutorProtocol
-from zcl.zmq_node_executor import ZmqExecutorOptions, ZmqNodeExecutor
+from zcl.zmq_node_executor import ZmqNodeExecutor
 
 __all__ = [
     "CircuitBreaker",

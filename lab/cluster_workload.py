@@ -42,6 +42,7 @@ import zmq
 from cluster_patterns.client import MdpClient
 from zcl import cli, curve, keys
 from zcl.errors import ExecutorError
+from zcl.executor_options import SshExecutorOptions, ZmqExecutorOptions
 from zcl.fallback import FallbackExecutor
 from zcl.journal import read_journal
 from zcl.protocols import NodeExecutorProtocol
@@ -64,7 +65,7 @@ def ssh_executor(node: str, key: Path, persistent: bool = True) -> NodeExecutorS
         username="zcl",
         client_key=str(key),
         skip_host_key_check=True,
-        persistent=persistent,
+        options=SshExecutorOptions(persistent=persistent),
     )
 
 
@@ -188,7 +189,12 @@ def node_executors(
 ) -> dict[str, NodeExecutorProtocol]:
     executors: dict[str, NodeExecutorProtocol] = {}
     for node in nodes:
-        over_zmq = ZmqNodeExecutor(node, f"tcp://{node}:5560", controller, agent_silence_s=1.0)
+        over_zmq = ZmqNodeExecutor(
+            node,
+            f"tcp://{node}:5560",
+            controller,
+            options=ZmqExecutorOptions(agent_silence_s=1.0),
+        )
         executors[node] = (
             FallbackExecutor(over_zmq, ssh_executor(node, args.ssh_key))
             if args.fallback

@@ -109,14 +109,13 @@ class SimulatedCluster:
             self.agents[node] = child
         self.collector = self.roles.spawn(
             "collector",
-            "collect",
             "--bind",
             "tcp://127.0.0.1:*",
             "--path",
             str(self.dir / "zmq-journal.jsonl"),
             "--keys",
             str(keys.node_dir(self.keydir, "collector")),
-            module="zcl.zmq_journal",
+            module="zcl.journal_collector",
         )
 
     def restart_agent(self, node: str, stop: int = signal.SIGTERM) -> processes.Child:

@@ -14,6 +14,8 @@ import zmq
 from cluster_patterns import processes
 from zcl import agent_wire as wire
 from zcl import cli, keys
+from zcl.circuit_breaker import CircuitBreaker
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.ssh_context import NodeExecutorSSH
 from zcl.zmq_node_executor import ZmqNodeExecutor
 from zcl_lab.openssh_server import OpenSshServer
@@ -39,10 +41,17 @@ def running_agent(
 
 
 def executor(
-    endpoint: str, keydir: Path, controller: str = "runner", **options: Any
+    endpoint: str,
+    keydir: Path,
+    controller: str = "runner",
+    breaker: CircuitBreaker | None = None,
+    **options: Any,
 ) -> ZmqNodeExecutor:
+    """An executor to "node1" with `controller`'s keys; `options` are ZmqExecutorOptions'."""
     controller_keys = keys.load_controller_keys(keys.controller_dir(keydir, controller))
-    return ZmqNodeExecutor("node1", endpoint, controller_keys, **options)
+    return ZmqNodeExecutor(
+        "node1", endpoint, controller_keys, breaker=breaker, options=ZmqExecutorOptions(**options)
+    )
 
 
 @contextlib.asynccontextmanager

@@ -95,7 +95,7 @@ def test_the_collector_and_the_coordinator_name_a_refused_key_and_its_address_to
     keys.revoke_controller(servers, "stranger")
     them = keys.load_controller_keys(keys.controller_dir(servers, "stranger"))
     for name, module, args in (
-        ("collector", "zcl.zmq_journal", ["collect", "--path", str(tmp_path / "j")]),
+        ("collector", "zcl.journal_collector", ["--path", str(tmp_path / "j")]),
         ("coordinator", "cluster_patterns.coordinator", ["--events", "tcp://127.0.0.1:*"]),
     ):
         bind_option = "--bind" if name == "collector" else "--endpoint"
@@ -190,7 +190,7 @@ def open_file_limit(pid: int) -> int:
 
 DAEMONS = {
     "agent": ("zcl.agent.node_agent", ["--insecure", "--bind"]),
-    "collector": ("zcl.zmq_journal", ["collect", "--insecure", "--bind"]),
+    "collector": ("zcl.journal_collector", ["--insecure", "--bind"]),
     "coordinator": (
         "cluster_patterns.coordinator",
         ["--insecure", "--events", "tcp://127.0.0.1:*", "--endpoint"],
@@ -204,7 +204,7 @@ def test_a_daemon_raises_its_open_file_limit_to_what_it_may(tmp_path: Path, daem
     connections took every descriptor and an authorized controller could not get in."""
     module, args = DAEMONS[daemon]
     if daemon == "collector":
-        args = [*args[:2], "--path", str(tmp_path / "j.jsonl"), *args[2:]]
+        args = [*args[:1], "--path", str(tmp_path / "j.jsonl"), *args[1:]]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with processes.Roles(module) as roles:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the child inherits

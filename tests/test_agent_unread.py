@@ -224,6 +224,25 @@ def test_every_stream_the_budget_pays_for_pauses_at_it(keydir: Path) -> None:
         reader.sock.close()
 
 
+def test_a_stream_started_once_the_budget_is_met_waits_before_its_first_chunk(
+    keydir: Path,
+) -> None:
+    """A stream was paused only after its first chunk, so each one started after the budget
+    was met sent a chunk past it (CI saw 1.07 MiB held against 1 MiB)."""
+    with running_agent(keydir, "--max-unread-mib", "1") as agent, zmq.Context() as ctx:
+        watcher = RawController(ctx, agent.endpoint, keydir)  # the same key: its account
+        reader = RawController(ctx, agent.endpoint, keydir, rcvhwm=1, rcvbuf=64 * 1024)
+        for number in range(4):  # one after another: the first meets the budget
+            body = {"command": "head -c 100000000 /dev/zero", "stream": True}
+            reader.request(b"late%d" % number, wire.RUN, body)
+            while (state := agent_state(watcher))["counters"].get("stream.paused", 0) <= number:
+                pass
+        assert state["running"] == 4
+        assert state["unread_bytes"] <= MiB + 64 * 1024, state["unread_bytes"]
+        watcher.sock.close()
+        reader.sock.close()
+
+
 def test_the_executor_returns_at_most_a_messages_worth_of_receipts_and_keeps_the_rest() -> None:
     """Receipts kept after a send that could not go (a full queue) piled up past what one
     message may carry; the agent refused the whole request, and the executor had already

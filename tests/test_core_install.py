@@ -8,9 +8,11 @@ Slow-ish (it builds the wheel and a venv; pip's cache keeps the downloads to the
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import venv
 import zipfile
 from collections.abc import Iterator
@@ -83,6 +85,7 @@ def test_the_daemons_commands_work_in_the_core_install(core_venv: Path, script: 
 def test_the_controller_side_imports_without_the_extras(core_venv: Path) -> None:
     script = """
 import sys
+import textwrap
 import zcl.zmq_node_executor, zcl.zmq_journal, zcl.zmq_operational_context
 from zcl.protocols import (NodeDescriptor)
 from zcl.errors import ExecutorError
@@ -126,6 +129,7 @@ def test_a_command_that_needs_an_extra_says_which_in_one_line(course_venv: Path)
 def test_the_public_face_imports_in_the_core_install(core_venv: Path) -> None:
     script = """
 import sys
+import textwrap
 import zcl
 missing = [name for name in zcl.__all__ if name not in ("NodeExecutorSSH", "build_ssh_context")
            and getattr(zcl, name, None) is None]
@@ -190,3 +194,28 @@ def test_a_maintainers_strict_mypy_reads_zcls_types(core_venv: Path, tmp_path: P
     wrong = strict("wrong.py")
     assert wrong.returncode == 1, wrong.stdout
     assert '(got "int", expected "str")' in wrong.stdout, wrong.stdout
+
+
+def readme_examples() -> list[str]:
+    text = (REPO / "zcl" / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_the_readmes_examples_type_check_against_the_wheel(core_venv: Path, tmp_path: Path) -> None:
+    """What zcl's README shows a maintainer is what the installed package's types allow."""
+    examples = readme_examples()
+    assert len(examples) >= 2
+    for number, example in enumerate(examples):
+        body = textwrap.indent(example, "    ")
+        (tmp_path / f"example{number}.py").write_text(
+            "from pathlib import Path\n\nfrom zcl import *  # noqa: F403\n\n\n"
+            f"async def example(executor: NodeExecutorProtocol) -> None:\n{body}"
+        )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable",
+         str(core_venv / "python"), "--config-file", "/dev/null",
+         "--disable-error-code", "unused-ignore",
+         *[f"example{n}.py" for n in range(len(examples))]],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout

@@ -16,7 +16,7 @@ from zcl import keys
 
 DAEMONS = {
     "agent": ["-m", "zcl.agent.node_agent"],
-    "collector": ["-m", "zcl.zmq_journal", "collect"],
+    "collector": ["-m", "zcl.journal_collector"],
     "coordinator": ["-m", "cluster_patterns.coordinator"],
 }
 START_UP_S = 15  # a daemon that has not exited by then hangs

@@ -24,6 +24,8 @@ DOCUMENTS = [
     "01-zmq-basics/README.md",
     "02-cluster-patterns/README.md",
     "03-cluster-runner-simulation/README.md",
+    "zcl/README.md",
+    "zcl/WIRE.md",
 ]
 # A path is a backticked token with a slash or a known file ending, e.g. `01-zmq-basics/x.py`.
 PATH_IN_BACKTICKS = re.compile(r"`([\w./-]+(?:/[\w./-]*|\.(?:py|md|toml|yml|sh)))`")

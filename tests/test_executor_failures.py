@@ -13,6 +13,7 @@ import pytest
 from tests.agents import free_port, running_agent
 from zcl import keys
 from zcl.errors import ExecutorError, JournalError, TransportError
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.fallback import FallbackExecutor
 from zcl.journal import FileJournalWriter
 from zcl.protocols import ClusterDescriptor, NodeDescriptor
@@ -71,7 +72,9 @@ async def test_an_unknown_node_is_an_executor_error(keydir: Path, tmp_path: Path
 @pytest.mark.timeout(60)
 async def test_no_keys_against_an_agent_that_wants_them_says_so(keydir: Path) -> None:
     with running_agent(keydir) as agent:
-        async with ZmqNodeExecutor("node1", agent.endpoint, None, agent_silence_s=1) as plain:
+        async with ZmqNodeExecutor(
+            "node1", agent.endpoint, None, options=ZmqExecutorOptions(agent_silence_s=1)
+        ) as plain:
             with pytest.raises(TransportError) as refused:
                 await asyncio.wait_for(plain.run("true"), EXIT_BUDGET_S)
     assert "keys=None" in str(refused.value) and "pinned" not in str(refused.value)
@@ -128,7 +131,9 @@ async def test_a_closed_port_is_reported_at_once_not_after_the_silence_allowance
     """Nothing listening used to look like a silent agent: the call waited for the silence
     allowance. A refused connection is known at once, as SSH knows it."""
     closed = f"tcp://127.0.0.1:{free_port()}"
-    async with ZmqNodeExecutor("node1", closed, controller(keydir), agent_silence_s=60) as node:
+    async with ZmqNodeExecutor(
+        "node1", closed, controller(keydir), options=ZmqExecutorOptions(agent_silence_s=60)
+    ) as node:
         with pytest.raises(TransportError, match="cannot connect") as refused:
             await asyncio.wait_for(node.run("true"), 15)  # well inside the 60 s allowance
     assert not refused.value.may_have_run  # it never reached an agent: SSH may take it

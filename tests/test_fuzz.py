@@ -26,7 +26,7 @@ from cluster_patterns.benchmark import free_endpoint
 from tests.agents import RawController, running_agent
 from zcl import agent_wire as wire
 from zcl import cli, keys
-from zcl.zmq_journal import ACK, VERSION
+from zcl.journal_wire import ACK, VERSION
 
 GROWTH_LIMIT = 48 << 20  # bytes of resident memory a daemon may gain over the whole run
 FUZZ = settings(
@@ -154,8 +154,8 @@ def test_the_collector_survives_generated_records(ctx: cli.Ctx, tmp_path: Path) 
     keys.generate(keydir, nodes=["collector"], controllers=["runner"])
     controller = keys.load_controller_keys(keys.controller_dir(keydir, "runner"))
     journal = tmp_path / "journal.jsonl"
-    args = ["collect", "--keys", str(keys.node_dir(keydir, "collector")), "--path", str(journal)]
-    with processes.Roles("zcl.zmq_journal") as roles:
+    args = ["--keys", str(keys.node_dir(keydir, "collector")), "--path", str(journal)]
+    with processes.Roles("zcl.journal_collector") as roles:
         collector = roles.spawn("collector", *args, "--bind", "tcp://127.0.0.1:*")
         sock = ctx.socket(zmq.DEALER)
         sock.curve_publickey, sock.curve_secretkey = controller.public, controller.secret

@@ -22,16 +22,12 @@ from cluster_patterns import processes
 from tests.agents import free_port
 from tests.test_coordinator_auth import connect_and_handshake
 from tests.test_zmq_journal import COLLECTOR, collector, journal_keys, writer_keys
-from zcl import cli, keys, zmq_journal
+from zcl import cli, journal_collector, keys, zmq_journal
 from zcl.errors import JournalError, JournalRecordError, RecordError
 from zcl.journal import MAX_RECORD_BYTES, check_line, encode_line, read_journal, with_record_id
-from zcl.zmq_journal import (
-    REFUSED,
-    VERSION,
-    RecentRecords,
-    ZmqJournalWriter,
-    recover,
-)
+from zcl.journal_collector import RecentRecords, recover
+from zcl.journal_wire import REFUSED, VERSION
+from zcl.zmq_journal import ZmqJournalWriter
 
 __all__ = ["journal_keys"]  # the fixture, used by name below
 
@@ -144,7 +140,7 @@ def test_counters_are_visible_while_it_runs(
     with processes.Roles(COLLECTOR) as roles:
         c = roles.spawn(
             "collector",
-            *("collect", "--bind", bind, "--path", str(tmp_path / "j.jsonl")),
+            *("--bind", bind, "--path", str(tmp_path / "j.jsonl")),
             *("--keys", str(keys.node_dir(journal_keys, "collector")), "--stats-every", "0.2"),
             module=COLLECTOR,
         )
@@ -336,7 +332,7 @@ def test_a_writer_revoked_while_connected_has_its_next_record_refused(
 
 
 def test_quotas_hold_the_journal_and_each_writer_and_say_which_refused() -> None:
-    quotas = zmq_journal.Quotas(journal_bytes=100, writer_bytes_per_hour=60, size=10)
+    quotas = journal_collector.Quotas(journal_bytes=100, writer_bytes_per_hour=60, size=10)
     assert quotas.take("a", 50, now=0.0) is None
     refused = quotas.take("a", 20, now=1.0)
     assert refused is not None and refused.startswith("writer-quota:"), refused
@@ -354,7 +350,7 @@ def spawn_collector(
 ) -> processes.Child:
     return roles.spawn(
         "collector",
-        *("collect", "--bind", bind, "--path", str(path), *limits),
+        *("--bind", bind, "--path", str(path), *limits),
         *("--keys", str(keys.node_dir(keydir, "collector"))),
         module=COLLECTOR,
     )

@@ -15,7 +15,7 @@ import zmq
 
 from tests.agents import RawController, both_transports, executor, running_agent
 from zcl.errors import InvalidRequestError, OutputLimitError, RequestTooLargeError
-from zcl.protocols import DEFAULT_MAX_OUTPUT_BYTES
+from zcl.run_options import DEFAULT_MAX_OUTPUT_BYTES
 from zcl_lab.openssh_server import OpenSshServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]

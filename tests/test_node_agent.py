@@ -18,6 +18,7 @@ from tests.agents import RawController, executor, free_port, running_agent
 from zcl import agent_wire as wire
 from zcl import keys
 from zcl.errors import AgentDrainingError, CommandTimeoutError, RemoteError, TransportError
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.keys import ControllerKeys
 from zcl.zmq_node_executor import ZmqNodeExecutor
 
@@ -96,7 +97,9 @@ async def test_a_revoked_key_loses_its_open_session_at_once(keydir: Path, tmp_pa
 async def test_a_controller_without_curvezmq_is_refused(keydir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with running_agent(keydir) as agent:
-        async with ZmqNodeExecutor("node1", agent.endpoint, None, agent_silence_s=0.5) as plain:
+        async with ZmqNodeExecutor(
+            "node1", agent.endpoint, None, options=ZmqExecutorOptions(agent_silence_s=0.5)
+        ) as plain:
             with pytest.raises(TransportError):
                 await plain.run(f"touch {marker}")
     assert not marker.exists()
@@ -112,7 +115,7 @@ async def test_a_controller_pinning_the_wrong_agent_key_is_refused(
     wrong = ControllerKeys(real.public, real.secret, {"node1": impostor_key})
     with running_agent(keydir) as agent:
         async with ZmqNodeExecutor(
-            "node1", agent.endpoint, wrong, agent_silence_s=0.5
+            "node1", agent.endpoint, wrong, options=ZmqExecutorOptions(agent_silence_s=0.5)
         ) as pinned_wrong:
             with pytest.raises(TransportError):
                 await pinned_wrong.run(f"touch {marker}")

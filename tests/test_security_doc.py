@@ -13,7 +13,7 @@ import pytest
 
 from cluster_patterns import coordinator as coordinator_daemon
 from tests.doc_blocks import REPO
-from zcl import cli, zmq_journal
+from zcl import cli, journal_collector
 from zcl.agent import node_agent
 
 UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "s": 1}
@@ -24,14 +24,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "agent": ("zcl.agent.node_agent", "zcl.agent_wire",
               "zcl.agent.file_access"),
     "every daemon": ("zcl.cli",),
-    "collector": ("zcl.zmq_journal", "zcl.journal"),
+    "collector": ("zcl.journal_collector", "zcl.zmq_journal", "zcl.journal"),
     "coordinator": ("cluster_patterns.coordinator", "cluster_patterns.coordinator_core"),
 }  # fmt: skip
 
 
 def collector_parser() -> argparse.ArgumentParser:
     parser = cli.program_parser(None, "zcl-collector")
-    zmq_journal.add_collector_options(parser)
+    journal_collector.add_collector_options(parser)
     return parser
 
 

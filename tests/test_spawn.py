@@ -12,6 +12,7 @@ import pytest
 from tests.test_node_agent import wait_gone
 from zcl.agent import posix_spawn, spawn
 from zcl.agent.spawn import RunningCommand, SpawnError, WarmShells
+from zcl.run_options import RunOptions
 
 ENV = dict(os.environ)
 
@@ -31,7 +32,7 @@ async def test_a_timeout_kills_the_whole_process_group() -> None:
         pids.append(data)
         return True
 
-    command = RunningCommand("sleep 300 & echo $!; wait", ENV, timeout_s=0.5, sink=keep)
+    command = RunningCommand("sleep 300 & echo $!; wait", ENV, RunOptions(timeout_s=0.5), sink=keep)
     done = await asyncio.wait_for(command.finished, 10)
     assert done.timed_out and done.exit_status == -9
     assert wait_gone(int(pids[0]), timeout_s=10)
@@ -40,7 +41,7 @@ async def test_a_timeout_kills_the_whole_process_group() -> None:
 @pytest.mark.asyncio
 async def test_output_beyond_the_cap_is_dropped_and_flagged() -> None:
     done = await RunningCommand(
-        "head -c 5000000 /dev/zero; echo tail >&2", ENV, max_output_bytes=1000
+        "head -c 5000000 /dev/zero; echo tail >&2", ENV, RunOptions(max_output_bytes=1000)
     ).finished
     assert done.truncated
     assert len(done.stdout) + len(done.stderr) == 1000
@@ -181,7 +182,9 @@ async def test_a_child_in_a_session_of_its_own_is_killed_and_frees_the_slot(how:
         started.set()
         return True
 
-    command = RunningCommand(ESCAPES, ENV, timeout_s=0.5 if how == "timeout" else None, sink=keep)
+    command = RunningCommand(
+        ESCAPES, ENV, RunOptions(timeout_s=0.5 if how == "timeout" else None), sink=keep
+    )
     await asyncio.wait_for(started.wait(), 10)
     if how == "cancel":
         command.cancel()

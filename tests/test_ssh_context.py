@@ -9,6 +9,7 @@ import pytest
 
 from tests.agents import executor, running_agent
 from zcl.errors import CommandTimeoutError, RemoteError, TransportError
+from zcl.executor_options import SshExecutorOptions
 from zcl.ssh_context import NodeExecutorSSH
 from zcl_lab.openssh_server import OpenSshServer, free_loopback_port
 
@@ -57,7 +58,9 @@ async def test_one_connection_carries_every_command(sshd: OpenSshServer) -> None
 
 @pytest.mark.asyncio
 async def test_fresh_connections_work_too(sshd: OpenSshServer) -> None:
-    async with NodeExecutorSSH.for_node(sshd.node("node1"), persistent=False) as runner:
+    async with NodeExecutorSSH.for_node(
+        sshd.node("node1"), SshExecutorOptions(persistent=False)
+    ) as runner:
         assert (await runner.run("echo fresh")).stdout == b"fresh\n"
         assert runner.connections == {}
 

@@ -16,9 +16,11 @@ from tests.agents import free_port
 from zcl import keys
 from zcl.errors import JournalError
 from zcl.journal import read_journal
-from zcl.zmq_journal import VERSION, ZmqJournalWriter
+from zcl.journal_wire import VERSION
+from zcl.zmq_journal import ZmqJournalWriter
 
-COLLECTOR = "zcl.zmq_journal"
+COLLECTOR = "zcl.journal_collector"
+LOAD = "zcl_lab.journal_load"  # a writer as a process
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def collector(
 ) -> Iterator[processes.Child]:
     yield roles.spawn(
         "collector",
-        *("collect", "--bind", bind, "--path", str(path)),
+        *("--bind", bind, "--path", str(path)),
         *("--keys", str(keys.node_dir(keydir, "collector"))),
         module=COLLECTOR,
     )
@@ -64,9 +66,10 @@ def test_a_collector_killed_mid_stream_loses_and_doubles_nothing(
         with collector(roles, journal_keys, path, bind) as first:
             writer = roles.spawn(
                 "writer",
-                *("write", "--endpoint", bind, "--count", str(count), "--report-every", "5000"),
+                *("--endpoint", bind, "--count", str(count), "--report-every", "5000"),
                 *("--keys", str(keys.controller_dir(journal_keys, "runner"))),
                 timeout_s=30,
+                module=LOAD,
             )
             wait_for_line(writer, "acked", 20_000)
             first.kill(signal.SIGKILL)  # mid-stream: records in flight, some maybe half written
@@ -85,8 +88,9 @@ def test_what_a_killed_writer_had_acknowledged_is_on_disk(
     with processes.Roles(COLLECTOR) as roles, collector(roles, journal_keys, path, bind) as running:
         writer = roles.spawn(
             "writer",
-            *("write", "--endpoint", bind, "--count", "100000", "--report-every", "2000"),
+            *("--endpoint", bind, "--count", "100000", "--report-every", "2000"),
             *("--keys", str(keys.controller_dir(journal_keys, "runner"))),
+            module=LOAD,
         )
         acknowledged = wait_for_line(writer, "acked", 10_000)
         writer.kill(signal.SIGKILL)
@@ -194,7 +198,6 @@ def test_many_writers_feed_one_collector(journal_keys: Path, tmp_path: Path) -> 
                 (
                     name,
                     [
-                        "write",
                         "--endpoint",
                         bind,
                         "--count",
@@ -206,7 +209,8 @@ def test_many_writers_feed_one_collector(journal_keys: Path, tmp_path: Path) -> 
                     ],
                 )
                 for name in ("w1", "w2", "w3")
-            ]
+            ],
+            module=LOAD,
         )
         assert [writer.process.wait(timeout=60) for writer in writers] == [0, 0, 0]
     ids = [record["record_id"] for record in read_journal(path)]

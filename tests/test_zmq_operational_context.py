@@ -12,6 +12,7 @@ import pytest
 from tests.agents import executor, free_port, running_agent
 from zcl import keys
 from zcl.errors import ExecutorError, TransportError
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.journal import FileJournalWriter, read_journal
 from zcl.operational_context import run_on_group
 from zcl.protocols import ClusterDescriptor, NodeDescriptor, OperationalContextProtocol
@@ -126,7 +127,10 @@ async def test_run_group_gives_each_node_its_result_or_its_error_within_a_concur
             nodes, zmq_keys_dir=str(keys.controller_dir(keydir, "runner"))
         )
         async with build_zmq_context(
-            descriptor, None, FileJournalWriter(tmp_path / "j"), agent_silence_s=1
+            descriptor,
+            None,
+            FileJournalWriter(tmp_path / "j"),
+            options=ZmqExecutorOptions(agent_silence_s=1),
         ) as ctx:
             results = await asyncio.wait_for(
                 ctx.run_group(["node1", "node2", "node3"], "echo $((6*7))", max_concurrency=2),
@@ -206,7 +210,7 @@ async def main():
     with tempfile.TemporaryDirectory() as scratch:
         journal = FileJournalWriter(Path(scratch) / "j.jsonl")
         async with build_zmq_context(
-            ClusterDescriptor(nodes), None, journal, insecure=True
+            ClusterDescriptor(nodes), None, journal, insecure=True, raise_open_files=True
         ) as context:
             outcomes = await context.run_group(
                 [n.node_id for n in nodes], "true", max_concurrency=150, timeout_s=1

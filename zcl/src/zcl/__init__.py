@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         AgentDrainingError,
         CircuitOpenError,
         CliError,
+        CommandFailedError,
         CommandTimeoutError,
         ConfigurationError,
         DescriptorError,
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
         WireError,
         ZclError,
     )
+    from zcl.executor_base import NodeExecutorBase
+    from zcl.executor_options import SshExecutorOptions, ZmqExecutorOptions
     from zcl.fallback import FallbackExecutor
     from zcl.journal import FileJournalWriter, read_journal
     from zcl.keys import AgentKeys, ControllerKeys, load_agent_keys, load_controller_keys
@@ -68,9 +71,10 @@ if TYPE_CHECKING:
         SystemConfig,
     )
     from zcl.retry import RetryPolicy
+    from zcl.run_options import RunKeywords, RunOptions
     from zcl.ssh_context import NodeExecutorSSH, build_ssh_context
     from zcl.zmq_journal import ZmqJournalWriter
-    from zcl.zmq_node_executor import ZmqExecutorOptions, ZmqNodeExecutor
+    from zcl.zmq_node_executor import ZmqNodeExecutor
     from zcl.zmq_operational_context import build_zmq_context
 
 __version__ = "0.2.0"
@@ -118,7 +122,12 @@ _HOME = {  # each public name, and the module that defines it
     "UnknownNodeError": "zcl.errors",
     "WireError": "zcl.errors",
     "ZclError": "zcl.errors",
-    "ZmqExecutorOptions": "zcl.zmq_node_executor",
+    "ZmqExecutorOptions": "zcl.executor_options",
+    "SshExecutorOptions": "zcl.executor_options",
+    "RunOptions": "zcl.run_options",
+    "RunKeywords": "zcl.run_options",
+    "CommandFailedError": "zcl.errors",
+    "NodeExecutorBase": "zcl.executor_base",
     "ZmqJournalWriter": "zcl.zmq_journal",
     "ZmqNodeExecutor": "zcl.zmq_node_executor",
     "build_ssh_context": "zcl.ssh_context",
@@ -150,6 +159,7 @@ __all__ = [
     "CircuitOpenError",
     "CliError",
     "ClusterDescriptor",
+    "CommandFailedError",
     "CommandOutput",
     "CommandResult",
     "CommandTimeoutError",
@@ -165,6 +175,7 @@ __all__ = [
     "JournalUnavailableError",
     "KeyFileError",
     "NodeDescriptor",
+    "NodeExecutorBase",
     "NodeExecutorProtocol",
     "NodeExecutorSSH",
     "OperationalContext",
@@ -176,6 +187,9 @@ __all__ = [
     "RemoteError",
     "RequestTooLargeError",
     "RetryPolicy",
+    "RunKeywords",
+    "RunOptions",
+    "SshExecutorOptions",
     "Stream",
     "SystemConfig",
     "TransportError",

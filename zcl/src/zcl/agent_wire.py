@@ -46,12 +46,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import msgpack
 
-from zcl.errors import WireError
-from zcl.protocols import ENV_NAME
+from zcl.errors import InvalidRequestError, WireError
+from zcl.run_options import ENV_NAME, RunOptions
 
 VERSION = b"ZCA1"  # zmq-cluster-lab agent protocol, version 1
 
@@ -89,6 +90,67 @@ HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its ow
 # nothing more on this connection. The pipe keeps order, so once every controller has answered,
 # no request can still be on its way, and the agent may close without losing one unanswered.
 DRAIN_ID = b"drain"
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an ERROR reply: what a controller can act on (ERROR_MEANINGS says what
+    each means; zcl/WIRE.md lists them). Failures to parse a request at all are not answered:
+    there may be no request to answer; they are dropped and counted under their WireError kind."""
+
+    BAD_FIELD = "bad-field"
+    BAD_PATH = "bad-path"
+    FORBIDDEN_PATH = "forbidden-path"
+    NOT_ALLOWED = "not-allowed"
+    TOO_LARGE = "too-large"
+    OVER_LIMIT = "over-limit"
+    BUSY = "busy"
+    DUPLICATE_ID = "duplicate-id"
+    UNKNOWN_TRANSFER = "unknown-transfer"
+    BAD_PIECE = "bad-piece"
+    FILE_ERROR = "file-error"
+    SPAWN_FAILED = "spawn-failed"
+    SYSINFO_FAILED = "sysinfo-failed"
+    KEY_REFUSED = "key-refused"
+    SHUTTING_DOWN = "shutting-down"
+    INTERNAL_ERROR = "internal-error"
+
+    @classmethod
+    def of(cls, kind: str) -> ErrorCode:
+        """The code for a WireError raised while handling a request; one of our own that is
+        not a code is a fault of ours, answered as such rather than left unanswered."""
+        return cls(kind) if kind in cls._value2member_map_ else cls.INTERNAL_ERROR
+
+
+ERROR_MEANINGS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_FIELD: (
+        "a field of the request is missing, of the wrong type or out of range; nothing was done"
+    ),
+    ErrorCode.BAD_PATH: "a path that is not absolute, or holds a NUL",
+    ErrorCode.FORBIDDEN_PATH: (
+        "a path outside the agent's file roots, through a link, or to its own keys"
+    ),
+    ErrorCode.NOT_ALLOWED: (
+        "an operation, or a user to run as, that this agent's configuration does not allow"
+    ),
+    ErrorCode.TOO_LARGE: "a file over the agent's --max-file-bytes",
+    ErrorCode.OVER_LIMIT: "an output cap asked above the agent's --max-output-bytes",
+    ErrorCode.BUSY: "the agent runs --max-concurrent operations already; try again",
+    ErrorCode.DUPLICATE_ID: "a command with this request id is running on this connection",
+    ErrorCode.UNKNOWN_TRANSFER: "a piece for a transfer that finished, failed or expired",
+    ErrorCode.BAD_PIECE: "a piece out of order, or past the size the transfer announced",
+    ErrorCode.FILE_ERROR: "the file system refused the operation (the reason gives the error)",
+    ErrorCode.SPAWN_FAILED: "the command's shell could not be started; it did not run",
+    ErrorCode.SYSINFO_FAILED: "the system probe did not give its answer",
+    ErrorCode.KEY_REFUSED: (
+        "the controller's key was revoked; `started` says whether the command had begun"
+    ),
+    ErrorCode.SHUTTING_DOWN: (
+        "the agent is draining and refused it before starting it: another transport may run it"
+    ),
+    ErrorCode.INTERNAL_ERROR: (
+        "a fault of the agent's own (in its log); the request may not have been done"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -173,6 +235,48 @@ def parse_reply(frames: Sequence[bytes]) -> Reply:
     return Reply(frames[1], frames[2], frames[3], rest)
 
 
+# RUN's body carries the command and the options that travel; `truncate` and `check` are the
+# controller's own (what it does with the result), so they stay behind.
+RUN_OPTION_FIELDS = ("timeout_s", "env", "cwd", "input", "user", "kill_grace_s", "max_output_bytes")
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """A RUN request's body: written by the executor, read by the agent, checked by the same
+    RunOptions both ends use (run_options.py), so the agent refuses what no controller of ours
+    would send, with the reason the controller would have given."""
+
+    command: str
+    options: RunOptions
+    stream: bool = False  # output comes as OUT replies, as it is made
+    window: int | None = None  # a stream's output the agent may send ahead of our credit
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"command": self.command, "stream": self.stream}
+        for name in RUN_OPTION_FIELDS:
+            value = getattr(self.options, name)
+            if value is not None:
+                body[name] = dict(value) if name == "env" else value
+        if self.window is not None:
+            body["window"] = self.window
+        return body
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> RunMessage:
+        command = body.get("command")
+        if not isinstance(command, str):
+            raise WireError(ErrorCode.BAD_FIELD, "'command' must be a string")
+        if "\x00" in command:
+            raise WireError(ErrorCode.BAD_FIELD, "a command or cwd cannot hold a NUL")
+        fields: dict[str, Any] = {name: body.get(name) for name in RUN_OPTION_FIELDS}
+        try:
+            options = RunOptions(**fields)
+        except InvalidRequestError as exc:
+            raise WireError(ErrorCode.BAD_FIELD, exc.message) from None
+        window = None if body.get("window") is None else count_field(body, "window")
+        return cls(command, options, bool(body.get("stream")), window)
+
+
 # Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.
 
 
@@ -181,7 +285,7 @@ def text_field(body: Mapping[str, Any], name: str, *, optional: bool = False) ->
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise WireError("bad-field", f"{name!r} must be a string")
+        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be a string")
     return value
 
 
@@ -195,7 +299,7 @@ def number_field(body: Mapping[str, Any], name: str) -> float | None:
         or not math.isfinite(value)  # NaN passed `<= 0` and killed the command at once
         or value <= 0
     ):
-        raise WireError("bad-field", f"{name!r} must be a positive, finite number")
+        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be a positive, finite number")
     return float(value)
 
 
@@ -206,7 +310,7 @@ def env_field(body: Mapping[str, Any], name: str) -> dict[str, str] | None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
     ):
-        raise WireError("bad-field", f"{name!r} must map variable names to strings")
+        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must map variable names to strings")
     return value
 
 
@@ -214,7 +318,7 @@ def count_field(body: Mapping[str, Any], name: str, *, most: int = 2**63 - 1) ->
     """A whole number from 0 to `most`: sizes, offsets, lengths."""
     value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-        raise WireError("bad-field", f"{name!r} must be a whole number from 0 to {most}")
+        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be a whole number from 0 to {most}")
     return value
 
 
@@ -235,12 +339,14 @@ def receipts_field(body: Mapping[str, Any]) -> list[bytes]:
         or len(value) > MAX_RECEIPTS
         or not all(isinstance(receipt, bytes) for receipt in value)
     ):
-        raise WireError("bad-field", f"'read' must be a list of at most {MAX_RECEIPTS} receipts")
+        raise WireError(
+            ErrorCode.BAD_FIELD, f"'read' must be a list of at most {MAX_RECEIPTS} receipts"
+        )
     return value
 
 
 def bytes_field(body: Mapping[str, Any], name: str) -> bytes:
     value = body.get(name)
     if not isinstance(value, bytes):
-        raise WireError("bad-field", f"{name!r} must be bytes")
+        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be bytes")
     return value

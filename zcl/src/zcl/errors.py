@@ -8,6 +8,7 @@ The families, and what each tells a caller:
     │   │   ├── CircuitOpenError     recent failures opened the node's circuit: failing fast
     │   │   └── AgentDrainingError   the agent is stopping and refused it before starting it
     │   ├── CommandTimeoutError  it ran past its timeout and was killed (also a TimeoutError)
+    │   ├── CommandFailedError   it exited non-zero and the caller asked check=True; `result`
     │   ├── OutputLimitError     it wrote more than its cap; `result` holds what was kept
     │   ├── InvalidRequestError  the call's arguments are wrong; nothing was sent (a ValueError)
     │   │   └── RequestTooLargeError  over a limit of the node; nothing was sent
@@ -47,8 +48,9 @@ class ExecutorError(ZclError):
     """The command could not be run to completion on `node_id`; the message says why."""
 
     def __init__(self, node_id: str, message: str) -> None:
-        super().__init__(f"{node_id}: {message}")
-        self.node_id = node_id
+        super().__init__(f"{node_id}: {message}" if node_id else message)
+        self.node_id = node_id  # "" where no node is concerned yet (RunOptions made alone)
+        self.message = message
 
 
 class TransportError(ExecutorError):
@@ -114,8 +116,26 @@ class OutputLimitError(ExecutorError):
         self.result = result
 
 
+class CommandFailedError(ExecutorError):
+    """The command ran to its end and exited non-zero, and the caller asked `check=True`
+    (asyncssh's ProcessError, Fabric's UnexpectedExit); `result` holds its exit status and
+    output. Without `check` a non-zero exit is a result, not an error."""
+
+    def __init__(self, node_id: str, message: str, result: CommandResult) -> None:
+        super().__init__(node_id, message)
+        self.result = result
+
+
 class CommandTimeoutError(ExecutorError, TimeoutError):
-    """The command ran longer than its timeout and was killed, with everything it started."""
+    """The command ran longer than its timeout and was killed, with everything it started.
+    `stdout` and `stderr` hold what it wrote before (within its output cap), as asyncssh's
+    TimeoutError does: often the best clue to where it hung."""
+
+    def __init__(
+        self, node_id: str, message: str, *, stdout: bytes = b"", stderr: bytes = b""
+    ) -> None:
+        super().__init__(node_id, message)
+        self.stdout, self.stderr = stdout, stderr
 
 
 # -- describing a cluster, and its keys ---------------------------------------------------------

@@ -16,25 +16,31 @@ turns the fallback off for a call that must only ever use ZeroMQ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from zcl.errors import TransportError
+from zcl.executor_base import NodeExecutorBase, Sink
 from zcl.output_stream import CommandOutput
-from zcl.protocols import CommandResult, NodeExecutorProtocol, OutputCallback, SystemConfig
-from zcl.retry import RetryPolicy, attempt_with_retry
+from zcl.protocols import (
+    CommandResult,
+    NodeExecutorProtocol,
+    Progress,
+    RunRequest,
+    SystemConfig,
+)
 from zcl.zmq_node_executor import ZmqNodeExecutor
 
 log = logging.getLogger("zcl.fallback")  # its module path, also under python -m
 T = TypeVar("T")
 
 
-class FallbackExecutor:
+class FallbackExecutor(NodeExecutorBase):
     def __init__(
         self,
         zmq: ZmqNodeExecutor,
-        ssh: NodeExecutorProtocol,
+        ssh: NodeExecutorBase,
         retry_over_ssh: bool = True,
         *,
         allow_second_copy: bool = False,
@@ -70,66 +76,17 @@ class FallbackExecutor:
         self.served["ssh"] += 1
         return answer
 
-    async def run(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_output: OutputCallback | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandResult:
-        def over(executor: NodeExecutorProtocol) -> Callable[[], Awaitable[CommandResult]]:
-            return lambda: executor.run(
-                command,
-                timeout_s=timeout_s,
-                env=env,
-                cwd=cwd,
-                on_output=on_output,
-                input=input,
-                user=user,
-                kill_grace_s=kill_grace_s,
-                max_output_bytes=max_output_bytes,
-                truncate=truncate,
-            )
-
-        # The policy wraps the whole ZeroMQ-else-SSH attempt: a retry tries ZeroMQ again first.
-        return await attempt_with_retry(
-            retry, lambda: self._zmq_else_ssh(over(self.zmq), over(self.ssh))
-        )
-
-    def stream(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandOutput:
-        """Over ZeroMQ unless its circuit is open. Output already taken cannot be taken back,
-        so a stream that fails half-way is not started again over SSH: the loop gets the error."""
-        executor: NodeExecutorProtocol = self.zmq if self.zmq.breaker.state != "open" else self.ssh
-        return executor.stream(
-            command,
-            timeout_s=timeout_s,
-            env=env,
-            cwd=cwd,
-            input=input,
-            user=user,
-            kill_grace_s=kill_grace_s,
-            max_output_bytes=max_output_bytes,
-            truncate=truncate,
+    async def _run(self, request: RunRequest, sink: Sink) -> CommandResult:
+        """A stream goes over ZeroMQ unless its circuit is open: output already taken cannot be
+        taken back, so a stream that fails half-way is not started again over SSH (the loop
+        gets the error). A run goes over ZeroMQ, else SSH; a retry policy wraps the whole
+        attempt (NodeExecutorBase.run), so a retry tries ZeroMQ again first."""
+        if isinstance(sink, CommandOutput):
+            open_circuit = self.zmq.breaker.state == "open"
+            return await (self.ssh if open_circuit else self.zmq).run_request(request, sink)
+        return await self._zmq_else_ssh(
+            lambda: self.zmq.run_request(request, sink),
+            lambda: self.ssh.run_request(request, sink),
         )
 
     async def put_file(
@@ -139,20 +96,35 @@ class FallbackExecutor:
         *,
         mode: int | None = None,
         preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
-        options = {"mode": mode, "preserve_mode": preserve_mode}
-        await self._zmq_else_ssh(
-            lambda: self.zmq.put_file(local_path, remote_path, **options),  # type: ignore[arg-type]
-            lambda: self.ssh.put_file(local_path, remote_path, **options),  # type: ignore[arg-type]
-        )
+        def over(executor: NodeExecutorBase) -> Callable[[], Awaitable[None]]:
+            return lambda: executor.put_file(
+                local_path, remote_path, mode=mode, preserve_mode=preserve_mode, progress=progress
+            )
+
+        await self._zmq_else_ssh(over(self.zmq), over(self.ssh))
 
     async def get_file(
-        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
-        await self._zmq_else_ssh(
-            lambda: self.zmq.get_file(remote_path, local_path, preserve_mode=preserve_mode),
-            lambda: self.ssh.get_file(remote_path, local_path, preserve_mode=preserve_mode),
-        )
+        def over(executor: NodeExecutorBase) -> Callable[[], Awaitable[None]]:
+            return lambda: executor.get_file(
+                remote_path, local_path, preserve_mode=preserve_mode, progress=progress
+            )
+
+        await self._zmq_else_ssh(over(self.zmq), over(self.ssh))
+
+    async def ping(self) -> dict[str, Any]:
+        """The node's agent's answer to a ping (its incarnation, what runs, its limits), as
+        ZmqNodeExecutor.ping gives it: SSH has no agent to ask, so a node whose agent does not
+        answer raises TransportError here, even where its commands would go over SSH."""
+        return await self.zmq.ping()
 
     async def system_config(self) -> SystemConfig:
         return await self._zmq_else_ssh(self.zmq.system_config, self.ssh.system_config)

@@ -2,8 +2,8 @@
 
 `FileJournalWriter` is the baseline (cluster_runner's AsyncPerfTestJournalFileWriter): an
 asyncio writer that appends each record from a worker thread so the event loop never waits on
-the disk. The ZeroMQ journal (zmq_journal.py) writes the very same format, so the two files can
-be compared line by line.
+the disk. The ZeroMQ journal (zmq_journal.py and journal_collector.py) writes the very same
+format, so the two files can be compared line by line.
 
 Every record carries a `record_id`, given here when the caller did not: it is what lets the
 ZeroMQ collector keep exactly one copy of a record that was sent twice.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Unpack
 
 from zcl.errors import ExecutorError, UnknownNodeError
 from zcl.protocols import (
@@ -29,6 +29,7 @@ from zcl.protocols import (
     SystemConfig,
 )
 from zcl.retry import RetryPolicy
+from zcl.run_options import RunKeywords
 
 NodeFilter = Callable[[NodeDescriptor], bool]
 GroupResults = dict[str, CommandResult | ExecutorError]  # node id -> its result or its error
@@ -79,15 +80,8 @@ class OperationalContext:
         command: str,
         *,
         max_concurrency: int = 64,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
+        **options: Unpack[RunKeywords],
     ) -> GroupResults:
         """`command` on every node of the group: each node's CommandResult, or the
         ExecutorError it failed with, in the order asked; at most `max_concurrency` at once.
@@ -100,18 +94,7 @@ class OperationalContext:
             except ExecutorError as exc:  # this node's entry, not the group's end
                 unusable[node_id] = exc
         ran = await run_on_group(
-            executors,
-            command,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            env=env,
-            cwd=cwd,
-            input=input,
-            user=user,
-            kill_grace_s=kill_grace_s,
-            retry=retry,
-            max_output_bytes=max_output_bytes,
-            truncate=truncate,
+            executors, command, max_concurrency=max_concurrency, retry=retry, **options
         )
         return {
             node_id: ran[node_id] if node_id in ran else unusable[node_id] for node_id in node_ids
@@ -135,7 +118,8 @@ async def run_on_group(
     command: str,
     *,
     max_concurrency: int = 64,
-    **options: Any,
+    retry: RetryPolicy | None = None,
+    **options: Unpack[RunKeywords],
 ) -> GroupResults:
     """The group run for any executors (OperationalContext.run_group uses it)."""
     if max_concurrency < 1:
@@ -145,7 +129,7 @@ async def run_on_group(
     async def one(executor: NodeExecutorProtocol) -> CommandResult | ExecutorError:
         async with slots:
             try:
-                return await executor.run(command, **options)
+                return await executor.run(command, retry=retry, **options)
             except ExecutorError as exc:
                 return exc
 

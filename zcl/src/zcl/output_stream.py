@@ -5,6 +5,10 @@
             log.write(chunk)
     print(output.result.exit_status)
 
+    async with executor.stream("journalctl -f", timeout_s=60) as output:
+        async for stream, line in output.lines():   # a line at a time, each stream apart
+            if b"error" in line: ...
+
 A reader that falls behind slows the command instead of growing a queue: over ZeroMQ the agent
 may send at most its window (zmq_node_executor.STREAM_WINDOW) ahead of what the loop has taken,
 and stops reading the command's pipes until the loop catches up; over SSH the executor stops
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 
 from zcl.protocols import CommandResult, Stream
@@ -91,6 +95,19 @@ class CommandOutput:
 
     def __aiter__(self) -> CommandOutput:
         return self
+
+    async def lines(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        """The output a line at a time, stdout's and stderr's apart: each line keeps its b"\\n",
+        and what a stream wrote after its last newline comes at the end. A line is held only
+        until its newline arrives, and never beyond the command's output cap."""
+        partial: dict[Stream, bytes] = {"stdout": b"", "stderr": b""}
+        async for stream, chunk in self:
+            *complete, partial[stream] = (partial[stream] + chunk).split(b"\n")
+            for line in complete:
+                yield stream, line + b"\n"
+        for stream, rest in partial.items():
+            if rest:
+                yield stream, rest
 
     async def __anext__(self) -> tuple[Stream, bytes]:
         if self._task is None:

@@ -15,21 +15,24 @@ ran out of time (`CommandTimeoutError`), whichever transport served it.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shlex
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Unpack
 
 from zcl.errors import (
     DescriptorError,
     ExecutorError,
     InvalidRequestError,
     OutputLimitError,
+)
+from zcl.run_options import (
+    ENV_NAME,
+    RunKeywords,
+    RunOptions,
 )
 
 if TYPE_CHECKING:
@@ -38,11 +41,10 @@ if TYPE_CHECKING:
 
 Stream = Literal["stdout", "stderr"]
 OutputCallback = Callable[[Stream, bytes], None]
+# A transfer's progress, file by file: (the file's path on the node, bytes moved, its size),
+# called as each piece lands, as asyncssh's progress_handler is.
+Progress = Callable[[str, int, int], None]
 Transport = Literal["ssh", "zmq"]
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # what a shell accepts as a variable name
-# The output a run keeps unless the caller says otherwise (max_output_bytes=), on both
-# transports; a node's agent may keep less (its --max-output-bytes), and then that holds.
-DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 
 # -- results and errors ------------------------------------------------------------------------
@@ -280,83 +282,29 @@ def _node(data: Any, where: str) -> NodeDescriptor:
     return NodeDescriptor(**data)
 
 
-USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")  # what useradd accepts (NAME_REGEX)
-
-
 @dataclass(frozen=True)
 class RunRequest:
-    """One run() call, validated the same way whichever executor takes it (`checked`), with
-    the shell script both transports send (shell_script)."""
+    """One run() call: the command, its checked options (run_options.py) and the shell script
+    both transports send (shell_script)."""
 
     command: str
     script: str
-    timeout_s: float | None = None
-    env: Mapping[str, str] | None = None
-    cwd: str | None = None
-    input: bytes | None = None
-    user: str | None = None
-    kill_grace_s: float | None = None
-    max_output_bytes: int | None = None  # None: DEFAULT_MAX_OUTPUT_BYTES, or the node's less
-    truncate: bool = False
-
-    @property
-    def output_limit(self) -> int:
-        return DEFAULT_MAX_OUTPUT_BYTES if self.max_output_bytes is None else self.max_output_bytes
+    options: RunOptions
 
     @classmethod
-    def checked(
-        cls,
-        node_id: str,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> RunRequest:
+    def of(cls, node_id: str, command: str, options: RunOptions) -> RunRequest:
         """Raises InvalidRequestError, the same on both transports, before anything is sent."""
-        for name, value in (("timeout_s", timeout_s), ("kill_grace_s", kill_grace_s)):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise InvalidRequestError(node_id, f"{name} must be a positive number, got {value}")
-        if input is not None and not isinstance(input, bytes):
-            raise InvalidRequestError(node_id, f"input must be bytes, got {type(input).__name__}")
-        if user is not None and (not isinstance(user, str) or not USER_NAME.match(user)):
-            raise InvalidRequestError(node_id, f"not a valid user name: {user!r}")
-        texts = [command, cwd or "", *(env or {}).values()]
-        if any("\x00" in text for text in texts):  # no shell and no argv can carry one
+        if not isinstance(command, str):
+            raise InvalidRequestError(node_id, f"command must be a string, got {command!r}")
+        if "\x00" in command:  # no shell and no argv can carry one
             raise InvalidRequestError(node_id, "a command, cwd or env value cannot hold a NUL")
-        if max_output_bytes is not None and (
-            isinstance(max_output_bytes, bool)
-            or not isinstance(max_output_bytes, int)
-            or max_output_bytes < 1
-        ):
-            raise InvalidRequestError(
-                node_id, f"max_output_bytes must be a whole number >= 1, got {max_output_bytes!r}"
-            )
-        try:
-            script = shell_script(command, env, cwd)
-        except ValueError as exc:
-            raise InvalidRequestError(node_id, str(exc)) from None
-        return cls(
-            command, script, timeout_s, env, cwd, input, user, kill_grace_s,
-            max_output_bytes, bool(truncate),
-        )  # fmt: skip
+        return cls(command, shell_script(command, options.env, options.cwd), options)
 
 
 # Bits a copied file never carries, either way: a set-id or sticky bit, or others' write. A put
 # must not hand the node's user a setuid file made by a controller (or a get the controller's
 # user one made by a node), whatever the transport; the agent strips them from what it is sent.
 UNSAFE_MODE_BITS = 0o7002
-MAX_KILL_GRACE_S = 10.0  # the longest SIGTERM-to-SIGKILL either transport grants a request
 
 
 def safe_mode(mode: int | None) -> int | None:
@@ -420,43 +368,17 @@ class NodeExecutorProtocol(Protocol):
         self,
         command: str,
         *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
         on_output: OutputCallback | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
+        **options: Unpack[RunKeywords],
     ) -> CommandResult:
-        """Run `command` through the node's /bin/sh; raise CommandTimeoutError after `timeout_s`.
-
-        `input` is the command's stdin (else it reads end of file); `user` runs it as that
-        user where the node allows it (the agent's --run-as list; over SSH, a login as that
-        user); `kill_grace_s` sends a timed-out or cancelled command SIGTERM and that long to
-        finish before SIGKILL (else SIGKILL at once); `retry` runs it again after the failures
-        the policy names (retry.py). At most `max_output_bytes` of output are kept (stdout and
-        stderr together; DEFAULT_MAX_OUTPUT_BYTES, or less where the node's agent keeps less):
-        more raises OutputLimitError holding what was kept, unless `truncate` asks for a
-        result marked `truncated` instead.
-        """
+        """Run `command` through the node's /bin/sh, with the options RunOptions describes
+        (run_options.py); raise CommandTimeoutError after `timeout_s`. `on_output` is handed
+        each chunk of output as it comes; `retry` runs it again after the failures the policy
+        names (retry.py)."""
         ...
 
-    def stream(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandOutput:
+    def stream(self, command: str, **options: Unpack[RunKeywords]) -> CommandOutput:
         """`run`, with the output as an async iterator that slows the command when the loop
         falls behind (output_stream.py); leaving the loop early kills the command."""
         ...
@@ -468,6 +390,7 @@ class NodeExecutorProtocol(Protocol):
         *,
         mode: int | None = None,
         preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         """Copy a file, or a folder with everything below it, to the node, in pieces (no
         size is held in memory whole). The copy gets `mode`, or with `preserve_mode` the
@@ -475,9 +398,15 @@ class NodeExecutorProtocol(Protocol):
         ...
 
     async def get_file(
-        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
-        """Copy a file, or a folder with everything below it, from the node."""
+        """Copy a file, or a folder with everything below it, from the node; `progress` as
+        for put_file."""
         ...
 
     async def system_config(self) -> SystemConfig: ...
@@ -519,15 +448,8 @@ class OperationalContextProtocol(Protocol):
         command: str,
         *,
         max_concurrency: int = 64,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
         retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
+        **options: Unpack[RunKeywords],
     ) -> dict[str, CommandResult | ExecutorError]:
         """The command on each node: its result or its error, in the order asked."""
         ...

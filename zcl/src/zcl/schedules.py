@@ -120,12 +120,16 @@ async def run_schedule(
     context: OperationalContextProtocol,
     schedule: str,
     *,
-    program: str = "zcl-perftest",
+    program: str,
     options: str = "",
     timeout_s: float = 60.0,
     limit: int = 8,
 ) -> NodesConcurrencySet:
-    """Run the perf test on every group of a schedule; one journal record per node and group."""
+    """Run the perf test on every group of a schedule; one journal record per node and group.
+
+    `program` is the perf test each node runs (cluster_runner's run_cluster_perf; the lab's
+    is zcl-perftest), called with --test, --node, --role and --peers, then `options`; it
+    prints its result as JSON."""
     groups = SCHEDULES[schedule](context.nodes)
 
     async def test_group(group: Group) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,18 @@ from zcl.errors import (
     RemoteError,
     TransportError,
 )
+from zcl.executor_base import NodeExecutorBase, Sink
+from zcl.executor_options import SshExecutorOptions
 from zcl.operational_context import NodeFilter, OperationalContext, opened
 from zcl.output_stream import CommandOutput
 from zcl.protocols import (
     COMMAND_MARKER,
-    MAX_KILL_GRACE_S,
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
     CommandResult,
     NodeDescriptor,
     NodeExecutorProtocol,
-    OutputCallback,
+    Progress,
     RunRequest,
     Stream,
     SystemConfig,
@@ -49,14 +51,12 @@ from zcl.protocols import (
     ran_over,
     unsafe_modes,
 )
-from zcl.retry import RetryPolicy, attempt_with_retry
 from zcl.system_probe import PROBE_SCRIPT, parse_probe
 
-CONNECT_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 5.0  # for the command that kills a timed-out or cancelled one
 
 
-class NodeExecutorSSH:
+class NodeExecutorSSH(NodeExecutorBase):
     def __init__(
         self,
         node_id: str,
@@ -67,24 +67,24 @@ class NodeExecutorSSH:
         client_key: str | None = None,
         known_hosts: str | None = None,
         skip_host_key_check: bool = False,
-        persistent: bool = True,
-        max_kill_grace_s: float = MAX_KILL_GRACE_S,
+        options: SshExecutorOptions | None = None,
     ) -> None:
+        options = options or SshExecutorOptions()
         self.node_id, self.host, self.port = node_id, host, port
         # The agent's --max-kill-grace on this side: a grace of 1e9 asked never killed.
-        self.max_kill_grace_s = max_kill_grace_s
-        self.options: dict[str, Any] = {
+        self.max_kill_grace_s = options.max_kill_grace_s
+        self.connect_options: dict[str, Any] = {
             "username": username,
             "client_keys": [client_key] if client_key else None,
-            "connect_timeout": CONNECT_TIMEOUT_S,
+            "connect_timeout": options.connect_timeout_s,
         }
         # asyncssh checks host keys against ~/.ssh/known_hosts unless told otherwise; its
         # known_hosts=None means "check nothing", so None is passed only when asked by name.
         if skip_host_key_check:
-            self.options["known_hosts"] = None
+            self.connect_options["known_hosts"] = None
         elif known_hosts is not None:
-            self.options["known_hosts"] = known_hosts
-        self.persistent = persistent
+            self.connect_options["known_hosts"] = known_hosts
+        self.persistent = options.persistent
         self.connections: dict[str | None, asyncssh.SSHClientConnection] = {}  # user -> it
         self.connecting = asyncio.Lock()
         # marker -> the connection its command runs on, and the call
@@ -92,7 +92,9 @@ class NodeExecutorSSH:
         self.closed = False
 
     @classmethod
-    def for_node(cls, node: NodeDescriptor, persistent: bool = True) -> NodeExecutorSSH:
+    def for_node(
+        cls, node: NodeDescriptor, options: SshExecutorOptions | None = None
+    ) -> NodeExecutorSSH:
         return cls(
             node.node_id,
             node.host,
@@ -101,11 +103,12 @@ class NodeExecutorSSH:
             client_key=node.ssh_key_path,
             known_hosts=node.ssh_known_hosts_path,
             skip_host_key_check=node.ssh_skip_host_key_check,
-            persistent=persistent,
+            options=options,
         )
 
     async def _connect(self, user: str | None = None) -> asyncssh.SSHClientConnection:
-        options = self.options if user is None else dict(self.options, username=user)
+        options = self.connect_options
+        options = options if user is None else dict(options, username=user)
         try:
             return await asyncssh.connect(self.host, self.port, **options)
         except (OSError, asyncssh.Error) as exc:
@@ -121,53 +124,10 @@ class NodeExecutorSSH:
                 conn = self.connections[user] = await self._connect(user)
             return conn
 
-    async def run(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_output: OutputCallback | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandResult:
-        request = RunRequest.checked(
-            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
-            truncate=truncate,
-        )  # fmt: skip
-        return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
-
-    def stream(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandOutput:
-        """The output as an async iterator (output_stream.py): the channel is not read while
-        the loop is behind, so SSH's flow control holds the command's writes."""
-        request = RunRequest.checked(
-            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
-            truncate=truncate,
-        )  # fmt: skip
-        return CommandOutput(lambda output: self._run(request, None, output))
-
-    async def _run(
-        self, request: RunRequest, on_output: OutputCallback | None, output: CommandOutput | None
-    ) -> CommandResult:
+    async def _run(self, request: RunRequest, sink: Sink) -> CommandResult:
+        """The request over one SSH channel; a stream's channel is not read while its loop is
+        behind, so SSH's flow control holds the command's writes (output_stream.py)."""
+        output, on_output = (sink, None) if isinstance(sink, CommandOutput) else (None, sink)
         # The marker every process the command starts inherits, so a kill can find them all
         # (the agent does the same): closing an SSH channel kills nothing. It is in the
         # environment /bin/sh starts with, so the shell itself is found too (its TERM trap
@@ -184,9 +144,10 @@ class NodeExecutorSSH:
             f"exec env -i {COMMAND_MARKER}={marker} {variables} sh -c {shlex.quote(request.script)}"
         )
         started = time.monotonic()
-        user = request.user
+        user = request.options.user
         conn = await self._connection(user) if self.persistent else await self._connect(user)
         self.running[marker] = (conn, request)
+        kept: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}  # as it comes
         finished = False
         try:
 
@@ -197,17 +158,18 @@ class NodeExecutorSSH:
                     on_output(stream, chunk)
 
             streaming = on_output is not None or output is not None
-            kept = await self._stream(conn, script, request, deliver if streaming else None)
-            stdout, stderr, status, truncated = kept
+            status, truncated = await self._stream(
+                conn, script, request, kept, deliver if streaming else None
+            )
             if status is None:  # the channel closed with no exit status: the connection broke
                 raise TransportError(
                     self.node_id, "ssh: the connection ended before the command's exit status"
                 )
             finished = True
         except TimeoutError:  # asyncssh.TimeoutError is one too
-            raise CommandTimeoutError(
-                self.node_id, ran_over(request.command, request.timeout_s)
-            ) from None
+            message = ran_over(request.command, request.options.timeout_s)
+            stdout, stderr = b"".join(kept["stdout"]), b"".join(kept["stderr"])
+            raise CommandTimeoutError(self.node_id, message, stdout=stdout, stderr=stderr) from None
         except (OSError, asyncssh.Error) as exc:
             if self.closed:
                 raise TransportError(self.node_id, "the executor was closed") from None
@@ -225,29 +187,29 @@ class NodeExecutorSSH:
             node_id=self.node_id,
             command=request.command,
             exit_status=status,
-            stdout=stdout,
-            stderr=stderr,
+            stdout=b"".join(kept["stdout"]),
+            stderr=b"".join(kept["stderr"]),
             duration_s=time.monotonic() - started,
             truncated=truncated,
             transport="ssh",
         )
-        return kept_output(result, request.output_limit, request.truncate)
+        return kept_output(result, request.options.output_limit, request.options.truncate)
 
     async def _stream(
         self,
         conn: asyncssh.SSHClientConnection,
         script: str,
         request: RunRequest,
+        kept: dict[Stream, list[bytes]],
         deliver: Callable[[Stream, bytes], Awaitable[None]] | None,
-    ) -> tuple[bytes, bytes, int | None, bool]:
-        """The command's output, read as it comes and kept (and delivered) up to the
-        request's cap, stdout and stderr together, as the agent does; the rest is read and
-        dropped. Returns stdout, stderr, the exit status and whether anything was dropped."""
+    ) -> tuple[int | None, bool]:
+        """The command's output, read as it comes and kept in `kept` (and delivered) up to
+        the request's cap, stdout and stderr together, as the agent does; the rest is read and
+        dropped. Returns the exit status and whether anything was dropped."""
         # asyncssh sends no end of file after an empty input: /dev/null is the same
-        stdin = asyncssh.PIPE if request.input else asyncssh.DEVNULL
+        stdin = asyncssh.PIPE if request.options.input else asyncssh.DEVNULL
         process = await conn.create_process(script, encoding=None, stdin=stdin)
-        kept: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}
-        room = [request.output_limit]  # what may still be kept, both streams together
+        room = [request.options.output_limit]  # what may still be kept, both streams together
         dropped = [False]
 
         async def pump(name: Stream, reader: asyncssh.SSHReader[bytes]) -> None:
@@ -267,14 +229,13 @@ class NodeExecutorSSH:
                 await process.stdin.drain()
                 process.stdin.write_eof()
 
-        async with asyncio.timeout(request.timeout_s):
+        async with asyncio.timeout(request.options.timeout_s):
             pumps = [pump("stdout", process.stdout), pump("stderr", process.stderr)]
-            if request.input:
-                pumps.append(feed(request.input))
+            if request.options.input:
+                pumps.append(feed(request.options.input))
             await asyncio.gather(*pumps)
             await process.wait()
-        stdout, stderr = b"".join(kept["stdout"]), b"".join(kept["stderr"])
-        return stdout, stderr, process.returncode, dropped[0]
+        return process.returncode, dropped[0]
 
     async def put_file(
         self,
@@ -283,11 +244,18 @@ class NodeExecutorSSH:
         *,
         mode: int | None = None,
         preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         folder = checked_put(self.node_id, local_path, mode)
 
         async def put(sftp: asyncssh.SFTPClient) -> None:
-            await sftp.put(str(local_path), remote_path, recurse=folder, preserve=preserve_mode)
+            await sftp.put(
+                str(local_path),
+                remote_path,
+                recurse=folder,
+                preserve=preserve_mode,
+                progress_handler=_per_file(progress, remote_is_destination=True),
+            )
             if mode is not None:
                 await sftp.chmod(remote_path, mode)
             for path, safe in unsafe_modes(local_path) if preserve_mode else []:
@@ -298,10 +266,21 @@ class NodeExecutorSSH:
         await self._sftp("put", remote_path, put)  # a refusal is about the node's side
 
     async def get_file(
-        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         async def get(sftp: asyncssh.SFTPClient) -> None:
-            await sftp.get(remote_path, str(local_path), recurse=True, preserve=preserve_mode)
+            await sftp.get(
+                remote_path,
+                str(local_path),
+                recurse=True,
+                preserve=preserve_mode,
+                progress_handler=_per_file(progress, remote_is_destination=False),
+            )
             for path, safe in unsafe_modes(local_path) if preserve_mode else []:
                 path.chmod(safe)  # a node's set-id or others' write bit is not kept here
 
@@ -337,7 +316,7 @@ class NodeExecutorSSH:
         """Signal every process on the node whose environment carries the command's marker:
         SIGKILL, or SIGTERM, then SIGKILL for what is left after `kill_grace_s`. Over a new
         connection if the command's own dropped (sshd kills nothing when a connection ends)."""
-        grace = min(request.kill_grace_s or 0, self.max_kill_grace_s)
+        grace = min(request.options.kill_grace_s or 0, self.max_kill_grace_s)
         marked = (
             f"grep -lzx '{COMMAND_MARKER}={marker}' /proc/[0-9]*/environ 2>/dev/null"
             " | sed 's,^/proc/,,; s,/environ$,,'"
@@ -365,7 +344,7 @@ class NodeExecutorSSH:
                 if conn.is_closed():
                     if self.closed:
                         return
-                    conn = await self._connect(request.user)
+                    conn = await self._connect(request.options.user)
                     try:
                         await conn.run(kill, stdin=asyncssh.DEVNULL)
                     finally:
@@ -384,17 +363,30 @@ class NodeExecutorSSH:
             await conn.wait_closed()
 
 
+def _per_file(progress: Progress | None, *, remote_is_destination: bool) -> Any:
+    """asyncssh's progress_handler(source, destination, copied, total) as our Progress,
+    which names the file on the node."""
+    if progress is None:
+        return None
+
+    def handler(source: bytes, destination: bytes, copied: int, total: int) -> None:
+        remote = destination if remote_is_destination else source
+        progress(os.fsdecode(remote), copied, total)
+
+    return handler
+
+
 @contextlib.asynccontextmanager
 async def build_ssh_context(
     descriptor: ClusterDescriptor,
     filter_fn: NodeFilter | None,
     journal: AsyncJournalWriterProtocol,
     *,
-    persistent: bool = True,
+    options: SshExecutorOptions | None = None,
 ) -> AsyncIterator[OperationalContext]:
     """cluster_runner's context today: every node reached over SSH."""
     context = OperationalContext(
-        descriptor, filter_fn, journal, lambda node: NodeExecutorSSH.for_node(node, persistent)
+        descriptor, filter_fn, journal, lambda node: NodeExecutorSSH.for_node(node, options)
     )
     async with opened(context):
         yield context

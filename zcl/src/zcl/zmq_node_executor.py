@@ -33,7 +33,6 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ from zcl.errors import (
     TransportError,
     WireError,
 )
+from zcl.executor_base import NodeExecutorBase, Sink
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.heartbeat import Liveness
 from zcl.keys import ControllerKeys
 from zcl.loop_socket import LoopSocket
@@ -64,6 +65,7 @@ from zcl.protocols import (
     CommandResult,
     NodeExecutorProtocol,
     OutputCallback,
+    Progress,
     RunRequest,
     Stream,
     SystemConfig,
@@ -71,7 +73,6 @@ from zcl.protocols import (
     kept_output,
     ran_over,
 )
-from zcl.retry import RetryPolicy, attempt_with_retry
 from zcl.wire import recv_now
 
 log = logging.getLogger("zcl.zmq_node_executor")  # its module path, also under python -m
@@ -105,23 +106,6 @@ class _Call:
     output: dict[bytes, list[bytes]] = field(
         default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
     )
-
-
-@dataclass(frozen=True)
-class ZmqExecutorOptions:
-    """What may be tuned of every node's executor in a context, checked when it is made: a
-    misspelled name is a TypeError from `build_zmq_context` itself, not from a later run."""
-
-    heartbeat_s: float = 0.25
-    agent_silence_s: float = 2.0
-    grace_s: float = 5.0
-    max_message_bytes: int = 96 * MiB
-    max_in_flight: int = 64
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 class _Link:
@@ -202,7 +186,7 @@ class _Link:
         self.dealer.close()
 
 
-class ZmqNodeExecutor:
+class ZmqNodeExecutor(NodeExecutorBase):
     """Commands and files on one node, through its agent. Use in one event loop."""
 
     def __init__(
@@ -212,13 +196,10 @@ class ZmqNodeExecutor:
         keys: ControllerKeys | None,
         *,
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
-        heartbeat_s: float = 0.25,
-        agent_silence_s: float = 2.0,
-        grace_s: float = 5.0,
         breaker: CircuitBreaker | None = None,
-        max_message_bytes: int = 96 * MiB,
-        max_in_flight: int = 64,
+        options: ZmqExecutorOptions | None = None,
     ) -> None:
+        options = options or ZmqExecutorOptions()
         self.node_id, self.endpoint, self.keys = node_id, endpoint, keys
         if keys is not None and node_id not in keys.known_hosts:  # before any socket exists
             raise ConfigurationError(
@@ -226,12 +207,14 @@ class ZmqNodeExecutor:
             )
         self.own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
-        self.heartbeat_s, self.agent_silence_s, self.grace_s = heartbeat_s, agent_silence_s, grace_s
+        self.options = options
+        self.heartbeat_s, self.agent_silence_s = options.heartbeat_s, options.agent_silence_s
+        self.grace_s = options.grace_s
         self.breaker = breaker or CircuitBreaker()
-        self.max_message_bytes = max_message_bytes
+        self.max_message_bytes = options.max_message_bytes
         # More commands than the agent runs at once (its --max-concurrent) wait here, in order,
         # instead of coming back "busy".
-        self.slots = asyncio.Semaphore(max_in_flight)
+        self.slots = asyncio.Semaphore(options.max_in_flight)
         self.ids = itertools.count(1)
         self.calls: dict[bytes, _Call] = {}
         self.incarnation: bytes | None = None
@@ -250,89 +233,38 @@ class ZmqNodeExecutor:
 
     # -- the contract ------------------------------------------------------------------------
 
-    async def run(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_output: OutputCallback | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandResult:
-        request = RunRequest.checked(  # as SSH checks it, locally
-            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
-            truncate=truncate,
-        )  # fmt: skip
-        return await attempt_with_retry(retry, lambda: self._run(request, on_output, None))
-
-    def stream(
-        self,
-        command: str,
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        input: bytes | None = None,
-        user: str | None = None,
-        kill_grace_s: float | None = None,
-        max_output_bytes: int | None = None,
-        truncate: bool = False,
-    ) -> CommandOutput:
-        """The output as an async iterator (output_stream.py); the agent's window is credited
-        as the loop takes each chunk, so a slow loop slows the command."""
-        request = RunRequest.checked(
-            self.node_id, command, timeout_s=timeout_s, env=env, cwd=cwd, input=input,
-            user=user, kill_grace_s=kill_grace_s, max_output_bytes=max_output_bytes,
-            truncate=truncate,
-        )  # fmt: skip
-        return CommandOutput(lambda output: self._run(request, None, output))
-
-    async def _run(
-        self, request: RunRequest, on_output: OutputCallback | None, output: CommandOutput | None
-    ) -> CommandResult:
-        command, timeout_s = request.command, request.timeout_s
-        streaming = on_output is not None or output is not None
+    async def _run(self, request: RunRequest, sink: Sink) -> CommandResult:
+        """The request as one RUN to the agent; a stream's output is credited as its loop
+        takes each chunk (output_stream.py), so a slow loop slows the command."""
+        output, on_output = (sink, None) if isinstance(sink, CommandOutput) else (None, sink)
+        command, options = request.command, request.options
+        streaming = sink is not None
         # The envelope, and the receipts a request may carry back.
-        size = len(request.script) + len(request.input or b"") + 4096 + RECEIPTS_ENVELOPE
+        size = len(request.script) + len(options.input or b"") + 4096 + RECEIPTS_ENVELOPE
         await self._within_limit("max_message_bytes", size, "its stdin and command")
-        if request.max_output_bytes is not None:
-            await self._within_limit("max_output_bytes", request.max_output_bytes, "the cap asked")
-        body: dict[str, Any] = {"command": command, "stream": streaming}
-        optional = {
-            "timeout_s": timeout_s,
-            "env": None if request.env is None else dict(request.env),
-            "cwd": request.cwd,
-            "input": request.input,
-            "user": request.user,
-            "kill_grace_s": request.kill_grace_s,
-            "max_output_bytes": request.max_output_bytes,
-        }
-        body.update((name, value) for name, value in optional.items() if value is not None)
-        if streaming:
-            body["window"] = STREAM_WINDOW  # the agent waits for our credit beyond this
-        grace = request.kill_grace_s or 0
+        if options.max_output_bytes is not None:
+            await self._within_limit("max_output_bytes", options.max_output_bytes, "the cap asked")
+        run = wire.RunMessage(
+            command, options, stream=streaming, window=STREAM_WINDOW if streaming else None
+        )  # beyond the window the agent waits for our credit
+        grace = options.kill_grace_s or 0
+        timeout_s = options.timeout_s
         wait_s = None if timeout_s is None else timeout_s + grace + self.grace_s
         call = _Call(asyncio.get_running_loop().create_future(), on_output, output)
         async with self.slots:
-            reply = await self._request(wire.RUN, body, call, wait_s)
+            reply = await self._request(wire.RUN, run.body(), call, wait_s)
         done = reply.body()
-        if done.get("timed_out"):
-            raise CommandTimeoutError(self.node_id, ran_over(command, timeout_s))
-        if done.get("cancelled"):
-            raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
         stdout, stderr = (
             (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
         )
         if streaming:
             stdout = b"".join(call.output[wire.STDOUT])
             stderr = b"".join(call.output[wire.STDERR])
+        if done.get("timed_out"):
+            message = ran_over(command, timeout_s)
+            raise CommandTimeoutError(self.node_id, message, stdout=stdout, stderr=stderr)
+        if done.get("cancelled"):
+            raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
         result = CommandResult(
             node_id=self.node_id,
             command=command,
@@ -344,8 +276,8 @@ class ZmqNodeExecutor:
             transport="zmq",
         )
         limit = done.get("output_limit")
-        limit = limit if isinstance(limit, int) else request.output_limit
-        return kept_output(result, limit, request.truncate)
+        limit = limit if isinstance(limit, int) else options.output_limit
+        return kept_output(result, limit, options.truncate)
 
     async def _within_limit(self, name: str, value: int, what: str) -> None:
         """Refuse here, before sending, what the agent would refuse or libzmq would drop. The
@@ -369,13 +301,16 @@ class ZmqNodeExecutor:
         *,
         mode: int | None = None,
         preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         if checked_put(self.node_id, local_path, mode):
-            await self._put_folder(local_path, remote_path, preserve_mode)
+            await self._put_folder(local_path, remote_path, preserve_mode, progress)
             return
-        await self._put_one(local_path, remote_path, mode, preserve_mode)
+        await self._put_one(local_path, remote_path, mode, preserve_mode, progress)
 
-    async def _put_folder(self, local: Path, remote: str, preserve_mode: bool) -> None:
+    async def _put_folder(
+        self, local: Path, remote: str, preserve_mode: bool, progress: Progress | None
+    ) -> None:
         """The folder, then what is in it; links to folders and special files are skipped,
         a link to a file is sent as the file."""
         body: dict[str, Any] = {"path": remote, "kind": "folder"}
@@ -385,12 +320,17 @@ class ZmqNodeExecutor:
         for entry in await asyncio.to_thread(_sorted_entries, local):
             below = f"{remote.rstrip('/')}/{entry.name}"
             if entry.is_dir(follow_symlinks=False):
-                await self._put_folder(Path(entry.path), below, preserve_mode)
+                await self._put_folder(Path(entry.path), below, preserve_mode, progress)
             elif entry.is_file():
-                await self._put_one(Path(entry.path), below, None, preserve_mode)
+                await self._put_one(Path(entry.path), below, None, preserve_mode, progress)
 
     async def _put_one(
-        self, local: Path, remote: str, mode: int | None, preserve_mode: bool
+        self,
+        local: Path,
+        remote: str,
+        mode: int | None,
+        preserve_mode: bool,
+        progress: Progress | None,
     ) -> None:
         """One message for a small file; else a transfer, a piece at a time, so neither side
         holds the file whole (the agent refuses a size over its limit before any piece)."""
@@ -406,6 +346,8 @@ class ZmqNodeExecutor:
             if info.st_size <= PIECE_BYTES:
                 body["data"] = await asyncio.to_thread(source.read, PIECE_BYTES)
                 await self._simple(wire.PUT, body)
+                if progress is not None:
+                    progress(remote, len(body["data"]), len(body["data"]))
                 return
             size = info.st_size
             await self._within_limit("max_file_bytes", size, f"{local}")
@@ -419,15 +361,22 @@ class ZmqNodeExecutor:
                 write = {"transfer": handle, "offset": offset, "data": piece, "last": last}
                 await self._simple(wire.WRITE, write)
                 offset += len(piece)
+                if progress is not None:
+                    progress(remote, offset, size)
 
     async def get_file(
-        self, remote_path: str, local_path: Path, *, preserve_mode: bool = False
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        preserve_mode: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         first = await self._get_piece(remote_path, 0)
         if first.get("kind") == "folder":
-            await self._get_folder(remote_path, local_path, first, preserve_mode)
+            await self._get_folder(remote_path, local_path, first, preserve_mode, progress)
         else:
-            await self._get_one(remote_path, local_path, first, preserve_mode)
+            await self._get_one(remote_path, local_path, first, preserve_mode, progress)
 
     async def _get_piece(self, remote: str, offset: int) -> dict[str, Any]:
         return await self._simple(
@@ -435,7 +384,12 @@ class ZmqNodeExecutor:
         )
 
     async def _get_folder(
-        self, remote: str, local: Path, listing: dict[str, Any], preserve_mode: bool
+        self,
+        remote: str,
+        local: Path,
+        listing: dict[str, Any],
+        preserve_mode: bool,
+        progress: Progress | None,
     ) -> None:
         try:
             local.mkdir(exist_ok=True)
@@ -449,13 +403,18 @@ class ZmqNodeExecutor:
             below = f"{remote.rstrip('/')}/{name}"
             if kind == "folder":
                 await self._get_folder(below, local / name, await self._get_piece(below, 0),
-                                       preserve_mode)  # fmt: skip
+                                       preserve_mode, progress)  # fmt: skip
             elif kind == "file":
                 await self._get_one(below, local / name, await self._get_piece(below, 0),
-                                    preserve_mode)  # fmt: skip
+                                    preserve_mode, progress)  # fmt: skip
 
     async def _get_one(
-        self, remote: str, local: Path, first: dict[str, Any], preserve_mode: bool
+        self,
+        remote: str,
+        local: Path,
+        first: dict[str, Any],
+        preserve_mode: bool,
+        progress: Progress | None,
     ) -> None:
         """Pieces into a temporary file beside the target, renamed into place at the end."""
         temporary = local.with_name(f".{local.name}.{secrets.token_hex(8)}.partial")
@@ -470,6 +429,8 @@ class ZmqNodeExecutor:
                 while True:
                     await asyncio.to_thread(out.write, piece["data"])
                     offset += len(piece["data"])
+                    if progress is not None:
+                        progress(remote, offset, size)
                     if offset >= size or not piece["data"]:
                         break
                     piece = await self._get_piece(remote, offset)
@@ -573,9 +534,9 @@ class ZmqNodeExecutor:
     def _refusal(self, error: dict[str, Any]) -> ExecutorError:
         """The error for the agent's refusal of one request."""
         code, reason = error.get("code"), error.get("reason")
-        if code == "shutting-down":  # refused before it started: safe elsewhere
+        if code == wire.ErrorCode.SHUTTING_DOWN:  # refused before it started: safe elsewhere
             return AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
-        if code == "over-limit":
+        if code == wire.ErrorCode.OVER_LIMIT:
             return RequestTooLargeError(self.node_id, str(reason))
         return RemoteError(self.node_id, f"{code}: {reason}")
 
@@ -669,10 +630,10 @@ class ZmqNodeExecutor:
         """An error that tells of the connection, not only of one call: a drain notice, a
         refusal while draining, a key revoked on this session. True when it is handled here."""
         code = _error_code(reply)
-        if code == "shutting-down":
+        if code == wire.ErrorCode.SHUTTING_DOWN:
             self._draining()  # a refused call still learns of it below
             return reply.request_id == wire.DRAIN_ID
-        if code != "key-refused":
+        if code != wire.ErrorCode.KEY_REFUSED:
             return False
         # Revoked while connected: nothing more will be served on this connection, and a new
         # one is refused at the handshake. The refused request itself says whether it had

@@ -17,7 +17,6 @@ terminated when the context exits, however it exits.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import logging
 import resource
@@ -28,6 +27,8 @@ from typing import Any
 import zmq
 
 from zcl.errors import ConfigurationError, KeyFileError
+from zcl.executor_base import NodeExecutorBase
+from zcl.executor_options import ZmqExecutorOptions
 from zcl.fallback import FallbackExecutor
 from zcl.keys import ControllerKeys, load_controller_keys
 from zcl.operational_context import NodeFilter, OperationalContext, opened
@@ -37,7 +38,7 @@ from zcl.protocols import (
     NodeDescriptor,
     NodeExecutorProtocol,
 )
-from zcl.zmq_node_executor import ZmqExecutorOptions, ZmqNodeExecutor
+from zcl.zmq_node_executor import ZmqNodeExecutor
 
 SSH_EXTRA_HINT = "pip install 'zcl[ssh]'"
 # What one node's link costs the controller (lab/fanout_controller.py measures it): three ZeroMQ
@@ -49,15 +50,30 @@ SOCKETS_PER_NODE, FILES_PER_NODE, LEEWAY = 4, 5, 128
 log = logging.getLogger("zcl.zmq_operational_context")  # its module path, also under python -m
 
 
-def room_for(nodes: int, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+def room_for(
+    nodes: int, ctx: zmq.Context[zmq.Socket[bytes]], *, raise_open_files: bool = False
+) -> None:
     """Let one context hold every node's link at once: libzmq's default of 1,023 sockets stops
-    a controller at about 340 nodes, and the usual soft limit of 1,024 open files at about 250. The
-    soft limit is raised only as far as the hard one (the operator's: ulimit -Hn, LimitNOFILE=)
-    allows; short of that, a warning names the limit, and nodes past it fail one by one."""
+    a controller at about 340 nodes, and the usual soft limit of 1,024 open files at about 250.
+
+    The open-files limit is the host process's, not ours: it is raised only when asked
+    (`raise_open_files=True`), and then only as far as the hard limit (the operator's: ulimit
+    -Hn, LimitNOFILE=) allows. Short of what the nodes need, a warning names the numbers and
+    the way out, and nodes past the limit fail one by one."""
     ctx.max_sockets = max(ctx.max_sockets, SOCKETS_PER_NODE * nodes + LEEWAY)
     needed = FILES_PER_NODE * nodes + LEEWAY
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if not raise_open_files:
+        log.warning(
+            "%d nodes need about %d open files; this process may open %d "
+            "(build_zmq_context(..., raise_open_files=True) raises it to the hard limit, %s)",
+            nodes,
+            needed,
+            soft,
+            "unlimited" if hard == resource.RLIM_INFINITY else hard,
+        )
         return
     raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
@@ -83,9 +99,9 @@ def _ssh_module(node: NodeDescriptor) -> Any:
         ) from None
 
 
-def ssh_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
+def ssh_executor(node: NodeDescriptor) -> NodeExecutorBase:
     """NodeExecutorSSH for a node that uses SSH or falls back to it."""
-    executor: NodeExecutorProtocol = _ssh_module(node).NodeExecutorSSH.for_node(node)
+    executor: NodeExecutorBase = _ssh_module(node).NodeExecutorSSH.for_node(node)
     return executor
 
 
@@ -135,19 +151,24 @@ async def build_zmq_context(
     fallback: bool = False,
     allow_second_copy: bool = False,
     insecure: bool = False,
-    **executor_options: Any,
+    options: ZmqExecutorOptions | None = None,
+    raise_open_files: bool = False,
 ) -> AsyncIterator[OperationalContext]:
-    """`executor_options` are ZmqExecutorOptions' fields; `insecure=True` allows a descriptor
-    with no zmq_keys_dir (agents without CurveZMQ: tests and demos)."""
-    options = dataclasses.asdict(ZmqExecutorOptions(**executor_options))  # a bad name: now
+    """`options` tune every node's executor (executor_options.py); `insecure=True` allows a
+    descriptor with no zmq_keys_dir (agents without CurveZMQ: tests and demos);
+    `raise_open_files=True` lets the context raise this process's open-files limit as far as
+    its nodes need (room_for)."""
     keys = checked_configuration(descriptor, filter_fn, fallback=fallback, insecure=insecure)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    room_for(sum(node.transport == "zmq" for node in descriptor.nodes), ctx)
+    zmq_nodes = sum(node.transport == "zmq" for node in descriptor.nodes)
+    room_for(zmq_nodes, ctx, raise_open_files=raise_open_files)
 
     def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
         if node.transport == "ssh":
             return ssh_executor(node)
-        over_zmq = ZmqNodeExecutor(node.node_id, node.agent_endpoint, keys, ctx=ctx, **options)
+        over_zmq = ZmqNodeExecutor(
+            node.node_id, node.agent_endpoint, keys, ctx=ctx, options=options
+        )
         if not fallback:
             return over_zmq
         return FallbackExecutor(over_zmq, ssh_executor(node), allow_second_copy=allow_second_copy)

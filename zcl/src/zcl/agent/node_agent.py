@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -93,6 +94,7 @@ from zcl.agent.file_access import (
 )
 from zcl.agent.reply_ledger import ReplyLedger, new_receipt
 from zcl.agent.spawn import (
+    READ_CHUNK,
     STDOUT,
     Finished,
     RunAs,
@@ -101,10 +103,12 @@ from zcl.agent.spawn import (
     WarmShells,
 )
 from zcl.agent.staging_ledger import StagingLedger
+from zcl.agent_wire import ErrorCode
 from zcl.errors import CliError, ProbeError, WireError
 from zcl.heartbeat import Liveness
 from zcl.loop_socket import LoopSocket
-from zcl.protocols import MAX_KILL_GRACE_S, login_environment, shell_script
+from zcl.protocols import login_environment, shell_script
+from zcl.run_options import MAX_KILL_GRACE_S, RunOptions
 from zcl.system_probe import PROBE_SCRIPT, parse_probe
 from zcl.wire import recv_now, recv_now_as
 
@@ -246,7 +250,7 @@ class NodeAgent:
     def answer(self, req: wire.Request, kind: bytes, *rest: bytes) -> bool:
         return self.send(wire.reply(req.peer, req.request_id, kind, self.incarnation, *rest))
 
-    def refuse(self, req: wire.Request, code: str, reason: str, **detail: Any) -> None:
+    def refuse(self, req: wire.Request, code: ErrorCode, reason: str, **detail: Any) -> None:
         self.counters[f"refused.{code}"] += 1
         body = {"code": code, "reason": reason[:MAX_REASON_CHARS], **detail}
         self.answer(req, wire.ERROR, wire.encode_body(body))
@@ -324,7 +328,7 @@ class NodeAgent:
         """`started` tells the controller whether the request had begun (a command killed at
         the revocation) or never ran here, which another transport may then run safely."""
         reason = "this controller's key is no longer authorized"
-        self.refuse(req, "key-refused", reason, started=started)
+        self.refuse(req, ErrorCode.KEY_REFUSED, reason, started=started)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -396,7 +400,7 @@ class NodeAgent:
         try:
             self._returned(req)
         except WireError as exc:
-            self.refuse(req, exc.kind, exc.detail)
+            self.refuse(req, ErrorCode.of(exc.kind), exc.detail)
             return
         if req.operation == wire.PING and req.request_id == wire.DRAIN_ID:
             self.drain_unanswered.discard(req.peer)  # nothing more will start from this peer
@@ -408,16 +412,20 @@ class NodeAgent:
             or req.operation == wire.READ  # returning receipts is part of every operation
         )
         if handler is None or not allowed:
-            self.refuse(req, "not-allowed", f"operation {req.operation[:32]!r} is not allowed")
+            self.refuse(
+                req, ErrorCode.NOT_ALLOWED, f"operation {req.operation[:32]!r} is not allowed"
+            )
             return
         try:
             handler(self, req)
         except WireError as exc:
-            self.refuse(req, exc.kind, exc.detail)
+            self.refuse(req, ErrorCode.of(exc.kind), exc.detail)
         except Exception:  # a bug of ours: the controller still gets an answer, never silence
             log.exception("internal error in %r", req.operation[:32])
             self.counters["internal-error"] += 1
-            self.refuse(req, "internal-error", "the agent failed on this request; see its log")
+            self.refuse(
+                req, ErrorCode.INTERNAL_ERROR, "the agent failed on this request; see its log"
+            )
 
     async def _housekeeping(self) -> None:
         """Kill the commands of controllers that went silent; end a drain when it is done.
@@ -543,7 +551,7 @@ class NodeAgent:
     def _tell_draining(self, peer: bytes) -> None:
         if peer in self.drain_unanswered:
             return
-        notice = {"code": "shutting-down", "reason": "the agent is shutting down"}
+        notice = {"code": ErrorCode.SHUTTING_DOWN, "reason": "the agent is shutting down"}
         body = wire.encode_body(notice)
         if self.send(wire.reply(peer, wire.DRAIN_ID, wire.ERROR, self.incarnation, body)):
             self.drain_unanswered.add(peer)
@@ -562,7 +570,7 @@ class NodeAgent:
         """While draining, nothing new starts: the controller's other transport takes it."""
         if self.draining_since is None:
             return False
-        self.refuse(req, "shutting-down", "the agent is shutting down")
+        self.refuse(req, ErrorCode.SHUTTING_DOWN, "the agent is shutting down")
         self._tell_draining(req.peer)
         return True
 
@@ -572,7 +580,7 @@ class NodeAgent:
         busy = self._operations_at_work()
         if busy < self.cfg.max_concurrent:
             return False
-        self.refuse(req, "busy", f"{busy} operations running (the limit)")
+        self.refuse(req, ErrorCode.BUSY, f"{busy} operations running (the limit)")
         return True
 
     def _operations_at_work(self) -> int:
@@ -598,82 +606,68 @@ class NodeAgent:
         if self._refused_draining(req) or self._refused_busy(req):
             return
         if (req.peer, req.request_id) in self.running:
-            self.refuse(req, "duplicate-id", "a command with this request id is running")
+            self.refuse(req, ErrorCode.DUPLICATE_ID, "a command with this request id is running")
             return
-        if any("\x00" in str(v) for v in (req.body.get("command"), req.body.get("cwd"))):
-            raise WireError("bad-field", "a command or cwd cannot hold a NUL")
-        try:
-            script = shell_script(
-                str(wire.text_field(req.body, "command")),
-                wire.env_field(req.body, "env"),
-                wire.text_field(req.body, "cwd", optional=True),
-            )
-        except ValueError as exc:
-            raise WireError("bad-field", str(exc)) from None
+        run = wire.RunMessage.read(req.body)
+        options = run.options
+        script = shell_script(run.command, options.env, options.cwd)
         stream = None
-        if req.body.get("stream"):
-            window = None
-            if req.body.get("window") is not None:  # below a pipe's read it could never reopen
-                window = wire.count_field(req.body, "window")
-                if window < MIN_STREAM_WINDOW:
-                    raise WireError("bad-field", f"'window' must be at least {MIN_STREAM_WINDOW}")
-            stream = self.streams[(req.peer, req.request_id)] = _Stream(window)
+        if run.stream:
+            # Below a pipe's read a window could never reopen.
+            if run.window is not None and run.window < MIN_STREAM_WINDOW:
+                raise WireError(
+                    ErrorCode.BAD_FIELD, f"'window' must be at least {MIN_STREAM_WINDOW}"
+                )
+            stream = self.streams[(req.peer, req.request_id)] = _Stream(run.window)
         sink = None if stream is None else self._streamer(req, stream)
-        run_as = self._run_as(req)
+        run_as = self._run_as(options.user)
         script = self.command_limits + script
         output_limit = self.cfg.max_output_bytes
-        if req.body.get("max_output_bytes") is not None:
-            asked = wire.count_field(req.body, "max_output_bytes")
-            if not 1 <= asked <= output_limit:
+        if options.max_output_bytes is not None:
+            asked = options.max_output_bytes
+            if asked > output_limit:
                 self.streams.pop((req.peer, req.request_id), None)
                 reason = f"max_output_bytes {asked} is over this agent's --max-output-bytes"
-                self.refuse(req, "over-limit", f"{reason} ({output_limit})")
+                self.refuse(req, ErrorCode.OVER_LIMIT, f"{reason} ({output_limit})")
                 return
             output_limit = asked
-        stdin = req.body.get("input")
-        if stdin is not None and not isinstance(stdin, bytes):
-            raise WireError("bad-field", "'input' must be bytes")
         try:
-            cmd = RunningCommand(
-                script,
-                self.env,
-                timeout_s=wire.number_field(req.body, "timeout_s"),
+            held = dataclasses.replace(  # to this agent's limits
+                options,
                 max_output_bytes=output_limit,
-                sink=sink,
-                warm=self.warm,
-                stdin=stdin,
-                run_as=run_as,
-                kill_grace_s=self._kill_grace(req),
+                kill_grace_s=self._kill_grace(options.kill_grace_s),
             )
+            cmd = RunningCommand(script, self.env, held, sink=sink, warm=self.warm, run_as=run_as)
         except SpawnError as exc:
             self.streams.pop((req.peer, req.request_id), None)
-            self.refuse(req, "spawn-failed", str(exc))
+            self.refuse(req, ErrorCode.SPAWN_FAILED, str(exc))
             return
         key = (req.peer, req.request_id)
         if stream is not None:
             stream.command = cmd
+            self._pause_streams()  # before its first chunk, if the budget is met already
         self.running[key] = cmd
         self.counters["commands"] += 1
         cmd.finished.add_done_callback(lambda done: self._command_done(req, done, output_limit))
 
-    def _kill_grace(self, req: wire.Request) -> float | None:
+    def _kill_grace(self, asked: float | None) -> float | None:
         """The grace asked, held to --max-kill-grace: every way a command is stopped (its
         timeout, a cancel, its controller gone, the drain) ends in SIGKILL within the bound,
         whatever the request said."""
-        asked = wire.number_field(req.body, "kill_grace_s")
         if asked is not None and asked > self.cfg.max_kill_grace_s:
             self.counters["kill-grace.capped"] += 1
             return self.cfg.max_kill_grace_s
         return asked
 
-    def _run_as(self, req: wire.Request) -> RunAs | None:
-        name = wire.text_field(req.body, "user", optional=True)
+    def _run_as(self, name: str | None) -> RunAs | None:
         if name is None:
             return None
         run_as = self.cfg.run_as.get(name)
         if run_as is None:
             allowed = ", ".join(sorted(self.cfg.run_as)) or "none"
-            raise WireError("not-allowed", f"may not run as {name[:64]!r} (--run-as: {allowed})")
+            raise WireError(
+                ErrorCode.NOT_ALLOWED, f"may not run as {name[:64]!r} (--run-as: {allowed})"
+            )
         return run_as
 
     def _streamer(self, req: wire.Request, state: _Stream) -> Callable[[int, bytes], bool]:
@@ -711,14 +705,15 @@ class NodeAgent:
             state.command.resume()
 
     def _may_flow(self, peer: bytes, state: _Stream) -> bool:
-        """Within its window, no result of its key's waiting, and room for a chunk more (one
-        pipe's read, at most: every stream is paused once the budget is met)."""
+        """Within its window, no result of its key's waiting, and room for a chunk more: one
+        read of a pipe (spawn.READ_CHUNK, as a pipe holds up to a megabyte), so no stream's
+        next chunk can take its key past the budget."""
         if state.window is not None and state.unacked >= state.window:
             return False
         account = self._account(peer)
         if any(self._account(waiting) == account for waiting in self.held):
             return False
-        return self.ledger.holding_back(account, MIN_STREAM_WINDOW) is None  # a pipe's worth
+        return self.ledger.holding_back(account, READ_CHUNK) is None
 
     def _pause_streams(self) -> None:
         for (peer, _), state in self.streams.items():
@@ -744,7 +739,7 @@ class NodeAgent:
             self.refuse_revoked(req, started=True)
             return
         if isinstance(finished.exception(), SpawnError):
-            self.refuse(req, "spawn-failed", str(finished.exception()))
+            self.refuse(req, ErrorCode.SPAWN_FAILED, str(finished.exception()))
             return
         done = finished.result()
         if done.timed_out:
@@ -769,13 +764,13 @@ class NodeAgent:
     def _located(self, req: wire.Request) -> tuple[Path, tuple[str, ...]]:
         text = str(wire.text_field(req.body, "path"))
         if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
-            raise WireError("bad-path", "a path cannot contain a NUL character")
+            raise WireError(ErrorCode.BAD_PATH, "a path cannot contain a NUL character")
         if not text.startswith("/"):
-            raise WireError("bad-path", f"path must be absolute, got {text[:200]!r}")
+            raise WireError(ErrorCode.BAD_PATH, f"path must be absolute, got {text[:200]!r}")
         try:
             return self.files.locate(text)
         except PathRefusedError as exc:
-            raise WireError("forbidden-path", str(exc)) from None
+            raise WireError(ErrorCode.FORBIDDEN_PATH, str(exc)) from None
 
     def op_put(self, req: wire.Request) -> None:
         located, mode = self._located(req), safe_mode(wire.mode_field(req.body))
@@ -791,7 +786,7 @@ class NodeAgent:
             return
         data = wire.bytes_field(req.body, "data")
         if len(data) > self.cfg.max_file_bytes:
-            self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
+            self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
             return
 
         def committed(staged: Staged) -> dict[str, Any]:
@@ -805,7 +800,7 @@ class NodeAgent:
     def _open_transfer(self, req: wire.Request, located: Located, mode: int | None) -> None:
         size = wire.count_field(req.body, "size")
         if size > self.cfg.max_file_bytes:  # before a byte of it is sent
-            self.refuse(req, "too-large", f"file over {self.cfg.max_file_bytes} bytes")
+            self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
             return
         handle = os.urandom(8)
 
@@ -821,16 +816,20 @@ class NodeAgent:
         key = (req.peer, wire.bytes_field(req.body, "transfer"))
         transfer = self.transfers.get(key)
         if transfer is None:
-            self.refuse(req, "unknown-transfer", "no such transfer (finished, failed or expired)")
+            self.refuse(
+                req, ErrorCode.UNKNOWN_TRANSFER, "no such transfer (finished, failed or expired)"
+            )
             return
         offset, data = wire.count_field(req.body, "offset"), wire.bytes_field(req.body, "data")
         last = bool(req.body.get("last"))
         end = offset + len(data)
         if transfer.writing or offset != transfer.received or end > transfer.size:
-            self.refuse(req, "bad-piece", f"expected the piece at {transfer.received}, in order")
+            self.refuse(
+                req, ErrorCode.BAD_PIECE, f"expected the piece at {transfer.received}, in order"
+            )
             return
         if last and end != transfer.size:
-            self.refuse(req, "bad-piece", f"the file is {transfer.size} bytes, not {end}")
+            self.refuse(req, ErrorCode.BAD_PIECE, f"the file is {transfer.size} bytes, not {end}")
             return
         transfer.received, transfer.writing = end, True
         transfer.last_heard = time.monotonic()
@@ -887,13 +886,15 @@ class NodeAgent:
         try:
             body = answer(await asyncio.to_thread(work))
         except PathRefusedError as exc:  # a link found on the way
-            self.refuse(req, "forbidden-path", str(exc))
+            self.refuse(req, ErrorCode.FORBIDDEN_PATH, str(exc))
         except OSError as exc:
-            self.refuse(req, "file-error", f"{exc.strerror or exc}: {exc.filename or ''}")
+            self.refuse(req, ErrorCode.FILE_ERROR, f"{exc.strerror or exc}: {exc.filename or ''}")
         except Exception:  # never leave a request unanswered ("exception never retrieved")
             log.exception("internal error in a file operation")
             self.counters["internal-error"] += 1
-            self.refuse(req, "internal-error", "the agent failed on this request; see its log")
+            self.refuse(
+                req, ErrorCode.INTERNAL_ERROR, "the agent failed on this request; see its log"
+            )
         else:
             if self._revoked(req.peer):  # it began while the key was valid; no answer now
                 self.refuse_revoked(req, started=True)
@@ -920,10 +921,10 @@ class NodeAgent:
 
     async def _sysinfo(self, req: wire.Request) -> None:
         try:
-            done = await RunningCommand(PROBE_SCRIPT, self.env, timeout_s=10).finished
+            done = await RunningCommand(PROBE_SCRIPT, self.env, RunOptions(timeout_s=10)).finished
             system = parse_probe(done.stdout.decode(errors="replace"))
         except (SpawnError, ProbeError) as exc:
-            self.refuse(req, "sysinfo-failed", str(exc))
+            self.refuse(req, ErrorCode.SYSINFO_FAILED, str(exc))
             return
         self.finish(req, {"system": system.to_dict()})
 
@@ -936,7 +937,9 @@ class NodeAgent:
             or len(asked) > wire.MAX_PING_IDS  # a pong is not charged: it stays small
             or not all(isinstance(rid, bytes) for rid in asked)
         ):
-            raise WireError("bad-field", f"'ids' must be a list of at most {wire.MAX_PING_IDS} ids")
+            raise WireError(
+                ErrorCode.BAD_FIELD, f"'ids' must be a list of at most {wire.MAX_PING_IDS} ids"
+            )
         waiting = {held.request_id for held in self.held.get(req.peer, ())}
         unknown = [
             rid

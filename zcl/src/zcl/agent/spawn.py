@@ -45,6 +45,7 @@ from typing import ClassVar
 from zcl.agent.posix_spawn import spawn_in_new_session
 from zcl.errors import ZclError
 from zcl.protocols import COMMAND_MARKER
+from zcl.run_options import RunOptions
 
 log = logging.getLogger("zcl.agent.spawn")  # its module path, also under python -m
 SHELL = "/bin/sh"
@@ -351,6 +352,9 @@ class FdWatcher:
                 callback()
 
 
+DEFAULTS = RunOptions()
+
+
 class RunningCommand:
     """A started command. `await finished` gives its Finished once the shell has exited and
     its output pipes are closed."""
@@ -359,20 +363,20 @@ class RunningCommand:
         self,
         script: str,
         env: Mapping[str, str],
+        options: RunOptions = DEFAULTS,
         *,
-        timeout_s: float | None = None,
-        max_output_bytes: int = 16 * 1024 * 1024,
         sink: ChunkSink | None = None,
         warm: WarmShells | None = None,
-        stdin: bytes | None = None,
         run_as: RunAs | None = None,
-        kill_grace_s: float | None = None,
     ) -> None:
+        """`options` as the agent holds them to its limits (its output cap, its kill grace);
+        `run_as` is the user they name, looked up in the agent's --run-as list."""
+        stdin, timeout_s = options.input, options.timeout_s
         self.loop = asyncio.get_running_loop()
-        self.kill_grace_s = kill_grace_s
+        self.kill_grace_s = options.kill_grace_s
         self.kill_timer: asyncio.TimerHandle | None = None
         self.started = time.monotonic()
-        self.max_output_bytes, self.sink = max_output_bytes, sink
+        self.max_output_bytes, self.sink = options.output_limit, sink
         self.buffers: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
         self.kept = 0
         self.truncated = self.timed_out = self.cancelled = False
