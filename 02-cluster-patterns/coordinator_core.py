@@ -15,7 +15,7 @@ and it answers with what to do, which the I/O shell (coordinator.py) carries out
 
 With no sockets and no threads, every rule (retries, expiry, pinning, tags, drain, quiet
 workers, bounded queues) is tested by feeding messages and moving a number that stands for the
-clock (tests/test_coordinator_core.py). The design follows h11 and majortomo: the protocol and
+clock (tests/unit/test_coordinator_core.py). The design follows h11 and majortomo: the protocol and
 its state in one place, the I/O around it in another.
 """
 

@@ -14,7 +14,7 @@ where the brief puts the heartbeat, and it names what to look at:
 - `OUR_INTERVAL_S` is what our workers and coordinator beat at.
 
 Both are state objects in the majortomo style: no socket, the time handed in, so
-tests/test_heartbeat.py checks them with numbers and no clock, and heartbeat_demo.py puts them
+tests/unit/test_heartbeat.py checks them with numbers and no clock, and heartbeat_demo.py puts them
 to work between real processes.
 """
 

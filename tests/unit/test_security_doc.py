@@ -118,7 +118,10 @@ def test_each_default_is_the_codes(row: Row) -> None:
 def test_each_row_names_tests_that_exist(row: Row) -> None:
     assert row.tests, row
     for path in row.tests:
-        assert path.startswith("tests/test_") and (REPO / path).is_file(), (row, path)
+        assert re.match(r"tests/(unit/)?test_\w+\.py$", path) and (REPO / path).is_file(), (
+            row,
+            path,
+        )
 
 
 @pytest.mark.parametrize("daemon", sorted(PARSERS))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_patterns import heartbeat_demo
 from zcl import heartbeat
 from zcl.heartbeat import Backoff, Liveness
 
@@ -71,17 +70,6 @@ def test_backoff_doubles_is_capped_and_randomised() -> None:
     assert [round(high.next_delay(), 3) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     low.reset()
     assert low.next_delay() == pytest.approx(0.05)
-
-
-def test_demo_shows_what_a_fixed_timeout_gets_wrong_and_the_learned_rhythm_gets_right() -> None:
-    results = heartbeat_demo.demo()
-    learned_detected, learned_condemned_slow = results["learned"]
-    assert learned_detected is not None
-    assert not learned_condemned_slow
-    assert results["short"][1], "a timeout short enough for the fast peer condemns the slow one"
-    long_detected, long_condemned_slow = results["long"]
-    assert not long_condemned_slow
-    assert long_detected is not None and long_detected > learned_detected
 
 
 def test_an_extra_beat_teaches_nothing() -> None:
