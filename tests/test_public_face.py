@@ -31,7 +31,8 @@ def zcl_modules() -> list[ModuleType]:
 
 
 def test_every_public_name_resolves_to_its_home() -> None:
-    assert sorted(zcl.__all__) == sorted(zcl._HOME)
+    assert sorted([*zcl.__all__, *zcl.NEEDS_SSH_EXTRA]) == sorted(zcl._HOME)
+    assert dir(zcl) == sorted([*zcl._HOME, "__version__"])  # no helper of the face's own
     for name in zcl.__all__:
         value = getattr(zcl, name)
         home = importlib.import_module(zcl._HOME[name])

@@ -182,3 +182,46 @@ def test_stream_hands_the_transport_the_reader_and_checks_at_the_end() -> None:
     with pytest.raises(CommandFailedError) as failed:
         asyncio.run(failing())
     assert failed.value.result.exit_status == 2
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        wire.PutMessage("/srv/f", 0o640, data=b"small"),
+        wire.PutMessage("/srv/big", None, size=10 << 20),
+        wire.PutMessage("/srv/dir", 0o750, folder=True),
+        wire.WriteMessage(b"handle", 1 << 20, b"piece", last=True),
+        wire.GetMessage("/srv/f", 0, 1 << 20),
+        wire.GetMessage("/srv/f"),
+        wire.PingMessage((b"r1", b"r2")),
+        wire.CancelMessage(b"r1"),
+        wire.CreditMessage(b"r1", 65536),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_each_message_reads_back_as_it_was_written(message: Any) -> None:
+    """One encoder and one validator per message, shared by the executor and the agent."""
+    body = wire.decode_body(wire.encode_body(message.body()))
+    assert type(message).read(body) == message
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "code"),
+    [
+        (wire.PutMessage, {"path": "relative"}, "bad-path"),
+        (wire.PutMessage, {"path": "/a\x00b", "data": b""}, "bad-path"),
+        (wire.PutMessage, {"path": "/a", "size": -1}, "bad-field"),
+        (wire.PutMessage, {"path": "/a", "mode": 0o17777, "data": b""}, "bad-field"),
+        (wire.WriteMessage, {"transfer": "text", "offset": 0, "data": b""}, "bad-field"),
+        (wire.GetMessage, {"path": "/a", "offset": 0, "length": wire.MAX_PIECE_BYTES + 1},
+         "bad-field"),
+        (wire.PingMessage, {"ids": [b"x"] * (wire.MAX_PING_IDS + 1)}, "bad-field"),
+        (wire.CreditMessage, {"target": b"r1", "bytes": -5}, "bad-field"),
+    ],
+)  # fmt: skip
+def test_a_malformed_message_is_refused_with_its_code(
+    kind: Any, body: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(WireError) as refused:
+        kind.read(body)
+    assert refused.value.kind == code

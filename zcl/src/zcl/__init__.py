@@ -23,6 +23,7 @@ node agent, which shares the package, does not load the controller side at every
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
         WireError,
         ZclError,
     )
-    from zcl.executor_base import NodeExecutorBase
+    from zcl.executor_base import NodeExecutorBase, Sink
     from zcl.executor_options import SshExecutorOptions, ZmqExecutorOptions
     from zcl.fallback import FallbackExecutor
     from zcl.journal import FileJournalWriter, read_journal
@@ -67,12 +68,17 @@ if TYPE_CHECKING:
         NodeExecutorProtocol,
         OperationalContextProtocol,
         OutputCallback,
+        Progress,
+        RunRequest,
         Stream,
         SystemConfig,
     )
     from zcl.retry import RetryPolicy
     from zcl.run_options import RunKeywords, RunOptions
-    from zcl.ssh_context import NodeExecutorSSH, build_ssh_context
+
+    # Looked up, never star-imported: they need the ssh extra (see __all__).
+    from zcl.ssh_context import NodeExecutorSSH as NodeExecutorSSH
+    from zcl.ssh_context import build_ssh_context as build_ssh_context
     from zcl.zmq_journal import ZmqJournalWriter
     from zcl.zmq_node_executor import ZmqNodeExecutor
     from zcl.zmq_operational_context import build_zmq_context
@@ -125,6 +131,9 @@ _HOME = {  # each public name, and the module that defines it
     "ZmqExecutorOptions": "zcl.executor_options",
     "SshExecutorOptions": "zcl.executor_options",
     "RunOptions": "zcl.run_options",
+    "RunRequest": "zcl.protocols",
+    "Sink": "zcl.executor_base",
+    "Progress": "zcl.protocols",
     "RunKeywords": "zcl.run_options",
     "CommandFailedError": "zcl.errors",
     "NodeExecutorBase": "zcl.executor_base",
@@ -142,15 +151,22 @@ def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'zcl' has no attribute {name!r}")
+    if name in NEEDS_SSH_EXTRA and importlib.util.find_spec("asyncssh") is None:
+        raise ImportError(
+            f"zcl.{name} needs asyncssh, the ssh extra: pip install 'zcl[ssh]'", name="asyncssh"
+        )
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value  # looked up once
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted([*_HOME, "__version__"])
 
 
+# Every public name but the SSH side's, which `from zcl import *` must not need (it is imported
+# by name: `from zcl import build_ssh_context`).
+NEEDS_SSH_EXTRA = frozenset({"NodeExecutorSSH", "build_ssh_context"})
 __all__ = [
     "AgentDrainingError",
     "AgentKeys",
@@ -177,18 +193,20 @@ __all__ = [
     "NodeDescriptor",
     "NodeExecutorBase",
     "NodeExecutorProtocol",
-    "NodeExecutorSSH",
     "OperationalContext",
     "OperationalContextProtocol",
     "OutputCallback",
     "OutputLimitError",
     "ProbeError",
+    "Progress",
     "RecordError",
     "RemoteError",
     "RequestTooLargeError",
     "RetryPolicy",
     "RunKeywords",
     "RunOptions",
+    "RunRequest",
+    "Sink",
     "SshExecutorOptions",
     "Stream",
     "SystemConfig",
@@ -199,7 +217,6 @@ __all__ = [
     "ZmqExecutorOptions",
     "ZmqJournalWriter",
     "ZmqNodeExecutor",
-    "build_ssh_context",
     "build_zmq_context",
     "load_agent_keys",
     "load_controller_keys",

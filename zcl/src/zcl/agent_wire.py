@@ -83,6 +83,7 @@ MAX_REQUEST_ID_BYTES = 16
 # one over the agent's message limit is refused at the controller rather than dropped by libzmq.
 UNASKED_REQUEST_BYTES = 1024 * 1024 + 64 * 1024
 MAX_RECEIPTS = 4096  # the most receipts one message returns
+MAX_PIECE_BYTES = 4 * 1024 * 1024  # the most a get answers in one piece
 MAX_PING_IDS = 1024  # the most request ids one ping asks about (its pong names the unknown)
 HEARTBEAT_ID = b"hb"  # the request id of a controller's heartbeat pings (its own ids are longer)
 # A draining agent tells each controller it knows with an ERROR {code: shutting-down} under this
@@ -275,6 +276,149 @@ class RunMessage:
             raise WireError(ErrorCode.BAD_FIELD, exc.message) from None
         window = None if body.get("window") is None else count_field(body, "window")
         return cls(command, options, bool(body.get("stream")), window)
+
+
+@dataclass(frozen=True)
+class PutMessage:
+    """PUT: a folder made (`folder`), a small file whole (`data`), or a transfer opened for
+    `size` bytes that WRITE pieces then fill; `mode` is the permission bits, else the umask's."""
+
+    path: str
+    mode: int | None = None
+    data: bytes | None = None
+    size: int | None = None
+    folder: bool = False
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"path": self.path}
+        if self.mode is not None:
+            body["mode"] = self.mode
+        if self.folder:
+            body["kind"] = "folder"
+        elif self.data is not None:
+            body["data"] = self.data
+        else:
+            body["size"] = self.size
+        return body
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> PutMessage:
+        path, mode = path_field(body), mode_field(body)
+        if body.get("kind") == "folder":
+            return cls(path, mode, folder=True)
+        if "data" in body:
+            return cls(path, mode, data=bytes_field(body, "data"))
+        return cls(path, mode, size=count_field(body, "size"))
+
+
+@dataclass(frozen=True)
+class WriteMessage:
+    """WRITE: the piece at `offset` of an open transfer, in order; `last` puts it in place."""
+
+    transfer: bytes
+    offset: int
+    data: bytes
+    last: bool = False
+
+    def body(self) -> dict[str, Any]:
+        return {"transfer": self.transfer, "offset": self.offset, "data": self.data,
+                "last": self.last}  # fmt: skip
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> WriteMessage:
+        transfer = bytes_field(body, "transfer")
+        return cls(transfer, count_field(body, "offset"), bytes_field(body, "data"),
+                   bool(body.get("last")))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GetMessage:
+    """GET: `length` bytes from `offset` (a folder answers with its entries); with no offset,
+    the whole file in one answer (an older controller's form)."""
+
+    path: str
+    offset: int | None = None
+    length: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"path": self.path}
+        if self.offset is not None:
+            body.update(offset=self.offset, length=self.length)
+        return body
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> GetMessage:
+        path = path_field(body)
+        if "offset" not in body:
+            return cls(path)
+        return cls(
+            path, count_field(body, "offset"), count_field(body, "length", most=MAX_PIECE_BYTES)
+        )
+
+
+@dataclass(frozen=True)
+class PingMessage:
+    """PING: the request ids the controller has in flight here; the pong names those the
+    agent does not know (lost with a restart or a broken connection)."""
+
+    ids: tuple[bytes, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        return {"ids": list(self.ids)}
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> PingMessage:
+        asked = body.get("ids", [])
+        if (
+            not isinstance(asked, list)
+            or len(asked) > MAX_PING_IDS  # a pong is not charged: it stays small
+            or not all(isinstance(rid, bytes) for rid in asked)
+        ):
+            raise WireError(
+                ErrorCode.BAD_FIELD, f"'ids' must be a list of at most {MAX_PING_IDS} ids"
+            )
+        return cls(tuple(asked))
+
+
+@dataclass(frozen=True)
+class CancelMessage:
+    """CANCEL: kill the command started by request `target` on this connection."""
+
+    target: bytes
+
+    def body(self) -> dict[str, Any]:
+        return {"target": self.target}
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> CancelMessage:
+        return cls(bytes_field(body, "target"))
+
+
+@dataclass(frozen=True)
+class CreditMessage:
+    """CREDIT: `consumed` more bytes of stream `target`'s output were taken by its reader."""
+
+    target: bytes
+    consumed: int
+
+    def body(self) -> dict[str, Any]:
+        return {"target": self.target, "bytes": self.consumed}
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> CreditMessage:
+        return cls(bytes_field(body, "target"), count_field(body, "bytes"))
+
+
+def path_field(body: Mapping[str, Any]) -> str:
+    """An absolute path with no NUL (where it may reach is the agent's file_access)."""
+    text = body.get("path")
+    if not isinstance(text, str):
+        raise WireError(ErrorCode.BAD_FIELD, "'path' must be a string")
+    if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
+        raise WireError(ErrorCode.BAD_PATH, "a path cannot contain a NUL character")
+    if not text.startswith("/"):
+        raise WireError(ErrorCode.BAD_PATH, f"path must be absolute, got {text[:200]!r}")
+    return text
 
 
 # Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.

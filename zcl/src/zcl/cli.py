@@ -2,7 +2,7 @@
 exit codes, logging, and binding or connecting with the endpoint named in the error.
 
 Small on purpose: the node agent and the journal collector import it, so it must not drag
-anything else in (no process harness, no MDP). The demos' process harness is processes.py.
+anything else in (no process harness, no MDP).
 """
 
 from __future__ import annotations

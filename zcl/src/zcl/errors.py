@@ -12,7 +12,7 @@ The families, and what each tells a caller:
     │   ├── OutputLimitError     it wrote more than its cap; `result` holds what was kept
     │   ├── InvalidRequestError  the call's arguments are wrong; nothing was sent (a ValueError)
     │   │   └── RequestTooLargeError  over a limit of the node; nothing was sent
-    │   ├── ConfigurationError   the executor or context cannot be used as configured
+    │   ├── ConfigurationError   the executor, context or an option cannot be used as given
     │   │   └── UnknownNodeError     the node is not in this run (also a KeyError)
     │   └── RemoteError          the node refused the request (not allowed, busy, a bad path)
     ├── DescriptorError          a cluster descriptor that cannot be used (a ValueError)
@@ -26,7 +26,9 @@ The families, and what each tells a caller:
     └── CliError                 a failure a command-line user can act on (zcl.cli)
 
 The second bases (ValueError, KeyError, TimeoutError) are what the same failures raised before
-they had a family, so code written against those still catches them.
+they had a family, so code written against those still catches them. Misuse that no input can
+cause (a stream's result read before its end, a value of the wrong type where a type checker
+would have said so) raises Python's own RuntimeError or TypeError, as the standard library does.
 """
 
 from __future__ import annotations
@@ -85,8 +87,9 @@ class InvalidRequestError(ExecutorError, ValueError):
     ValueError, which is what a bad variable name raised over SSH before."""
 
 
-class ConfigurationError(ExecutorError):
-    """The executor cannot be used as configured: no pinned key for the node, say."""
+class ConfigurationError(ExecutorError, ValueError):
+    """The executor or context cannot be used as configured: no pinned key for the node, an
+    option out of range (no node named then). Also a ValueError, which options raised before."""
 
 
 class UnknownNodeError(ConfigurationError, KeyError):

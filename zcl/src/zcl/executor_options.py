@@ -1,6 +1,6 @@
 """What may be tuned of each transport's executors, one frozen value per executor (asyncssh's
 options object): a misspelled name is a TypeError where the options are made, a bad value a
-ValueError, both before any connection.
+ConfigurationError, both before any connection.
 
     options = ZmqExecutorOptions(agent_silence_s=5.0)
     async with build_zmq_context(descriptor, None, journal, options=options) as context: ...
@@ -10,19 +10,36 @@ Apart from the executors, so that SshExecutorOptions is importable without async
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from zcl.errors import ConfigurationError
 from zcl.run_options import MAX_KILL_GRACE_S
 
 MiB = 1024 * 1024
 
 
-def _positive_numbers(options: object) -> None:
+def _checked(options: object) -> None:
+    """Each field as its annotation says: a flag True or False, a count a whole number of at
+    least 1, a duration a finite number above 0 (ConfigurationError names the field)."""
     for name, value in vars(options).items():
-        if isinstance(value, bool):
-            continue
-        if not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        kind = options.__dataclass_fields__[name].type  # type: ignore[attr-defined]
+        if kind == "bool":
+            fine = isinstance(value, bool)
+            wanted = "True or False"
+        elif kind == "int":
+            fine = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            wanted = "a whole number of at least 1"
+        else:
+            fine = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value > 0
+            )
+            wanted = "a positive, finite number"
+        if not fine:
+            raise ConfigurationError("", f"{name} must be {wanted}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +57,7 @@ class ZmqExecutorOptions:
     max_in_flight: int = 64
 
     def __post_init__(self) -> None:
-        _positive_numbers(self)
+        _checked(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,4 +72,4 @@ class SshExecutorOptions:
     max_kill_grace_s: float = MAX_KILL_GRACE_S
 
     def __post_init__(self) -> None:
-        _positive_numbers(self)
+        _checked(self)

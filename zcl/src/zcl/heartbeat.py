@@ -11,7 +11,7 @@ conservative allowance, so a slow peer is never condemned before it had the chan
 workers that lost the same coordinator do not all come back in the same millisecond.
 
 Both are state objects in the majortomo style: they hold no socket and are handed the time,
-so they are tested with numbers and no clock (tests/unit/test_heartbeat.py). heartbeat_demo.py puts
+so they are tested with numbers and no clock. The course's heartbeat_demo.py puts
 them to work between real processes.
 """
 

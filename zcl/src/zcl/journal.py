@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zcl import cli
-from zcl.errors import CliError, JournalRecordError, RecordError
+from zcl.errors import CliError, JournalRecordError, JournalUnavailableError, RecordError
 from zcl.protocols import AsyncJournalWriterProtocol
 
 VARYING = ("record_id", "duration_s", "transport")  # differ between two runs of the same work
@@ -154,7 +154,7 @@ def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line.decode("utf-8"))
             except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                raise ValueError(f"line {number} is not a record: {exc}") from None
+                raise RecordError("bad-line", f"line {number} is not a record: {exc}") from None
 
 
 class FileJournalWriter:
@@ -174,10 +174,16 @@ class FileJournalWriter:
     async def write(self, record: Mapping[str, Any]) -> None:
         """Raises JournalRecordError for a record the collector would refuse too."""
         _, line = record_line(record)
+        self._open()
         await asyncio.to_thread(self._append, line)
 
     async def flush(self) -> None:
+        self._open()
         await asyncio.to_thread(os.fsync, self.file.fileno())
+
+    def _open(self) -> None:
+        if self.file.closed:
+            raise JournalUnavailableError(f"{self.path}: the journal is closed")
 
     async def close(self) -> None:
         if not self.file.closed:

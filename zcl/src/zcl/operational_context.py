@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Unpack
 
-from zcl.errors import ExecutorError, UnknownNodeError
+from zcl.errors import ExecutorError, InvalidRequestError, UnknownNodeError
 from zcl.protocols import (
     AsyncJournalWriterProtocol,
     ClusterDescriptor,
@@ -123,7 +123,7 @@ async def run_on_group(
 ) -> GroupResults:
     """The group run for any executors (OperationalContext.run_group uses it)."""
     if max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
+        raise InvalidRequestError("", "max_concurrency must be at least 1")
     slots = asyncio.Semaphore(max_concurrency)
 
     async def one(executor: NodeExecutorProtocol) -> CommandResult | ExecutorError:

@@ -28,6 +28,7 @@ from zcl.errors import (
     ExecutorError,
     InvalidRequestError,
     OutputLimitError,
+    UnknownNodeError,
 )
 from zcl.run_options import (
     ENV_NAME,
@@ -125,15 +126,22 @@ class ClusterDescriptor:
     nodes: tuple[NodeDescriptor, ...]
     zmq_keys_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for node in self.nodes:  # one id, one node: a second would shadow the first
+            if node.node_id in seen:
+                raise DescriptorError(f"node {node.node_id!r} is in the descriptor twice")
+            seen.add(node.node_id)
+
     def node(self, node_id: str) -> NodeDescriptor:
         for node in self.nodes:
             if node.node_id == node_id:
                 return node
-        raise KeyError(f"no node {node_id!r} in the cluster descriptor")
+        raise UnknownNodeError(node_id, f"no node {node_id!r} in the cluster descriptor")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterDescriptor:
-        """From the JSON form (integration-plan/cluster.example.json); DescriptorError names
+        """From the JSON form (a list of node objects and zmq_keys_dir); DescriptorError names
         the first field that is unknown, missing or of the wrong type."""
         if not isinstance(data, Mapping):
             raise DescriptorError("the descriptor must be a JSON object")
@@ -276,6 +284,9 @@ def _node(data: Any, where: str) -> NodeDescriptor:
             raise DescriptorError(f"{where}.{name}: expected {wanted}, got {value!r}")
     if data.get("transport", "zmq") not in ("ssh", "zmq"):
         raise DescriptorError(f"{where}.transport: 'ssh' or 'zmq', got {data['transport']!r}")
+    for name in ("ssh_port", "agent_port"):
+        if name in data and not 1 <= data[name] <= 65535:
+            raise DescriptorError(f"{where}.{name}: a TCP port (1 to 65535), got {data[name]}")
     labels = data.get("labels", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise DescriptorError(f"{where}.labels: names and values must be strings")

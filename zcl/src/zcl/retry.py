@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from zcl.errors import CommandTimeoutError, ExecutorError, TransportError
+from zcl.errors import CommandTimeoutError, ConfigurationError, ExecutorError, TransportError
 
 T = TypeVar("T")
 
@@ -36,9 +36,11 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ValueError(f"attempts must be a whole number of at least 1, got {self.attempts}")
+            raise ConfigurationError(
+                "", f"attempts must be a whole number of at least 1, got {self.attempts}"
+            )
         if not 0 <= self.backoff_s <= self.max_backoff_s:
-            raise ValueError("backoff_s must be between 0 and max_backoff_s")
+            raise ConfigurationError("", "backoff_s must be between 0 and max_backoff_s")
 
     def wants_another(self, error: ExecutorError, attempt: int) -> bool:
         """After `attempt` (1 = the first) failed with `error`: try again?"""

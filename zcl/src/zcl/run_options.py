@@ -12,7 +12,7 @@ transports send (protocols.shell_script).
 
 `RunKeywords` is the same fields as keywords, for the signatures of run(), stream() and
 run_group(): Python types a `**options` argument only through a TypedDict, so it mirrors
-RunOptions field for field, and tests/test_run_options_type.py fails if the two ever differ.
+RunOptions field for field, and the project's tests fail if the two ever differ.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What every wire protocol of ours shares: one error family and the fast send/receive helpers.
 
-Step 02's MDP (protocol.py) and step 03's agent protocol (zcl.agent_wire) both raise
-WireError for a message that breaks their rules; a receiver drops the message and counts it
-under `kind`, it never crashes on it.
+The agent protocol (zcl.agent_wire), the journal's (zcl.journal_wire) and the course's MDP
+all raise WireError for a message that breaks their rules; a receiver drops the message and
+counts it under `kind`, or answers it with an error code, and never crashes on it.
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ from zcl.protocols import (
     kept_output,
     ran_over,
 )
+from zcl.run_options import MAX_KILL_GRACE_S
 from zcl.wire import recv_now
 
 log = logging.getLogger("zcl.zmq_node_executor")  # its module path, also under python -m
@@ -247,7 +248,9 @@ class ZmqNodeExecutor(NodeExecutorBase):
         run = wire.RunMessage(
             command, options, stream=streaming, window=STREAM_WINDOW if streaming else None
         )  # beyond the window the agent waits for our credit
-        grace = options.kill_grace_s or 0
+        # The grace the agent grants at most (its --max-kill-grace): more asked waits no longer.
+        most = (self.agent_limits or {}).get("max_kill_grace_s", MAX_KILL_GRACE_S)
+        grace = min(options.kill_grace_s or 0, most)
         timeout_s = options.timeout_s
         wait_s = None if timeout_s is None else timeout_s + grace + self.grace_s
         call = _Call(asyncio.get_running_loop().create_future(), on_output, output)
@@ -313,10 +316,8 @@ class ZmqNodeExecutor(NodeExecutorBase):
     ) -> None:
         """The folder, then what is in it; links to folders and special files are skipped,
         a link to a file is sent as the file."""
-        body: dict[str, Any] = {"path": remote, "kind": "folder"}
-        if preserve_mode:
-            body["mode"] = stat.S_IMODE(local.stat().st_mode)
-        await self._simple(wire.PUT, body)
+        mode = stat.S_IMODE(local.stat().st_mode) if preserve_mode else None
+        await self._simple(wire.PUT, wire.PutMessage(remote, mode, folder=True).body())
         for entry in await asyncio.to_thread(_sorted_entries, local):
             below = f"{remote.rstrip('/')}/{entry.name}"
             if entry.is_dir(follow_symlinks=False):
@@ -340,26 +341,26 @@ class ZmqNodeExecutor(NodeExecutorBase):
             raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
         with source:
             info = os.fstat(source.fileno())
-            body: dict[str, Any] = {"path": remote}
-            if mode is not None or preserve_mode:
-                body["mode"] = mode if mode is not None else stat.S_IMODE(info.st_mode)
+            if mode is None and preserve_mode:
+                mode = stat.S_IMODE(info.st_mode)
             if info.st_size <= PIECE_BYTES:
-                body["data"] = await asyncio.to_thread(source.read, PIECE_BYTES)
-                await self._simple(wire.PUT, body)
+                data = await asyncio.to_thread(source.read, PIECE_BYTES)
+                await self._simple(wire.PUT, wire.PutMessage(remote, mode, data=data).body())
                 if progress is not None:
-                    progress(remote, len(body["data"]), len(body["data"]))
+                    progress(remote, len(data), len(data))
                 return
             size = info.st_size
             await self._within_limit("max_file_bytes", size, f"{local}")
-            handle = (await self._simple(wire.PUT, dict(body, size=size)))["transfer"]
+            opening = wire.PutMessage(remote, mode, size=size).body()
+            handle = (await self._simple(wire.PUT, opening))["transfer"]
             offset = 0
             while offset < size:
                 piece = await asyncio.to_thread(source.read, min(PIECE_BYTES, size - offset))
                 if not piece:
                     raise InvalidRequestError(self.node_id, f"{local} shrank while it was sent")
                 last = offset + len(piece) == size
-                write = {"transfer": handle, "offset": offset, "data": piece, "last": last}
-                await self._simple(wire.WRITE, write)
+                write = wire.WriteMessage(handle, offset, piece, last)
+                await self._simple(wire.WRITE, write.body())
                 offset += len(piece)
                 if progress is not None:
                     progress(remote, offset, size)
@@ -379,9 +380,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
             await self._get_one(remote_path, local_path, first, preserve_mode, progress)
 
     async def _get_piece(self, remote: str, offset: int) -> dict[str, Any]:
-        return await self._simple(
-            wire.GET, {"path": remote, "offset": offset, "length": PIECE_BYTES}
-        )
+        return await self._simple(wire.GET, wire.GetMessage(remote, offset, PIECE_BYTES).body())
 
     async def _get_folder(
         self,
@@ -447,7 +446,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
     async def ping(self) -> dict[str, Any]:
         """The agent's view: commands running, its counters, the round trip in seconds."""
         started = time.monotonic()
-        body = await self._simple(wire.PING, {"ids": []})
+        body = await self._simple(wire.PING, wire.PingMessage().body())
         return dict(body, round_trip_s=time.monotonic() - started)
 
     async def __aenter__(self) -> ZmqNodeExecutor:
@@ -478,7 +477,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
         self, operation: bytes, body: dict[str, Any], call: _Call, wait_s: float | None
     ) -> wire.Reply:
         if self.closed:
-            raise TransportError(self.node_id, "the executor is closed")
+            raise TransportError(self.node_id, "the executor is closed", may_have_run=False)
         if not self.breaker.allow():
             raise CircuitOpenError(
                 self.node_id,
@@ -543,7 +542,9 @@ class ZmqNodeExecutor(NodeExecutorBase):
     def _cancel_remote(self, request_id: bytes) -> None:
         if self.link is not None:
             cancel = wire.request(
-                next(self.ids).to_bytes(8, "big"), wire.CANCEL, {"target": request_id}
+                next(self.ids).to_bytes(8, "big"),
+                wire.CANCEL,
+                wire.CancelMessage(request_id).body(),
             )
             with contextlib.suppress(zmq.ZMQError):
                 self.link.send(cancel)
@@ -657,13 +658,13 @@ class ZmqNodeExecutor(NodeExecutorBase):
         link.draining = True
         log.info("%s: the agent is draining; new calls go elsewhere", self.node_id)
         with contextlib.suppress(zmq.ZMQError):
-            link.send(wire.request(wire.DRAIN_ID, wire.PING, {"ids": []}))
+            link.send(wire.request(wire.DRAIN_ID, wire.PING, wire.PingMessage().body()))
 
     def _credit(self, request_id: bytes, call: _Call, consumed: int) -> None:
         """Tell the agent what on_output has taken, a quarter window at a time."""
         call.uncredited += consumed
         if call.uncredited >= STREAM_WINDOW // 4 and self.link is not None:
-            credit = {"target": request_id, "bytes": call.uncredited}
+            credit = wire.CreditMessage(request_id, call.uncredited).body()
             with contextlib.suppress(zmq.Again):  # the window stays shut; the call's timeout holds
                 self.link.send(wire.request(next(self.ids).to_bytes(8, "big"), wire.CREDIT, credit))
                 call.uncredited = 0
@@ -707,7 +708,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
                 return
             with contextlib.suppress(zmq.Again):
                 ids = list(itertools.islice(self.calls, wire.MAX_PING_IDS))  # the oldest
-                self.link.request(wire.HEARTBEAT_ID, wire.PING, {"ids": ids})
+                self.link.request(wire.HEARTBEAT_ID, wire.PING, wire.PingMessage(tuple(ids)).body())
 
     def on_event(self, link: _Link, frames: list[bytes]) -> None:
         """A socket-monitor event: a failed CurveZMQ handshake fails the waiting calls now."""

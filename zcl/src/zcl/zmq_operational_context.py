@@ -28,7 +28,7 @@ import zmq
 
 from zcl.errors import ConfigurationError, KeyFileError
 from zcl.executor_base import NodeExecutorBase
-from zcl.executor_options import ZmqExecutorOptions
+from zcl.executor_options import SshExecutorOptions, ZmqExecutorOptions
 from zcl.fallback import FallbackExecutor
 from zcl.keys import ControllerKeys, load_controller_keys
 from zcl.operational_context import NodeFilter, OperationalContext, opened
@@ -41,7 +41,7 @@ from zcl.protocols import (
 from zcl.zmq_node_executor import ZmqNodeExecutor
 
 SSH_EXTRA_HINT = "pip install 'zcl[ssh]'"
-# What one node's link costs the controller (lab/fanout_controller.py measures it): three ZeroMQ
+# What one node's link costs the controller (the project's fan-out bench measures it): three ZeroMQ
 # sockets (the DEALER, the PAIR libzmq makes to report its events, and ours that reads them),
 # each with a descriptor for its signalling, and the TCP connection: four descriptors. One
 # more of each covers a link being replaced while the old one is still being reaped; the
@@ -99,9 +99,11 @@ def _ssh_module(node: NodeDescriptor) -> Any:
         ) from None
 
 
-def ssh_executor(node: NodeDescriptor) -> NodeExecutorBase:
+def ssh_executor(
+    node: NodeDescriptor, options: SshExecutorOptions | None = None
+) -> NodeExecutorBase:
     """NodeExecutorSSH for a node that uses SSH or falls back to it."""
-    executor: NodeExecutorBase = _ssh_module(node).NodeExecutorSSH.for_node(node)
+    executor: NodeExecutorBase = _ssh_module(node).NodeExecutorSSH.for_node(node, options)
     return executor
 
 
@@ -152,26 +154,33 @@ async def build_zmq_context(
     allow_second_copy: bool = False,
     insecure: bool = False,
     options: ZmqExecutorOptions | None = None,
+    ssh_options: SshExecutorOptions | None = None,
     raise_open_files: bool = False,
 ) -> AsyncIterator[OperationalContext]:
-    """`options` tune every node's executor (executor_options.py); `insecure=True` allows a
+    """`options` tune every ZeroMQ node's executor, `ssh_options` every SSH one's, the nodes'
+    own and those the fallback uses (executor_options.py); `insecure=True` allows a
     descriptor with no zmq_keys_dir (agents without CurveZMQ: tests and demos);
     `raise_open_files=True` lets the context raise this process's open-files limit as far as
     its nodes need (room_for)."""
     keys = checked_configuration(descriptor, filter_fn, fallback=fallback, insecure=insecure)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    zmq_nodes = sum(node.transport == "zmq" for node in descriptor.nodes)
+    zmq_nodes = sum(
+        node.transport == "zmq" and (filter_fn is None or filter_fn(node))
+        for node in descriptor.nodes
+    )
     room_for(zmq_nodes, ctx, raise_open_files=raise_open_files)
 
     def make_executor(node: NodeDescriptor) -> NodeExecutorProtocol:
         if node.transport == "ssh":
-            return ssh_executor(node)
+            return ssh_executor(node, ssh_options)
         over_zmq = ZmqNodeExecutor(
             node.node_id, node.agent_endpoint, keys, ctx=ctx, options=options
         )
         if not fallback:
             return over_zmq
-        return FallbackExecutor(over_zmq, ssh_executor(node), allow_second_copy=allow_second_copy)
+        return FallbackExecutor(
+            over_zmq, ssh_executor(node, ssh_options), allow_second_copy=allow_second_copy
+        )
 
     try:
         async with opened(

@@ -117,7 +117,6 @@ MiB = 1024 * 1024
 HOUSEKEEPING_S = 0.25
 DRAIN_ACK_S = 2.0  # the longest a stopping agent waits for its controllers to answer the notice
 TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
-MAX_PIECE_BYTES = 4 * MiB  # the most a get answers in one piece
 MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
 MIN_STREAM_WINDOW = 64 * 1024  # the least output a streaming controller may let run ahead
 # The smallest --max-message-bytes: a controller sends requests up to this size (a file piece
@@ -696,11 +695,11 @@ class NodeAgent:
         """Receipts alone: taken in _handle, as from every request; nothing to answer."""
 
     def op_credit(self, req: wire.Request) -> None:
-        consumed = wire.number_field(req.body, "bytes")
-        state = self.streams.get((req.peer, wire.bytes_field(req.body, "target")))
-        if state is None or consumed is None or state.window is None:
+        credit = wire.CreditMessage.read(req.body)
+        state = self.streams.get((req.peer, credit.target))
+        if state is None or state.window is None:
             return  # a stream that ended, or one without a window: nothing to pace
-        state.unacked = max(0, state.unacked - int(consumed))
+        state.unacked = max(0, state.unacked - credit.consumed)
         if state.command is not None and state.command.paused and self._may_flow(req.peer, state):
             state.command.resume()
 
@@ -756,35 +755,31 @@ class NodeAgent:
         self.finish(req, body, done.stdout, done.stderr)
 
     def op_cancel(self, req: wire.Request) -> None:
-        cmd = self.running.get((req.peer, wire.bytes_field(req.body, "target")))
+        cmd = self.running.get((req.peer, wire.CancelMessage.read(req.body).target))
         if cmd is not None:  # only the controller that started a command may cancel it
             cmd.cancel()
             self.counters["cancelled"] += 1
 
-    def _located(self, req: wire.Request) -> tuple[Path, tuple[str, ...]]:
-        text = str(wire.text_field(req.body, "path"))
-        if "\x00" in text:  # no file name holds one; the OS call would raise, not answer
-            raise WireError(ErrorCode.BAD_PATH, "a path cannot contain a NUL character")
-        if not text.startswith("/"):
-            raise WireError(ErrorCode.BAD_PATH, f"path must be absolute, got {text[:200]!r}")
+    def _located(self, path: str) -> tuple[Path, tuple[str, ...]]:
         try:
-            return self.files.locate(text)
+            return self.files.locate(path)
         except PathRefusedError as exc:
             raise WireError(ErrorCode.FORBIDDEN_PATH, str(exc)) from None
 
     def op_put(self, req: wire.Request) -> None:
-        located, mode = self._located(req), safe_mode(wire.mode_field(req.body))
+        put = wire.PutMessage.read(req.body)
+        located, mode = self._located(put.path), safe_mode(put.mode)
         if self._refused_draining(req) or self._refused_busy(req):
             return
-        if req.body.get("kind") == "folder":
+        if put.folder:
             self.spawn_task(
                 req, self._file_io(req, lambda: make_folder(located, mode), _folder_made)
             )
             return
-        if "data" not in req.body:
-            self._open_transfer(req, located, mode)
+        if put.data is None:
+            self._open_transfer(req, located, mode, put.size or 0)
             return
-        data = wire.bytes_field(req.body, "data")
+        data = put.data
         if len(data) > self.cfg.max_file_bytes:
             self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
             return
@@ -797,8 +792,9 @@ class NodeAgent:
         work = lambda: stage_file(located, data, mode, ledger)  # noqa: E731
         self.spawn_task(req, self._file_io(req, work, committed))
 
-    def _open_transfer(self, req: wire.Request, located: Located, mode: int | None) -> None:
-        size = wire.count_field(req.body, "size")
+    def _open_transfer(
+        self, req: wire.Request, located: Located, mode: int | None, size: int
+    ) -> None:
         if size > self.cfg.max_file_bytes:  # before a byte of it is sent
             self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
             return
@@ -813,15 +809,15 @@ class NodeAgent:
 
     def op_write(self, req: wire.Request) -> None:
         """One piece of an open transfer, in order; the last one puts the file in place."""
-        key = (req.peer, wire.bytes_field(req.body, "transfer"))
+        piece = wire.WriteMessage.read(req.body)
+        key = (req.peer, piece.transfer)
         transfer = self.transfers.get(key)
         if transfer is None:
             self.refuse(
                 req, ErrorCode.UNKNOWN_TRANSFER, "no such transfer (finished, failed or expired)"
             )
             return
-        offset, data = wire.count_field(req.body, "offset"), wire.bytes_field(req.body, "data")
-        last = bool(req.body.get("last"))
+        offset, data, last = piece.offset, piece.data, piece.last
         end = offset + len(data)
         if transfer.writing or offset != transfer.received or end > transfer.size:
             self.refuse(
@@ -855,17 +851,17 @@ class NodeAgent:
         self.spawn_task(req, self._file_io(req, write, written, on_failure=failed))
 
     def op_get(self, req: wire.Request) -> None:
-        located = self._located(req)
-        first_piece = req.body.get("offset", 0) == 0  # later pieces finish a get under way
+        get = wire.GetMessage.read(req.body)
+        located = self._located(get.path)
+        first_piece = not get.offset  # later pieces finish a get under way
         if (first_piece and self._refused_draining(req)) or self._refused_busy(req):
             return
         self.counters["gets"] += 1
-        if "offset" not in req.body:  # the one-message form: the whole file, in memory
+        if get.offset is None:  # the one-message form: the whole file, in memory
             limit = min(self.cfg.max_file_bytes, self.cfg.max_message_bytes)
             self.spawn_task(req, self._file_io(req, lambda: read_file(located, limit), _whole_file))
             return
-        offset = wire.count_field(req.body, "offset")
-        length = wire.count_field(req.body, "length", most=MAX_PIECE_BYTES)
+        offset, length = get.offset, get.length or 0
         limit = self.cfg.max_file_bytes
 
         def read() -> Piece | Listing:
@@ -931,15 +927,7 @@ class NodeAgent:
     def op_ping(self, req: wire.Request) -> None:
         """Also says which of the controller's in-flight request ids this agent does not know:
         lost with a restart or a broken connection, so the controller fails them at once."""
-        asked = req.body.get("ids", [])
-        if (
-            not isinstance(asked, list)
-            or len(asked) > wire.MAX_PING_IDS  # a pong is not charged: it stays small
-            or not all(isinstance(rid, bytes) for rid in asked)
-        ):
-            raise WireError(
-                ErrorCode.BAD_FIELD, f"'ids' must be a list of at most {wire.MAX_PING_IDS} ids"
-            )
+        asked = wire.PingMessage.read(req.body).ids
         waiting = {held.request_id for held in self.held.get(req.peer, ())}
         unknown = [
             rid
