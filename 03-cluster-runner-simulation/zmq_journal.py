@@ -11,11 +11,14 @@ Read it in this order:
 1. `ZmqJournalWriter`: `write(record)` keeps the record until the collector acknowledges it
    and sends it again after a lost connection or a collector restart; `write()` waits while
    too many are unacknowledged, so a slow collector slows its writers instead of being
-   flooded; `close()` raises `JournalUnavailableError` if anything could not be delivered.
+   flooded. A record the collector refuses for good raises `JournalRecordError`; `flush()`
+   and `close()` raise `JournalUnavailableError` when what was written was not acknowledged
+   in time (a collector down, or refusing our key).
 2. The collector (`zcl-collector`, zcl/src/zcl/journal_collector.py): appends what has
    arrived in one write, fsyncs, and only then acknowledges, so an acknowledged record is on
-   disk; it rereads the file at start-up to recognise resends, and sets aside a torn last
-   line (never acknowledged). Their frames are zcl/src/zcl/journal_wire.py.
+   disk; it rereads the file at start-up to recognise resends, drops a torn last line (never
+   acknowledged) and sets aside complete lines that are not records. Their frames are
+   zcl/src/zcl/journal_wire.py.
 3. `FileJournalWriter` (zcl/src/zcl/journal.py) writes the same JSON-lines format to a local
    file: the journal of a single runner, and the format `zcl-journal compare` reads.
 
