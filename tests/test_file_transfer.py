@@ -168,7 +168,7 @@ async def test_a_file_over_the_limit_is_refused_before_any_of_it_is_sent(
             over_zmq._request = counted  # type: ignore[method-assign,assignment]
             # As an executor that has not learned the agent's limits would: the agent's own
             # check (the executor's, before sending, is tests/test_limits.py's).
-            over_zmq.agent_limits = {}
+            over_zmq.session.agent_limits = {}
             with pytest.raises(RemoteError, match=f"too-large: file over {MiB} bytes"):
                 await asyncio.wait_for(over_zmq.put_file(source, str(tmp_path / "there")), 30)
     assert sent == [wire.PUT]  # the opening request only: no piece followed it

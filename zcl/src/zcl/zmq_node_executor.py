@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import secrets
@@ -56,7 +55,17 @@ from zcl.errors import (
 )
 from zcl.executor_base import NodeExecutorBase, Sink
 from zcl.executor_options import ZmqExecutorOptions
-from zcl.heartbeat import Liveness
+from zcl.executor_session import (
+    STREAM_WINDOW,
+    Answered,
+    Draining,
+    Event,
+    ExecutorSession,
+    LinkFailed,
+    Lost,
+    Output,
+    Ping,
+)
 from zcl.keys import ControllerKeys
 from zcl.loop_socket import LoopSocket
 from zcl.output_stream import CommandOutput
@@ -67,7 +76,6 @@ from zcl.protocols import (
     OutputCallback,
     Progress,
     RunRequest,
-    Stream,
     SystemConfig,
     checked_put,
     kept_output,
@@ -85,7 +93,6 @@ HANDSHAKE_FAILURES: dict[int, str] = {
 }
 
 
-STREAM_WINDOW = 1024 * 1024  # streamed output the agent may send ahead of our consuming it
 PIECE_BYTES = 1024 * 1024  # files travel in pieces of this size
 # Receipts of replies read wait to go back with the next request or heartbeat, or alone once
 # this much (or a message's most) has been read: well inside the agent's least unread budget.
@@ -103,7 +110,6 @@ class _Call:
     future: asyncio.Future[wire.Reply]
     on_output: OutputCallback | None = None
     reader: CommandOutput | None = None  # stream(): credited as its loop takes each chunk
-    uncredited: int = 0  # output handed to on_output and not yet credited back
     output: dict[bytes, list[bytes]] = field(
         default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
     )
@@ -216,21 +222,13 @@ class ZmqNodeExecutor(NodeExecutorBase):
         # More commands than the agent runs at once (its --max-concurrent) wait here, in order,
         # instead of coming back "busy".
         self.slots = asyncio.Semaphore(options.max_in_flight)
-        self.ids = itertools.count(1)
         self.calls: dict[bytes, _Call] = {}
-        self.incarnation: bytes | None = None
-        self.agent_limits: dict[str, int] | None = None  # from its pongs, once it has answered
-        self.liveness = self._fresh_liveness()
+        # The rules (incarnation, liveness, limits, credits): no socket, no clock of its own.
+        self.session = ExecutorSession(time.monotonic(), options.agent_silence_s, endpoint)
         self.link: _Link | None = None
         self.beat: asyncio.Task[None] | None = None
         self.closed = False
         self.last_failure: str | None = None  # why the last connection was given up
-
-    def _fresh_liveness(self) -> Liveness:
-        now = time.monotonic()
-        return Liveness(
-            now, floor_s=self.agent_silence_s, unlearned_allowance_s=self.agent_silence_s
-        )
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -249,7 +247,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
             command, options, stream=streaming, window=STREAM_WINDOW if streaming else None
         )  # beyond the window the agent waits for our credit
         # The grace the agent grants at most (its --max-kill-grace): more asked waits no longer.
-        most = (self.agent_limits or {}).get("max_kill_grace_s", MAX_KILL_GRACE_S)
+        most = (self.session.agent_limits or {}).get("max_kill_grace_s", MAX_KILL_GRACE_S)
         grace = min(options.kill_grace_s or 0, most)
         timeout_s = options.timeout_s
         wait_s = None if timeout_s is None else timeout_s + grace + self.grace_s
@@ -286,11 +284,11 @@ class ZmqNodeExecutor(NodeExecutorBase):
         """Refuse here, before sending, what the agent would refuse or libzmq would drop. The
         agent's limits come with its pongs; a request past what may be sent unasked waits for
         one, which also proves the agent is there."""
-        if self.agent_limits is None and (
+        if self.session.agent_limits is None and (
             name != "max_message_bytes" or value > wire.UNASKED_REQUEST_BYTES
         ):
             await self.ping()
-        most = (self.agent_limits or {}).get(name)
+        most = (self.session.agent_limits or {}).get(name)
         if isinstance(most, int) and value > most:
             option = "--" + name.replace("_", "-")
             raise RequestTooLargeError(
@@ -493,9 +491,9 @@ class ZmqNodeExecutor(NodeExecutorBase):
             # (Pieces of a transfer under way still go: the agent finishes those. A ping
             # starts nothing: it is how a caller sees the drain.)
             raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
-        request_id = next(self.ids).to_bytes(8, "big")
+        request_id = self.session.next_id()
         if not self.calls:
-            self.liveness.expect_from(time.monotonic())  # it had no reason to speak till now
+            self.session.started_waiting(time.monotonic())
         self.calls[request_id] = call
         try:
             link.request(request_id, operation, body)
@@ -542,7 +540,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
     def _cancel_remote(self, request_id: bytes) -> None:
         if self.link is not None:
             cancel = wire.request(
-                next(self.ids).to_bytes(8, "big"),
+                self.session.next_id(),
                 wire.CANCEL,
                 wire.CancelMessage(request_id).body(),
             )
@@ -573,8 +571,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
         self.last_failure = reason
         delivered = self.link is not None and self.link.handshaken
         self._fail_all(TransportError(self.node_id, reason, may_have_run=delivered))
-        self.incarnation, self.liveness = None, self._fresh_liveness()
-        self.agent_limits = None  # the agent that answers next may have others
+        self.session.reset(time.monotonic())  # the agent that answers next is new to us
         self._drop_link(discard=True)
 
     def _fail_all(self, error: ExecutorError) -> None:
@@ -589,64 +586,52 @@ class ZmqNodeExecutor(NodeExecutorBase):
         except WireError:
             log.warning("%s: dropped a malformed reply", self.node_id)
             return
-        self.liveness.heard(time.monotonic(), is_heartbeat=reply.kind == wire.PONG)
         if self.link is not None and self.link.read(reply, sum(map(len, frames))):
             self._return_receipts()
-        if reply.kind == wire.PONG:
-            self._learn_limits(reply)
-        if self.incarnation is None:
-            self.incarnation = reply.incarnation
-        elif reply.incarnation != self.incarnation:
-            self._transport_failed("the agent restarted; commands in flight there are lost")
-            return
-        if reply.kind == wire.ERROR and self._link_news(reply):
-            return
-        if reply.kind == wire.PONG and reply.request_id == wire.HEARTBEAT_ID:
-            self._lost(reply.body().get("unknown", []))
-            return
-        call = self.calls.get(reply.request_id)
+        for event in self.session.receive(reply, time.monotonic()):
+            self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        """What the session decided, done to the futures and the socket."""
+        if isinstance(event, Answered):
+            call = self.calls.get(event.request_id)
+            if call is not None and not call.future.done():  # else it gave up meanwhile
+                call.future.set_result(event.reply)
+        elif isinstance(event, Output):
+            self._deliver(event)
+        elif isinstance(event, Lost):
+            reason = "the agent does not know this command (lost with a reconnect)"
+            for request_id in event.request_ids:
+                call = self.calls.pop(request_id, None)
+                if call is not None and not call.future.done():
+                    call.future.set_exception(TransportError(self.node_id, reason))
+        elif isinstance(event, Draining):
+            self._draining()
+        elif isinstance(event, LinkFailed):
+            refused = None if event.revoked is None else self.calls.pop(event.revoked, None)
+            if refused is not None and not refused.future.done():
+                # The refused request itself says whether it had started; one that had not
+                # may run elsewhere.
+                error = TransportError(
+                    self.node_id, event.reason, may_have_run=event.started is not False
+                )
+                refused.future.set_exception(error)
+            self._transport_failed(event.reason)
+
+    def _deliver(self, event: Output) -> None:
+        call = self.calls.get(event.request_id)
         if call is None or call.future.done():
-            return  # a reply for a call that gave up (cancelled, timed out)
-        if reply.kind == wire.OUT:
-            stream, data = reply.frames[0], reply.frames[1]
-            call.output[stream].append(data)
-            name: Stream = "stdout" if stream == wire.STDOUT else "stderr"
-            if call.reader is not None:
-                if call.reader.on_consumed is None:
-                    rid = reply.request_id
-                    call.reader.on_consumed = lambda n: self._credit(rid, call, n)
-                call.reader.feed(name, data)
-            elif call.on_output is not None:
-                call.on_output(name, data)
-                self._credit(reply.request_id, call, len(data))
-            return
-        call.future.set_result(reply)
-
-    def _learn_limits(self, reply: wire.Reply) -> None:
-        limits = _error_field(reply, "limits")
-        if isinstance(limits, dict):
-            self.agent_limits = {k: v for k, v in limits.items() if isinstance(v, int)}
-
-    def _link_news(self, reply: wire.Reply) -> bool:
-        """An error that tells of the connection, not only of one call: a drain notice, a
-        refusal while draining, a key revoked on this session. True when it is handled here."""
-        code = _error_code(reply)
-        if code == wire.ErrorCode.SHUTTING_DOWN:
-            self._draining()  # a refused call still learns of it below
-            return reply.request_id == wire.DRAIN_ID
-        if code != wire.ErrorCode.KEY_REFUSED:
-            return False
-        # Revoked while connected: nothing more will be served on this connection, and a new
-        # one is refused at the handshake. The refused request itself says whether it had
-        # started; one that had not may run elsewhere.
-        reason = "the agent refused our key (revoked from its authorized_keys)"
-        refused = self.calls.pop(reply.request_id, None)
-        if refused is not None and not refused.future.done():
-            started = _error_field(reply, "started")
-            error = TransportError(self.node_id, reason, may_have_run=started is not False)
-            refused.future.set_exception(error)
-        self._transport_failed(reason)
-        return True
+            return  # output of a call that gave up (cancelled, timed out)
+        tag = wire.STDOUT if event.stream == "stdout" else wire.STDERR
+        call.output[tag].append(event.data)
+        if call.reader is not None:
+            if call.reader.on_consumed is None:
+                rid = event.request_id
+                call.reader.on_consumed = lambda n: self._credit(rid, n)
+            call.reader.feed(event.stream, event.data)
+        elif call.on_output is not None:
+            call.on_output(event.stream, event.data)
+            self._credit(event.request_id, len(event.data))
 
     def _draining(self) -> None:
         """The agent is stopping: promise it (a PING under DRAIN_ID) to start nothing more on
@@ -660,17 +645,17 @@ class ZmqNodeExecutor(NodeExecutorBase):
         with contextlib.suppress(zmq.ZMQError):
             link.send(wire.request(wire.DRAIN_ID, wire.PING, wire.PingMessage().body()))
 
-    def _credit(self, request_id: bytes, call: _Call, consumed: int) -> None:
-        """Tell the agent what on_output has taken, a quarter window at a time."""
-        call.uncredited += consumed
-        if call.uncredited >= STREAM_WINDOW // 4 and self.link is not None:
-            credit = wire.CreditMessage(request_id, call.uncredited).body()
+    def _credit(self, request_id: bytes, consumed: int) -> None:
+        """Tell the agent what the reader has taken, when the session says it is time."""
+        credit = self.session.consumed(request_id, consumed)
+        if credit is not None and self.link is not None:
             with contextlib.suppress(zmq.Again):  # the window stays shut; the call's timeout holds
-                self.link.send(wire.request(next(self.ids).to_bytes(8, "big"), wire.CREDIT, credit))
-                call.uncredited = 0
+                self.link.send(wire.request(self.session.next_id(), wire.CREDIT, credit.body()))
+                self.session.credited(request_id)
 
     def _call_ended(self, request_id: bytes) -> None:
         self.calls.pop(request_id, None)
+        self.session.ended(request_id)
         if not self.calls:  # going idle: what was read need not wait for a next request
             self._return_receipts()
 
@@ -680,14 +665,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
         if link is None or not link.receipts:
             return
         with contextlib.suppress(zmq.Again):  # they go with the next request or heartbeat
-            link.request(next(self.ids).to_bytes(8, "big"), wire.READ, {})
-
-    def _lost(self, unknown: list[bytes]) -> None:
-        for request_id in unknown:
-            call = self.calls.pop(request_id, None)
-            if call is not None and not call.future.done():
-                reason = "the agent does not know this command (lost with a reconnect)"
-                call.future.set_exception(TransportError(self.node_id, reason))
+            link.request(self.session.next_id(), wire.READ, {})
 
     def _start_beating(self) -> None:
         if self.beat is None or self.beat.done():
@@ -699,16 +677,14 @@ class ZmqNodeExecutor(NodeExecutorBase):
             await asyncio.sleep(self.heartbeat_s)  # the heartbeat rhythm, not synchronisation
             if not self.calls or self.link is None:
                 return
-            now = time.monotonic()
-            if self.liveness.is_dead(now):
-                silence = now - self.liveness.last_heard
-                self._transport_failed(
-                    f"no answer from the agent at {self.endpoint} for {silence:.1f} s"
-                )
+            beat = self.session.tick(time.monotonic(), list(self.calls))
+            if isinstance(beat, LinkFailed):
+                self._transport_failed(beat.reason)
                 return
-            with contextlib.suppress(zmq.Again):
-                ids = list(itertools.islice(self.calls, wire.MAX_PING_IDS))  # the oldest
-                self.link.request(wire.HEARTBEAT_ID, wire.PING, wire.PingMessage(tuple(ids)).body())
+            if isinstance(beat, Ping):
+                with contextlib.suppress(zmq.Again):
+                    ping = wire.PingMessage(beat.request_ids).body()
+                    self.link.request(wire.HEARTBEAT_ID, wire.PING, ping)
 
     def on_event(self, link: _Link, frames: list[bytes]) -> None:
         """A socket-monitor event: a failed CurveZMQ handshake fails the waiting calls now."""
@@ -725,7 +701,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
                 if self.calls:
                     self._transport_failed("the agent closed the connection")
                 else:
-                    self.incarnation, self.liveness = None, self._fresh_liveness()
+                    self.session.reset(time.monotonic())
                     self._drop_link(discard=True)
             return
         if event == zmq.EVENT_CONNECT_RETRIED:
