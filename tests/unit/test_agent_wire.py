@@ -33,20 +33,21 @@ def test_malformed_requests_name_their_fault(frames: list[bytes], kind: str) -> 
 
 
 def test_field_readers_refuse_wrong_types() -> None:
+    """Texts, numbers and environments are RUN's, read through RunOptions (RunMessage.read)."""
     body = {"s": "x", "n": 2, "neg": -1, "flag": True, "env": {"A": "1"}, "bad_env": {"A-B": "1"}}
-    assert wire.text_field(body, "s") == "x"
-    assert wire.text_field(body, "missing", optional=True) is None
-    assert wire.number_field(body, "n") == 2.0
-    assert wire.env_field(body, "env") == {"A": "1"}
-    for reader, name in (
-        (wire.text_field, "n"),
-        (wire.number_field, "neg"),
-        (wire.number_field, "flag"),
-        (wire.env_field, "bad_env"),
-        (wire.bytes_field, "s"),
+    run = wire.RunMessage.read({"command": body["s"], "timeout_s": body["n"], "env": body["env"]})
+    assert (run.command, run.options.timeout_s, run.options.env) == ("x", 2, {"A": "1"})
+    assert wire.RunMessage.read({"command": "x"}).options.cwd is None
+    for refused in (
+        {"command": body["n"]},
+        {"command": "x", "timeout_s": body["neg"]},
+        {"command": "x", "timeout_s": body["flag"]},
+        {"command": "x", "env": body["bad_env"]},
     ):
         with pytest.raises(WireError):
-            reader(body, name)
+            wire.RunMessage.read(refused)
+    with pytest.raises(WireError):
+        wire.bytes_field(body, "s")
 
 
 def test_replies_parse_and_refuse_strangers() -> None:

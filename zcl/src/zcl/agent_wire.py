@@ -43,7 +43,6 @@ in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,7 +51,7 @@ from typing import Any
 import msgpack
 
 from zcl.errors import InvalidRequestError, WireError
-from zcl.run_options import ENV_NAME, RunOptions
+from zcl.run_options import RunOptions
 
 VERSION = b"ZCA1"  # zmq-cluster-lab agent protocol, version 1
 
@@ -422,40 +421,6 @@ def path_field(body: Mapping[str, Any]) -> str:
 
 
 # Field readers for request bodies: a wrong type is a clear error, not a crash in a handler.
-
-
-def text_field(body: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be a string")
-    return value
-
-
-def number_field(body: Mapping[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)  # NaN passed `<= 0` and killed the command at once
-        or value <= 0
-    ):
-        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must be a positive, finite number")
-    return float(value)
-
-
-def env_field(body: Mapping[str, Any], name: str) -> dict[str, str] | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise WireError(ErrorCode.BAD_FIELD, f"{name!r} must map variable names to strings")
-    return value
 
 
 def count_field(body: Mapping[str, Any], name: str, *, most: int = 2**63 - 1) -> int:

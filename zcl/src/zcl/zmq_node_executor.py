@@ -76,6 +76,7 @@ from zcl.protocols import (
     OutputCallback,
     Progress,
     RunRequest,
+    Stream,
     SystemConfig,
     checked_put,
     kept_output,
@@ -110,9 +111,7 @@ class _Call:
     future: asyncio.Future[wire.Reply]
     on_output: OutputCallback | None = None
     reader: CommandOutput | None = None  # stream(): credited as its loop takes each chunk
-    output: dict[bytes, list[bytes]] = field(
-        default_factory=lambda: {wire.STDOUT: [], wire.STDERR: []}
-    )
+    output: dict[Stream, list[bytes]] = field(default_factory=lambda: {"stdout": [], "stderr": []})
 
 
 class _Link:
@@ -259,8 +258,8 @@ class ZmqNodeExecutor(NodeExecutorBase):
             (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
         )
         if streaming:
-            stdout = b"".join(call.output[wire.STDOUT])
-            stderr = b"".join(call.output[wire.STDERR])
+            stdout = b"".join(call.output["stdout"])
+            stderr = b"".join(call.output["stderr"])
         if done.get("timed_out"):
             message = ran_over(command, timeout_s)
             raise CommandTimeoutError(self.node_id, message, stdout=stdout, stderr=stderr)
@@ -622,8 +621,7 @@ class ZmqNodeExecutor(NodeExecutorBase):
         call = self.calls.get(event.request_id)
         if call is None or call.future.done():
             return  # output of a call that gave up (cancelled, timed out)
-        tag = wire.STDOUT if event.stream == "stdout" else wire.STDERR
-        call.output[tag].append(event.data)
+        call.output[event.stream].append(event.data)
         if call.reader is not None:
             if call.reader.on_consumed is None:
                 rid = event.request_id
