@@ -18,7 +18,7 @@ from tests.test_memory_bounds import peak_rss
 from tests.test_node_agent import agent_state
 from zcl import agent_wire as wire
 from zcl import keys
-from zcl.agent.node_agent import MAX_REASON_CHARS
+from zcl.agent.agent_session import MAX_REASON_CHARS
 from zcl.agent_wire import MAX_PIECE_BYTES
 from zcl.zmq_node_executor import RETURN_RECEIPTS_BYTES, _Link
 

@@ -21,7 +21,7 @@ DEFAULT = re.compile(r"^(?P<number>[\d,.]+) ?(?P<unit>KiB|MiB|GiB|B|s)?$")
 NAME = re.compile(r"`(--[a-z-]+|[A-Z][A-Za-z_.]+)`")
 # Where each daemon's named constants live.
 MODULES: dict[str, tuple[str, ...]] = {
-    "agent": ("zcl.agent.node_agent", "zcl.agent_wire",
+    "agent": ("zcl.agent.node_agent", "zcl.agent.agent_session", "zcl.agent_wire",
               "zcl.agent.file_access"),
     "every daemon": ("zcl.cli",),
     "collector": ("zcl.journal_collector", "zcl.zmq_journal", "zcl.journal"),

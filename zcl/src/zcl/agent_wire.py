@@ -43,6 +43,7 @@ in an explicit allow-list at the agent (node_agent.OPERATIONS), never as method 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -406,6 +407,133 @@ class CreditMessage:
     @classmethod
     def read(cls, body: Mapping[str, Any]) -> CreditMessage:
         return cls(bytes_field(body, "target"), count_field(body, "bytes"))
+
+
+# -- the replies: each kind's body (or frames), written by the agent, read by the controller --
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """ERROR: a request refused, or failed. `code` is an ErrorCode (text from an agent newer
+    than us is kept as it came); `started`, on key-refused only, says whether it had begun."""
+
+    code: str
+    reason: str = ""
+    started: bool | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": str(self.code), "reason": self.reason}
+        if self.started is not None:
+            body["started"] = self.started
+        return body
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> ErrorReply:
+        """Lenient: a refusal is reported whatever else is wrong with it."""
+        code, reason, started = body.get("code"), body.get("reason"), body.get("started")
+        return cls(
+            "" if code is None else str(code),
+            "" if reason is None else str(reason),
+            started if isinstance(started, bool) else None,
+        )
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """DONE for a run: how the command ended (stdout and stderr follow as frames of their
+    own, so that megabytes are not copied into and out of msgpack)."""
+
+    exit_status: int
+    duration_s: float = 0.0
+    truncated: bool = False  # output past the limit was read and dropped
+    output_limit: int | None = None  # the limit it ran under
+    timed_out: bool = False
+    cancelled: bool = False  # killed by a cancel, its controller's silence or the drain
+
+    def body(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> RunDone:
+        status, duration, limit = body.get("exit_status"), body.get("duration_s", 0.0), body.get(
+            "output_limit"
+        )  # fmt: skip
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise WireError("bad-reply", "a run's result has no exit status")
+        return cls(
+            status,
+            float(duration) if isinstance(duration, int | float) else 0.0,
+            bool(body.get("truncated")),
+            limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+            bool(body.get("timed_out")),
+            bool(body.get("cancelled")),
+        )
+
+
+@dataclass(frozen=True)
+class PongReply:
+    """PONG: the agent's state and its limits. `unknown` names the asked request ids it does
+    not know; `limits` is None in the probe a silent controller's connection is tested with."""
+
+    running: int = 0
+    operations: int = 0  # everything counted against --max-concurrent
+    held: int = 0  # results waiting for an unread budget
+    unread_bytes: int = 0  # what this controller's key has not shown it read
+    limits: Mapping[str, int | float] | None = None
+    draining: bool = False
+    counters: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    unknown: tuple[bytes, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        if self.limits is None:  # the probe: nothing a controller would learn from
+            return {"unknown": list(self.unknown)}
+        body = dataclasses.asdict(self)
+        body.update(limits=dict(self.limits), counters=dict(self.counters))
+        body["unknown"] = list(self.unknown)
+        return body
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> PongReply:
+        """Lenient: what does not parse is left out, as from an older agent."""
+        limits, counters, unknown = body.get("limits"), body.get("counters"), body.get("unknown")
+
+        def number(name: str) -> int:
+            value = body.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        return cls(
+            running=number("running"),
+            operations=number("operations"),
+            held=number("held"),
+            unread_bytes=number("unread_bytes"),
+            limits=None if not isinstance(limits, dict) else {
+                k: v for k, v in limits.items() if isinstance(v, int | float)
+            },
+            draining=bool(body.get("draining")),
+            counters={} if not isinstance(counters, dict) else {
+                k: v for k, v in counters.items() if isinstance(v, int)
+            },
+            unknown=tuple(r for r in unknown if isinstance(r, bytes))
+            if isinstance(unknown, list) else (),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutReply:
+    """OUT: a chunk of a streaming command's output, and the receipt to send back for it."""
+
+    stream: bytes  # STDOUT or STDERR
+    data: bytes
+    receipt: bytes
+
+    def frames(self) -> list[bytes]:
+        return [self.stream, self.data, self.receipt]
+
+    @classmethod
+    def read(cls, reply: Reply) -> OutReply:
+        if reply.kind != OUT or len(reply.frames) != 2 or reply.frames[0] not in (STDOUT, STDERR):
+            raise WireError("bad-reply", "not an output chunk")
+        return cls(reply.frames[0], reply.frames[1], reply.receipt or b"")
 
 
 def path_field(body: Mapping[str, Any]) -> str:

@@ -64,7 +64,7 @@ import shutil
 import signal
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,19 @@ from zcl import agent_wire as wire
 from zcl import cli, curve
 from zcl import keys as keyfiles
 from zcl.agent import spawn
+from zcl.agent.agent_session import (
+    Action,
+    AgentSession,
+    Discard,
+    Key,
+    Kill,
+    Pause,
+    Probe,
+    Resume,
+    Send,
+    SessionLimits,
+    Stop,
+)
 from zcl.agent.file_access import (
     FileRoots,
     Listing,
@@ -92,9 +105,7 @@ from zcl.agent.file_access import (
     safe_mode,
     stage_file,
 )
-from zcl.agent.reply_ledger import ReplyLedger, new_receipt
 from zcl.agent.spawn import (
-    READ_CHUNK,
     STDOUT,
     Finished,
     RunAs,
@@ -105,7 +116,6 @@ from zcl.agent.spawn import (
 from zcl.agent.staging_ledger import StagingLedger
 from zcl.agent_wire import ErrorCode
 from zcl.errors import CliError, ProbeError, WireError
-from zcl.heartbeat import Liveness
 from zcl.loop_socket import LoopSocket
 from zcl.protocols import login_environment, shell_script
 from zcl.run_options import MAX_KILL_GRACE_S, RunOptions
@@ -115,14 +125,10 @@ from zcl.wire import recv_now, recv_now_as
 log = logging.getLogger("zcl.agent.node_agent")  # its module path, also under python -m
 MiB = 1024 * 1024
 HOUSEKEEPING_S = 0.25
-DRAIN_ACK_S = 2.0  # the longest a stopping agent waits for its controllers to answer the notice
-TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is abandoned
 MAX_ENTRIES = 100_000  # the most entries a get of a folder lists
-MIN_STREAM_WINDOW = 64 * 1024  # the least output a streaming controller may let run ahead
 # The smallest --max-message-bytes: a controller sends requests up to this size (a file piece
 # of a megabyte and its envelope) before it has asked the agent for its limits.
 MIN_MESSAGE_BYTES = wire.UNASKED_REQUEST_BYTES
-MAX_REASON_CHARS = 512  # an error's reason, cut: errors are not charged to the unread budget
 
 
 @dataclass
@@ -147,51 +153,41 @@ class AgentConfig:
     run_as: dict[str, RunAs] = field(default_factory=dict)  # users a command may ask to run as
     state_dir: Path | None = None  # notes of puts under way, for the next agent to tidy
 
-
-@dataclass
-class _Transfer:
-    """A put arriving in pieces."""
-
-    staged: Staged
-    size: int
-    last_heard: float
-    received: int = 0
-    writing: bool = False  # a piece is being written (in a thread): not to be discarded now
-
-
-@dataclass(frozen=True)
-class _Held:
-    """A result that waits for its controller to read what it was sent before."""
-
-    request_id: bytes
-    frames: list[bytes]
-    receipt: bytes
-    size: int
-
-
-@dataclass
-class _Stream:
-    """A streaming command's pacing: with a window, output not yet credited back."""
-
-    window: int | None
-    unacked: int = 0
-    command: RunningCommand | None = None
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(
+            operations=self.operations,
+            max_concurrent=self.max_concurrent,
+            max_output_bytes=self.max_output_bytes,
+            max_message_bytes=self.max_message_bytes,
+            max_file_bytes=self.max_file_bytes,
+            max_kill_grace_s=self.max_kill_grace_s,
+            max_unread_bytes=self.max_unread_bytes,
+            max_unread_total_bytes=self.max_unread_total_bytes,
+            drain_timeout_s=self.drain_timeout_s,
+            controller_timeout_s=self.controller_timeout_s,
+        )
 
 
 class NodeAgent:
+    """The shell around AgentSession (agent_session.py): the ROUTER, the processes, the
+    threads and the files. The rules are the session's; this carries out what it decides."""
+
     def __init__(self, config: AgentConfig, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         self.cfg, self.ctx = config, ctx
-        self.incarnation = os.urandom(8)
         self.counters: Counter[str] = Counter()
-        self.running: dict[tuple[bytes, bytes], RunningCommand] = {}
-        self.controllers: dict[bytes, Liveness] = {}
-        self.draining_since: float | None = None
-        self.drain_unanswered: set[bytes] = set()  # controllers told of the drain, not yet answered
+        self.authorized: keyfiles.AuthorizedKeys | None = None
+        if config.keys is not None:
+            self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
+        self.session = AgentSession(
+            config.session_limits(),
+            os.urandom(8),
+            self.counters,
+            allows=None if self.authorized is None else self.authorized.allows,
+        )
+        self.commands: dict[Key, RunningCommand] = {}
+        self.staged: dict[Key, Staged] = {}  # puts arriving in pieces, by (peer, handle)
         self.stopped = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.file_ops: set[tuple[bytes, bytes]] = set()  # (peer, request id) of put/get/sysinfo
-        self.streams: dict[tuple[bytes, bytes], _Stream] = {}  # streaming commands' pacing
-        self.transfers: dict[tuple[bytes, bytes], _Transfer] = {}  # (peer, handle) -> a put
         # A login's environment for the agent's own user, not the agent's (its keys folder,
         # its virtualenv, systemd's variables): what an SSH login as that user would get.
         self.env = _own_login_environment()
@@ -199,18 +195,9 @@ class NodeAgent:
         self.warm = WarmShells(self.env, size=config.warm_shells)
         self.endpoint = ""
         self.link: LoopSocket[tuple[list[bytes], str | None]] | None = None
-        self.authorized: keyfiles.AuthorizedKeys | None = None
-        if config.keys is not None:
-            self.authorized = keyfiles.AuthorizedKeys(config.keys.authorized_keys, self.counters)
         self.keys_seen = 0  # the authorized_keys generation housekeeping last enforced
-        self.peer_keys: dict[bytes, str] = {}  # routing id -> the key (Z85) it authenticated with
         self.staging = StagingLedger(None)  # run_agent gives it a folder when it has one
         self.files = file_roots(config)
-        self.ledger = ReplyLedger(config.max_unread_bytes, config.max_unread_total_bytes)
-        self.held: dict[bytes, deque[_Held]] = {}  # per controller, in the order they came
-        self.held_count = 0
-        self.probed: dict[bytes, float] = {}  # forgotten controllers still owing, last probed
-        self.hold_notes = curve.RepeatedLines()
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -232,7 +219,8 @@ class NodeAgent:
             raise
         return LoopSocket(sock, self.handle, _receive_as if self.authorized else _receive)
 
-    def send(self, frames: list[bytes]) -> bool:
+    def _send(self, frames: list[bytes]) -> bool:
+        """False if the reply could not go: its controller gone, or not reading (counted)."""
         if self.link is None:
             return False
         try:
@@ -246,88 +234,54 @@ class NodeAgent:
             self.counters["dropped.controller-gone"] += 1
         return False
 
-    def answer(self, req: wire.Request, kind: bytes, *rest: bytes) -> bool:
-        return self.send(wire.reply(req.peer, req.request_id, kind, self.incarnation, *rest))
+    def _connected(self, probe: Probe) -> bool:
+        try:
+            if self.link is not None:
+                self.link.send(probe.frames)
+        except zmq.Again:
+            pass  # its queue is full: connected, and not reading
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            return False
+        return True
 
-    def refuse(self, req: wire.Request, code: ErrorCode, reason: str, **detail: Any) -> None:
-        self.counters[f"refused.{code}"] += 1
-        body = {"code": code, "reason": reason[:MAX_REASON_CHARS], **detail}
-        self.answer(req, wire.ERROR, wire.encode_body(body))
+    def carry_out(self) -> bool:
+        """Do what the session decided, in order, until it decides nothing more (a reply that
+        cannot go, or a gone connection, may free what waited). False if a reply could not go."""
+        delivered = True
+        while actions := self.session.take():
+            now = time.monotonic()
+            for action in actions:
+                delivered = self._carry_out(action, now) and delivered
+        return delivered
 
-    def finish(self, req: wire.Request, body: dict[str, Any], *frames: bytes) -> None:
-        """A result (DONE), with its receipt: sent now if the controller's unread budget has
-        room, else held until it reads what it was sent (its operation stays counted
-        against --max-concurrent meanwhile, so what waits is bounded too)."""
-        receipt = new_receipt()
-        encoded = wire.encode_body(dict(body, receipt=receipt))
-        reply = wire.reply(req.peer, req.request_id, wire.DONE, self.incarnation, encoded, *frames)
-        held = _Held(req.request_id, reply, receipt, len(encoded) + sum(map(len, frames)))
-        waiting = self.held.get(req.peer)
-        reason = self.ledger.holding_back(self._account(req.peer), held.size)
-        if waiting is None and reason is None:
-            self._send_charged(req.peer, held)
-            return
-        self.held.setdefault(req.peer, deque()).append(held)
-        self.held_count += 1
-        self.counters["held"] += 1
-        self._pause_streams()  # results first: a trickle of output must not starve one
-        if reason is not None:
-            self._note_held(req.peer, reason)
-
-    def _account(self, peer: bytes) -> bytes:
-        """Whose budget a connection spends: its controller's key, all its connections
-        together (the connection itself without keys)."""
-        charged = self.ledger.account_of(peer)  # kept while it owes, whatever is forgotten
-        if charged is not None:
-            return charged
-        key = self.peer_keys.get(peer)
-        return peer if key is None else key.encode()
-
-    def _note_held(self, peer: bytes, reason: str) -> None:
-        who = self.peer_keys.get(peer) or peer.hex()
-        held_back = self.hold_notes.due(who, time.monotonic())
-        if held_back is not None:
-            log.warning(
-                "controller %s has %d bytes of replies unread: results wait (%s)%s",
-                who, self.ledger.owed_by(self._account(peer)), reason,
-                f" [{held_back} more like this]" if held_back else "",
-            )  # fmt: skip
-
-    def _send_charged(self, peer: bytes, reply: _Held) -> None:
-        self.ledger.charge(peer, reply.receipt, reply.size, self._account(peer))
-        if not self.send(reply.frames):
-            self.ledger.unsent(peer, reply.receipt)
-
-    def _send_held(self) -> None:
-        """Results that may go now: each controller's in order, while its budget has room."""
-        for peer, waiting in list(self.held.items()):
-            account = self._account(peer)
-            while waiting and self.ledger.holding_back(account, waiting[0].size) is None:
-                self.held_count -= 1
-                self._send_charged(peer, waiting.popleft())
-            if not waiting:
-                del self.held[peer]
-        self._check_drained(time.monotonic())
-
-    def _drop_held(self, peer: bytes) -> None:
-        """A controller gone or revoked: what waited for it is dropped."""
-        waiting = self.held.pop(peer, None)
-        if waiting:
-            self.held_count -= len(waiting)
-            self.counters["dropped.held"] += len(waiting)
-
-    def _returned(self, req: wire.Request) -> None:
-        """The receipts a request brings back: room in the budget, for results and streams."""
-        receipts = wire.receipts_field(req.body)
-        if receipts and self.ledger.release(req.peer, receipts):
-            self._send_held()
-            self._resume_streams()
-
-    def refuse_revoked(self, req: wire.Request, *, started: bool) -> None:
-        """`started` tells the controller whether the request had begun (a command killed at
-        the revocation) or never ran here, which another transport may then run safely."""
-        reason = "this controller's key is no longer authorized"
-        self.refuse(req, ErrorCode.KEY_REFUSED, reason, started=started)
+    def _carry_out(self, action: Action, now: float) -> bool:
+        if isinstance(action, Send):
+            if self._send(action.frames):
+                return True
+            self.session.undelivered(action, now)
+            return False
+        if isinstance(action, Kill | Pause | Resume):
+            command = self.commands.get(action.key)
+            if command is None:
+                pass  # it ended meanwhile
+            elif isinstance(action, Kill):
+                command.cancel(grace=action.grace)
+            elif isinstance(action, Pause):
+                command.pause()
+            else:
+                command.resume()
+        elif isinstance(action, Discard):
+            staged = self.staged.pop(action.key, None)
+            if staged is not None:
+                staged.discard()
+        elif isinstance(action, Probe):
+            if not self._connected(action):
+                self.session.connection_gone(action.peer, now)
+        elif isinstance(action, Stop):
+            self.stopped.set()
+        return True
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -354,15 +308,16 @@ class NodeAgent:
         finally:
             if housekeeping is not None:
                 housekeeping.cancel()
-            for cmd in self.running.values():
+            for cmd in self.commands.values():
                 cmd.kill()
             for task in list(self.tasks):
                 task.cancel()
-            for transfer in self.transfers.values():
-                if not transfer.writing:  # a thread still writing one closes nothing of ours
-                    transfer.staged.discard()
+            for key, staged in self.staged.items():
+                transfer = self.session.transfers.get(key)
+                if transfer is None or not transfer.writing:  # a writing thread closes nothing
+                    staged.discard()
             if self.link is not None:
-                if self.draining_since is not None:
+                if self.session.draining_since is not None:
                     self.link.sock.linger = 2000  # let the last results reach their controllers
                 self.link.close()
             self.warm.close()
@@ -375,288 +330,93 @@ class NodeAgent:
         except Exception:  # one bad request must never take the agent down
             log.exception("internal error while handling a request; dropped")
             self.counters["dropped.internal-error"] += 1
+        self.carry_out()
 
     def _handle(self, frames: list[bytes], user_id: str | None) -> None:
-        try:
-            req = wire.parse_request(frames)
-        except WireError as exc:
-            self.counters[f"dropped.{exc.kind}"] += 1
-            log.debug("dropped a malformed request: %s", exc)
-            return
-        if user_id is not None:
-            self.peer_keys[req.peer] = user_id
-            if self._revoked(req.peer):
-                self._end_session(req.peer)
-                self.refuse_revoked(req, started=False)
-                return
-        now = time.monotonic()
-        liveness = self.controllers.get(req.peer)
-        if liveness is None:
-            liveness = self.controllers[req.peer] = Liveness(
-                now, floor_s=self.cfg.controller_timeout_s
-            )
-        liveness.heard(now, is_heartbeat=req.operation == wire.PING)
-        try:
-            self._returned(req)
-        except WireError as exc:
-            self.refuse(req, ErrorCode.of(exc.kind), exc.detail)
-            return
-        if req.operation == wire.PING and req.request_id == wire.DRAIN_ID:
-            self.drain_unanswered.discard(req.peer)  # nothing more will start from this peer
-            self._check_drained(now)
-        handler = OPERATIONS.get(req.operation)
-        allowed = (
-            req.operation in self.cfg.operations
-            or IMPLIED.get(req.operation) in self.cfg.operations
-            or req.operation == wire.READ  # returning receipts is part of every operation
-        )
-        if handler is None or not allowed:
-            self.refuse(
-                req, ErrorCode.NOT_ALLOWED, f"operation {req.operation[:32]!r} is not allowed"
-            )
+        req = self.session.receive(frames, user_id, time.monotonic())
+        if req is None:
             return
         try:
-            handler(self, req)
+            OPERATIONS[req.operation](self, req)
         except WireError as exc:
-            self.refuse(req, ErrorCode.of(exc.kind), exc.detail)
+            self.session.refuse(req, ErrorCode.of(exc.kind), exc.detail)
         except Exception:  # a bug of ours: the controller still gets an answer, never silence
             log.exception("internal error in %r", req.operation[:32])
             self.counters["internal-error"] += 1
-            self.refuse(
-                req, ErrorCode.INTERNAL_ERROR, "the agent failed on this request; see its log"
-            )
+            self._failed(req)
+
+    def _failed(self, req: wire.Request) -> None:
+        reason = "the agent failed on this request; see its log"
+        self.session.refuse(req, ErrorCode.INTERNAL_ERROR, reason)
 
     async def _housekeeping(self) -> None:
-        """Kill the commands of controllers that went silent; end a drain when it is done.
-        A failure in one tick is logged and the next tick comes: a task that ended here
-        would leave dead controllers' commands running and a drain without its timeout."""
+        """The session's clock, and authorized_keys reread. A failure in one tick is logged and
+        the next tick comes: a task that ended here would leave dead controllers' commands
+        running and a drain without its timeout."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)  # a timer tick, not synchronisation
             try:
-                self._housekeeping_tick(time.monotonic())
+                self.session.tick(time.monotonic())
+                if self.authorized is not None:
+                    self.authorized.refresh()
+                    if self.authorized.generation != self.keys_seen:
+                        self.keys_seen = self.authorized.generation
+                        self.session.keys_changed()
             except Exception:
                 log.exception("internal error in housekeeping")
                 self.counters["internal-error"] += 1
-
-    def _housekeeping_tick(self, now: float) -> None:
-        busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
-        busy |= set(self.held)
-        lost: set[bytes] = set()
-        for peer, liveness in list(self.controllers.items()):
-            if peer in busy and liveness.is_dead(now):
-                lost.add(peer)
-                self.counters["controller-lost"] += 1
-                log.warning("controller went silent; killing its commands")
-                for (owner, _), cmd in list(self.running.items()):
-                    if owner == peer:
-                        cmd.cancel()
-                self._drop_held(peer)
-            if peer not in busy and now - liveness.last_heard > 60:
-                del self.controllers[peer]  # forget idle controllers: memory stays bounded
-                self.peer_keys.pop(peer, None)
-        self._forget_gone_connections(now)
-        drain_over = (
-            self.draining_since is not None and now - self.draining_since > self.cfg.drain_timeout_s
-        )
-        if drain_over:  # transfers still open at the drain timeout are given up too
-            lost |= {peer for peer, _ in self.transfers}
-        self._expire_transfers(now, lost)
-        self._enforce_authorized_keys()
-        if self.draining_since is not None:
-            self._check_drained(now)
-            if self.running and drain_over:
-                log.warning("drain timeout: killing %d command(s)", len(self.running))
-                for cmd in self.running.values():
-                    cmd.cancel()
-
-    def _forget_gone_connections(self, now: float) -> None:
-        """What a controller was sent stays charged while libzmq may still hold it: until a
-        send finds its connection gone. A controller silent for --controller-timeout is
-        probed, once per timeout, with an empty heartbeat answer that any controller ignores."""
-        every = self.cfg.controller_timeout_s
-        for peer in self.ledger.peers():
-            liveness = self.controllers.get(peer)
-            if liveness is not None and now - liveness.last_heard < every:
-                continue
-            if now - self.probed.get(peer, 0.0) < every:
-                continue
-            self.probed[peer] = now
-            if self._still_connected(peer):
-                continue
-            self.ledger.forget(peer)
-            self.probed.pop(peer, None)
-            self.counters["unread.forgotten"] += 1
-            self._send_held()
-            self._resume_streams()
-        for peer in set(self.probed).difference(self.ledger.peers()):
-            del self.probed[peer]  # owes nothing now: nothing to probe for
-
-    def _still_connected(self, peer: bytes) -> bool:
-        probe = wire.reply(
-            peer, wire.HEARTBEAT_ID, wire.PONG, self.incarnation, wire.encode_body({"unknown": []})
-        )
-        try:
-            if self.link is not None:
-                self.link.send(probe)
-        except zmq.Again:
-            pass  # its queue is full: connected, and not reading
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EHOSTUNREACH:
-                raise
-            return False
-        return True
-
-    def _enforce_authorized_keys(self) -> None:
-        """A key taken out of authorized_keys: end its sessions without waiting for a request."""
-        if self.authorized is None:
-            return
-        self.authorized.refresh()
-        if self.authorized.generation != self.keys_seen:
-            self.keys_seen = self.authorized.generation
-            for peer in {owner for owner, _ in self.running}:
-                if self._revoked(peer):
-                    self._end_session(peer)
-
-    def _revoked(self, peer: bytes) -> bool:
-        """Did this peer authenticate with a key that authorized_keys no longer lists?"""
-        user_id = self.peer_keys.get(peer)
-        if self.authorized is None or user_id is None:
-            return False
-        return not self.authorized.allows(user_id)
-
-    def _end_session(self, peer: bytes) -> None:
-        """Kill what a revoked key's session runs. libzmq cannot drop one peer of a ROUTER, so
-        the connection stays up, but every request on it is refused from now on."""
-        mine = [cmd for (owner, _), cmd in self.running.items() if owner == peer]
-        if mine:
-            log.warning(
-                "key %s revoked: killing %d command(s) of its session",
-                self.peer_keys.get(peer),
-                len(mine),
-            )
-        for cmd in mine:
-            self.counters["killed.key-revoked"] += 1
-            cmd.cancel(grace=False)  # its controller lost its say: SIGKILL now, no grace
-        self._drop_held(peer)
+            self.carry_out()
 
     def request_stop(self) -> None:
-        if self.draining_since is None:
-            log.info("draining: %d command(s) running, new ones refused", len(self.running))
-            self.draining_since = time.monotonic()
-            for peer in self.controllers:  # each answers, and from then on starts nothing here
-                self._tell_draining(peer)
-            self._check_drained(self.draining_since)
-
-    def _tell_draining(self, peer: bytes) -> None:
-        if peer in self.drain_unanswered:
-            return
-        notice = {"code": ErrorCode.SHUTTING_DOWN, "reason": "the agent is shutting down"}
-        body = wire.encode_body(notice)
-        if self.send(wire.reply(peer, wire.DRAIN_ID, wire.ERROR, self.incarnation, body)):
-            self.drain_unanswered.add(peer)
-
-    def _check_drained(self, now: float) -> None:
-        """The drain ends when nothing runs (commands, transfers, file work) and every
-        controller told of it has answered, or DRAIN_ACK_S has passed for one that never does."""
-        if self.draining_since is None or self.running or self.file_ops or self.transfers:
-            return
-        if self.held and now - self.draining_since <= self.cfg.drain_timeout_s:
-            return  # results still waiting for their controllers to read
-        if not self.drain_unanswered or now - self.draining_since > DRAIN_ACK_S:
-            self.stopped.set()
-
-    def _refused_draining(self, req: wire.Request) -> bool:
-        """While draining, nothing new starts: the controller's other transport takes it."""
-        if self.draining_since is None:
-            return False
-        self.refuse(req, ErrorCode.SHUTTING_DOWN, "the agent is shutting down")
-        self._tell_draining(req.peer)
-        return True
-
-    def _refused_busy(self, req: wire.Request) -> bool:
-        """Every operation that holds a thread or a process counts against --max-concurrent:
-        commands, file transfers and system probes alike."""
-        busy = self._operations_at_work()
-        if busy < self.cfg.max_concurrent:
-            return False
-        self.refuse(req, ErrorCode.BUSY, f"{busy} operations running (the limit)")
-        return True
-
-    def _operations_at_work(self) -> int:
-        """Results held for an unread budget count: else a controller that never reads would
-        have replies pile up here instead of in libzmq."""
-        return len(self.running) + len(self.file_ops) + len(self.transfers) + self.held_count
+        running = len(self.session.running)
+        if self.session.start_drain(time.monotonic()):
+            log.info("draining: %d command(s) running, new ones refused", running)
+            self.carry_out()
 
     def spawn_task(self, req: wire.Request, coro: Any) -> None:
         key = (req.peer, req.request_id)
-        self.file_ops.add(key)
+        self.session.file_op_started(key)
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         task.add_done_callback(lambda _: self._file_op_done(key))
 
-    def _file_op_done(self, key: tuple[bytes, bytes]) -> None:
-        self.file_ops.discard(key)
-        self._check_drained(time.monotonic())
+    def _file_op_done(self, key: Key) -> None:
+        self.session.file_op_ended(key, time.monotonic())
+        self.carry_out()
+
+    def finish(self, req: wire.Request, body: dict[str, Any], *frames: bytes) -> None:
+        self.session.finish(req, body, frames, time.monotonic())
+        self.carry_out()
+
+    def refuse(self, req: wire.Request, code: ErrorCode, reason: str) -> None:
+        self.session.refuse(req, code, reason)
+        self.carry_out()
 
     # -- operations --------------------------------------------------------------------------
 
     def op_run(self, req: wire.Request) -> None:
-        if self._refused_draining(req) or self._refused_busy(req):
-            return
-        if (req.peer, req.request_id) in self.running:
-            self.refuse(req, ErrorCode.DUPLICATE_ID, "a command with this request id is running")
-            return
         run = wire.RunMessage.read(req.body)
-        options = run.options
-        script = shell_script(run.command, options.env, options.cwd)
-        stream = None
-        if run.stream:
-            # Below a pipe's read a window could never reopen.
-            if run.window is not None and run.window < MIN_STREAM_WINDOW:
-                raise WireError(
-                    ErrorCode.BAD_FIELD, f"'window' must be at least {MIN_STREAM_WINDOW}"
-                )
-            stream = self.streams[(req.peer, req.request_id)] = _Stream(run.window)
-        sink = None if stream is None else self._streamer(req, stream)
+        output_limit = self.session.accept_run(req, run)
+        if output_limit is None:
+            return
+        options, key = run.options, (req.peer, req.request_id)
+        script = self.command_limits + shell_script(run.command, options.env, options.cwd)
         run_as = self._run_as(options.user)
-        script = self.command_limits + script
-        output_limit = self.cfg.max_output_bytes
-        if options.max_output_bytes is not None:
-            asked = options.max_output_bytes
-            if asked > output_limit:
-                self.streams.pop((req.peer, req.request_id), None)
-                reason = f"max_output_bytes {asked} is over this agent's --max-output-bytes"
-                self.refuse(req, ErrorCode.OVER_LIMIT, f"{reason} ({output_limit})")
-                return
-            output_limit = asked
+        sink = self._streamer(key) if run.stream else None
         try:
             held = dataclasses.replace(  # to this agent's limits
                 options,
                 max_output_bytes=output_limit,
-                kill_grace_s=self._kill_grace(options.kill_grace_s),
+                kill_grace_s=self.session.kill_grace(options.kill_grace_s),
             )
             cmd = RunningCommand(script, self.env, held, sink=sink, warm=self.warm, run_as=run_as)
         except SpawnError as exc:
-            self.streams.pop((req.peer, req.request_id), None)
-            self.refuse(req, ErrorCode.SPAWN_FAILED, str(exc))
+            self.session.refuse(req, ErrorCode.SPAWN_FAILED, str(exc))
             return
-        key = (req.peer, req.request_id)
-        if stream is not None:
-            stream.command = cmd
-            self._pause_streams()  # before its first chunk, if the budget is met already
-        self.running[key] = cmd
-        self.counters["commands"] += 1
+        self.commands[key] = cmd
+        self.session.command_started(key, stream=run.stream, window=run.window)
         cmd.finished.add_done_callback(lambda done: self._command_done(req, done, output_limit))
-
-    def _kill_grace(self, asked: float | None) -> float | None:
-        """The grace asked, held to --max-kill-grace: every way a command is stopped (its
-        timeout, a cancel, its controller gone, the drain) ends in SIGKILL within the bound,
-        whatever the request said."""
-        if asked is not None and asked > self.cfg.max_kill_grace_s:
-            self.counters["kill-grace.capped"] += 1
-            return self.cfg.max_kill_grace_s
-        return asked
 
     def _run_as(self, name: str | None) -> RunAs | None:
         if name is None:
@@ -669,73 +429,27 @@ class NodeAgent:
             )
         return run_as
 
-    def _streamer(self, req: wire.Request, state: _Stream) -> Callable[[int, bytes], bool]:
+    def _streamer(self, key: Key) -> Callable[[int, bytes], bool]:
         def forward(stream: int, data: bytes) -> bool:
-            tag = wire.STDOUT if stream == STDOUT else wire.STDERR
-            receipt = new_receipt()
-            reply = wire.reply(
-                req.peer, req.request_id, wire.OUT, self.incarnation, tag, data, receipt
-            )
-            size = len(data) + len(tag) + len(receipt)
-            self.ledger.charge(req.peer, receipt, size, self._account(req.peer))
-            sent = self.send(reply)
-            if not sent:
-                self.ledger.unsent(req.peer, receipt)
-            if state.window is not None:
-                state.unacked += len(data)
-            # Until the controller's credit (its window) or its receipts (the unread budget,
-            # which it cannot claim without reading) come back: this stream, and every other
-            # the same budget pays for, else each would send one more chunk past it.
-            self._pause_streams()
-            return sent
+            self.session.output(key, wire.STDOUT if stream == STDOUT else wire.STDERR, data)
+            return self.carry_out()
 
         return forward
 
     def op_read(self, req: wire.Request) -> None:
-        """Receipts alone: taken in _handle, as from every request; nothing to answer."""
+        """Receipts alone: taken by the session, as from every request; nothing to answer."""
 
     def op_credit(self, req: wire.Request) -> None:
-        credit = wire.CreditMessage.read(req.body)
-        state = self.streams.get((req.peer, credit.target))
-        if state is None or state.window is None:
-            return  # a stream that ended, or one without a window: nothing to pace
-        state.unacked = max(0, state.unacked - credit.consumed)
-        if state.command is not None and state.command.paused and self._may_flow(req.peer, state):
-            state.command.resume()
-
-    def _may_flow(self, peer: bytes, state: _Stream) -> bool:
-        """Within its window, no result of its key's waiting, and room for a chunk more: one
-        read of a pipe (spawn.READ_CHUNK, as a pipe holds up to a megabyte), so no stream's
-        next chunk can take its key past the budget."""
-        if state.window is not None and state.unacked >= state.window:
-            return False
-        account = self._account(peer)
-        if any(self._account(waiting) == account for waiting in self.held):
-            return False
-        return self.ledger.holding_back(account, READ_CHUNK) is None
-
-    def _pause_streams(self) -> None:
-        for (peer, _), state in self.streams.items():
-            command = state.command
-            if command is not None and not command.paused and not self._may_flow(peer, state):
-                command.pause()
-                self.counters["stream.paused"] += 1
-
-    def _resume_streams(self) -> None:
-        for (peer, _), state in self.streams.items():
-            if state.command is not None and state.command.paused and self._may_flow(peer, state):
-                state.command.resume()
+        self.session.credit(req, wire.CreditMessage.read(req.body))
 
     def _command_done(
         self, req: wire.Request, finished: asyncio.Future[Finished], output_limit: int
     ) -> None:
-        self.running.pop((req.peer, req.request_id), None)
-        self.streams.pop((req.peer, req.request_id), None)
-        self._check_drained(time.monotonic())  # stops only after this callback has answered
+        key = (req.peer, req.request_id)
+        self.commands.pop(key, None)
+        self.session.command_ended(key, time.monotonic())  # stops only once this has answered
         if finished.cancelled():
-            return
-        if self._revoked(req.peer):
-            self.refuse_revoked(req, started=True)
+            self.carry_out()
             return
         if isinstance(finished.exception(), SpawnError):
             self.refuse(req, ErrorCode.SPAWN_FAILED, str(finished.exception()))
@@ -743,22 +457,19 @@ class NodeAgent:
         done = finished.result()
         if done.timed_out:
             self.counters["timeouts"] += 1
-        body = {
-            "exit_status": done.exit_status,
-            "duration_s": done.duration_s,
-            "truncated": done.truncated,
-            "output_limit": output_limit,
-            "timed_out": done.timed_out,
-            "cancelled": done.cancelled,
-        }
+        result = wire.RunDone(
+            exit_status=done.exit_status,
+            duration_s=done.duration_s,
+            truncated=done.truncated,
+            output_limit=output_limit,
+            timed_out=done.timed_out,
+            cancelled=done.cancelled,
+        )
         # Output travels in frames of its own: megabytes are not copied into and out of msgpack.
-        self.finish(req, body, done.stdout, done.stderr)
+        self.finish(req, result.body(), done.stdout, done.stderr)
 
     def op_cancel(self, req: wire.Request) -> None:
-        cmd = self.running.get((req.peer, wire.CancelMessage.read(req.body).target))
-        if cmd is not None:  # only the controller that started a command may cancel it
-            cmd.cancel()
-            self.counters["cancelled"] += 1
+        self.session.cancel(req, wire.CancelMessage.read(req.body).target)
 
     def _located(self, path: str) -> tuple[Path, tuple[str, ...]]:
         try:
@@ -769,7 +480,7 @@ class NodeAgent:
     def op_put(self, req: wire.Request) -> None:
         put = wire.PutMessage.read(req.body)
         located, mode = self._located(put.path), safe_mode(put.mode)
-        if self._refused_draining(req) or self._refused_busy(req):
+        if not self.session.admit(req):
             return
         if put.folder:
             self.spawn_task(
@@ -780,8 +491,7 @@ class NodeAgent:
             self._open_transfer(req, located, mode, put.size or 0)
             return
         data = put.data
-        if len(data) > self.cfg.max_file_bytes:
-            self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
+        if not self.session.within_file_limit(req, len(data)):
             return
 
         def committed(staged: Staged) -> dict[str, Any]:
@@ -795,14 +505,14 @@ class NodeAgent:
     def _open_transfer(
         self, req: wire.Request, located: Located, mode: int | None, size: int
     ) -> None:
-        if size > self.cfg.max_file_bytes:  # before a byte of it is sent
-            self.refuse(req, ErrorCode.TOO_LARGE, f"file over {self.cfg.max_file_bytes} bytes")
+        if not self.session.within_file_limit(req, size):  # before a byte of it is sent
             return
-        handle = os.urandom(8)
+        key = (req.peer, os.urandom(8))
 
         def opened(staged: Staged) -> dict[str, Any]:
-            self.transfers[(req.peer, handle)] = _Transfer(staged, size, time.monotonic())
-            return {"transfer": handle}
+            self.staged[key] = staged
+            self.session.transfer_opened(key, size, time.monotonic())
+            return {"transfer": key[1]}
 
         ledger = self.staging
         self.spawn_task(req, self._file_io(req, lambda: open_staged(located, mode, ledger), opened))
@@ -810,26 +520,10 @@ class NodeAgent:
     def op_write(self, req: wire.Request) -> None:
         """One piece of an open transfer, in order; the last one puts the file in place."""
         piece = wire.WriteMessage.read(req.body)
+        if not self.session.accept_piece(req, piece, time.monotonic()):
+            return
         key = (req.peer, piece.transfer)
-        transfer = self.transfers.get(key)
-        if transfer is None:
-            self.refuse(
-                req, ErrorCode.UNKNOWN_TRANSFER, "no such transfer (finished, failed or expired)"
-            )
-            return
-        offset, data, last = piece.offset, piece.data, piece.last
-        end = offset + len(data)
-        if transfer.writing or offset != transfer.received or end > transfer.size:
-            self.refuse(
-                req, ErrorCode.BAD_PIECE, f"expected the piece at {transfer.received}, in order"
-            )
-            return
-        if last and end != transfer.size:
-            self.refuse(req, ErrorCode.BAD_PIECE, f"the file is {transfer.size} bytes, not {end}")
-            return
-        transfer.received, transfer.writing = end, True
-        transfer.last_heard = time.monotonic()
-        staged = transfer.staged
+        staged, offset, data, last = self.staged[key], piece.offset, piece.data, piece.last
 
         def write() -> Staged:
             staged.write_at(offset, data)
@@ -838,14 +532,15 @@ class NodeAgent:
             return staged
 
         def written(_: Staged) -> dict[str, Any]:
-            transfer.writing = False
+            self.session.piece_written(key, last=last)
             if last:
-                self.transfers.pop(key, None)
+                self.staged.pop(key, None)
                 staged.commit()  # in place as the answer goes: as for a one-message put
-            return {"bytes": end}
+            return {"bytes": offset + len(data)}
 
         def failed() -> None:
-            self.transfers.pop(key, None)
+            self.session.transfer_failed(key)
+            self.staged.pop(key, None)
             staged.discard()
 
         self.spawn_task(req, self._file_io(req, write, written, on_failure=failed))
@@ -853,8 +548,7 @@ class NodeAgent:
     def op_get(self, req: wire.Request) -> None:
         get = wire.GetMessage.read(req.body)
         located = self._located(get.path)
-        first_piece = not get.offset  # later pieces finish a get under way
-        if (first_piece and self._refused_draining(req)) or self._refused_busy(req):
+        if not self.session.admit(req, new=not get.offset):  # later pieces finish a get
             return
         self.counters["gets"] += 1
         if get.offset is None:  # the one-message form: the whole file, in memory
@@ -888,29 +582,16 @@ class NodeAgent:
         except Exception:  # never leave a request unanswered ("exception never retrieved")
             log.exception("internal error in a file operation")
             self.counters["internal-error"] += 1
-            self.refuse(
-                req, ErrorCode.INTERNAL_ERROR, "the agent failed on this request; see its log"
-            )
+            self._failed(req)
+            self.carry_out()
         else:
-            if self._revoked(req.peer):  # it began while the key was valid; no answer now
-                self.refuse_revoked(req, started=True)
-            else:
-                self.finish(req, body)
+            self.finish(req, body)
             return
         if on_failure is not None:
             on_failure()
 
-    def _expire_transfers(self, now: float, lost: set[bytes]) -> None:
-        """Transfers whose controller stopped sending, or went silent, leave no file behind."""
-        for key, transfer in list(self.transfers.items()):
-            idle = now - transfer.last_heard > TRANSFER_IDLE_S
-            if not transfer.writing and (idle or key[0] in lost):
-                del self.transfers[key]
-                transfer.staged.discard()
-                self.counters["transfers.expired"] += 1
-
     def op_sysinfo(self, req: wire.Request) -> None:
-        if self._refused_draining(req) or self._refused_busy(req):
+        if not self.session.admit(req):
             return
         self.counters["sysinfo"] += 1
         self.spawn_task(req, self._sysinfo(req))
@@ -925,45 +606,12 @@ class NodeAgent:
         self.finish(req, {"system": system.to_dict()})
 
     def op_ping(self, req: wire.Request) -> None:
-        """Also says which of the controller's in-flight request ids this agent does not know:
-        lost with a restart or a broken connection, so the controller fails them at once."""
-        asked = wire.PingMessage.read(req.body).ids
-        waiting = {held.request_id for held in self.held.get(req.peer, ())}
-        unknown = [
-            rid
-            for rid in asked
-            if (req.peer, rid) not in self.running
-            and (req.peer, rid) not in self.file_ops
-            and rid not in waiting
-        ]
         warm = self.warm
         counters = dict(
             self.counters,
             **{"warm.taken": warm.taken, "warm.empty": warm.empty, "warm.too-long": warm.too_long},
         )
-        body = {
-            "running": len(self.running),
-            "operations": self._operations_at_work(),
-            "held": self.held_count,
-            "unread_bytes": self.ledger.owed_by(self._account(req.peer)),
-            "limits": self.limits(),
-            "draining": self.draining_since is not None,
-            "counters": counters,
-            "unknown": unknown,
-        }
-        self.answer(req, wire.PONG, wire.encode_body(body))
-
-    def limits(self) -> dict[str, int | float]:
-        """What this agent refuses beyond, for controllers to check before they send."""
-        cfg = self.cfg
-        return {
-            "max_message_bytes": cfg.max_message_bytes,
-            "max_output_bytes": cfg.max_output_bytes,
-            "max_file_bytes": cfg.max_file_bytes,
-            "max_concurrent": cfg.max_concurrent,
-            "max_kill_grace_s": cfg.max_kill_grace_s,
-            "max_unread_bytes": cfg.max_unread_bytes,
-        }
+        self.session.pong(req, wire.PingMessage.read(req.body).ids, counters)
 
 
 def _own_login_environment() -> dict[str, str]:
@@ -1008,8 +656,6 @@ OPERATIONS: dict[bytes, Callable[[NodeAgent, wire.Request], None]] = {
     wire.WRITE: NodeAgent.op_write,
     wire.READ: NodeAgent.op_read,
 }
-# Operations that come with another one: --operations names only the latter.
-IMPLIED: dict[bytes, bytes] = {wire.CREDIT: wire.RUN, wire.WRITE: wire.PUT}
 
 
 def _operations(text: str) -> frozenset[bytes]:
