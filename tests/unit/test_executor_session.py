@@ -118,3 +118,21 @@ def test_a_stream_is_credited_a_quarter_window_at_a_time_and_never_loses_credit(
 def test_a_malformed_error_body_is_an_answer_for_the_call_to_report() -> None:
     broken = wire.parse_reply([wire.VERSION, b"r1", wire.ERROR, FIRST, b"\xc1not msgpack"])
     assert session().receive(broken, 1.0) == [Answered(b"r1", broken)]
+
+
+def test_a_pong_teaches_every_limit_and_a_probe_teaches_none() -> None:
+    """The agent's --max-kill-grace is a float: a controller that kept only whole numbers
+    waited out its own default grace instead of the agent's."""
+    s = session()
+    limits = {"max_kill_grace_s": 2.5, "max_concurrent": 4, "bogus": "x"}
+    s.receive(reply(b"p1", wire.PONG, {"limits": limits}), 1.0)
+    assert s.agent_limits == {"max_kill_grace_s": 2.5, "max_concurrent": 4}
+    probe = wire.PongReply().body()  # what a silent controller's connection is tested with
+    assert s.receive(reply(wire.HEARTBEAT_ID, wire.PONG, probe), 2.0) == []
+    assert s.agent_limits == {"max_kill_grace_s": 2.5, "max_concurrent": 4}
+
+
+def test_output_that_cannot_be_placed_is_not_delivered() -> None:
+    s = session()
+    odd = wire.parse_reply([wire.VERSION, b"r1", wire.OUT, FIRST, b"9", b"data", b"rcpt"])
+    assert s.receive(odd, 1.0) == []

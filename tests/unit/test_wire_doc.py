@@ -44,6 +44,13 @@ def test_the_reply_kinds_are_the_codes() -> None:
     assert first_column("### Replies") == [k.decode() for k in kinds]
 
 
+def test_the_reply_bodies_are_the_reply_types() -> None:
+    assert first_column("A run's DONE body:") == list(agent_wire.RunDone.__dataclass_fields__)
+    assert first_column("A PONG body:") == list(agent_wire.PongReply.__dataclass_fields__)
+    sentence = PAGE.split("An ERROR body holds ", 1)[1].split(". ", 1)[0]
+    assert re.findall(r"`([a-z_]+)`", sentence) == list(agent_wire.ErrorReply.__dataclass_fields__)
+
+
 def test_every_error_code_is_listed_with_its_meaning() -> None:
     section = PAGE.split("### Error codes", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `([a-z-]+)` \| (.+) \|$", section, re.M))

@@ -82,7 +82,7 @@ class ExecutorSession:
     silence_s: float  # the least silence after which the agent counts as gone
     endpoint: str = "the agent"  # for the messages
     incarnation: bytes | None = None
-    agent_limits: dict[str, int] | None = None  # from its pongs, once it has answered
+    agent_limits: dict[str, int | float] | None = None  # from its pongs, once it answered
     liveness: Liveness = field(init=False)
     uncredited: dict[bytes, int] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -105,39 +105,34 @@ class ExecutorSession:
 
     def receive(self, reply: wire.Reply, now: float) -> list[Event]:
         self.liveness.heard(now, is_heartbeat=reply.kind == wire.PONG)
-        if reply.kind == wire.PONG:
-            self._learn_limits(reply)
+        pong = wire.PongReply.read(_body(reply)) if reply.kind == wire.PONG else None
+        if pong is not None and pong.limits is not None:
+            self.agent_limits = dict(pong.limits)
         if self.incarnation is None:
             self.incarnation = reply.incarnation
         elif reply.incarnation != self.incarnation:
             return [LinkFailed("the agent restarted; commands in flight there are lost")]
         events: list[Event] = []
         if reply.kind == wire.ERROR:
-            code = _field(reply, "code")
-            if code == wire.ErrorCode.SHUTTING_DOWN:
+            error = wire.ErrorReply.read(_body(reply))
+            if error.code == wire.ErrorCode.SHUTTING_DOWN:
                 events.append(Draining())  # a refused call still learns of it below
                 if reply.request_id == wire.DRAIN_ID:
                     return events
-            elif code == wire.ErrorCode.KEY_REFUSED:
+            elif error.code == wire.ErrorCode.KEY_REFUSED:
                 # Revoked while connected: nothing more is served on this connection, and a
                 # new one is refused at the handshake. The refusal says whether it had begun.
-                started = _field(reply, "started")
                 return [
                     LinkFailed(
                         "the agent refused our key (revoked from its authorized_keys)",
                         revoked=reply.request_id,
-                        started=started if isinstance(started, bool) else None,
+                        started=error.started,
                     )
                 ]
-        if reply.kind == wire.PONG and reply.request_id == wire.HEARTBEAT_ID:
-            unknown = _field(reply, "unknown")
-            ids = tuple(rid for rid in unknown if isinstance(rid, bytes)) if isinstance(
-                unknown, list
-            ) else ()  # fmt: skip
-            return [*events, Lost(ids)] if ids else events
+        if pong is not None and reply.request_id == wire.HEARTBEAT_ID:
+            return [*events, Lost(pong.unknown)] if pong.unknown else events
         if reply.kind == wire.OUT:
-            stream: Stream = "stdout" if reply.frames[0] == wire.STDOUT else "stderr"
-            return [*events, Output(reply.request_id, stream, reply.frames[1])]
+            return [*events, *_output(reply)]
         return [*events, Answered(reply.request_id, reply)]
 
     def tick(self, now: float, waiting: Sequence[bytes]) -> Event | None:
@@ -162,14 +157,18 @@ class ExecutorSession:
     def ended(self, request_id: bytes) -> None:
         self.uncredited.pop(request_id, None)
 
-    def _learn_limits(self, reply: wire.Reply) -> None:
-        limits = _field(reply, "limits")
-        if isinstance(limits, dict):
-            self.agent_limits = {k: v for k, v in limits.items() if isinstance(v, int)}
 
-
-def _field(reply: wire.Reply, name: str) -> Any:
+def _body(reply: wire.Reply) -> dict[str, Any]:
     try:
-        return reply.body().get(name)
+        return reply.body()
     except WireError:
-        return None  # a malformed body; the waiting call reports it
+        return {}  # a malformed body; the waiting call reports it
+
+
+def _output(reply: wire.Reply) -> list[Event]:
+    try:
+        out = wire.OutReply.read(reply)
+    except WireError:
+        return []  # not output we can place: the call's result still comes
+    stream: Stream = "stdout" if out.stream == wire.STDOUT else "stderr"
+    return [Output(reply.request_id, stream, out.data)]

@@ -253,30 +253,32 @@ class ZmqNodeExecutor(NodeExecutorBase):
         call = _Call(asyncio.get_running_loop().create_future(), on_output, output)
         async with self.slots:
             reply = await self._request(wire.RUN, run.body(), call, wait_s)
-        done = reply.body()
+        try:
+            done = wire.RunDone.read(reply.body())
+        except WireError as exc:
+            raise RemoteError(self.node_id, f"the agent's result does not parse: {exc}") from None
         stdout, stderr = (
             (reply.frames[1], reply.frames[2]) if len(reply.frames) == 3 else (b"", b"")
         )
         if streaming:
             stdout = b"".join(call.output["stdout"])
             stderr = b"".join(call.output["stderr"])
-        if done.get("timed_out"):
+        if done.timed_out:
             message = ran_over(command, timeout_s)
             raise CommandTimeoutError(self.node_id, message, stdout=stdout, stderr=stderr)
-        if done.get("cancelled"):
+        if done.cancelled:
             raise RemoteError(self.node_id, f"{command!r} was killed by the agent (draining)")
         result = CommandResult(
             node_id=self.node_id,
             command=command,
-            exit_status=int(done["exit_status"]),
+            exit_status=done.exit_status,
             stdout=stdout,
             stderr=stderr,
-            duration_s=float(done.get("duration_s", 0.0)),
-            truncated=bool(done.get("truncated")),
+            duration_s=done.duration_s,
+            truncated=done.truncated,
             transport="zmq",
         )
-        limit = done.get("output_limit")
-        limit = limit if isinstance(limit, int) else options.output_limit
+        limit = options.output_limit if done.output_limit is None else done.output_limit
         return kept_output(result, limit, options.truncate)
 
     async def _within_limit(self, name: str, value: int, what: str) -> None:
@@ -524,17 +526,16 @@ class ZmqNodeExecutor(NodeExecutorBase):
             self._call_ended(request_id)
         self.breaker.record_success()
         if reply.kind == wire.ERROR:
-            raise self._refusal(reply.body())
+            raise self._refusal(wire.ErrorReply.read(reply.body()))
         return reply
 
-    def _refusal(self, error: dict[str, Any]) -> ExecutorError:
+    def _refusal(self, error: wire.ErrorReply) -> ExecutorError:
         """The error for the agent's refusal of one request."""
-        code, reason = error.get("code"), error.get("reason")
-        if code == wire.ErrorCode.SHUTTING_DOWN:  # refused before it started: safe elsewhere
+        if error.code == wire.ErrorCode.SHUTTING_DOWN:  # refused before it began: safe elsewhere
             return AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
-        if code == wire.ErrorCode.OVER_LIMIT:
-            return RequestTooLargeError(self.node_id, str(reason))
-        return RemoteError(self.node_id, f"{code}: {reason}")
+        if error.code == wire.ErrorCode.OVER_LIMIT:
+            return RequestTooLargeError(self.node_id, error.reason)
+        return RemoteError(self.node_id, f"{error.code}: {error.reason}")
 
     def _cancel_remote(self, request_id: bytes) -> None:
         if self.link is not None:
@@ -718,17 +719,6 @@ class ZmqNodeExecutor(NodeExecutorBase):
         if not self.calls:  # waiting calls each count their own failure
             self.breaker.record_failure()
         self._transport_failed(reason)
-
-
-def _error_code(reply: wire.Reply) -> object:
-    return _error_field(reply, "code")
-
-
-def _error_field(reply: wire.Reply, name: str) -> object:
-    try:
-        return reply.body().get(name)
-    except WireError:
-        return None  # a malformed error body; the waiting call reports it
 
 
 _conforms: type[NodeExecutorProtocol] = ZmqNodeExecutor

@@ -47,6 +47,11 @@ A controller beats while it waits for commands (zcl.heartbeat learns its rhythm)
 if it goes silent its commands are killed, as sshd's are when an SSH connection drops. SIGTERM
 drains: new commands are refused, running ones get --drain-timeout to finish, then are killed.
 
+The rules above (admission, limits, drain, liveness, revocation, the unread budget, stream
+pacing, pieces in order) are agent_session.py's, with no socket and no clock; this module is
+the shell that owns the ROUTER, the processes, the threads and the files, and carries out what
+the session decides.
+
     python -m zcl.agent.node_agent --keys KEYDIR/nodes/node1 --bind tcp://*:5560
 """
 
