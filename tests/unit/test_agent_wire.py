@@ -57,3 +57,22 @@ def test_replies_parse_and_refuse_strangers() -> None:
     assert parsed.body() == {"exit_status": 0}
     with pytest.raises(WireError):
         wire.parse_reply([b"HTTP", b"id", wire.DONE, b"inc"])
+
+
+def test_a_gets_answer_is_checked_before_anything_is_written() -> None:
+    piece = wire.FilePiece(b"abc", 10, 0o644)
+    assert wire.read_got(piece.body()) == piece
+    listing = wire.FolderListing(0o755, (("a", "file", 0o644, 3), ("sub", "folder", 0o755, 0)))
+    assert wire.read_got(listing.body()) == listing
+    for bad in (
+        {"kind": "file", "data": b"abcd", "size": 3, "mode": 0o644},  # more than the file
+        {"kind": "file", "data": b"a", "mode": 0o644},  # no size
+        {"kind": "file", "data": "text", "size": 4, "mode": 0o644},
+        {"kind": "folder", "entries": []},  # no mode
+        {"kind": "folder", "mode": 0o755, "entries": [["..", "folder", 0o755, 0]]},
+        {"kind": "folder", "mode": 0o755, "entries": [["a/b", "file", 0o644, 0]]},
+        {"kind": "folder", "mode": 0o755, "entries": [["a", "file"]]},
+        {"kind": "socket", "mode": 0o755},
+    ):
+        with pytest.raises(WireError):
+            wire.read_got(bad)

@@ -136,3 +136,14 @@ def test_output_that_cannot_be_placed_is_not_delivered() -> None:
     s = session()
     odd = wire.parse_reply([wire.VERSION, b"r1", wire.OUT, FIRST, b"9", b"data", b"rcpt"])
     assert s.receive(odd, 1.0) == []
+
+
+def test_after_a_drain_notice_only_what_finishes_work_under_way_still_goes() -> None:
+    s = session()
+    assert s.may_start(wire.RUN, {}, draining=False)
+    assert not s.may_start(wire.RUN, {}, draining=True)  # the fallback may run it instead
+    assert not s.may_start(wire.PUT, {"path": "/x", "size": 9}, draining=True)
+    assert not s.may_start(wire.GET, {"path": "/x", "offset": 0}, draining=True)
+    assert s.may_start(wire.GET, {"path": "/x", "offset": 4096}, draining=True)
+    assert s.may_start(wire.WRITE, {}, draining=True)
+    assert s.may_start(wire.PING, {}, draining=True)  # how a caller sees the drain

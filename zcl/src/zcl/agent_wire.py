@@ -536,6 +536,61 @@ class OutReply:
         return cls(reply.frames[0], reply.frames[1], reply.receipt or b"")
 
 
+@dataclass(frozen=True)
+class FilePiece:
+    """DONE for a get of a file: the bytes at the offset asked, and the file's size and mode."""
+
+    data: bytes
+    size: int
+    mode: int
+
+    def body(self) -> dict[str, Any]:
+        return {"kind": "file", "data": self.data, "size": self.size, "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """DONE for a get of a folder: its mode and its entries as (name, kind, mode, size),
+    kind being "file", "folder" or another word for what a get does not copy."""
+
+    mode: int
+    entries: tuple[tuple[str, str, int, int], ...]
+
+    def body(self) -> dict[str, Any]:
+        entries = [list(entry) for entry in self.entries]
+        return {"kind": "folder", "mode": self.mode, "entries": entries}
+
+
+def read_got(body: Mapping[str, Any]) -> FilePiece | FolderListing:
+    """A get's answer, checked as any input is: a name that would climb out of the folder
+    asked for, or a piece bigger than its file, is a bad reply, never a path written to."""
+    kind, mode = body.get("kind"), body.get("mode")
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o177777:
+        raise WireError("bad-reply", "a get's answer has no mode")
+    if kind == "folder":
+        entries = body.get("entries")
+        if not isinstance(entries, list):
+            raise WireError("bad-reply", "a folder's answer has no entries")
+        return FolderListing(mode, tuple(_entry(entry) for entry in entries))
+    data, size = body.get("data"), body.get("size")
+    if kind != "file" or not isinstance(data, bytes) or isinstance(size, bool):
+        raise WireError("bad-reply", "a get's answer is neither a piece nor a folder")
+    if not isinstance(size, int) or not len(data) <= size:
+        raise WireError("bad-reply", "a piece larger than its file")
+    return FilePiece(data, size, mode)
+
+
+def _entry(entry: object) -> tuple[str, str, int, int]:
+    if not isinstance(entry, list) or len(entry) != 4:
+        raise WireError("bad-reply", f"a folder entry is not (name, kind, mode, size): {entry!r}")
+    name, kind, mode, size = entry
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\x00" in name:
+        raise WireError("bad-reply", f"the agent listed a bad name: {name!r}")
+    if not isinstance(kind, str) or not isinstance(mode, int) or not isinstance(size, int):
+        raise WireError("bad-reply", f"a folder entry is not (name, kind, mode, size): {entry!r}")
+    return name, kind, mode, size
+
+
 def path_field(body: Mapping[str, Any]) -> str:
     """An absolute path with no NUL (where it may reach is the agent's file_access)."""
     text = body.get("path")

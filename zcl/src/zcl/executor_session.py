@@ -12,7 +12,7 @@ on the events that come back. tests/unit/test_executor_session.py drives it with
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,15 @@ class ExecutorSession:
         if reply.kind == wire.OUT:
             return [*events, *_output(reply)]
         return [*events, Answered(reply.request_id, reply)]
+
+    def may_start(self, operation: bytes, body: Mapping[str, Any], *, draining: bool) -> bool:
+        """Once the agent said it drains we promised to start nothing more on this connection:
+        only what finishes work under way there still goes (a put's pieces, a get's later
+        pieces: the agent finishes those), and pings, which start nothing and are how a
+        caller sees the drain."""
+        if not draining or operation in (wire.PING, wire.WRITE):
+            return True
+        return operation == wire.GET and bool(body.get("offset"))
 
     def tick(self, now: float, waiting: Sequence[bytes]) -> Event | None:
         """On the heartbeat, while calls wait: a silence past the learned rhythm fails the

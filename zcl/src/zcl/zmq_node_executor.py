@@ -373,44 +373,47 @@ class ZmqNodeExecutor(NodeExecutorBase):
         progress: Progress | None = None,
     ) -> None:
         first = await self._get_piece(remote_path, 0)
-        if first.get("kind") == "folder":
+        if isinstance(first, wire.FolderListing):
             await self._get_folder(remote_path, local_path, first, preserve_mode, progress)
         else:
             await self._get_one(remote_path, local_path, first, preserve_mode, progress)
 
-    async def _get_piece(self, remote: str, offset: int) -> dict[str, Any]:
-        return await self._simple(wire.GET, wire.GetMessage(remote, offset, PIECE_BYTES).body())
+    async def _get_piece(self, remote: str, offset: int) -> wire.FilePiece | wire.FolderListing:
+        body = await self._simple(wire.GET, wire.GetMessage(remote, offset, PIECE_BYTES).body())
+        try:
+            return wire.read_got(body)
+        except WireError as exc:  # what an agent sends is input too: never a path outside
+            raise RemoteError(self.node_id, f"{remote}: {exc.detail}") from None
 
     async def _get_folder(
         self,
         remote: str,
         local: Path,
-        listing: dict[str, Any],
+        listing: wire.FolderListing,
         preserve_mode: bool,
         progress: Progress | None,
     ) -> None:
         try:
             local.mkdir(exist_ok=True)
             if preserve_mode:
-                local.chmod(int(listing["mode"]) & 0o7777 & ~UNSAFE_MODE_BITS)
+                local.chmod(listing.mode & 0o7777 & ~UNSAFE_MODE_BITS)
         except OSError as exc:
             raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
-        for name, kind, _, _ in listing["entries"]:
-            if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
-                raise RemoteError(self.node_id, f"the agent listed a bad name: {name!r}")
+        for name, kind, _, _ in listing.entries:  # names checked by read_got: no "/", no ".."
+            if kind not in ("file", "folder"):
+                continue  # links, devices, sockets: not copied, as the put side skips them
             below = f"{remote.rstrip('/')}/{name}"
-            if kind == "folder":
-                await self._get_folder(below, local / name, await self._get_piece(below, 0),
-                                       preserve_mode, progress)  # fmt: skip
-            elif kind == "file":
-                await self._get_one(below, local / name, await self._get_piece(below, 0),
-                                    preserve_mode, progress)  # fmt: skip
+            got = await self._get_piece(below, 0)
+            if isinstance(got, wire.FolderListing):
+                await self._get_folder(below, local / name, got, preserve_mode, progress)
+            else:
+                await self._get_one(below, local / name, got, preserve_mode, progress)
 
     async def _get_one(
         self,
         remote: str,
         local: Path,
-        first: dict[str, Any],
+        first: wire.FilePiece,
         preserve_mode: bool,
         progress: Progress | None,
     ) -> None:
@@ -422,18 +425,20 @@ class ZmqNodeExecutor(NodeExecutorBase):
             raise InvalidRequestError(self.node_id, f"{local}: {exc.strerror}") from None
         try:
             with out:
-                piece, size = first, int(first["size"])
-                offset = 0
-                while True:
-                    await asyncio.to_thread(out.write, piece["data"])
-                    offset += len(piece["data"])
+                piece: wire.FilePiece | wire.FolderListing = first
+                size, offset = first.size, 0
+                while isinstance(piece, wire.FilePiece):
+                    await asyncio.to_thread(out.write, piece.data)
+                    offset += len(piece.data)
                     if progress is not None:
                         progress(remote, offset, size)
-                    if offset >= size or not piece["data"]:
+                    if offset >= size or not piece.data:
                         break
                     piece = await self._get_piece(remote, offset)
+                else:
+                    raise RemoteError(self.node_id, f"{remote} became a folder while it was read")
             if preserve_mode:
-                temporary.chmod(int(first["mode"]) & 0o7777 & ~UNSAFE_MODE_BITS)
+                temporary.chmod(first.mode & 0o7777 & ~UNSAFE_MODE_BITS)
             temporary.replace(local)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -486,11 +491,8 @@ class ZmqNodeExecutor(NodeExecutorBase):
         if self.link is not None:
             self.link.catch_up()  # an agent that is stopping may have said so already
         link = self._ensure_link()
-        continuing = operation == wire.WRITE or (operation == wire.GET and body.get("offset"))
-        if link.draining and not continuing and operation != wire.PING:
+        if not self.session.may_start(operation, body, draining=link.draining):
             # Told the agent we start nothing more here; SSH (the fallback) may run it.
-            # (Pieces of a transfer under way still go: the agent finishes those. A ping
-            # starts nothing: it is how a caller sees the drain.)
             raise AgentDrainingError(self.node_id, "the agent is shutting down (draining)")
         request_id = self.session.next_id()
         if not self.calls:

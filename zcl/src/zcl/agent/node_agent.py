@@ -637,8 +637,8 @@ def _whole_file(data: bytes) -> dict[str, Any]:
 
 def _piece(outcome: Piece | Listing) -> dict[str, Any]:
     if isinstance(outcome, Listing):
-        return {"kind": "folder", "mode": outcome.mode, "entries": outcome.entries}
-    return {"kind": "file", "data": outcome.data, "size": outcome.size, "mode": outcome.mode}
+        return wire.FolderListing(outcome.mode, tuple(outcome.entries)).body()
+    return wire.FilePiece(outcome.data, outcome.size, outcome.mode).body()
 
 
 def _receive(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str | None]:
