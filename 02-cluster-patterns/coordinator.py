@@ -55,7 +55,6 @@ from cluster_patterns.coordinator_core import (
     BALANCES,
     FRONTEND,
     LONGEST_TOPIC,
-    ROLES,
     Config,
     CoordinatorCore,
     Outgoing,
@@ -249,7 +248,7 @@ class Coordinator:
                 elif not authorized.allows(key):
                     self.core.revoked(route, frames, now)
                 else:
-                    roles = frozenset(r for r in ROLES if authorized.may(key, r))
+                    roles = frozenset(r for r in curve.ROLES if authorized.may(key, r))
                     self.core.handle(route, frames, now, key=key, roles=roles)
             except Exception:  # one bad message must never take the coordinator down
                 log.exception("internal error while handling a message; message dropped")

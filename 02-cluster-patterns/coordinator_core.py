@@ -29,6 +29,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from cluster_patterns import protocol as mdp
+from zcl.curve import ROLES  # what a key may do (authorized_keys roles=), read there
 from zcl.heartbeat import OUR_INTERVAL_S, Backoff, Liveness
 
 Route = int  # which of the shell's ROUTER sockets a peer talks through
@@ -55,7 +56,6 @@ TOPICS = frozenset(
         "worker.ready",
     }
 )
-ROLES = frozenset({"client", "worker", "monitor"})  # what a key may do (authorized_keys roles=)
 LONGEST_TOPIC = max(len(topic.encode()) for topic in TOPICS)
 SUBSCRIBABLE = frozenset(t.encode()[:n] for t in TOPICS for n in range(len(t) + 1))
 RETRY_BACKOFF_INITIAL_S = 0.05
