@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from zcl import agent_wire as wire
+from zcl.agent import agent_session, spawn  # spawn only for its constant: nothing runs
 from zcl.agent.agent_session import (
     DRAIN_ACK_S,
     IDLE_FORGET_S,
@@ -27,7 +28,7 @@ from zcl.agent.agent_session import (
 )
 from zcl.agent.reply_ledger import ENTRY_BYTES
 from zcl.errors import WireError
-from zcl.run_options import RunOptions
+from zcl.run_options import MAX_KILL_GRACE_S, RunOptions
 
 pytestmark = pytest.mark.timeout(10)
 A, B = b"peer-a", b"peer-b"
@@ -138,7 +139,8 @@ def test_a_drain_tells_each_controller_once_refuses_new_work_and_ends_when_all_i
     assert errors(s.take()) == [(b"c2", wire.ErrorCode.SHUTTING_DOWN)]  # no second notice
     get = request(s, b"g1", wire.GET, now=10.5)
     assert get is not None and s.admit(get, new=False)  # a get under way is finished
-    s.command_ended((A, b"c1"), 10.6)
+    s.command_ended((A, b"c1"))
+    s.check_drained(10.6)
     request(s, wire.DRAIN_ID, wire.PING, now=10.7)  # A promises to start nothing more
     assert Stop() not in s.take()  # B has not answered yet
     s.tick(10.0 + DRAIN_ACK_S + 0.1)
@@ -181,7 +183,7 @@ def test_a_revoked_key_is_refused_its_commands_killed_at_once_and_its_results_wi
     allowed.discard("key-a")
     s.keys_changed()
     assert s.take() == [Kill((A, b"c1"), grace=False)]
-    s.command_ended((A, b"c1"), 1.0)
+    s.command_ended((A, b"c1"))
     s.finish(running, {"exit_status": -9}, (b"", b""), 1.0)
     [killed] = sent(s.take())
     assert wire.ErrorReply.read(killed.body()) == wire.ErrorReply(
@@ -341,3 +343,72 @@ def test_the_reply_types_read_what_they_write() -> None:
     assert wire.ErrorReply.read(error.body()) == error and "started" not in error.body()
     options = RunOptions(timeout_s=1.0)
     assert wire.RunMessage.read(wire.RunMessage("x", options).body()).options == options
+
+
+def test_a_refused_chunk_is_decided_again_without_its_charge() -> None:
+    """Two connections of one key: a chunk to the one that is gone paused the other, whose
+    stream must flow again once that chunk's charge is returned (it was left paused)."""
+    s = AgentSession(SessionLimits(ALL, max_unread_bytes=1024 * 1024), b"incarn-1")
+    for peer in (A, B):
+        assert request(s, b"hb", wire.PING, peer=peer, user_id="the-key") is not None
+    start(s, b"s1", peer=A, stream=True)
+    start(s, b"s2", peer=B, stream=True)
+    s.take()
+    s.output((A, b"s1"), wire.STDOUT, b"x" * 200_000)
+    actions = s.take()
+    assert Pause((B, b"s2")) in actions  # the key's budget has no room for a whole read more
+    [gone] = [a for a in actions if isinstance(a, Send)]
+    s.undelivered(gone, 1.0)
+    assert Resume((B, b"s2")) in s.take() and s.ledger.owed_by(b"the-key") == 0
+
+
+def test_a_drain_ends_only_once_the_last_result_has_gone() -> None:
+    s = session(max_unread_bytes=100 + 2 * ENTRY_BYTES)
+    get = request(s, b"g1", wire.GET)
+    run = start(s, b"c1")
+    assert get is not None
+    s.finish(get, {"data": b"x" * 80}, (), 0.0)
+    [first] = sent(s.take())
+    s.start_drain(1.0)
+    request(s, wire.DRAIN_ID, wire.PING, now=1.1)  # the controller answered the notice
+    s.take()
+    s.command_ended((A, b"c1"))
+    s.finish(run, {"exit_status": 0}, (b"y" * 80, b""), 1.2)  # held: the budget is spent
+    s.check_drained(1.2)
+    assert s.take() == [] and s.held_count == 1  # not Stop: the result would be lost
+    receipt = first.receipt_to_return()
+    assert receipt is not None
+    request(s, b"rd", wire.READ, {"read": [receipt]}, now=1.3)
+    actions = s.take()
+    assert [type(a) for a in actions] == [Send, Stop]  # the result, then the end
+
+
+def test_a_revocation_drops_the_results_held_for_that_key() -> None:
+    allowed = {"key-a"}
+    s = AgentSession(
+        SessionLimits(ALL, max_unread_bytes=100 + 2 * ENTRY_BYTES),
+        b"i",
+        allows=allowed.__contains__,
+    )
+    first, second = (request(s, rid, wire.GET, user_id="key-a") for rid in (b"g1", b"g2"))
+    assert first is not None and second is not None
+    s.finish(first, {"data": b"x" * 80}, (), 0.0)
+    s.finish(second, {"data": b"y" * 80}, (), 0.0)
+    s.take()
+    assert s.held_count == 1
+    allowed.clear()
+    s.keys_changed()
+    assert s.held_count == 0 and s.counters["dropped.held"] == 1
+
+
+def test_a_controller_with_only_file_work_is_not_forgotten() -> None:
+    s = session()
+    request(s, b"p1", wire.PUT, user_id="key-a")
+    s.file_op_started((A, b"p1"))
+    s.tick(IDLE_FORGET_S + 5)
+    assert s.peer_keys.get(A) == "key-a"  # its key is still known when its result is checked
+
+
+def test_the_session_s_copies_of_other_modules_numbers_agree() -> None:
+    assert agent_session.STREAM_CHUNK == spawn.READ_CHUNK
+    assert SessionLimits(ALL).max_kill_grace_s == MAX_KILL_GRACE_S

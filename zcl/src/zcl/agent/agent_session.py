@@ -31,6 +31,7 @@ from zcl.agent.reply_ledger import ReplyLedger, new_receipt
 from zcl.agent_wire import ErrorCode
 from zcl.errors import WireError
 from zcl.heartbeat import Liveness
+from zcl.run_options import MAX_KILL_GRACE_S
 
 log = logging.getLogger(__name__)
 Key = tuple[bytes, bytes]  # (connection, request id); for a put in pieces, (connection, handle)
@@ -40,8 +41,8 @@ TRANSFER_IDLE_S = 30.0  # a put whose next piece does not come in this long is a
 IDLE_FORGET_S = 60.0  # a controller with nothing here, silent this long, is forgotten
 MIN_STREAM_WINDOW = 64 * 1024  # the least output a streaming controller may let run ahead
 MAX_REASON_CHARS = 512  # an error's reason, cut: errors are not charged to the unread budget
-# One read of a command's pipe (spawn.READ_CHUNK): a stream flows only while a whole one fits
-# its key's budget, so no stream's next chunk takes the key past it.
+# One read of a command's pipe (spawn.READ_CHUNK, held equal by a test): a stream flows only
+# while a whole one fits its key's budget, so no stream's next chunk takes the key past it.
 STREAM_CHUNK = 1024 * 1024
 
 # Operations that come with another one: --operations names only the latter.
@@ -117,7 +118,7 @@ class SessionLimits:
     max_output_bytes: int = 16 * 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 4096 * 1024 * 1024
-    max_kill_grace_s: float = 10.0
+    max_kill_grace_s: float = MAX_KILL_GRACE_S
     max_unread_bytes: int = 64 * 1024 * 1024
     max_unread_total_bytes: int = 512 * 1024 * 1024
     drain_timeout_s: float = 30.0
@@ -256,6 +257,10 @@ class AgentSession:
         """A reply the socket refused (its controller gone, or its queue full)."""
         if send.receipt is not None:
             self.ledger.unsent(send.peer, send.receipt)
+            # What was decided with this charge counted is decided again without it: results
+            # held behind it may go, and streams it paused (its key's others too) may flow.
+            self._send_held(now)
+            self._resume_streams()
         if send.notice:
             self.drain_unanswered.discard(send.peer)
             self.check_drained(now)
@@ -368,10 +373,8 @@ class AgentSession:
     # -- commands ---------------------------------------------------------------------------
 
     def accept_run(self, req: wire.Request, run: wire.RunMessage) -> int | None:
-        """The output limit a command runs under (this agent's, or less if asked), or None
-        when it is refused (answered here)."""
-        if not self.admit(req):
-            return None
+        """After `admit`: the output limit a command runs under (this agent's, or less if
+        asked), or None when it is refused (answered here)."""
         if (req.peer, req.request_id) in self.running:
             self.refuse(req, ErrorCode.DUPLICATE_ID, "a command with this request id is running")
             return None
@@ -404,11 +407,11 @@ class AgentSession:
             self.streams[key] = _Stream(window)
             self._pause_streams()  # before its first chunk, if the budget is met already
 
-    def command_ended(self, key: Key, now: float) -> None:
-        """Before its result is given to `finish`: a drain then stops only once it is sent."""
+    def command_ended(self, key: Key) -> None:
+        """Before its result is given to `finish`; the shell then calls `check_drained`, so
+        that a drain ends only once that result has gone (or waits, held, with the rest)."""
         self.running.discard(key)
         self.streams.pop(key, None)
-        self.check_drained(now)
 
     def cancel(self, req: wire.Request, target: bytes) -> None:
         if (req.peer, target) in self.running:  # only the connection that started it
@@ -540,8 +543,8 @@ class AgentSession:
 
     def keys_changed(self) -> None:
         """authorized_keys was reread: end the sessions of keys it no longer lists, without
-        waiting for their next request."""
-        for peer in {owner for owner, _ in self.running}:
+        waiting for their next request (results held for them are dropped, not sent later)."""
+        for peer in {owner for owner, _ in self.running} | set(self.held):
             if self.revoked(peer):
                 self.end_session(peer)
 
@@ -566,7 +569,7 @@ class AgentSession:
         """Kill the commands of controllers that went silent, forget idle ones, probe the
         connections that still owe, expire stalled transfers, and run the drain's clock."""
         busy = {peer for peer, _ in self.running} | {peer for peer, _ in self.transfers}
-        busy |= set(self.held)
+        busy |= set(self.held) | {peer for peer, _ in self.file_ops}  # its key stays known
         lost: set[bytes] = set()
         for peer, liveness in list(self.controllers.items()):
             if peer in busy and liveness.is_dead(now):

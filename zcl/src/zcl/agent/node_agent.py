@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -258,7 +259,12 @@ class NodeAgent:
         while actions := self.session.take():
             now = time.monotonic()
             for action in actions:
-                delivered = self._carry_out(action, now) and delivered
+                try:
+                    delivered = self._carry_out(action, now) and delivered
+                except Exception:  # one that fails (a staged file it cannot remove) is logged;
+                    # the rest of the batch is still carried out, and the loop goes on
+                    log.exception("internal error carrying out %s", type(action).__name__)
+                    self.counters["internal-error"] += 1
         return delivered
 
     def _carry_out(self, action: Action, now: float) -> bool:
@@ -280,7 +286,7 @@ class NodeAgent:
         elif isinstance(action, Discard):
             staged = self.staged.pop(action.key, None)
             if staged is not None:
-                staged.discard()
+                staged.discard()  # may raise (a folder made read-only): carry_out logs it
         elif isinstance(action, Probe):
             if not self._connected(action):
                 self.session.connection_gone(action.peer, now)
@@ -320,7 +326,8 @@ class NodeAgent:
             for key, staged in self.staged.items():
                 transfer = self.session.transfers.get(key)
                 if transfer is None or not transfer.writing:  # a writing thread closes nothing
-                    staged.discard()
+                    with contextlib.suppress(OSError):  # else the socket stays open: term() hangs
+                        staged.discard()
             if self.link is not None:
                 if self.session.draining_since is not None:
                     self.link.sock.linger = 2000  # let the last results reach their controllers
@@ -341,8 +348,13 @@ class NodeAgent:
         req = self.session.receive(frames, user_id, time.monotonic())
         if req is None:
             return
+        handler = OPERATIONS.get(req.operation)
+        if handler is None:  # allowed by a hand-made configuration, yet not an operation
+            reason = f"operation {req.operation[:32]!r} is not allowed"
+            self.session.refuse(req, ErrorCode.NOT_ALLOWED, reason)
+            return
         try:
-            OPERATIONS[req.operation](self, req)
+            handler(self, req)
         except WireError as exc:
             self.session.refuse(req, ErrorCode.of(exc.kind), exc.detail)
         except Exception:  # a bug of ours: the controller still gets an answer, never silence
@@ -401,6 +413,8 @@ class NodeAgent:
     # -- operations --------------------------------------------------------------------------
 
     def op_run(self, req: wire.Request) -> None:
+        if not self.session.admit(req):  # a draining or busy agent says so before anything
+            return
         run = wire.RunMessage.read(req.body)
         output_limit = self.session.accept_run(req, run)
         if output_limit is None:
@@ -452,12 +466,22 @@ class NodeAgent:
     ) -> None:
         key = (req.peer, req.request_id)
         self.commands.pop(key, None)
-        self.session.command_ended(key, time.monotonic())  # stops only once this has answered
+        self.session.command_ended(key)
+        self._answer_command(req, finished, output_limit)
+        # Only now: a drain ends once this result has gone, or waits while it is held.
+        self.session.check_drained(time.monotonic())
+        self.carry_out()
+
+    def _answer_command(
+        self, req: wire.Request, finished: asyncio.Future[Finished], output_limit: int
+    ) -> None:
         if finished.cancelled():
-            self.carry_out()
+            return
+        if self.session.revoked(req.peer):
+            self.session.refuse_revoked(req, started=True)
             return
         if isinstance(finished.exception(), SpawnError):
-            self.refuse(req, ErrorCode.SPAWN_FAILED, str(finished.exception()))
+            self.session.refuse(req, ErrorCode.SPAWN_FAILED, str(finished.exception()))
             return
         done = finished.result()
         if done.timed_out:
@@ -471,7 +495,7 @@ class NodeAgent:
             cancelled=done.cancelled,
         )
         # Output travels in frames of its own: megabytes are not copied into and out of msgpack.
-        self.finish(req, result.body(), done.stdout, done.stderr)
+        self.session.finish(req, result.body(), (done.stdout, done.stderr), time.monotonic())
 
     def op_cancel(self, req: wire.Request) -> None:
         self.session.cancel(req, wire.CancelMessage.read(req.body).target)
@@ -525,10 +549,14 @@ class NodeAgent:
     def op_write(self, req: wire.Request) -> None:
         """One piece of an open transfer, in order; the last one puts the file in place."""
         piece = wire.WriteMessage.read(req.body)
-        if not self.session.accept_piece(req, piece, time.monotonic()):
-            return
         key = (req.peer, piece.transfer)
-        staged, offset, data, last = self.staged[key], piece.offset, piece.data, piece.last
+        staged = self.staged.get(key)  # there whenever the session knows the transfer
+        if staged is None or not self.session.accept_piece(req, piece, time.monotonic()):
+            if staged is None:
+                reason = "no such transfer (finished, failed or expired)"
+                self.session.refuse(req, ErrorCode.UNKNOWN_TRANSFER, reason)
+            return
+        offset, data, last = piece.offset, piece.data, piece.last
 
         def write() -> Staged:
             staged.write_at(offset, data)
