@@ -32,6 +32,7 @@ bench: $(BENCH_EXTRA) system
 	$(PY) -m cluster_patterns.benchmark --json results/bench-02.json
 	$(PY) -m cluster_sim.performance_comparison --json results/bench-03.json
 	$(PY) -m zcl_lab.fanout_bench --json results/bench-fanout.json
+	$(PY) -m zcl_lab.fleet_shell_bench --json results/bench-fleet-shell.json
 	$(PY) -m zcl_tools.figures render
 
 tour: $(INSTALLED)
@@ -45,7 +46,8 @@ test: lint system
 # Debian's openssh-server and creates that user (password field "*": no password, yet not
 # locked, which sshd without PAM requires for key logins); that user runs the simulated perf
 # test with Debian's python3, as our venv's interpreter may sit where it cannot read.
-# mmdebstrap builds the Docker cluster's base image from Debian packages (docker/).
+# mmdebstrap builds the Docker cluster's base image from Debian packages (docker/); pdsh is
+# one of the peers zcl-run is measured against and tested beside (tests/test_fleet_shell_bench.py).
 # Otherwise (not root) the SSH tests skip.
 FAST_SHELL_USER := zclab
 system:
@@ -53,9 +55,9 @@ system:
 		echo "not root: not installing openssh-server or the $(FAST_SHELL_USER) user"; \
 	else \
 		[ -x /usr/sbin/sshd ] && [ -x /usr/bin/python3 ] && command -v mmdebstrap >/dev/null && \
-			command -v systemd-analyze >/dev/null || \
+			command -v systemd-analyze >/dev/null && command -v pdsh >/dev/null || \
 			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			openssh-server python3 mmdebstrap systemd >/dev/null; }; \
+			openssh-server python3 mmdebstrap systemd pdsh >/dev/null; }; \
 		id $(FAST_SHELL_USER) >/dev/null 2>&1 || { \
 			useradd --system --create-home --shell /bin/sh $(FAST_SHELL_USER) && \
 			usermod -p '*' $(FAST_SHELL_USER); }; \

@@ -16,6 +16,7 @@ from what their JSON says and exits 1, so a document cannot drift from what was 
     results/bench-03.json      python -m cluster_sim.performance_comparison --json ...
     results/bench-docker.json  ./docker/simulate-cluster.sh bench --json ...
     results/bench-fanout.json  python -m zcl_lab.fanout_bench --json ...
+    results/bench-fleet-shell.json  python -m zcl_lab.fleet_shell_bench --json ...
 
     python -m zcl_tools.figures render      (make bench runs it after measuring)
     python -m zcl_tools.figures check
@@ -40,6 +41,7 @@ from zcl_tools.results import (
     Bench03,
     BenchDocker,
     BenchFanout,
+    BenchFleetShell,
     GoalResult,
     ResultsName,
     method_figure,
@@ -66,6 +68,8 @@ class Results:
     def __getitem__(self, name: Literal["bench-docker"]) -> BenchDocker: ...
     @overload
     def __getitem__(self, name: Literal["bench-fanout"]) -> BenchFanout: ...
+    @overload
+    def __getitem__(self, name: Literal["bench-fleet-shell"]) -> BenchFleetShell: ...
     @overload
     def __getitem__(self, name: Literal["bench-01"]) -> dict[str, Any]: ...
     def __getitem__(self, name: ResultsName) -> Any:
@@ -489,12 +493,42 @@ def insights(r: Results) -> str:
     return "\n".join(f"- {b}" for b in bullets)
 
 
+def fleet_shell(r: Results) -> str:
+    d = r["bench-fleet-shell"]
+    tools = list(d["runs"][str(d["sizes"][0])])
+
+    def cell(n: int, tool: str) -> str:
+        run = d["runs"][str(n)][tool]
+        if not run["samples_s"]:
+            return "failed"
+        ratio = d["ratios"][str(n)].get(tool)
+        return f"{run['median_s']:.2f} s" + (f" ({ratio:.1f}x)" if ratio else "")
+
+    rows = [[str(n), *(cell(n, tool) for tool in tools)] for n in d["sizes"]]
+    goals = [[g["what"], g["shown"], g["target"], verdict(g["met"])] for g in d["goals"].values()]
+    versions = ", ".join(f"{tool} {d['versions'].get(tool, '?')}" for tool in tools[1:])
+    return "\n".join(
+        [
+            f"`{d['command']}` on N nodes, fan-out {d['fanout']}, each tool a whole process, "
+            f"cold; the median of {d['repeats']} runs, in turns (in brackets: the peer's time "
+            "over zcl-run's):",
+            "",
+            table(["nodes", *tools], rows),
+            "",
+            f"Peers: {versions}.",
+            "",
+            table(["goal", "measured", "target", ""], goals),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[Results], str]] = {
     "lessons-01": lessons_01,
     "broker-02": broker_02,
     "transport-03": transport_03,
     "docker-bench": docker_bench,
     "fanout-03": fanout_03,
+    "fleet-shell": fleet_shell,
     "docker-status": recording("status_during_partition"),
     "docker-dashboard": recording("dashboard"),
     "contract-figures": contract_figures,

@@ -18,14 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from zcl_tools.results import Bench02, Bench03, BenchDocker, BenchFanout, GoalResult, Goals
+from zcl_tools.results import (
+    Bench02,
+    Bench03,
+    BenchDocker,
+    BenchFanout,
+    BenchFleetShell,
+    GoalResult,
+    Goals,
+)
 
-R = TypeVar("R", Bench02, Bench03, BenchDocker, BenchFanout)
-Op = Literal["<=", ">=", "<", "=="]
+R = TypeVar("R", Bench02, Bench03, BenchDocker, BenchFanout, BenchFleetShell)
+Op = Literal["<=", ">=", "<", ">", "=="]
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
     "<": operator.lt,
+    ">": operator.gt,
     "==": operator.eq,
 }
 
@@ -247,6 +256,27 @@ FANOUT: tuple[Goal[BenchFanout], ...] = (
     ),
 )
 
+
+def _slowest_peer_over_ours(n: int) -> Callable[[BenchFleetShell], float]:
+    """The fastest peer's time over zcl-run's at N nodes: above 1, zcl-run beat every peer."""
+
+    def measure(d: BenchFleetShell) -> float:
+        return min(d["ratios"][str(n)].values())
+
+    return measure
+
+
+FLEET_SHELL: tuple[Goal[BenchFleetShell], ...] = tuple(
+    Goal(
+        f"zcl_run_fastest_at_{n}",
+        f"`true` on {n} nodes: the fastest peer's time / zcl-run's (pdsh, clush, Ansible)",
+        _slowest_peer_over_ours(n),
+        ">",
+        1.0,
+    )
+    for n in (16, 64, 256)
+)
+
 # The migration's go/no-go criteria, in the order the plan lists them: (results file, goal key).
 GO_NO_GO: tuple[tuple[str, str], ...] = (
     ("bench-03", "journals_equal"),
@@ -285,6 +315,7 @@ GOALS_BY_FILE: dict[str, tuple[Goal[Any], ...]] = {
     "bench-03": TRANSPORT_03,
     "bench-docker": DOCKER,
     "bench-fanout": FANOUT,
+    "bench-fleet-shell": FLEET_SHELL,
 }
 
 

@@ -27,6 +27,11 @@ COLOURS = {
     "SSH, new asyncssh connection": "#ef8a62",
     "SSH, kept asyncssh connection": "#fddbc7",
     "ZeroMQ": "#2166ac",
+    # the parallel shells (fleet_shell): ours in ZeroMQ's colour, the OpenSSH peers in reds
+    "zcl-run": "#2166ac",
+    "pdsh": "#b2182b",
+    "clush": "#ef8a62",
+    "ansible": "#7f7f7f",
 }
 STYLE = {
     "svg.hashsalt": "zmq-cluster-lab",  # stable element ids
@@ -242,6 +247,32 @@ def fanout(r: Results) -> Figure:
     return fig
 
 
+def fleet_shell(r: Results) -> Figure:
+    """A command on N nodes from an operator's shell: zcl-run against pdsh, clush and Ansible,
+    each a whole process, cold; both axes logarithmic."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+
+    d = r["bench-fleet-shell"]
+    sizes = d["sizes"]
+    fig = _figure(4.5, 2.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for tool in d["runs"][str(sizes[0])]:
+        points = [(n, d["runs"][str(n)][tool]["median_s"]) for n in sizes]
+        shown = [(n, s) for n, s in points if s > 0]  # a size a tool failed at is left out
+        ax.plot([n for n, _ in shown], [s for _, s in shown], "o-", color=COLOURS[tool], lw=2,
+                label=tool)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g} s"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("nodes")
+    ax.set_title(f"`{d['command']}` on every node, fan-out {d['fanout']}", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
 PICTURES: dict[str, Callable[[Results], Figure]] = {
     "latency": latency,
     "throughput": throughput,
@@ -249,6 +280,7 @@ PICTURES: dict[str, Callable[[Results], Figure]] = {
     "pipeline": pipeline,
     "detection": detection,
     "fanout": fanout,
+    "fleet_shell": fleet_shell,
     "timeline": timeline,
 }
 

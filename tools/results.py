@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-ResultsName = Literal["bench-01", "bench-02", "bench-03", "bench-docker", "bench-fanout"]
+ResultsName = Literal[
+    "bench-01", "bench-02", "bench-03", "bench-docker", "bench-fanout", "bench-fleet-shell"
+]
 
 
 def method_figure(by_method: Mapping[str, Any], method: str, figure: str) -> float | None:
@@ -241,4 +243,24 @@ class BenchFanout(TypedDict):
     sshd_max_startups: str  # the lab sshd's MaxStartups, which bounds connections set up at once
     all_at_once: dict[str, FanoutAllAtOnce]
     ratios: FanoutRatios
+    goals: Goals
+
+
+class ShellRun(TypedDict):
+    """One tool at one N: whole processes, cold."""
+
+    median_s: float  # 0 when no run succeeded
+    samples_s: list[float]
+    failures: list[str]  # why each run that did not succeed on every node failed
+
+
+class BenchFleetShell(TypedDict):
+    where: str
+    command: str
+    fanout: int
+    repeats: int
+    sizes: list[int]
+    versions: dict[str, str]
+    runs: dict[str, dict[str, ShellRun]]  # str(N) -> tool -> figures
+    ratios: dict[str, dict[str, float]]  # str(N) -> peer -> its median / zcl-run's
     goals: Goals
