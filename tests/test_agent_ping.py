@@ -57,3 +57,18 @@ def test_nothing_listening_is_not_taken_for_a_refusal(keydir: Path) -> None:
         missing.stderr.strip()
         == f"zcl-ping: error: --keys {keydir / 'nowhere'}: not a controller key folder"
     )
+
+
+def test_expect_version_waits_for_the_release_the_agent_runs(keydir: Path) -> None:
+    """A rolling upgrade goes on to the next batch only once the node runs the new release."""
+    import importlib.metadata  # noqa: PLC0415 - what pip recorded, which the agent says
+
+    installed = importlib.metadata.version("zcl")
+    runner = keys.controller_dir(keydir, "runner")
+    with running_agent(keydir) as agent:
+        same = ping("--keys", runner, "node1", agent.endpoint, "--expect-version", installed)
+        other = ping("--keys", runner, "node1", agent.endpoint, "--expect-version", "9.9.9")
+    assert same.returncode == 0, same.stderr
+    assert f"(zcl {installed}, " in same.stdout
+    assert other.returncode == 1
+    assert other.stderr.strip() == f"zcl-ping: node1: runs zcl {installed}, not 9.9.9"

@@ -483,6 +483,7 @@ class PongReply:
     draining: bool = False
     counters: Mapping[str, int] = dataclasses.field(default_factory=dict)
     unknown: tuple[bytes, ...] = ()
+    version: str = ""  # the zcl release the agent runs (a rolling upgrade waits for it)
 
     def body(self) -> dict[str, Any]:
         if self.limits is None:  # the probe: nothing a controller would learn from
@@ -515,6 +516,7 @@ class PongReply:
             },
             unknown=tuple(r for r in unknown if isinstance(r, bytes))
             if isinstance(unknown, list) else (),
+            version=str(body.get("version") or "")[:64],
         )  # fmt: skip
 
 

@@ -123,6 +123,7 @@ class SessionLimits:
     max_unread_total_bytes: int = 512 * 1024 * 1024
     drain_timeout_s: float = 30.0
     controller_timeout_s: float = 5.0
+    version: str = ""  # the zcl release this agent runs, said in every pong
 
     def advertised(self) -> dict[str, int | float]:
         """What this agent refuses beyond, for controllers to check before they send."""
@@ -529,6 +530,7 @@ class AgentSession:
             draining=self.draining_since is not None,
             counters=dict(counters),
             unknown=tuple(unknown),
+            version=self.limits.version,
         )
         self.answer(req, wire.PONG, wire.encode_body(pong.body()))
 

@@ -62,6 +62,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import logging
 import os
 import pwd
@@ -79,8 +80,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from zcl import __version__, cli, curve
 from zcl import agent_wire as wire
-from zcl import cli, curve
 from zcl import keys as keyfiles
 from zcl.agent import spawn
 from zcl.agent.agent_session import (
@@ -171,6 +172,7 @@ class AgentConfig:
             max_unread_total_bytes=self.max_unread_total_bytes,
             drain_timeout_s=self.drain_timeout_s,
             controller_timeout_s=self.controller_timeout_s,
+            version=installed_version(),
         )
 
 
@@ -645,6 +647,15 @@ class NodeAgent:
             **{"warm.taken": warm.taken, "warm.empty": warm.empty, "warm.too-long": warm.too_long},
         )
         self.session.pong(req, wire.PingMessage.read(req.body).ids, counters)
+
+
+def installed_version() -> str:
+    """The release installed, as pip recorded it (a wheel built for a rehearsal may carry a
+    local version, 0.2.0+b, that the source's __version__ does not)."""
+    try:
+        return importlib.metadata.version("zcl")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return __version__
 
 
 def _own_login_environment() -> dict[str, str]:
