@@ -77,6 +77,7 @@ lint: $(INSTALLED)
 	$(PY) -m mypy 01-zmq-basics/*.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/shellcheck docker/simulate-cluster.sh docker/node-init.sh docker/bare/lab-node-setup .ci/run
+	cd integration-plan/deploy && ANSIBLE_CONFIG=ansible.cfg ../../$(VENV)/bin/ansible-lint --nocolor -qq
 
 format: $(INSTALLED)
 	$(PY) -m ruff format .

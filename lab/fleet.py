@@ -29,12 +29,13 @@ from zcl_lab import docker_api
 BARE_IMAGE = "zcl-bare:latest"
 NODE_ROLE, COLLECTOR = "node", "collector"
 # What systemd as init needs of Docker on this kernel (cgroup v1, seen here): the cgroup
-# hierarchy, tmpfs for /run, and SYS_ADMIN for the units' mount namespaces (ProtectSystem=...).
+# hierarchy, tmpfs for /run, SYS_ADMIN for the units' mount namespaces (ProtectSystem=...).
 SYSTEMD_IN_DOCKER: dict[str, Any] = {
     "image": BARE_IMAGE,
     "command": ["--unit=multi-user.target"],
     "tmpfs": ["/run", "/run/lock"],
-    "cap_add": ["NET_ADMIN", "SYS_ADMIN"],
+    # SYS_RESOURCE: systemd sets the units' limits (LimitMEMLOCK=infinity), as on a real host
+    "cap_add": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
     "stop_signal": "SIGRTMIN+3",
 }
 CGROUP_MOUNT = "/sys/fs/cgroup:/sys/fs/cgroup:ro"

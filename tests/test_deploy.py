@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tomllib
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,8 @@ SCRIPT = REPO / "docker" / "simulate-cluster.sh"
 BUILD = REPO / "docker" / ".build"
 PROJECT = f"zcldeploy{os.getpid()}"
 NODES = ("worker1", "worker2", "worker3")
+RELEASE_A = tomllib.loads((REPO / "zcl" / "pyproject.toml").read_text())["project"]["version"]
+RELEASE_B = f"{RELEASE_A}+b"  # deploy --release b
 # Each fault of `test` lasts a quarter of this plus 1 s: long enough for the coordinator to
 # declare a cut-off worker dead whatever rhythm it learned (3.5 s was not, once).
 FAULTS_LAST = "36"
@@ -68,6 +71,31 @@ def test_a_bare_node_runs_sshd_and_no_agent(bare_cluster: None) -> None:
     assert on("worker1", "test", "-e", "/opt/zmq-cluster-lab").returncode != 0
 
 
+def test_a_check_of_fresh_hosts_passes_and_changes_nothing(bare_cluster: None) -> None:
+    checked = run("deploy", "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr
+    hosts = recap(checked.stdout)
+    assert set(hosts) >= {*NODES, "collector"}
+    assert all(counts["failed"] == 0 and counts["changed"] > 0 for counts in hosts.values())
+    assert on("worker1", "test", "-e", "/opt/zmq-cluster-lab").returncode != 0  # only said
+
+
+def ping(node: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """zcl-ping from outside the playbook, with the controller key in use."""
+    chosen = BUILD / "controller"
+    controller = chosen.read_text().strip() if chosen.exists() else "runner"
+    inventory = (BUILD / "inventory.ini").read_text()
+    address = next(
+        line.split("ansible_host=")[1] for line in inventory.splitlines()
+        if line.startswith(f"{node} ")
+    )  # fmt: skip
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "zcl-ping"), "--keys",
+         str(BUILD / "keys" / "controllers" / controller), node, f"tcp://{address}:5560", *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
 def test_deploy_installs_and_starts_every_agent_and_the_collector(bare_cluster: None) -> None:
     deployed = run("deploy")
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr
@@ -77,7 +105,11 @@ def test_deploy_installs_and_starts_every_agent_and_the_collector(bare_cluster: 
     assert all(counts["failed"] == counts["unreachable"] == 0 for counts in hosts.values())
     for node in NODES:
         assert on(node, "systemctl", "is-active", "zcl-agent").stdout.strip() == "active", node
+        served = ping(node, "--expect-version", RELEASE_A)
+        assert served.returncode == 0, (node, served.stdout, served.stderr)
     assert on("collector", "systemctl", "is-active", "zcl-collector").stdout.strip() == "active"
+    current = on("worker1", "readlink", "/opt/zmq-cluster-lab/current").stdout.strip()
+    assert current == f"/opt/zmq-cluster-lab/releases/{RELEASE_A}"
 
 
 def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened_unit(
@@ -89,7 +121,8 @@ def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened
     assert secret.strip() == "600 zcl-agent"
     shown = on(
         "worker2", "systemctl", "show", "zcl-agent", "--property",
-        "User,NoNewPrivileges,ProtectSystem,PrivateTmp,Restart,KillMode,LimitNOFILE,ReadWritePaths",
+        "User,NoNewPrivileges,ProtectSystem,PrivateTmp,Restart,KillMode,LimitNOFILE,ReadWritePaths,"
+        "LimitMEMLOCK",
     ).stdout.splitlines()  # fmt: skip
     settings = dict(line.split("=", 1) for line in shown)
     assert settings["User"] == "zcl-agent"
@@ -99,6 +132,7 @@ def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened
     assert settings["Restart"] == "on-failure"
     assert settings["KillMode"] == "control-group"
     assert settings["LimitNOFILE"] == "65536"
+    assert settings["LimitMEMLOCK"] == "infinity"  # RDMA and NCCL register their buffers
     assert settings["ReadWritePaths"] == "/var/lib/zcl-agent"
     verify = on("worker2", "systemd-analyze", "verify", "/etc/systemd/system/zcl-agent.service")
     assert verify.returncode == 0, verify.stderr
@@ -151,6 +185,46 @@ def test_a_second_deploy_changes_nothing(bare_cluster: None) -> None:
     assert changed and not any(changed.values()), changed
 
 
+def test_an_upgrade_goes_in_batches_and_a_rollback_is_a_switch(bare_cluster: None) -> None:
+    """Release B, one agent at a time, each answering with B before the next goes; then back
+    to A, which every node still holds: no install, only the switch and a restart each."""
+    upgraded = run("deploy", "--release", "b", "--serial", "1")
+    assert upgraded.returncode == 0, upgraded.stdout[-3000:] + upgraded.stderr
+    assert upgraded.stdout.count("PLAY [The node agents, in batches]") == len(NODES)
+    for node in NODES:
+        served = ping(node, "--expect-version", RELEASE_B)
+        assert served.returncode == 0, (node, served.stdout, served.stderr)
+    kept = on("worker2", "ls", "/opt/zmq-cluster-lab/releases").stdout.split()
+    assert sorted(kept) == sorted([RELEASE_A, RELEASE_B])
+    back = run("deploy")
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr
+    assert task_results(back.stdout, "The release's venv holds exactly the wheelhouse's set") == {
+        "ok": len(NODES) + 1  # every node held release A still: nothing was installed
+    }
+    assert task_results(back.stdout, "The release is the one in use") == {"changed": len(NODES) + 1}
+    for node in NODES:
+        served = ping(node, "--expect-version", RELEASE_A)
+        assert served.returncode == 0, (node, served.stdout, served.stderr)
+    again = run("deploy")
+    changed = {host: counts["changed"] for host, counts in recap(again.stdout).items()}
+    assert again.returncode == 0 and changed and not any(changed.values()), changed
+
+
+def task_results(output: str, task: str) -> dict[str, int]:
+    """How many hosts each outcome (ok, changed, skipping ...) had for one task, over every
+    batch of the run."""
+    counts: dict[str, int] = {}
+    for section in output.split("TASK [")[1:]:
+        title, _, body = section.partition("\n")
+        if title.split(" : ", 1)[-1].rstrip("] *") != task:
+            continue
+        for line in body.splitlines():
+            outcome = line.split(":", 1)[0]
+            if line.startswith(f"{outcome}: [") and outcome in ("ok", "changed", "skipping"):
+                counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
 def test_rotating_the_controller_key_refuses_the_old_and_serves_the_new(bare_cluster: None) -> None:
     chosen = BUILD / "controller"
     old = chosen.read_text().strip() if chosen.exists() else "runner"
@@ -176,8 +250,22 @@ def test_rotating_the_controller_key_refuses_the_old_and_serves_the_new(bare_clu
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr
 
 
-def test_remove_leaves_nothing_of_the_deployment_on_the_hosts(bare_cluster: None) -> None:
+def test_remove_keeps_the_daemons_data_and_nothing_else(bare_cluster: None) -> None:
     removed = run("remove")
+    assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr
+    for host, unit in [("worker1", "zcl-agent"), ("collector", "zcl-collector")]:
+        gone = on(host, "sh", "-c", f"ls -d /opt/zmq-cluster-lab /etc/{unit} "
+                                    f"/etc/systemd/system/{unit}.service 2>/dev/null")  # fmt: skip
+        assert gone.stdout.strip() == "", (host, gone.stdout)
+        assert on(host, "test", "-d", f"/var/lib/{unit}").returncode == 0, host  # kept
+        assert on(host, "getent", "passwd", unit).returncode == 0, host  # it owns the data
+        assert not on(host, "pgrep", "-f", "[z]cl-(agent|collector)").stdout.strip(), host
+
+
+def test_remove_with_purge_leaves_nothing_of_the_deployment_on_the_hosts(
+    bare_cluster: None,
+) -> None:
+    removed = run("remove", "--purge")
     assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr
     for host, unit, user in [*((n, "zcl-agent", "zcl-agent") for n in NODES),
                              ("collector", "zcl-collector", "zcl-collector")]:  # fmt: skip

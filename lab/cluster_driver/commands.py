@@ -31,10 +31,15 @@ registry, with faults injected the way real clusters fail.
                          coordinator, monitor and N nodes (default 3), waits until healthy;
                          --bare: nodes and collector host as bare hosts (systemd, sshd, no
                          agent, no collector) for `deploy` to install
-  deploy                 the fleet deployment (integration-plan/deploy, Ansible over SSH) to a
-                         bare cluster: core install, keys, systemd units, then a ping per agent
+  deploy [--check] [--release LABEL] [--serial N]
+                         the fleet deployment (integration-plan/deploy, Ansible over SSH) to a
+                         bare cluster: core install, keys, systemd units, then a ping per agent,
+                         the agents in batches of --serial; --check: what would change;
+                         --release: zcl with that local label (0.2.0+LABEL), to upgrade to
+                         and roll back from
   rotate                 rotate the controller key across the fleet (add, switch, revoke)
-  remove                 the deployment's removal (state=absent): nothing of it left on the hosts
+  remove [--purge]       the deployment's removal (state=absent), the daemons' data kept;
+                         --purge: nothing of it left on the hosts
   status [--json]        services, health, and the faults in force (--json: for scripts)
   logs [SERVICE]         recent logs of one service or all
   fail NODE / recover NODE    SIGKILL the node's container / start it again
@@ -117,6 +122,15 @@ def whole_number(what: str) -> Callable[[str], int]:
     return parse
 
 
+def release_label(text: str) -> str:
+    """A local version label (PEP 440): letters and digits, dots between."""
+    if not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", text):
+        raise argparse.ArgumentTypeError(
+            f"--release needs a label of lowercase letters, digits and dots, got {text!r}"
+        )
+    return text
+
+
 def build_parser() -> DriverParser:
     parser = DriverParser(
         prog=PROG,
@@ -167,7 +181,12 @@ def build_parser() -> DriverParser:
     bench = verb("bench")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also save the report here")
-    for name in ("build", "deploy", "rotate", "remove", "stop", "cleanup", "help"):
+    deploy = verb("deploy")
+    deploy.add_argument("--check", action="store_true", help="report what would change")
+    deploy.add_argument("--release", default="", metavar="LABEL", type=release_label)
+    deploy.add_argument("--serial", default="", metavar="N", help="agents per batch (or N%%)")
+    verb("remove").add_argument("--purge", action="store_true", help="the daemons' data too")
+    for name in ("build", "rotate", "stop", "cleanup", "help"):
         verb(name)
     return parser
 
@@ -180,10 +199,14 @@ def dispatch(args: argparse.Namespace, layout: Layout) -> None:
     if verb == "cleanup":
         images.cleanup(layout)
         return
-    if verb in ("deploy", "rotate", "remove"):
-        {"deploy": deployment.deploy, "rotate": deployment.rotate, "remove": deployment.remove}[
-            verb
-        ](layout)
+    if verb == "deploy":
+        deployment.deploy(layout, check=args.check, release=args.release, serial=args.serial)
+        return
+    if verb == "remove":
+        deployment.remove(layout, purge=args.purge)
+        return
+    if verb == "rotate":
+        deployment.rotate(layout)
         return
     if verb == "status":
         services = cluster_status.cluster(layout.project)

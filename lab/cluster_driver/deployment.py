@@ -6,10 +6,13 @@ containers (zcl_lab.fleet), as an operator would run it against real hosts.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from zcl.errors import CliError
 from zcl_lab import event_log, fleet
@@ -21,7 +24,9 @@ from zcl_lab.cluster_driver.layout import Layout, say
 REPRODUCIBLE = {"SOURCE_DATE_EPOCH": "315532800"}
 
 
-def playbook(layout: Layout, name: str, extra_vars: Sequence[str] = ()) -> None:
+def playbook(
+    layout: Layout, name: str, extra_vars: Sequence[str] = (), *, check: bool = False
+) -> None:
     """Run one of the deployment's playbooks against the cluster; its output goes to the
     terminal and to .build/ansible.log."""
     if not (layout.build / "bare.yml").exists():
@@ -36,6 +41,8 @@ def playbook(layout: Layout, name: str, extra_vars: Sequence[str] = ()) -> None:
     command = [str(ansible), "-i", str(layout.build / "inventory.ini"), str(layout.deploy / name)]
     for extra in extra_vars:
         command += ["-e", extra]
+    if check:
+        command.append("--check")
     env = dict(os.environ, ANSIBLE_CONFIG=str(layout.deploy / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     log_path = layout.build / "ansible.log"
     with (
@@ -50,12 +57,43 @@ def playbook(layout: Layout, name: str, extra_vars: Sequence[str] = ()) -> None:
         raise CliError(f"{name} failed (output above, and in {log_path})")
 
 
-def deploy(layout: Layout) -> None:
-    say("wheelhouse: the core install (zcl, pyzmq, msgpack) for the nodes")
-    images.wheel_house(layout, layout.build / "wheelhouse", with_lab=False, env=REPRODUCIBLE)
-    playbook(layout, "site.yml")
-    event_log.record(layout.events, "deploy.finished", layout.controller())
-    say("deployed")
+def release_source(layout: Layout, label: str, into: Path) -> tuple[Path, str]:
+    """zcl's sources copied, their version given the local label `label` (0.2.0 -> 0.2.0+b):
+    a second release to upgrade to and roll back from, as a fleet gets from a new tag."""
+    source = layout.docker_dir.parent / "zcl"
+    shutil.rmtree(into, ignore_errors=True)
+    shutil.copytree(source, into, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    project = into / "pyproject.toml"
+    text = project.read_text()
+    found = re.search(r'^version = "([^"]+)"$', text, re.M)
+    if found is None:
+        raise CliError(f"{source}/pyproject.toml names no version")
+    version = f"{found[1]}+{label}"
+    project.write_text(text.replace(found[0], f'version = "{version}"', 1))
+    return into, version
+
+
+def deploy(layout: Layout, *, check: bool = False, release: str = "", serial: str = "") -> str:
+    """The site play; `release` deploys zcl with that local label, from a wheelhouse of its
+    own; `check` only reports what would change. Returns the release deployed."""
+    extra = [f"zcl_serial={serial}"] if serial else []
+    if release:
+        source, version = release_source(layout, release, layout.build / f"zcl-{release}")
+        wheels = layout.build / f"wheelhouse-{version}"
+        say(f"wheelhouse: release {version} (zcl, pyzmq, msgpack) for the nodes")
+        images.wheel_house(layout, wheels, with_lab=False, env=REPRODUCIBLE, zcl_source=source)
+        extra.append(f"zcl_wheelhouse={wheels}")
+    else:
+        say("wheelhouse: the core install (zcl, pyzmq, msgpack) for the nodes")
+        images.wheel_house(layout, layout.build / "wheelhouse", with_lab=False, env=REPRODUCIBLE)
+        version = ""
+    playbook(layout, "site.yml", extra, check=check)
+    if check:
+        say("checked: nothing was changed")
+        return version
+    event_log.record(layout.events, "deploy.finished", version or layout.controller())
+    say(f"deployed{f' release {version}' if version else ''}")
+    return version
 
 
 def rotate(layout: Layout) -> None:
@@ -72,7 +110,7 @@ def rotate(layout: Layout) -> None:
     say(f"controller key rotated: {old} refused everywhere, {new} served")
 
 
-def remove(layout: Layout) -> None:
-    playbook(layout, "site.yml", ["zcl_state=absent"])
-    event_log.record(layout.events, "remove.finished", "all")
-    say("removed the deployment from every host")
+def remove(layout: Layout, *, purge: bool = False) -> None:
+    playbook(layout, "site.yml", ["zcl_state=absent", f"zcl_purge={str(purge).lower()}"])
+    event_log.record(layout.events, "remove.finished", "purged" if purge else "data kept")
+    say("removed the deployment from every host" + ("" if purge else " (its data kept)"))

@@ -77,18 +77,24 @@ def _build_base(engine: Engine, tar: Path) -> None:
 
 
 def wheel_house(
-    layout: Layout, wheels: Path, *, with_lab: bool, env: dict[str, str] | None = None
+    layout: Layout,
+    wheels: Path,
+    *,
+    with_lab: bool,
+    env: dict[str, str] | None = None,
+    zcl_source: Path | None = None,
 ) -> None:
     """Wheels of zcl (and with `with_lab`, of the course and lab with its lab extra) and their
     dependencies, at the versions installed in the controller's venv, so that the nodes run
-    what the tests ran. zcl is named beside the course, whose dependency on it it meets."""
+    what the tests ran. zcl is named beside the course, whose dependency on it it meets;
+    `zcl_source` builds it from another folder (a release made for a rehearsal)."""
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     frozen = _pip(layout, ["freeze", "--exclude-editable"], capture=True)
     constraints = layout.build / "constraints.txt"
     constraints.write_text(frozen)
     repo = layout.docker_dir.parent
-    projects = [str(repo / "zcl"), *([f"{repo}[lab]"] if with_lab else [])]
+    projects = [str(zcl_source or repo / "zcl"), *([f"{repo}[lab]"] if with_lab else [])]
     _pip(
         layout,
         [
