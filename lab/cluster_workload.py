@@ -136,7 +136,7 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
         nonlocal retried
         node = record_id.split(":")[1]
         give_up = time.monotonic() + args.duration + 120
-        command = traced(record_id) if args.strict else f"echo {record_id}"
+        command = traced(record_id, args.runs_dir) if args.strict else f"echo {record_id}"
         while True:
             began = time.monotonic()
             try:
@@ -168,7 +168,7 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
             await asyncio.gather(*(one(f"{run_id}:{node}:{n}") for node in nodes))
             await asyncio.sleep(max(0.0, started + (n + 1) * pace - time.monotonic()))
         await journal.close()
-        runs = await runs_on_nodes(executors, run_id) if args.strict else None
+        runs = await runs_on_nodes(executors, run_id, args.runs_dir) if args.strict else None
     finally:
         for executor in executors.values():
             await executor.close()
@@ -219,22 +219,24 @@ def journal_summary(
     }
 
 
-RUNS = "zcl-runs"  # below the node user's home: the commands' traces in --strict
+# Where the commands' traces go in --strict: below the node user's home, or a folder every
+# transport's user may write (--runs-dir: a deployed agent runs commands as its own user).
+RUNS = "$HOME/zcl-runs"
 
 
-def traced(record_id: str) -> str:
+def traced(record_id: str, runs: str = RUNS) -> str:
     """The command, leaving a trace of every run, by whichever transport ran it."""
-    return f'mkdir -p "$HOME/{RUNS}" && touch "$HOME/{RUNS}/{record_id}.$$" && echo {record_id}'
+    return f'mkdir -p "{runs}" && touch "{runs}/{record_id}.$$" && echo {record_id}'
 
 
 async def runs_on_nodes(
-    executors: dict[str, NodeExecutorProtocol], run_id: str
+    executors: dict[str, NodeExecutorProtocol], run_id: str, runs: str = RUNS
 ) -> collections.Counter[str]:
     """How many times each record's command ran, from the traces it left; then removes them."""
     found: collections.Counter[str] = collections.Counter()
     for executor in executors.values():
         listing = await executor.run(
-            f'ls "$HOME/{RUNS}" 2>/dev/null; rm -f "$HOME/{RUNS}"/{run_id}:*', timeout_s=30
+            f'ls "{runs}" 2>/dev/null; rm -f "{runs}"/{run_id}:*', timeout_s=30
         )
         for name in listing.text().split():
             if name.startswith(f"{run_id}:"):
@@ -303,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--strict",
         action="store_true",
         help="no command is tried again, and each must have run exactly once (rolling restart)",
+    )
+    parser.add_argument(
+        "--runs-dir", default=RUNS, metavar="DIR", help=f"where --strict's traces go ({RUNS})"
     )
     parser.add_argument("--journal", type=Path, default=Path("/events/journal.jsonl"))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")

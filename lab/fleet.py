@@ -147,6 +147,8 @@ def write_inventory(project: str, build: Path, controller: str) -> list[str]:
         "zcl_controller": controller,
         # The workloads read the journal from the shared events folder.
         "zcl_collector_journal": "/events/journal.jsonl",
+        # The upgrade rehearsal's traces (docker/bare/lab-node-setup makes the folder).
+        "zcl_agent_file_roots": "['/var/lib/zcl-agent', '/srv/zcl-runs']",
     }
     (build / "inventory.ini").write_text(inventory(groups, variables))
     return [host.name for hosts in groups.values() for host in hosts]

@@ -133,7 +133,7 @@ def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened
     assert settings["KillMode"] == "control-group"
     assert settings["LimitNOFILE"] == "65536"
     assert settings["LimitMEMLOCK"] == "infinity"  # RDMA and NCCL register their buffers
-    assert settings["ReadWritePaths"] == "/var/lib/zcl-agent"
+    assert settings["ReadWritePaths"] == "/var/lib/zcl-agent /srv/zcl-runs"
     verify = on("worker2", "systemd-analyze", "verify", "/etc/systemd/system/zcl-agent.service")
     assert verify.returncode == 0, verify.stderr
 
@@ -208,6 +208,23 @@ def test_an_upgrade_goes_in_batches_and_a_rollback_is_a_switch(bare_cluster: Non
     again = run("deploy")
     changed = {host: counts["changed"] for host, counts in recap(again.stdout).items()}
     assert again.returncode == 0 and changed and not any(changed.values()), changed
+
+
+@pytest.mark.timeout(1500)
+def test_an_upgrade_and_a_rollback_under_load_fail_nothing(bare_cluster: None) -> None:
+    """The rehearsal: commands run through the fallback executor while the fleet goes to
+    release B one agent at a time and back to A; none may fail, run twice or never, every
+    journal record must arrive once (the workload's verdict), and every agent ends on A."""
+    rehearsed = run("upgrade", "--duration", "60", timeout=1200)
+    assert rehearsed.returncode == 0, rehearsed.stdout[-4000:] + rehearsed.stderr
+    figures = json.loads(
+        next(line for line in reversed(rehearsed.stdout.splitlines()) if '"upgrade_s"' in line)
+    )
+    assert figures["failed"] == figures["ran_twice"] == figures["never_ran"] == 0, figures
+    assert figures["commands"] >= 120 and figures["upgrade_s"] > 0, figures
+    for node in NODES:
+        served = ping(node, "--expect-version", RELEASE_A)
+        assert served.returncode == 0, (node, served.stdout, served.stderr)
 
 
 def task_results(output: str, task: str) -> dict[str, int]:

@@ -62,6 +62,11 @@ registry, with faults injected the way real clusters fail.
   drill [--duration S]   the rollback drill: commands through the fallback executor while one
                          node's agent is killed and restarted; PASS only if that node was served
                          over SSH meanwhile and every record arrived exactly once
+  upgrade [--duration S] [--release LABEL]
+                         on a deployed bare cluster: the fleet upgraded to zcl+LABEL (default
+                         b) one agent at a time and rolled back, while commands run through
+                         the fallback executor; PASS only if none failed or ran twice and
+                         every record arrived once; prints each play's time and the worst stall
   rolling-restart [--duration S]
                          every node's agent restarted in turn (SIGTERM, drain, start) while
                          commands run through the fallback executor; PASS only if none failed,
@@ -77,7 +82,7 @@ Containers are found by their Compose labels, never by names the driver makes up
 VERBS = (
     *("build", "start", "deploy", "rotate", "remove", "status", "logs", "fail", "recover"),
     *("pause", "resume", "partition", "heal", "flaky", "slow", "fast", "test", "bench"),
-    *("kill-agent", "start-agent", "drill", "rolling-restart", "stop", "cleanup"),
+    *("kill-agent", "start-agent", "drill", "rolling-restart", "upgrade", "stop", "cleanup"),
 )
 MISSING_VALUE = {  # an option given without its value
     "--workers": "--workers needs a number",
@@ -172,12 +177,15 @@ def build_parser() -> DriverParser:
     slow.add_argument("delay", nargs="?", default="", type=faults.delay, metavar="DELAY")
     for dry in (partition, flaky, slow):
         dry.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
-    for name in ("test", "drill", "rolling-restart"):
+    for name in ("test", "drill", "rolling-restart", "upgrade"):
         verb(name).add_argument(
             "--duration",
             type=whole_number("--duration needs whole seconds, got '{}'"),
-            default=20,
+            default=60 if name == "upgrade" else 20,
         )
+    verbs.choices["upgrade"].add_argument(
+        "--release", default="b", metavar="LABEL", type=release_label
+    )
     bench = verb("bench")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also save the report here")
@@ -251,6 +259,8 @@ def _on_engine(verb: str, args: argparse.Namespace, engine: Engine) -> None:
     elif verb in ("test", "drill", "rolling-restart"):
         timed = {"test": workloads.test, "drill": workloads.drill}
         timed.get(verb, workloads.rolling_restart)(args.duration)
+    elif verb == "upgrade":
+        workloads.upgrade(args.duration, args.release)
     elif verb == "bench":
         workloads.bench(args.quick, args.json)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from zcl.errors import CliError
 from zcl_lab import cluster_bench, cluster_status
-from zcl_lab.cluster_driver import verdicts
+from zcl_lab.cluster_driver import deployment, verdicts
 from zcl_lab.cluster_driver.engine import Engine, size_of
 from zcl_lab.cluster_driver.layout import say
 from zcl_lab.cluster_driver.node_faults import NodeFaults
@@ -151,6 +151,44 @@ class Workloads:
             "wall_max_s": float(commands["wall_s"]["max"]),
             "restart_s": restarts,
         }
+
+    def upgrade(self, duration: int, release: str) -> dict[str, Any]:
+        """The fleet upgraded to another release and rolled back while commands run through
+        the fallback executor (--strict: nothing tried again): PASS only if none failed, none
+        ran twice or never, every journal record arrived once and every agent ended on the
+        release it started on. Returns the figures: each play's time, the worst stall."""
+        nodes = self.clean_nodes("upgrade")
+        workload = self.engine.start_in_cluster(
+            "upgrade",
+            [
+                *("python", "-m", "zcl_lab.cluster_workload", "--fallback", "--strict"),
+                *("--nodes", ",".join(nodes), "--duration", str(duration)),
+                *("--keys", self.keys(), "--commands", str(max(20, duration * 2))),
+                *("--runs-dir", "/srv/zcl-runs"),
+            ],
+        )
+        self.faults.record("upgrade.started", " ".join(nodes))
+        layout, took = self.engine.layout, {}
+        for step, label in (("upgrade", release), ("rollback", "")):
+            began = time.monotonic()
+            deployment.deploy(layout, release=label, serial="1")
+            took[step] = round(time.monotonic() - began, 1)
+        say("upgraded and rolled back; waiting for the workload to finish")
+        summary = self.finish("upgrade", workload)
+        commands = summary["commands"]
+        figures = {
+            "commands": int(commands["planned"]),
+            "failed": int(commands["failed_count"]),
+            "ran_twice": int(commands["ran_twice"]),
+            "never_ran": int(commands["never_ran"]),
+            "served": dict(commands["served"]),
+            "worst_stall_s": float(commands["wall_s"]["max"]),
+            "upgrade_s": took["upgrade"],
+            "rollback_s": took["rollback"],
+        }
+        print(json.dumps(figures, sort_keys=True), flush=True)
+        say("PASS")
+        return figures
 
     def bench(self, quick: bool, out: Path | None) -> None:
         nodes = self.clean_nodes("bench")
