@@ -13,6 +13,7 @@ import os
 import subprocess
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,32 @@ def test_deploy_installs_and_starts_every_agent_and_the_collector(bare_cluster: 
     assert current == f"/opt/zmq-cluster-lab/releases/{RELEASE_A}"
 
 
+def test_zcl_run_drives_the_deployed_fleet(bare_cluster: None, tmp_path: Path) -> None:
+    """The operator's shell against the real containers: every node named, each answering
+    with its own host name, and a node left out is not touched."""
+    inventory = (BUILD / "inventory.ini").read_text()
+    nodes = [
+        {"node_id": node, "host": next(line.split("ansible_host=")[1] for line in
+                                       inventory.splitlines() if line.startswith(f"{node} "))}
+        for node in NODES
+    ]  # fmt: skip
+    chosen = BUILD / "controller"
+    controller = chosen.read_text().strip() if chosen.exists() else "runner"
+    descriptor = tmp_path / "cluster.json"
+    keys = BUILD / "keys" / "controllers" / controller
+    descriptor.write_text(json.dumps({"nodes": nodes, "zmq_keys_dir": str(keys)}))
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "zcl-run"), "-c", str(descriptor), "-w", "worker[1-3]",
+         "-x", "worker2", "--json", "hostname"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert sorted(report["nodes"]) == ["worker1", "worker3"]
+    names = {report["nodes"][n]["stdout"].strip() for n in ("worker1", "worker3")}
+    assert len(names) == 2 and "" not in names  # two hosts, each its own
+
+
 def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened_unit(
     bare_cluster: None,
 ) -> None:
@@ -208,6 +235,29 @@ def test_an_upgrade_goes_in_batches_and_a_rollback_is_a_switch(bare_cluster: Non
     again = run("deploy")
     changed = {host: counts["changed"] for host, counts in recap(again.stdout).items()}
     assert again.returncode == 0 and changed and not any(changed.values()), changed
+
+
+def test_a_batch_that_fails_stops_the_play_with_the_rest_still_serving(
+    bare_cluster: None,
+) -> None:
+    """The first batch is made to fail its check (it is asked for a release nobody runs):
+    the play stops there, and the nodes of the later batches still serve release A."""
+    ansible = REPO / ".venv" / "bin" / "ansible-playbook"
+    deploy_dir = REPO / "integration-plan" / "deploy"
+    stopped = subprocess.run(
+        [str(ansible), "-i", str(BUILD / "inventory.ini"), str(deploy_dir / "site.yml"),
+         "-e", f"zcl_wheelhouse={BUILD / f'wheelhouse-{RELEASE_B}'}", "-e", "zcl_serial=1",
+         "-e", "zcl_verify_release=0.0.0-nobody"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(deploy_dir / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
+    )  # fmt: skip
+    assert stopped.returncode != 0
+    assert stopped.stdout.count("PLAY [The node agents, in batches]") == 1, stopped.stdout[-3000:]
+    for node in NODES[1:]:
+        served = ping(node, "--expect-version", RELEASE_A)
+        assert served.returncode == 0, (node, served.stdout, served.stderr)
+    restored = run("deploy")
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr
 
 
 @pytest.mark.timeout(1500)
