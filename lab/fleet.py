@@ -34,8 +34,7 @@ SYSTEMD_IN_DOCKER: dict[str, Any] = {
     "image": BARE_IMAGE,
     "command": ["--unit=multi-user.target"],
     "tmpfs": ["/run", "/run/lock"],
-    # SYS_RESOURCE: systemd sets the units' limits (LimitMEMLOCK=infinity), as on a real host
-    "cap_add": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
+    "cap_add": ["NET_ADMIN", "SYS_ADMIN"],
     "stop_signal": "SIGRTMIN+3",
 }
 CGROUP_MOUNT = "/sys/fs/cgroup:/sys/fs/cgroup:ro"
@@ -95,6 +94,20 @@ def fleet_hosts(project: str) -> dict[str, list[Host]]:
     return found
 
 
+def locked_memory_limit(project: str) -> str:
+    """The most locked memory a node's systemd may grant, for LimitMEMLOCK=: a container's
+    hard limit (its systemd has no CAP_SYS_RESOURCE to raise it to the role's infinity, and
+    Docker here refuses to give it one), in bytes; "infinity" where it is unlimited."""
+    for container in docker_api.containers(project):
+        if container.labels.get("zcl.role") == NODE_ROLE:
+            code, out = container.exec_run(["sh", "-c", "ulimit -Hl"])
+            text = out.decode().strip()
+            if code == 0 and text.isdigit():
+                return str(int(text) * 1024)
+            return "infinity"
+    raise CliError(f"no running bare cluster in project {project!r} (start --bare)")
+
+
 def inventory(groups: Mapping[str, Sequence[Host]], variables: Mapping[str, str]) -> str:
     lines = []
     for group, hosts in groups.items():
@@ -147,6 +160,7 @@ def write_inventory(project: str, build: Path, controller: str) -> list[str]:
         "zcl_controller": controller,
         # The workloads read the journal from the shared events folder.
         "zcl_collector_journal": "/events/journal.jsonl",
+        "zcl_agent_memlock": locked_memory_limit(project),
         # The upgrade rehearsal's traces (docker/bare/lab-node-setup makes the folder).
         "zcl_agent_file_roots": "['/var/lib/zcl-agent', '/srv/zcl-runs']",
     }

@@ -62,7 +62,7 @@ registry, with faults injected the way real clusters fail.
   drill [--duration S]   the rollback drill: commands through the fallback executor while one
                          node's agent is killed and restarted; PASS only if that node was served
                          over SSH meanwhile and every record arrived exactly once
-  upgrade [--duration S] [--release LABEL]
+  upgrade [--duration S] [--release LABEL] [--json FILE]
                          on a deployed bare cluster: the fleet upgraded to zcl+LABEL (default
                          b) one agent at a time and rolled back, while commands run through
                          the fallback executor; PASS only if none failed or ran twice and
@@ -128,8 +128,8 @@ def whole_number(what: str) -> Callable[[str], int]:
 
 
 def release_label(text: str) -> str:
-    """A local version label (PEP 440): letters and digits, dots between."""
-    if not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", text):
+    """A local version label (PEP 440): letters and digits, dots between ("": none)."""
+    if text and not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", text):
         raise argparse.ArgumentTypeError(
             f"--release needs a label of lowercase letters, digits and dots, got {text!r}"
         )
@@ -183,9 +183,9 @@ def build_parser() -> DriverParser:
             type=whole_number("--duration needs whole seconds, got '{}'"),
             default=60 if name == "upgrade" else 20,
         )
-    verbs.choices["upgrade"].add_argument(
-        "--release", default="b", metavar="LABEL", type=release_label
-    )
+    upgrade = verbs.choices["upgrade"]
+    upgrade.add_argument("--release", default="b", metavar="LABEL", type=release_label)
+    upgrade.add_argument("--json", type=Path, metavar="FILE", help="also save the figures here")
     bench = verb("bench")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also save the report here")
@@ -260,7 +260,7 @@ def _on_engine(verb: str, args: argparse.Namespace, engine: Engine) -> None:
         timed = {"test": workloads.test, "drill": workloads.drill}
         timed.get(verb, workloads.rolling_restart)(args.duration)
     elif verb == "upgrade":
-        workloads.upgrade(args.duration, args.release)
+        workloads.upgrade(args.duration, args.release, args.json)
     elif verb == "bench":
         workloads.bench(args.quick, args.json)
 

@@ -152,7 +152,7 @@ class Workloads:
             "restart_s": restarts,
         }
 
-    def upgrade(self, duration: int, release: str) -> dict[str, Any]:
+    def upgrade(self, duration: int, release: str, out: Path | None = None) -> dict[str, Any]:
         """The fleet upgraded to another release and rolled back while commands run through
         the fallback executor (--strict: nothing tried again): PASS only if none failed, none
         ran twice or never, every journal record arrived once and every agent ended on the
@@ -187,6 +187,8 @@ class Workloads:
             "rollback_s": took["rollback"],
         }
         print(json.dumps(figures, sort_keys=True), flush=True)
+        if out is not None:
+            out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
         say("PASS")
         return figures
 
