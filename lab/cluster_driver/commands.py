@@ -181,7 +181,7 @@ def build_parser() -> DriverParser:
         verb(name).add_argument(
             "--duration",
             type=whole_number("--duration needs whole seconds, got '{}'"),
-            default=60 if name == "upgrade" else 20,
+            default=240 if name == "upgrade" else 20,
         )
     upgrade = verbs.choices["upgrade"]
     upgrade.add_argument("--release", default="b", metavar="LABEL", type=release_label)

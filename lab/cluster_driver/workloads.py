@@ -168,13 +168,19 @@ class Workloads:
             ],
         )
         self.faults.record("upgrade.started", " ".join(nodes))
-        layout, took = self.engine.layout, {}
+        layout, took, load_began = self.engine.layout, {}, time.monotonic()
         for step, label in (("upgrade", release), ("rollback", "")):
             began = time.monotonic()
             deployment.deploy(layout, release=label, serial="1")
             took[step] = round(time.monotonic() - began, 1)
+        plays_s = time.monotonic() - load_began
         say("upgraded and rolled back; waiting for the workload to finish")
         summary = self.finish("upgrade", workload)
+        if plays_s > duration:  # else the rollback, or part of it, ran with no load at all
+            raise CliError(
+                f"the plays took {plays_s:.0f} s, longer than the load's {duration} s: "
+                "give a longer --duration"
+            )
         commands = summary["commands"]
         figures = {
             "commands": int(commands["planned"]),
@@ -185,6 +191,7 @@ class Workloads:
             "worst_stall_s": float(commands["wall_s"]["max"]),
             "upgrade_s": took["upgrade"],
             "rollback_s": took["rollback"],
+            "load_s": duration,
         }
         print(json.dumps(figures, sort_keys=True), flush=True)
         if out is not None:
