@@ -140,7 +140,8 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
         while True:
             began = time.monotonic()
             try:
-                result = await executors[node].run(command, timeout_s=10)
+                # Strict: a trace that could not be written is a failure, not a run.
+                result = await executors[node].run(command, timeout_s=10, check=args.strict)
                 took.append(time.monotonic() - began)
                 break
             except ExecutorError as exc:
@@ -172,16 +173,33 @@ async def commands_through_the_agents(args: argparse.Namespace) -> dict[str, Any
     finally:
         for executor in executors.values():
             await executor.close()
-    counts = collections.Counter(r["record_id"] for r in read_journal(args.journal))
+    journalled = [r for r in read_journal(args.journal) if str(r["record_id"]).startswith(run_id)]
+    counts = collections.Counter(r["record_id"] for r in journalled)
     summary = journal_summary(planned, counts, retried, served)
     if took:
         took.sort()
         summary["wall_s"] = {"p50": round(took[len(took) // 2], 4), "max": round(took[-1], 4)}
     if runs is not None:
-        summary["failed"], summary["failed_count"] = failed[:10], len(failed)
-        summary["ran_twice"] = sum(1 for r in planned if runs[r] > 1)
-        summary["never_ran"] = sum(1 for r in planned if runs[r] == 0 and counts[r])
+        summary.update(strict_counts(planned, counts, runs, failed, journalled))
     return summary
+
+
+def strict_counts(
+    planned: list[str],
+    counts: collections.Counter[str],
+    runs: collections.Counter[str],
+    failed: list[str],
+    journalled: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """--strict's verdict figures, with the records that never ran as the journal has them
+    (which transport said it served them), for whoever looks next."""
+    return {
+        "failed": failed[:10],
+        "failed_count": len(failed),
+        "ran_twice": sum(1 for r in planned if runs[r] > 1),
+        "never_ran": sum(1 for r in planned if runs[r] == 0 and counts[r]),
+        "never_ran_records": [r for r in journalled if runs[r["record_id"]] == 0][:10],
+    }
 
 
 def node_executors(
