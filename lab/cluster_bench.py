@@ -164,8 +164,8 @@ def build_report(
             "zmq_vs_ssh_throughput": round(rate["zmq"]["per_s"] / ssh_rate, 2),
         },
         "detection": {
-            kind: {"detected_s": float(detected), "rejoined_s": float(rejoined)}
-            for kind, detected, rejoined in faults
+            kind: {"node": node, "detected_s": float(detected), "rejoined_s": float(rejoined)}
+            for kind, node, detected, rejoined in faults
         },
         "recordings": recordings or {},
         "timeline": events or [],

@@ -328,6 +328,7 @@ def test_bench_measures_both_transports_and_detection_across_containers(
         start, end = mine.index(f"fault.start.{kind}"), mine.index(f"fault.end.{kind}")
         assert "worker.dead" in mine[start:end], f"{kind}: no verdict while the fault lasted"
         assert "worker.joined" in mine[end:], f"{kind}: never back after it ended"
+        assert report["detection"][kind]["node"] == victim  # the node the fault was put on
     times = [e["t"] for e in report["timeline"]]
     assert times == sorted(times) and times[0] >= 0
 

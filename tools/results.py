@@ -140,6 +140,7 @@ class DockerRatios(TypedDict):
 
 
 class FaultTimes(TypedDict):
+    node: str  # the node the fault was put on (not `node` above, which the transports measured)
     detected_s: float
     rejoined_s: float
 

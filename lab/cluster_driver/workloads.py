@@ -243,7 +243,7 @@ class Workloads:
         for kind in ("fail", "pause", "partition"):
             say(f"failure detection: {kind} {victim}")
             detected, rejoined = self._detect(kind, victim, dashboard, build)
-            detection.append([kind, f"{detected:.3f}", f"{rejoined:.3f}"])
+            detection.append([kind, victim, f"{detected:.3f}", f"{rejoined:.3f}"])
         say("rolling restart: every agent in turn, under load through the fallback")
         rolling = self.rolling_restart(8 if quick else 12)
         report = cluster_bench.build_report(

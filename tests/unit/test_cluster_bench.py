@@ -32,9 +32,11 @@ def test_the_report_carries_the_ratios_and_each_fault() -> None:
             "in_flight": 32,
         },
     }
-    report = build_report(transports, [["fail", "0.78", "0.86"], ["pause", "0.65", "0.17"]])
+    faults = [["fail", "worker3", "0.78", "0.86"], ["pause", "worker3", "0.65", "0.17"]]
+    report = build_report(transports, faults)
     assert report["ratios"] == {"zmq_vs_ssh_latency": 0.33, "zmq_vs_ssh_throughput": 2.7}
-    assert report["detection"]["fail"] == {"detected_s": 0.78, "rejoined_s": 0.86}
+    fail = {"node": "worker3", "detected_s": 0.78, "rejoined_s": 0.86}  # not the measured node
+    assert report["detection"]["fail"] == fail
     assert set(report["detection"]) == {"fail", "pause"}
     assert report["latency"]["zmq"]["p50_ms"] == 2.0
     assert "rolling_restart" not in report  # a bench that did not measure it says nothing
@@ -47,7 +49,7 @@ def test_the_report_carries_the_ratios_and_each_fault() -> None:
         "wall_max_s": 0.4,
         "restart_s": {"w1": 1.0},
     }
-    with_rolling = build_report(transports, [["fail", "0.78", "0.86"]], rolling=rolling)
+    with_rolling = build_report(transports, faults[:1], rolling=rolling)
     assert with_rolling["rolling_restart"] == rolling
     printed = Console(record=True, width=200)
     print_report(with_rolling, printed)
