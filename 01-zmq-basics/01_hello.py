@@ -5,8 +5,10 @@ Terms: socket type, REQ, REP, bind, connect, endpoint, EFSM.
 
 What it shows
   * The server binds a REP socket and answers each request; the client connects a REQ socket,
-    sends, then receives. That is the whole protocol: ZeroMQ frames the messages, opens and
-    re-opens the TCP connection, and matches each reply to its request.
+    sends, then receives. That is the whole protocol: ZeroMQ frames the messages and opens and
+    re-opens the TCP connection. Nothing in a reply names its request: a REQ socket allows
+    one request at a time, so the next reply is taken as the answer to it (lesson 11 shows
+    where that breaks, and REQ_CORRELATE).
   * REQ and REP move in lockstep: send, recv, send, recv. Sending twice in a row raises EFSM
     ("operation cannot be accomplished in current state"), ZeroMQ's way of saying the socket's
     state machine forbids it.
@@ -17,7 +19,15 @@ Try it
   python 01_hello.py server                       (in one terminal)
   python 01_hello.py client --count 5             (in another)
   python 01_hello.py demo                         (both roles, checked, in one command)
-  Change the server's reply below and run the demo again: it prints what your server said.
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `sock.send(b"World")` -> `sock.send(b"Earth")`: PASS, "(b'Earth')"
+      The demo runs this very file as its server, so it prints what your server said.
+  * `sock.send(b"World")` -> `pass`: FAIL, "0 of 3 answered"
+      A REP that never answers: its next recv() fails with EFSM (a REP must reply before it
+      may read again), and the client's poll gives up after REPLY_WAIT_MS; a bare recv()
+      would have waited for ever.
 """
 
 from __future__ import annotations

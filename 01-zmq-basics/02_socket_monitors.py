@@ -19,6 +19,13 @@ Try it
   python 02_socket_monitors.py watch tcp://127.0.0.1:5555    (prints every event, for ever)
   python 02_socket_monitors.py server tcp://127.0.0.1:5555   (start, stop with Ctrl-C, restart)
   python 02_socket_monitors.py demo
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `client.connect(endpoint)  # nobody listens yet` ->
+    `client.reconnect_ivl = -1; client.connect(endpoint)`: FAIL, "no CONNECT_RETRIED"
+      RECONNECT_IVL = -1 means "never reconnect": the refused first attempt is the last,
+      so no server started later is ever reached, and the monitor says so.
 """
 
 from __future__ import annotations
@@ -83,22 +90,23 @@ def demo() -> int:
     client.linger = 0
     monitor = client.get_monitor_socket()
     client.connect(endpoint)  # nobody listens yet
-    steps: list[tuple[str, bool, list[str]]] = []
+    steps: list[tuple[str, zmq.Event, bool]] = []
 
     def step(what: str, wanted: zmq.Event) -> None:
         started, log = time.monotonic(), list[str]()
         seen = wait_for(monitor, wanted, log)
         took_ms = (time.monotonic() - started) * 1000
         print(f"{what:34} {took_ms:6.1f} ms  {' '.join(log) or '(no event)'}")
-        steps.append((what, seen, log))
+        steps.append((what.rstrip(":"), wanted, seen))
 
     step("nobody listening:", zmq.EVENT_CONNECT_RETRIED)
+    answered = False
     first = subprocess.Popen([sys.executable, __file__, "server", endpoint])
     second = None
     try:
         step("server started:", zmq.EVENT_HANDSHAKE_SUCCEEDED)
         client.send(b"ping")  # safe now: the handshake is done, the message has a peer
-        answered = client.poll(WAIT_MS) and client.recv() == b"ping"
+        answered = bool(client.poll(WAIT_MS)) and client.recv() == b"ping"
         first.kill()  # SIGKILL: the server gets no chance to say goodbye
         first.wait()
         step("server killed:", zmq.EVENT_DISCONNECTED)
@@ -114,10 +122,12 @@ def demo() -> int:
     client.close()
     ctx.term()
     ok = all(seen for _, seen, _ in steps) and bool(answered)
+    missed = [f"no {wanted.name} when {what}" for what, wanted, seen in steps if not seen]
     print(
         f"{'PASS' if ok else 'FAIL'} 02_socket_monitors: "
-        f"{sum(seen for _, seen, _ in steps)} of {len(steps)} awaited events seen, "
-        f"reconnected by itself, no sleep"
+        f"{sum(seen for _, _, seen in steps)} of {len(steps)} awaited events seen"
+        + (f" ({'; '.join(missed)})" if missed else ", reconnected by itself, no sleep")
+        + ("" if answered else f"; the ping had no answer in {WAIT_MS} ms")
     )
     return 0 if ok else 1
 

@@ -15,10 +15,22 @@ What it shows
     RECONNECT_IVL, 100 ms by default) and queued messages go through.
   * IMMEDIATE=1 stops that queueing: with no finished connection, a send fails with EAGAIN
     instead of piling messages up for a peer that may never come.
+  * Queueing needs a pipe, and a pipe is made per connection: a connecting socket makes its
+    pipe at connect() (unless IMMEDIATE=1), a binding one only when a peer connects. So a
+    bound DEALER with no peer has nowhere to put a message, and send() blocks until one
+    comes; every send here has SNDTIMEO, so a swapped bind and connect fails and says why.
 
 Try it
   python 03_bind_connect.py demo
-  Set RECONNECT_IVL_MAX on the client in survive_restart and watch the retries back off.
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `client.connect(endpoint)  # nobody listens yet: fine` -> `client.bind(endpoint)`:
+    FAIL, "a bound DEALER has no pipe until a peer connects"
+      The client binds instead: its send has no pipe to queue on, and would block for ever.
+  * `client.immediate = immediate` -> `client.immediate = False`: FAIL,
+    "with IMMEDIATE=1: accepted (queued for later)"
+      The option is what refuses: without it both sends are queued for a peer not there.
 """
 
 from __future__ import annotations
@@ -70,12 +82,23 @@ def serve_one(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> bytes | Non
     return body
 
 
-def connect_before_bind(ctx: zmq.Context[zmq.Socket[bytes]]) -> bool:
+def connect_before_bind(ctx: zmq.Context[zmq.Socket[bytes]]) -> str:
+    """ "delivered", or what went wrong."""
     endpoint = free_endpoint()
     with ctx.socket(zmq.DEALER) as client:
+        client.sndtimeo = WAIT_MS  # with no pipe to queue on, send() blocks: not for ever
         client.connect(endpoint)  # nobody listens yet: fine
-        client.send(b"sent before the bind")  # queued inside the client
-        return serve_one(ctx, endpoint) == b"sent before the bind"
+        try:
+            client.send(b"sent before the bind")  # queued inside the client
+        except zmq.Again:
+            return (
+                f"the send blocked for {WAIT_MS} ms: a bound DEALER has no pipe until a peer "
+                "connects, so it has nowhere to queue"
+            )
+        received = serve_one(ctx, endpoint)
+        return (
+            "delivered" if received == b"sent before the bind" else f"the server got {received!r}"
+        )
 
 
 def survive_restart(ctx: zmq.Context[zmq.Socket[bytes]]) -> list[bytes]:
@@ -88,6 +111,7 @@ def survive_restart(ctx: zmq.Context[zmq.Socket[bytes]]) -> list[bytes]:
     endpoint = free_endpoint()
     replies = []
     with ctx.socket(zmq.DEALER) as client:
+        client.sndtimeo = WAIT_MS
         monitor = client.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         client.connect(endpoint)
         for attempt in (b"to the first server", b"to the second server"):
@@ -118,26 +142,30 @@ def demo() -> int:
     ctx.linger = 0
     chosen = ephemeral_port(ctx)
     delivered = connect_before_bind(ctx)
-    replies = survive_restart(ctx)
+    replies = survive_restart(ctx) if delivered == "delivered" else []
     plain = send_with_nobody_listening(ctx, immediate=False)
     immediate = send_with_nobody_listening(ctx, immediate=True)
     ctx.term()
     print(f"bind to tcp://127.0.0.1:* -> LAST_ENDPOINT {chosen}")
-    print(f"connect first, bind later: message delivered = {delivered}")
+    print(f"connect first, bind later: {delivered}")
     print(f"server replaced on the same port: replies = {replies}")
     print(f"send with nobody listening: {plain}; with IMMEDIATE=1: {immediate}")
-    ok = (
-        not chosen.endswith(":*")
-        and delivered
-        and replies == [b"ack to the first server", b"ack to the second server"]
-        and plain.startswith("accepted")
-        and immediate.startswith("EAGAIN")
-    )
+    wanted_replies = [b"ack to the first server", b"ack to the second server"]
+    problems = [
+        *([f"LAST_ENDPOINT gave {chosen}"] if chosen.endswith(":*") else []),
+        *([delivered] if delivered != "delivered" else []),
+        *([f"replies {replies}, not {wanted_replies}"] if replies != wanted_replies else []),
+        *([f"without IMMEDIATE: {plain}"] if not plain.startswith("accepted") else []),
+        *([f"with IMMEDIATE=1: {immediate}"] if not immediate.startswith("EAGAIN") else []),
+    ]
+    if problems:
+        print("FAIL 03_bind_connect: " + "; ".join(problems))
+        return 1
     print(
-        f"{'PASS' if ok else 'FAIL'} 03_bind_connect: "
+        "PASS 03_bind_connect: "
         "ephemeral port, connect-before-bind, automatic reconnect and IMMEDIATE shown"
     )
-    return 0 if ok else 1
+    return 0
 
 
 def main() -> int:

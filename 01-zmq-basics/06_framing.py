@@ -13,7 +13,17 @@ What it shows
 
 Try it
   python 06_framing.py demo          (each message printed frame by frame as it arrives)
-  Change the DEALER's routing_id in `dealer_to_router`, or delete it, and run the demo again.
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `DEALER_ID: bytes | None = b"alice"` -> `DEALER_ID: bytes | None = b"bob"`: PASS,
+    "DEALER b'bob' -> ROUTER"
+      The identity the ROUTER puts in front is the one the DEALER chose.
+  * `DEALER_ID: bytes | None = b"alice"` -> `DEALER_ID: bytes | None = None`: PASS,
+    "an identity the ROUTER made up"
+      With none chosen, the ROUTER makes one up: 5 bytes, the first a zero byte.
+  * `sender.send(b"part 3")` -> `pass`: FAIL, "nothing arrived within 2000 ms"
+      Two frames of three are never delivered: a message is all of its frames or nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from dataclasses import dataclass
 import zmq
 
 WAIT_MS = 2000
+DEALER_ID: bytes | None = b"alice"  # None: the DEALER chooses none, and ROUTER makes one up
 Socket = zmq.Socket[bytes]
 Context = zmq.Context[Socket]
 
@@ -68,7 +79,8 @@ def req_to_router(ctx: Context) -> tuple[list[bytes], list[bytes]]:
 
 def dealer_to_router(ctx: Context) -> list[bytes]:
     dealer = ctx.socket(zmq.DEALER)
-    dealer.routing_id = b"alice"
+    if DEALER_ID is not None:
+        dealer.routing_id = DEALER_ID
     router = ctx.socket(zmq.ROUTER)
     router.bind("tcp://127.0.0.1:*")
     dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
@@ -93,13 +105,16 @@ class FramingDemo:
 
 
 def observe() -> FramingDemo:
-    with zmq.Context() as ctx:
-        ctx.linger = 0
+    ctx = zmq.Context()
+    ctx.linger = 0
+    try:
         early, multipart = atomic_delivery(ctx)
         seen_by_router, reply = req_to_router(ctx)
         return FramingDemo(
             early, multipart, seen_by_router, reply, dealer_to_router(ctx), req_to_rep(ctx)
         )
+    finally:
+        ctx.destroy()  # closes every socket, also those of a step that timed out
 
 
 def show(title: str, frames: list[bytes]) -> None:
@@ -109,20 +124,32 @@ def show(title: str, frames: list[bytes]) -> None:
 
 
 def demo() -> int:
-    r = observe()
+    try:
+        r = observe()
+    except TimeoutError as exc:
+        print(f"FAIL 06_framing: {exc}")
+        return 1
+    named = f"DEALER {DEALER_ID!r}" if DEALER_ID is not None else "a DEALER that chose no identity"
     print(f"after 2 of 3 frames, could the receiver read anything? {r.arrived_early}")
     show("PUSH -> PULL, three frames:", r.multipart)
     show("REQ -> ROUTER (identity from ROUTER, empty delimiter from REQ):", r.req_router)
     show("ROUTER -> REQ reply (REQ removed the envelope):", r.req_reply)
-    show("DEALER 'alice' -> ROUTER (no delimiter):", r.dealer_router)
+    show(f"{named} -> ROUTER (no delimiter):", r.dealer_router)
     show("REQ -> REP (REP hides the envelope):", r.req_rep)
+    identity, *body = r.dealer_router
+    if DEALER_ID is None:  # libzmq's own: a zero byte, then a 32-bit number
+        identity_ok = len(identity) == 5 and identity[0] == 0
+        print(f"{named}: the ROUTER saw {identity!r}, an identity the ROUTER made up")
+    else:
+        identity_ok = identity == DEALER_ID
     ok = (
         not r.arrived_early
         and r.multipart == [b"part 1", b"part 2", b"part 3"]
         and len(r.req_router) == 3
         and r.req_router[1:] == [b"", b"hello"]
         and r.req_reply == [b"world"]
-        and r.dealer_router == [b"alice", b"no", b"delimiter"]
+        and identity_ok
+        and body == [b"no", b"delimiter"]
         and r.req_rep == [b"hello"]
     )
     print(

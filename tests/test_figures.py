@@ -93,6 +93,28 @@ def test_every_picture_is_drawn_shown_and_current() -> None:
     assert figures_tool.stale_pictures(figures_tool.Results(REPO / "results")) == {}
 
 
+def test_the_detection_picture_names_the_node_each_fault_was_put_on(tmp_path: Path) -> None:
+    """Its labels come from the figures, and the figures agree with the bench's own timeline
+    (they once named the node whose transports were measured instead)."""
+    docker = json.loads((REPO / "results" / "bench-docker.json").read_text())
+    svg = (REPO / "results" / pictures.FOLDER / "detection.svg").read_text()
+    for kind, times in docker["detection"].items():
+        faulted = {e["node"] for e in docker["timeline"] if e["event"] == f"fault.start.{kind}"}
+        assert faulted == {times["node"]}, (kind, faulted, times)
+        assert f">{kind} {times['node']}</text>" in svg
+
+
+def test_the_pipeline_figures_are_medians_of_repeats_with_their_spread() -> None:
+    """One timing per worker count once showed 1.1x with 2 workers (a sleep that overslept):
+    the lesson now keeps the median of its repeats, and the spread is shown with it."""
+    pipe = json.loads((REPO / "results" / "bench-01.json").read_text())["04_pipeline"]
+    assert pipe["repeats"] >= 3 and set(pipe["spread"]) == set(pipe["seconds"])
+    for count, (fastest, slowest) in pipe["spread"].items():
+        assert fastest <= pipe["seconds"][count] <= slowest
+    svg = (REPO / "results" / pictures.FOLDER / "pipeline.svg").read_text()
+    assert f"median of {pipe['repeats']}" in svg
+
+
 def test_drawing_is_deterministic_and_a_stale_picture_fails_the_check(tmp_path: Path) -> None:
     results = tmp_path / "results"
     shutil.copytree(REPO / "results", results)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
@@ -83,31 +84,94 @@ def test_a_copied_lesson_runs_alone_with_only_pyzmq(
     assert sorted(p.name for p in tmp_path.iterdir()) == [lesson.name]  # it left nothing behind
 
 
-@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
-def test_an_edited_copy_demonstrates_its_own_edit(pyzmq_only: Path, tmp_path: Path) -> None:
-    """The demo runs the server from the file it is in, so a learner's edit is what they see."""
-    source = (LESSON_DIR / "01_hello.py").read_text()
-    assert source.count('sock.send(b"World")') == 1
-    copy = tmp_path / "01_hello.py"
-    copy.write_text(source.replace('sock.send(b"World")', 'sock.send(b"Earth")'))
-    done = run_demo(pyzmq_only, copy)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "got b'Earth'" in done.stdout and "World" not in done.stdout
+# A lesson's suggested experiments, as its docstring lists them, one a bullet:
+#   * `OLD` -> `NEW`[, `OLD` -> `NEW` ...]: PASS|FAIL, "what the demo then says"
+# each OLD found exactly once in the code below the docstring; a bullet too long for a line
+# goes on at the next (the edits are joined with a space there).
+EXPERIMENT = re.compile(r'\* (?P<edits>`.*`): (?P<verdict>PASS|FAIL), "(?P<says>[^"]+)"$')
+EDIT = re.compile(r"`([^`]+)` -> `([^`]*)`")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    lesson: Path
+    edits: tuple[tuple[str, str], ...]
+    verdict: str
+    says: str
+
+    def __str__(self) -> str:
+        return f"{self.lesson.stem}: " + ", ".join(f"{new}" for _, new in self.edits)
+
+    def apply(self) -> str:
+        """The lesson's source with the edits made below its docstring."""
+        source = self.lesson.read_text()
+        tree = ast.parse(source)
+        end = tree.body[0].end_lineno
+        assert end is not None
+        lines = source.splitlines(keepends=True)
+        doc, code = "".join(lines[:end]), "".join(lines[end:])
+        for old, new in self.edits:
+            assert code.count(old) == 1, f"{self}: `{old}` is in the code {code.count(old)} times"
+            code = code.replace(old, new)
+        return doc + code
+
+
+def experiments(lesson: Path) -> list[Experiment]:
+    """The bullets under the docstring's "Experiments"; one may wrap onto the lines after it."""
+    doc = ast.get_docstring(ast.parse(lesson.read_text())) or ""
+    lines = doc.partition("\nExperiments")[2].splitlines()
+    found = []
+    for at, line in enumerate(lines):
+        if not line.lstrip().startswith("* `"):
+            continue
+        bullet = line.strip()
+        for more in lines[at + 1 : at + 4]:
+            if EXPERIMENT.match(bullet):
+                break
+            bullet += " " + more.strip()
+        match = EXPERIMENT.match(bullet)
+        assert match, f"{lesson.name}: an experiment not in the form: {line.strip()}"
+        edits = tuple(EDIT.findall(match["edits"]))
+        assert edits, bullet
+        found.append(Experiment(lesson, edits, match["verdict"], match["says"]))
+    return found
+
+
+EXPERIMENTS = [e for lesson in LESSONS for e in experiments(lesson)]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_each_lesson_suggests_experiments_with_their_predicted_outcome(lesson: Path) -> None:
+    assert experiments(lesson), f"{lesson.name} lists no experiment under 'Experiments'"
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
-def test_a_copy_edited_to_break_its_lesson_fails_its_own_check(
-    pyzmq_only: Path, tmp_path: Path
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=str)
+def test_every_suggested_experiment_gives_its_predicted_verdict(
+    experiment: Experiment, pyzmq_only: Path, tmp_path: Path
 ) -> None:
-    """The check is real: a Lazy Pirate client that never retries cannot survive the kill."""
-    source = (LESSON_DIR / "11_lazy_pirate.py").read_text()
-    assert source.count("ATTEMPTS = 4") == 1
-    copy = tmp_path / "11_lazy_pirate.py"
-    copy.write_text(source.replace("ATTEMPTS = 4", "ATTEMPTS = 1"))
+    """The learner's edit, made in a copy: the demo must end as the lesson predicts, with
+    its verdict line last on stdout and the predicted words in what it printed."""
+    copy = tmp_path / experiment.lesson.name
+    copy.write_text(experiment.apply())
     done = run_demo(pyzmq_only, copy)
-    assert done.returncode == 1
-    assert "no reply from" in done.stderr and "after 1 attempts" in done.stderr
-    assert "Traceback" not in done.stderr
+    output = done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith(f"{experiment.verdict} {experiment.lesson.stem}:"), output[-3000:]
+    assert done.returncode == (0 if experiment.verdict == "PASS" else 1), output[-3000:]
+    assert experiment.says in output, output[-3000:]
+
+
+def test_an_experiment_whose_text_is_not_in_the_code_is_refused(tmp_path: Path) -> None:
+    planted = tmp_path / "01_x.py"
+    planted.write_text(
+        '"""Lesson.\n\nExperiments\n  * `A = 1` -> `A = 2`: PASS, "two"\n"""\nB = 1\n'
+    )
+    (found,) = experiments(planted)
+    assert found.edits == (("A = 1", "A = 2"),) and found.says == "two"
+    with pytest.raises(AssertionError, match="in the code 0 times"):
+        found.apply()
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -105,7 +105,8 @@ def lessons_01(r: Results) -> str:
     hwm, styles = d["08_high_water_marks"], d["13_sync_vs_async"]
     seconds = pipe["seconds"]
     speedup = ", ".join(
-        f"{n} workers {seconds[n]:.2f} s ({seconds['1'] / seconds[n]:.1f}x)" for n in ("2", "4")
+        f"{n} workers {seconds[n]:.2f} s ({seconds['1'] / seconds[n]:.1f}x)"
+        for n in sorted(seconds, key=int)[1:]
     )
     refused = ", ".join(
         f"{kind} {hwm['accepted'][kind]}" for kind in ("PUSH", "DEALER", "ROUTER_MANDATORY")
@@ -121,7 +122,8 @@ def lessons_01(r: Results) -> str:
     rows = [
         (
             f"`01-zmq-basics/04_pipeline.py` ({pipe['tasks']} tasks of {pipe['work_ms']} ms)",
-            f"1 worker {seconds['1']:.2f} s, {speedup}; with one of two workers killed "
+            f"medians of {pipe['repeats']}: 1 worker {seconds['1']:.2f} s, {speedup}; "
+            "with one of two workers killed "
             f"mid-batch, {pipe['lost_with_killed_worker']} of {pipe['tasks']} tasks never came",
         ),
         (
@@ -258,7 +260,7 @@ def docker_bench(r: Results) -> str:
             [name, ms(lat["p50_ms"]), ms(lat["p99_ms"]), "-" if rate is None else f"{rate:,.0f}"]
         )
     detection = [
-        [kind, f"{times['detected_s']:.2f} s", f"{times['rejoined_s']:.2f} s"]
+        [f"{kind} {times['node']}", f"{times['detected_s']:.2f} s", f"{times['rejoined_s']:.2f} s"]
         for kind, times in d["detection"].items()
     ]
     ratios = d["ratios"]

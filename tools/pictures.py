@@ -131,16 +131,25 @@ def high_water_marks(r: Results) -> Figure:
 
 
 def pipeline(r: Results) -> Figure:
-    """The pipeline lesson's batch time for 1, 2 and 4 workers, against the ideal 1/N."""
+    """The pipeline lesson's batch time for each worker count (the median of its repeats, the
+    bar from the fastest to the slowest), against the ideal 1/N of one worker's."""
     p = r["bench-01"]["04_pipeline"]
-    counts = [1, 2, 4]
+    counts = sorted(int(n) for n in p["seconds"])
     seconds = [p["seconds"][str(n)] for n in counts]
+    low = [max(0.0, s - p["spread"][str(n)][0]) for n, s in zip(counts, seconds, strict=True)]
+    high = [max(0.0, p["spread"][str(n)][1] - s) for n, s in zip(counts, seconds, strict=True)]
     fig = _figure(4.5, 2.6)
     ax = fig.add_subplot()
-    ax.plot(counts, seconds, "o-", color="#2166ac", label="measured")
+    ax.errorbar(
+        counts, seconds, yerr=[low, high], fmt="o-", color="#2166ac", capsize=3,
+        label=f"measured (median of {p['repeats']}, fastest to slowest)",
+    )  # fmt: skip
     ax.plot(counts, [seconds[0] / n for n in counts], "--", color="#7f7f7f", label="1/N of one")
     for n, s in zip(counts, seconds, strict=True):
-        ax.annotate(f"{s:.2f} s", (n, s), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(
+            f"{s:.2f} s ({seconds[0] / s:.1f}x)", (n, s), textcoords="offset points",
+            xytext=(6, 4), fontsize=8,
+        )  # fmt: skip
     ax.set_xticks(counts)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("workers")
@@ -166,7 +175,9 @@ def detection(r: Results) -> Figure:
             value = times[key]  # type: ignore[literal-required]
             ax.barh(y + offset, value, height=0.38, color=colour, label=label if y == 0 else None)
             ax.text(value + 0.02, y + offset, f"{value:.2f} s", va="center", fontsize=8)
-    ax.set_yticks(range(len(faults)), [f"{fault} {d['node']}" for fault in faults])
+    ax.set_yticks(
+        range(len(faults)), [f"{fault} {d['detection'][fault]['node']}" for fault in faults]
+    )
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2, fontsize=8, frameon=False)
