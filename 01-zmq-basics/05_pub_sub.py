@@ -1,7 +1,8 @@
 """Lesson 05, publish-subscribe: topics by prefix, the slow joiner, and XPUB's cure for it.
 
-zguide: chapter 1, "Getting the Message Out"; chapter 2, "Pub-Sub Message Envelopes";
-chapter 5, "Slow Subscriber Detection" and "Getting an Out-of-Band Snapshot".
+zguide: chapter 1, "Getting the Message Out" (the slow joiner); chapter 2, "Pub-Sub Message
+Envelopes" and "Node Coordination" (waiting for subscribers: the zguide with a REQ-REP side
+channel, this lesson with XPUB, which needs no second socket).
 Terms: PUB, SUB, topic, prefix match, slow joiner, XPUB, subscription message.
 
 What it shows

@@ -16,6 +16,9 @@ What it shows
 
   * The demo runs every role as a thread of one process, sharing one context (lesson 10
     says why that is allowed and sockets are not shared); by hand each is its own process.
+    The broker's two sockets are made in the main thread and used in the broker's: a socket
+    may move to another thread, never be used by two at once, and starting a thread and
+    joining it are the full memory barriers the move needs (zmq_socket(3)).
 
 Try it
   python 07_load_balancing.py broker
@@ -23,6 +26,15 @@ Try it
   python 07_load_balancing.py client --requests 20
   python 07_load_balancing.py demo   (4 clients, 5 requests in flight each, 3 workers)
   Stop w1 while the client runs: requests already given to it are lost; step 02 fixes that.
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `CLIENTS, REQUESTS, WORKERS = 4, 5, 3` -> `CLIENTS, REQUESTS, WORKERS = 2, 10, 5`: PASS,
+    "20 of 20 replies matched, 5 of 5 workers used"
+      More workers than requests in flight at once still all get a share: LRU hands each
+      request to the worker idle longest.
+  * `sock.send(READY)` -> `pass`: FAIL, "0 of 3 workers said READY"
+      A worker the broker has never heard from is not in its queue, so it is never given work.
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ import zmq
 FRONTEND, BACKEND = "tcp://127.0.0.1:5559", "tcp://127.0.0.1:5560"
 READY = b"READY"
 POLL_MS = 100  # how often loops look at their stop flag
+CLIENTS, REQUESTS, WORKERS = 4, 5, 3  # the demo's: each client's requests are in flight at once
+WAIT_S = 5.0  # for the workers' READY, and for each client's replies
 Socket = zmq.Socket[bytes]
 Context = zmq.Context[Socket]
 
@@ -112,7 +126,7 @@ def client(ctx: Context, where: str, requests: int, timeout_s: float = 10) -> Co
     return served_by
 
 
-def demo(clients: int = 4, requests: int = 5, workers: int = 3) -> int:
+def demo(clients: int = CLIENTS, requests: int = REQUESTS, workers: int = WORKERS) -> int:
     stop = threading.Event()
     ctx = zmq.Context()
     ctx.linger = 0
@@ -122,26 +136,36 @@ def demo(clients: int = 4, requests: int = 5, workers: int = 3) -> int:
     all_workers_ready = threading.Event()
     results: dict[str, Any] = {}  # what each thread returned, by its name
 
-    def note_ready(announced: int) -> None:
-        if announced == workers:
+    announced = [0]
+
+    def note_ready(count: int) -> None:
+        announced[0] = count
+        if count == workers:
             all_workers_ready.set()
 
     def run(name: str, role: Callable[..., Any], *args: object) -> threading.Thread:
-        thread = threading.Thread(target=lambda: results.update({name: role(*args)}), name=name)
+        def keep_outcome() -> None:
+            try:
+                results[name] = role(*args)
+            except TimeoutError as exc:  # reported in the verdict, not as a thread's traceback
+                results[name] = exc
+
+        thread = threading.Thread(target=keep_outcome, name=name)
         thread.start()
         return thread
 
+    # Made here, used only by the broker's thread from now on, closed here after it ended.
     broker_thread = run("broker", broker, frontend, backend, stop, note_ready)
     back_at = backend.getsockopt_string(zmq.LAST_ENDPOINT)
     front_at = frontend.getsockopt_string(zmq.LAST_ENDPOINT)
     worker_threads = [run(f"w{n}", worker, ctx, back_at, f"w{n}", stop) for n in range(workers)]
     # Clients start once every worker is known, so the shares show LRU, not start-up order.
-    if all_workers_ready.wait(timeout=10):
+    if all_workers_ready.wait(timeout=WAIT_S):
         client_threads = [
-            run(f"client {n}", client, ctx, front_at, requests) for n in range(clients)
+            run(f"client {n}", client, ctx, front_at, requests, WAIT_S) for n in range(clients)
         ]
         for thread in client_threads:
-            thread.join(timeout=30)
+            thread.join(timeout=WAIT_S + 5)
     stop.set()
     for thread in (broker_thread, *worker_threads):
         thread.join(timeout=5)
@@ -150,8 +174,9 @@ def demo(clients: int = 4, requests: int = 5, workers: int = 3) -> int:
     ctx.term()
 
     envelope: list[bytes] = results.get("broker") or []
+    timeouts = [str(r) for r in results.values() if isinstance(r, TimeoutError)]
     served_by: Counter[str] = sum(
-        (r for name, r in results.items() if name.startswith("client")), Counter()
+        (r for name, r in results.items() if isinstance(r, Counter)), Counter()
     )
     print("a request as the frontend ROUTER received it, frame by frame:")
     for frame, meaning in zip(envelope, ["client identity", "request id", "body"], strict=False):
@@ -159,9 +184,14 @@ def demo(clients: int = 4, requests: int = 5, workers: int = 3) -> int:
     print(f"replies per worker: {dict(sorted(served_by.items()))}")
     total = sum(served_by.values())
     ok = total == clients * requests and len(served_by) == workers and len(envelope) == 3
+    why = (
+        f"; {announced[0]} of {workers} workers said READY within {WAIT_S:g} s"
+        if announced[0] < workers
+        else "".join(f"; a client: {t}" for t in timeouts[:1])
+    )
     print(
         f"{'PASS' if ok else 'FAIL'} 07_load_balancing: {total} of {clients * requests} "
-        f"replies matched, {len(served_by)} of {workers} workers used"
+        f"replies matched, {len(served_by)} of {workers} workers used{why}"
     )
     return 0 if ok else 1
 

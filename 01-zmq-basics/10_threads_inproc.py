@@ -8,6 +8,9 @@ What it shows
     are not. Each thread makes, uses and closes its own sockets; threads share data only by
     sending messages.
   * inproc:// connects sockets of one context through memory: no TCP, no I/O thread hop.
+    Since libzmq 4.0 either side may come first, as with TCP: a connect to an inproc name
+    nobody has bound yet waits for the bind (older versions refused it, and old texts still
+    say "bind before connect").
   * PAIR is the socket for one thread telling another "I am ready" or "here is the next step":
     exactly two peers, no routing, nothing dropped. A relay of three steps shows it.
   * A multithreaded server is a proxy (lesson 09) between a TCP ROUTER facing the clients and
@@ -15,7 +18,19 @@ What it shows
 
 Try it
   python 10_threads_inproc.py demo
-  Give the workers in threaded_server more or fewer threads and compare who served what.
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `CLIENTS, THREADS = 40, 4` -> `CLIENTS, THREADS = 40, 1`: PASS,
+    "40 of 40 requests served by 1 of 1 worker threads"
+      One thread serves everything, in turn; the inproc DEALER deals to the peers it has.
+  * `CLIENTS, THREADS = 40, 4` -> `CLIENTS, THREADS = 40, 8`: PASS, "served by 8 of 8"
+      The DEALER deals the forty requests round-robin, so every thread gets its share.
+  * `threading.Thread(target=step1).start()` -> `pass`,
+    `from_step1.bind("inproc://step2")  # either side may come first (libzmq >= 4.0)` ->
+    `threading.Thread(target=step1).start(); from_step1.bind("inproc://step2")`: PASS,
+    "the PAIR relay ran in order"
+      Step 1's thread may now connect before step 2 binds: inproc waits for the bind.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ from collections import Counter
 import zmq
 
 WAIT_MS = 5000
+CLIENTS, THREADS = 40, 4  # requests all in flight at once, worker threads serving them
 Socket = zmq.Socket[bytes]
 Context = zmq.Context[Socket]
 
@@ -46,7 +62,7 @@ def relay(ctx: Context) -> list[str]:
 
     def step2() -> None:
         from_step1 = ctx.socket(zmq.PAIR)
-        from_step1.bind("inproc://step2")  # bind before the thread that connects starts
+        from_step1.bind("inproc://step2")  # either side may come first (libzmq >= 4.0)
         threading.Thread(target=step1).start()
         if from_step1.poll(WAIT_MS):
             from_step1.recv()
@@ -67,9 +83,10 @@ def relay(ctx: Context) -> list[str]:
     return order
 
 
-def worker_thread(ctx: Context, name: str) -> None:
+def worker_thread(ctx: Context, name: str, connected: threading.Barrier) -> None:
     sock = ctx.socket(zmq.REP)  # made in this thread, used only here
     sock.connect("inproc://workers")
+    connected.wait(WAIT_MS / 1000)  # the server deals only to the workers already connected
     while True:
         try:
             request = sock.recv()
@@ -93,8 +110,13 @@ def threaded_server(ctx: Context, clients: int, threads: int) -> Counter[str]:
     frontend, backend = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
     frontend.bind("tcp://127.0.0.1:*")
     backend.bind("inproc://workers")
+    connected = threading.Barrier(threads + 1)
     for n in range(threads):
-        threading.Thread(target=worker_thread, args=(ctx, f"thread {n}"), daemon=True).start()
+        worker = threading.Thread(
+            target=worker_thread, args=(ctx, f"thread {n}", connected), daemon=True
+        )
+        worker.start()
+    connected.wait(WAIT_MS / 1000)  # data passes as messages; a barrier only says "all here"
     threading.Thread(target=run_proxy, args=(frontend, backend), daemon=True).start()
     served: Counter[str] = Counter()
     requesters = [ctx.socket(zmq.REQ) for _ in range(clients)]
@@ -114,15 +136,19 @@ def demo() -> int:
     order = relay(ctx)
     for line in order:
         print(f"relay: {line}")
-    served = threaded_server(ctx, clients=40, threads=4)
-    print(f"threaded server, 40 requests: {dict(sorted(served.items()))}")
+    served = threaded_server(ctx, clients=CLIENTS, threads=THREADS)
+    print(f"threaded server, {CLIENTS} requests: {dict(sorted(served.items()))}")
     ctx.term()  # ends the proxy and every worker's recv() with ContextTerminated
+    # Every request is in flight before any is answered, so the DEALER deals them round-robin
+    # to every thread (as long as there are at least as many requests as threads).
+    busy = min(THREADS, CLIENTS)
     ok = order == ["step 1 ready", "step 2 ready", "step 3: all steps ready"] and (
-        served.total() == 40 and len(served) > 1
+        served.total() == CLIENTS and len(served) == busy
     )
     print(
-        f"{'PASS' if ok else 'FAIL'} 10_threads_inproc: the PAIR relay ran in order; "
-        f"{served.total()} of 40 requests served by {len(served)} worker threads"
+        f"{'PASS' if ok else 'FAIL'} 10_threads_inproc: "
+        f"{'the PAIR relay ran in order' if len(order) == 3 else f'the relay stopped at {order}'}; "
+        f"{served.total()} of {CLIENTS} requests served by {len(served)} of {busy} worker threads"
     )
     return 0 if ok else 1
 

@@ -9,9 +9,12 @@ What it shows
     Paranoid Pirate adds heartbeats both ways between the queue and its workers.
   * Fixed rhythm: each side sends a heartbeat every HEARTBEAT_S while idle and counts a peer
     dead after LIVENESS silent intervals. The queue forgets a dead worker (never sends it
-    work again); a worker that stops hearing the queue closes its socket, waits (1 s, then
-    2 s, ... the back-off, so a crowd of workers does not hammer a queue that is coming back)
-    and connects a new one, saying READY again.
+    work again); a worker that stops hearing the queue closes its socket, waits, and
+    connects a new one, saying READY again. The wait is the back-off: BACKOFF_S, doubling
+    after each reconnect that found no queue, up to BACKOFF_MAX_S (0.25 s, 0.5 s, 1 s, 2 s,
+    2 s, ...), and back to BACKOFF_S once the queue answers, so a worker does not hammer a
+    queue that is slow to come back. (It is the same for every worker; step 02's Backoff
+    also randomises each wait, so that a crowd of workers does not come back in step.)
   * Any message from a worker (READY, a heartbeat, a reply) means it is alive and idle.
   * What it leaves to step 02: a request a worker was doing when it died is not redone by
     the queue (the client's retry covers it), and a fixed rhythm cannot tell a slow peer from
@@ -21,6 +24,18 @@ Try it
   python 12_paranoid_pirate.py queue
   python 12_paranoid_pirate.py worker --name w1      (and w2; kill one, freeze one with Ctrl-Z)
   python 12_paranoid_pirate.py demo                  (kills and freezes each, and recovers)
+
+Experiments (each an edit to a copy of this file; the test suite makes each one and checks that
+the demo ends as predicted)
+  * `HEARTBEAT_S = 0.25  # both ways` -> `HEARTBEAT_S = 1.0  # both ways`: PASS,
+    "10 of 10 answered"
+      A slower rhythm: dead peers are found in LIVENESS seconds instead of 0.75, so the
+      client waits longer, and still every request is answered (ATTEMPTS x REPLY_TIMEOUT_MS
+      outlasts the detection).
+  * `REPLY_TIMEOUT_MS, ATTEMPTS = 1500, 5` -> `REPLY_TIMEOUT_MS, ATTEMPTS = 1500, 1`: FAIL,
+    "unanswered after 1 attempt"
+      Heartbeats let the queue and the workers recover; the request a fault swallowed
+      needs the client's retry (lesson 11) all the same.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ LIVENESS = 3  # silent intervals before a peer counts as dead
 BACKOFF_S, BACKOFF_MAX_S = 0.25, 2.0  # a worker's wait before reconnecting, doubling
 READY, HEARTBEAT = b"\x01", b"\x02"  # the two signals; anything else is a request or a reply
 REPLY_TIMEOUT_MS, ATTEMPTS = 1500, 5  # the client's Lazy Pirate settings
+REQUESTS = 10  # the demo's, with a fault before every second one from the third on
 FRONTEND, BACKEND = "tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556"
 Socket = zmq.Socket[bytes]
 
@@ -88,6 +104,11 @@ def connect_worker(ctx: zmq.Context[Socket], backend_at: str) -> Socket:
     return sock
 
 
+def next_backoff(backoff_s: float) -> float:
+    """The wait before the reconnect after this one: double, up to BACKOFF_MAX_S."""
+    return min(backoff_s * 2, BACKOFF_MAX_S)
+
+
 def worker(backend_at: str, name: str) -> None:
     ctx = zmq.Context()
     sock = connect_worker(ctx, backend_at)
@@ -108,7 +129,7 @@ def worker(backend_at: str, name: str) -> None:
             if liveness == 0:
                 print(f"{name}: queue silent, reconnecting in {backoff_s:.2f} s", flush=True)
                 time.sleep(backoff_s)  # the back-off itself, not a synchronisation
-                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                backoff_s = next_backoff(backoff_s)
                 sock.close()
                 sock = connect_worker(ctx, backend_at)
                 liveness = LIVENESS
@@ -171,11 +192,13 @@ def demo() -> int:
     }
     ctx = zmq.Context()
     ctx.linger = 0
-    answered, retries = 0, 0
+    answered, retries, unanswered = 0, 0, []
     mend: Callable[[], None] | None = None
     try:
-        for number in range(10):
+        for number in range(REQUESTS):
             if number in faults:
+                if mend is not None:  # the last fault cost no retry: mend it before the next
+                    mend()
                 what, breaking, mend = faults[number]
                 print(f"demo: {what} before request {number}", flush=True)
                 breaking()
@@ -194,13 +217,20 @@ def demo() -> int:
                 if attempt == 0 and mend is not None:
                     mend()
                     mend = None
+            else:
+                unanswered.append(number)
     finally:
         cluster.stop()
         ctx.term()
-    ok = answered == 10 and retries >= len(faults)
+    ok = answered == REQUESTS
     print(
-        f"{'PASS' if ok else 'FAIL'} 12_paranoid_pirate: {answered} of 10 answered through "
-        f"{len(faults)} faults (workers and queue killed and frozen), {retries} retries"
+        f"{'PASS' if ok else 'FAIL'} 12_paranoid_pirate: {answered} of {REQUESTS} answered "
+        f"through {len(faults)} faults (workers and queue killed and frozen), {retries} retries"
+        + (
+            f"; request {', '.join(map(str, unanswered))} unanswered after {ATTEMPTS} attempt(s)"
+            if unanswered
+            else ""
+        )
     )
     return 0 if ok else 1
 

@@ -77,7 +77,8 @@ class Config:
     liveness: float = 3.0  # intervals of silence before a worker is dead
     max_retries: int = 3  # reassignments after the first attempt
     service_timeout_s: float = 10.0  # how long a request may wait for a worker
-    # Services whose workers fall silent while busy (plain MDP workers, like the zguide's):
+    # Services whose workers fall silent while busy (plain MDP workers that heartbeat only while
+    # idle):
     # while they hold a task they are allowed busy_timeout_s instead of their heartbeat rhythm.
     quiet_when_busy: frozenset[bytes] = frozenset()
     busy_timeout_s: float = 300.0

@@ -2,8 +2,10 @@
 
 Every program in step 02 reads and writes MDP messages through this module and nowhere else.
 
-Frames after the ROUTER identity (the leading empty frame of MDP/0.1 is accepted on input and
-echoed back to a peer that used it, so older implementations interoperate):
+Frames after the ROUTER identity (a leading empty frame, as a REQ socket or a DEALER that
+imitates one sends, is accepted on input and echoed back to a peer that used it, so brokers
+and peers that delimit their frames this way, such as majortomo, work with ours; MDP/0.1's
+commands, which the zguide's examples speak, are a different table and are not read here):
 
     client -> broker  "MDPC02", REQUEST(1), service, body...
     broker -> client  "MDPC02", PARTIAL(2) | FINAL(3), service, body...

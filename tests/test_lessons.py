@@ -5,6 +5,7 @@ copy demonstrates its edit; none imports anything but pyzmq and the standard lib
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import msgpack
 import pytest
@@ -172,6 +174,26 @@ def test_an_experiment_whose_text_is_not_in_the_code_is_refused(tmp_path: Path) 
     assert found.edits == (("A = 1", "A = 2"),) and found.says == "two"
     with pytest.raises(AssertionError, match="in the code 0 times"):
         found.apply()
+
+
+def load_lesson(path: Path) -> ModuleType:
+    """A lesson as a module (its file name starts with a digit, so not by import)."""
+    spec = importlib.util.spec_from_file_location(f"lesson_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_paranoid_pirates_back_off_is_the_schedule_its_docstring_gives() -> None:
+    """It once said 1 s, then 2 s, while the code started at 0.25 s."""
+    lesson = load_lesson(LESSON_DIR / "12_paranoid_pirate.py")
+    waits = [lesson.BACKOFF_S]
+    for _ in range(4):
+        waits.append(lesson.next_backoff(waits[-1]))
+    said = ", ".join(f"{w:g} s" for w in waits) + ", ..."
+    assert f"({said})" in " ".join((lesson.__doc__ or "").split()), said
+    assert waits[-1] == waits[-2] == lesson.BACKOFF_MAX_S
 
 
 def imported_modules(path: Path) -> set[str]:
