@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,9 +115,8 @@ def test_deploy_installs_and_starts_every_agent_and_the_collector(bare_cluster: 
     assert current == f"/opt/zmq-cluster-lab/releases/{RELEASE_A}"
 
 
-def test_zcl_run_drives_the_deployed_fleet(bare_cluster: None, tmp_path: Path) -> None:
-    """The operator's shell against the real containers: every node named, each answering
-    with its own host name, and a node left out is not touched."""
+def fleet_descriptor(folder: Path) -> Path:
+    """A cluster descriptor for zcl-run: the deployed nodes, and the controller key in use."""
     inventory = (BUILD / "inventory.ini").read_text()
     nodes = [
         {"node_id": node, "host": next(line.split("ansible_host=")[1] for line in
@@ -125,12 +125,18 @@ def test_zcl_run_drives_the_deployed_fleet(bare_cluster: None, tmp_path: Path) -
     ]  # fmt: skip
     chosen = BUILD / "controller"
     controller = chosen.read_text().strip() if chosen.exists() else "runner"
-    descriptor = tmp_path / "cluster.json"
+    descriptor = folder / "cluster.json"
     keys = BUILD / "keys" / "controllers" / controller
     descriptor.write_text(json.dumps({"nodes": nodes, "zmq_keys_dir": str(keys)}))
+    return descriptor
+
+
+def test_zcl_run_drives_the_deployed_fleet(bare_cluster: None, tmp_path: Path) -> None:
+    """The operator's shell against the real containers: every node named, each answering
+    with its own host name, and a node left out is not touched."""
     done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "zcl-run"), "-c", str(descriptor), "-w", "worker[1-3]",
-         "-x", "worker2", "--json", "hostname"],
+        [str(REPO / ".venv" / "bin" / "zcl-run"), "-c", str(fleet_descriptor(tmp_path)),
+         "-w", "worker[1-3]", "-x", "worker2", "--json", "hostname"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -138,6 +144,32 @@ def test_zcl_run_drives_the_deployed_fleet(bare_cluster: None, tmp_path: Path) -
     assert sorted(report["nodes"]) == ["worker1", "worker3"]
     names = {report["nodes"][n]["stdout"].strip() for n in ("worker1", "worker3")}
     assert len(names) == 2 and "" not in names  # two hosts, each its own
+
+
+def test_a_restart_drains_a_running_command_instead_of_killing_it(
+    bare_cluster: None, tmp_path: Path
+) -> None:
+    """systemctl restart while a command runs: the agent gets SIGTERM and drains, and the
+    command finishes and is answered. (With KillMode=control-group systemd sent SIGTERM to
+    the command too, at the same instant: the rehearsal saw one killed by signal 15.)"""
+    running = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "zcl-run"), "-c", str(fleet_descriptor(tmp_path)),
+         "-w", "worker2", "--json", "sleep 3 && echo drained"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not on("worker2", "pgrep", "-u", "zcl-agent", "-x", "sleep").stdout.strip():
+            assert time.monotonic() < deadline and running.poll() is None, "it never started"
+        restarted = on("worker2", "systemctl", "restart", "zcl-agent")  # returns once stopped
+        assert restarted.returncode == 0, restarted.stderr
+        out, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+        running.wait()
+    assert running.returncode == 0, out + err
+    assert json.loads(out)["nodes"]["worker2"]["stdout"].strip() == "drained"
+    assert on("worker2", "systemctl", "is-active", "zcl-agent").stdout.strip() == "active"
 
 
 def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened_unit(
@@ -158,7 +190,7 @@ def test_a_deployed_agent_runs_as_its_own_user_with_a_private_key_and_a_hardened
     assert settings["ProtectSystem"] == "strict"
     assert settings["PrivateTmp"] == "yes"
     assert settings["Restart"] == "on-failure"
-    assert settings["KillMode"] == "control-group"
+    assert settings["KillMode"] == "mixed"  # SIGTERM to the agent alone, which drains
     assert settings["LimitNOFILE"] == "65536"
     # RDMA and NCCL register their buffers: as high as the host allows (here, the container's
     # hard limit, which the inventory reads; infinity on a host whose systemd may raise it).
