@@ -81,7 +81,7 @@ class MdpClient:
     ) -> None:
         self.ctx, self.endpoint, self.timeout_s, self.retries = ctx, endpoint, timeout_s, retries
         self.keys = keys  # CurveZMQ, pinning the coordinator's key; None: a plain connection
-        self.delimited = framing == "delimited"  # see protocol.FRAMINGS
+        self.delimited, self.version = mdp.framing_form(framing)  # see protocol.FRAMINGS
         self.sock = self._open()
 
     def _open(self) -> cli.Sock:
@@ -112,7 +112,9 @@ class MdpClient:
     def request(self, service: bytes, *body: bytes) -> list[bytes]:
         """One request, retried on a fresh socket; returns the FINAL body (PARTIALs skipped)."""
         for attempt in range(1, self.retries + 2):
-            self.sock.send_multipart(mdp.from_client(service, *body, delimited=self.delimited))
+            self.sock.send_multipart(
+                mdp.from_client(service, *body, delimited=self.delimited, version=self.version)
+            )
             while (reply := self._receive(self.timeout_s)) is not None:
                 if reply[0] == mdp.C_FINAL:
                     return reply[1]
@@ -138,7 +140,9 @@ class MdpClient:
         started = time.monotonic()
 
         def send(cid: bytes, sends: int) -> None:
-            request = mdp.from_client(service, *frames[cid], delimited=self.delimited)
+            request = mdp.from_client(
+                service, *frames[cid], delimited=self.delimited, version=self.version
+            )
             self.sock.send_multipart(request)
             pending[cid] = (time.monotonic(), sends)
             first_sent.setdefault(cid, time.monotonic())
@@ -236,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--framing",
         choices=mdp.FRAMINGS,
         default="spec",
-        help="delimited: lead with an empty frame, for brokers that need it",
+        help="spec: MDP/0.2 as written; delimited: with an empty frame first, for brokers that "
+        "need it (e.g. majortomo); 0.1: MDP/0.1 (RFC 7), for brokers that speak only that",
     )
     curve.add_client_keys(parser)
     parser.set_defaults(func=cmd_run)

@@ -127,6 +127,7 @@ class Task:
     not_before: float = 0.0
     started_at: float = 0.0
     size: int = 0  # the bytes it holds, counted against max_held_bytes and max_client_bytes
+    version: int = 2  # the MDP version the client spoke: its replies go back in it
 
 
 @dataclass(slots=True)
@@ -142,6 +143,7 @@ class Worker:
     done: int = 0
     failed: int = 0
     key: str = ""  # the CurveZMQ key it came with ("" without keys)
+    version: int = 2  # the MDP version it spoke: everything to it goes in that version
 
     @property
     def name(self) -> str:
@@ -202,7 +204,10 @@ class CoordinatorCore:
             if "client" not in roles:
                 self.counters["refused.no-client-role"] += 1
                 error = mdp.error_body(msg.frames[1:], "this key may not send requests")
-                reply = mdp.to_client(msg.sender, msg.delimited, mdp.C_FINAL, msg.frames[0], *error)
+                reply = mdp.to_client(
+                    msg.sender, msg.delimited, mdp.C_FINAL, msg.frames[0], *error,
+                    version=msg.version,
+                )  # fmt: skip
                 self.outbox.append(Outgoing(route, reply))
                 return
             self.on_client(route, msg, now)
@@ -287,8 +292,9 @@ class CoordinatorCore:
         name, body = msg.frames[0], msg.frames[1:]
         if name.startswith(mdp.MMI_PREFIX):
             reply = mdp.to_client(
-                msg.sender, msg.delimited, mdp.C_FINAL, name, self.mmi(name, body)
-            )
+                msg.sender, msg.delimited, mdp.C_FINAL, name, self.mmi(name, body),
+                version=msg.version,
+            )  # fmt: skip
             self.outbox.append(Outgoing(route, reply))
             return
         want = mdp.parse_service_name(name)
@@ -305,7 +311,9 @@ class CoordinatorCore:
         if reason:
             self.counters["rejected"] += 1
             error = mdp.error_body(body, reason)
-            reply = mdp.to_client(msg.sender, msg.delimited, mdp.C_FINAL, name, *error)
+            reply = mdp.to_client(
+                msg.sender, msg.delimited, mdp.C_FINAL, name, *error, version=msg.version
+            )
             self.outbox.append(Outgoing(route, reply))
             return
         self.next_task_id += 1
@@ -320,6 +328,7 @@ class CoordinatorCore:
             expires_at=now + self.cfg.service_timeout_s,
             queued_at=now,
             size=size,
+            version=msg.version,
         )
         self._hold(task, +1)
         queue.append(task)
@@ -362,7 +371,9 @@ class CoordinatorCore:
     def reply_error(self, task: Task, reason: str, topic: str) -> None:
         self._hold(task, -1)
         error = mdp.error_body(task.body, reason)
-        reply = mdp.to_client(task.client, task.delimited, mdp.C_FINAL, task.service, *error)
+        reply = mdp.to_client(
+            task.client, task.delimited, mdp.C_FINAL, task.service, *error, version=task.version
+        )
         self.outbox.append(Outgoing(task.route, reply))
         self.publish(topic, task=task.id, reason=reason, attempts=task.attempts)
 
@@ -381,7 +392,9 @@ class CoordinatorCore:
             refusal = self._may_register(msg.sender, key, roles)
             if refusal is not None:
                 self.counters[f"refused.{refusal}"] += 1
-                disconnect = mdp.to_worker(msg.sender, msg.delimited, mdp.W_DISCONNECT)
+                disconnect = mdp.to_worker(
+                    msg.sender, msg.delimited, mdp.W_DISCONNECT, version=msg.version
+                )
                 self.outbox.append(Outgoing(route, disconnect))
                 return
             if worker is not None:  # the same identity came back: its old self is gone
@@ -396,7 +409,9 @@ class CoordinatorCore:
             if msg.command in (mdp.W_PARTIAL, mdp.W_FINAL):  # from a worker we declared dead
                 self.counters["dropped.late-result"] += 1
             if msg.command != mdp.W_DISCONNECT:
-                disconnect = mdp.to_worker(msg.sender, msg.delimited, mdp.W_DISCONNECT)
+                disconnect = mdp.to_worker(
+                    msg.sender, msg.delimited, mdp.W_DISCONNECT, version=msg.version
+                )
                 self.outbox.append(Outgoing(route, disconnect))
             return
         worker.liveness.heard(now, is_heartbeat=msg.command == mdp.W_HEARTBEAT)
@@ -440,7 +455,14 @@ class CoordinatorCore:
             return
         liveness = Liveness(now, liveness=self.cfg.liveness)
         worker = Worker(
-            msg.sender, route, announced.service, announced.tags, msg.delimited, liveness, key=key
+            msg.sender,
+            route,
+            announced.service,
+            announced.tags,
+            msg.delimited,
+            liveness,
+            key=key,
+            version=msg.version,
         )
         self.workers[msg.sender] = worker
         self.publish(
@@ -462,7 +484,13 @@ class CoordinatorCore:
             worker.done += 1
             worker.failed += error is not None
             self.counters["replies"] += 1
-        reply = mdp.to_client(task.client, task.delimited, command, task.service, *msg.frames[2:])
+        if command == mdp.C_PARTIAL and task.version == 1:  # MDP/0.1 has the FINAL alone
+            self.counters["dropped.partial-to-mdp01-client"] += 1
+            return
+        reply = mdp.to_client(
+            task.client, task.delimited, command, task.service, *msg.frames[2:],
+            version=task.version,
+        )  # fmt: skip
         self.outbox.append(Outgoing(task.route, reply))
         if command == mdp.C_PARTIAL:
             return
@@ -490,7 +518,9 @@ class CoordinatorCore:
         if worker.service in self.services:
             self.services[worker.service].idle.pop(worker.identity, None)
         if topic == "worker.dead":  # if it is only frozen, it will reconnect when it wakes
-            disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
+            disconnect = mdp.to_worker(
+                worker.identity, worker.delimited, mdp.W_DISCONNECT, version=worker.version
+            )
             self.outbox.append(Outgoing(worker.route, disconnect))
         self.publish(
             topic, worker=worker.name, reason=reason, silence=now - worker.liveness.last_heard
@@ -541,8 +571,9 @@ class CoordinatorCore:
         del self.services[worker.service].idle[worker.identity]
         worker.task, task.attempts, task.started_at = task, task.attempts + 1, now
         frames = mdp.to_worker(
-            worker.identity, worker.delimited, mdp.W_REQUEST, task.client, b"", *task.body
-        )
+            worker.identity, worker.delimited, mdp.W_REQUEST, task.client, b"", *task.body,
+            version=worker.version,
+        )  # fmt: skip
         self.outbox.append(Outgoing(worker.route, frames, assigned_to=worker.identity))
         self.publish("task.assigned", task=task.id, worker=worker.name, attempt=task.attempts)
 
@@ -582,7 +613,9 @@ class CoordinatorCore:
                 if when == worker.check_at:  # superseded checks are dropped here
                     self._check_alive(worker, now)
             else:
-                beat = mdp.to_worker(identity, worker.delimited, mdp.W_HEARTBEAT)
+                beat = mdp.to_worker(
+                    identity, worker.delimited, mdp.W_HEARTBEAT, version=worker.version
+                )
                 self.outbox.append(Outgoing(worker.route, beat))
                 beat_at = now + self._beat_interval(worker)
                 heapq.heappush(self.timers, (beat_at, Timer.SEND_HEARTBEAT, identity))
@@ -649,7 +682,9 @@ class CoordinatorCore:
     def goodbye(self) -> None:
         """Tell every worker to find the next coordinator."""
         for worker in self.workers.values():
-            disconnect = mdp.to_worker(worker.identity, worker.delimited, mdp.W_DISCONNECT)
+            disconnect = mdp.to_worker(
+                worker.identity, worker.delimited, mdp.W_DISCONNECT, version=worker.version
+            )
             self.outbox.append(Outgoing(worker.route, disconnect))
         self.publish("broker.stopped", counters=dict(self.counters))
 

@@ -1,4 +1,5 @@
-"""Majordomo MDP/0.2 (rfc.zeromq.org spec 18/MDP) to the frame: building, parsing, validating.
+"""Majordomo, MDP/0.2 (rfc.zeromq.org spec 18/MDP) and MDP/0.1 (spec 7/MDP), to the frame:
+building, parsing, validating.
 
 Every program in step 02 reads and writes MDP messages through this module and nowhere else.
 
@@ -13,6 +14,19 @@ commands, which the zguide's examples speak, are a different table and are not r
     broker -> worker  "MDPW02", REQUEST(2), client, "", body...
     worker -> broker  "MDPW02", PARTIAL(3) | FINAL(4), client, "", body...
     either way        "MDPW02", HEARTBEAT(5) | DISCONNECT(6)
+
+MDP/0.1, which the zguide's Majordomo examples speak, is told apart by its headers and read
+into the same commands (`Inbound.version` says which was spoken, and replies go back in it):
+
+    client -> broker  "", "MDPC01", service, body...            (no command frame)
+    broker -> client  "", "MDPC01", service, body...            (the reply; no PARTIAL)
+    worker -> broker  "", "MDPW01", READY(1), service
+    broker -> worker  "", "MDPW01", REQUEST(2), client, "", body...
+    worker -> broker  "", "MDPW01", REPLY(3), client, "", body...      (read as FINAL)
+    either way        "", "MDPW01", HEARTBEAT(4) | DISCONNECT(5)
+
+The codes collide: 0x03 is REPLY in 0.1 and PARTIAL in 0.2, 0x04 HEARTBEAT and FINAL, 0x05
+DISCONNECT and HEARTBEAT. So the header decides the table, never the code alone.
 
 Our extensions keep those frames intact and live in names and bodies:
   * a service may be requested as "echo@w3" (only worker w3) or "echo#gpu" (a worker tagged
@@ -35,6 +49,8 @@ from zcl.errors import WireError
 
 CLIENT = b"MDPC02"
 WORKER = b"MDPW02"
+CLIENT_01 = b"MDPC01"
+WORKER_01 = b"MDPW01"
 
 # client commands
 C_REQUEST, C_PARTIAL, C_FINAL = b"\x01", b"\x02", b"\x03"
@@ -56,6 +72,16 @@ WORKER_COMMAND_NAMES = {
     W_DISCONNECT: "DISCONNECT",
 }
 
+# MDP/0.1's worker commands, keyed by the 0.2 command each means (0.1 has no PARTIAL).
+W01_CODES = {
+    W_READY: b"\x01",
+    W_REQUEST: b"\x02",
+    W_FINAL: b"\x03",  # REPLY
+    W_HEARTBEAT: b"\x04",
+    W_DISCONNECT: b"\x05",
+}
+W01_COMMANDS = {code: ours for ours, code in W01_CODES.items()}
+
 MMI_PREFIX = b"mmi."  # services the broker answers itself (spec 8/MMI)
 ERROR_MARK = b"\x00error"  # second body frame of an error reply (our extension)
 
@@ -69,10 +95,11 @@ class Inbound:
     """A valid MDP message as the broker's ROUTER delivered it."""
 
     sender: bytes  # the peer's routing identity
-    delimited: bool  # sent in the MDP/0.1 form, with a leading empty frame
-    header: bytes
-    command: bytes
+    delimited: bool  # sent with a leading empty frame (as MDP/0.1 and REQ sockets do)
+    header: bytes  # CLIENT or WORKER: an MDP/0.1 peer's header is read into its 0.2 name
+    command: bytes  # in 0.2's table, whichever version was spoken
     frames: list[bytes]  # everything after the command frame
+    version: int = 2  # the MDP version the peer spoke, 1 or 2: it is answered in the same
 
 
 def _strip_delimiter(frames: Sequence[bytes]) -> tuple[bool, list[bytes]]:
@@ -106,6 +133,15 @@ def parse_at_broker(frames: Sequence[bytes]) -> Inbound:
     if len(rest) < 2:
         raise ProtocolError("short", "no header and command")
     header, command, body = rest[0], rest[1], rest[2:]
+    if header == CLIENT_01:  # no command frame: the service comes straight after the header
+        if not rest[1]:
+            raise ProtocolError("bad-request", "REQUEST needs a service name")
+        return Inbound(frames[0], delimited, CLIENT, C_REQUEST, rest[1:], version=1)
+    if header == WORKER_01:
+        if command not in W01_COMMANDS:
+            raise ProtocolError("bad-command", f"unknown MDP/0.1 worker command {command!r}")
+        _check_worker_frames(W01_COMMANDS[command], body, towards_broker=True)
+        return Inbound(frames[0], delimited, WORKER, W01_COMMANDS[command], body, version=1)
     if header == CLIENT:
         if command != C_REQUEST:
             raise ProtocolError("bad-command", f"client command {command!r}")
@@ -119,43 +155,85 @@ def parse_at_broker(frames: Sequence[bytes]) -> Inbound:
 
 
 def parse_at_worker(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
-    """Validate what a worker's DEALER received from the broker: (command, frames after it)."""
+    """Validate what a worker's DEALER received from the broker: (command in 0.2's table,
+    frames after it), from an MDP/0.2 or an MDP/0.1 broker."""
     _, rest = _strip_delimiter(frames)
-    if len(rest) < 2 or rest[0] != WORKER:
-        raise ProtocolError("bad-header", "not an MDPW02 message")
+    if len(rest) < 2 or rest[0] not in (WORKER, WORKER_01):
+        raise ProtocolError("bad-header", "not an MDPW02 or MDPW01 message")
     command, body = rest[1], rest[2:]
+    if rest[0] == WORKER_01:
+        if command not in W01_COMMANDS:
+            raise ProtocolError("bad-command", f"unknown MDP/0.1 worker command {command!r}")
+        command = W01_COMMANDS[command]
     _check_worker_frames(command, body, towards_broker=False)
     return command, body
 
 
 def parse_at_client(frames: Sequence[bytes]) -> tuple[bytes, bytes, list[bytes]]:
-    """Validate what a client's DEALER received: (command, service, body)."""
+    """Validate what a client's DEALER received: (command, service, body). An MDP/0.1 reply,
+    which has no command frame, is a FINAL."""
     _, rest = _strip_delimiter(frames)
+    if len(rest) >= 2 and rest[0] == CLIENT_01:
+        return C_FINAL, rest[1], rest[2:]
     if len(rest) < 3 or rest[0] != CLIENT or rest[1] not in (C_PARTIAL, C_FINAL):
-        raise ProtocolError("bad-reply", "not an MDPC02 PARTIAL or FINAL")
+        raise ProtocolError("bad-reply", "not an MDPC02 PARTIAL or FINAL, nor an MDPC01 reply")
     return rest[1], rest[2], rest[3:]
 
 
-def to_worker(identity: bytes, delimited: bool, command: bytes, *frames: bytes) -> list[bytes]:
+def to_worker(
+    identity: bytes, delimited: bool, command: bytes, *frames: bytes, version: int = 2
+) -> list[bytes]:
+    """To a worker, in the version it spoke; `command` in 0.2's table. MDP/0.1 always has
+    the empty frame first."""
+    if version == 1:
+        return [identity, b"", WORKER_01, W01_CODES[command], *frames]
     return [identity, *([b""] if delimited else []), WORKER, command, *frames]
 
 
 def to_client(
-    identity: bytes, delimited: bool, command: bytes, service: bytes, *frames: bytes
+    identity: bytes,
+    delimited: bool,
+    command: bytes,
+    service: bytes,
+    *frames: bytes,
+    version: int = 2,
 ) -> list[bytes]:
+    """To a client, in the version it spoke. MDP/0.1 has only the one reply, with no command
+    frame: a PARTIAL has no form there, and is the caller's to leave out."""
+    if version == 1:
+        if command == C_PARTIAL:
+            raise ValueError("MDP/0.1 has no PARTIAL reply")
+        return [identity, b"", CLIENT_01, service, *frames]
     return [identity, *([b""] if delimited else []), CLIENT, command, service, *frames]
 
 
 # How a worker or client frames what it sends: "spec" is MDP/0.2 as written; "delimited" puts
-# the MDP/0.1-style empty frame first, which some brokers (majortomo's, for one) require.
-FRAMINGS = ("spec", "delimited")
+# an empty frame first, which some brokers (majortomo's, for one) require; "0.1" speaks
+# MDP/0.1 (RFC 7), for brokers that speak only that, such as the zguide's.
+FRAMINGS = ("spec", "delimited", "0.1")
 
 
-def from_worker(command: bytes, *frames: bytes, delimited: bool = False) -> list[bytes]:
+def framing_form(framing: str) -> tuple[bool, int]:
+    """(delimited, version) for one of FRAMINGS."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; choose from {', '.join(FRAMINGS)}")
+    return framing != "spec", 1 if framing == "0.1" else 2
+
+
+def from_worker(
+    command: bytes, *frames: bytes, delimited: bool = False, version: int = 2
+) -> list[bytes]:
+    """A worker's message; `command` in 0.2's table (MDP/0.1 has no PARTIAL)."""
+    if version == 1:
+        return [b"", WORKER_01, W01_CODES[command], *frames]
     return [*([b""] if delimited else []), WORKER, command, *frames]
 
 
-def from_client(service: bytes, *body: bytes, delimited: bool = False) -> list[bytes]:
+def from_client(
+    service: bytes, *body: bytes, delimited: bool = False, version: int = 2
+) -> list[bytes]:
+    if version == 1:
+        return [b"", CLIENT_01, service, *body]
     return [*([b""] if delimited else []), CLIENT, C_REQUEST, service, *body]
 
 

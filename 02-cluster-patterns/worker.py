@@ -126,7 +126,7 @@ class Worker:
     ) -> None:
         self.ctx, self.coordinator, self.service, self.name = ctx, coordinator, service, name
         self.keys = keys  # CurveZMQ, pinning the coordinator's key; None: a plain connection
-        self.delimited = framing == "delimited"  # see protocol.FRAMINGS
+        self.delimited, self.version = mdp.framing_form(framing)  # see protocol.FRAMINGS
         self.announce = service + (f"#{','.join(tags)}" if tags else "")
         self.heartbeat_s, self.drain_timeout_s = heartbeat_s, drain_timeout_s
         self.codec = mdp.get_codec(codec)
@@ -179,7 +179,9 @@ class Worker:
 
     def send(self, command: bytes, *frames: bytes) -> None:
         try:
-            message = mdp.from_worker(command, *frames, delimited=self.delimited)
+            message = mdp.from_worker(
+                command, *frames, delimited=self.delimited, version=self.version
+            )
             self.live_socket().send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:  # the coordinator is not reading: it will requeue what we could not send
             log.warning(
@@ -307,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--framing",
         choices=mdp.FRAMINGS,
         default="spec",
-        help="delimited: lead with an empty frame, for brokers that need it (e.g. majortomo)",
+        help="spec: MDP/0.2 as written; delimited: with an empty frame first, for brokers that "
+        "need it (e.g. majortomo); 0.1: MDP/0.1 (RFC 7), for brokers that speak only that",
     )
     curve.add_client_keys(parser)
     parser.add_argument("--verbose", action="store_true")

@@ -196,6 +196,20 @@ def test_the_paranoid_pirates_back_off_is_the_schedule_its_docstring_gives() -> 
     assert waits[-1] == waits[-2] == lesson.BACKOFF_MAX_S
 
 
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 30)
+def test_mdp_minimal_copied_alone_runs_both_versions_with_only_pyzmq(
+    pyzmq_only: Path, tmp_path: Path
+) -> None:
+    """Step 02's first read, the spec-written Majordomo peers, is as portable as a lesson."""
+    source = REPO / "02-cluster-patterns" / "mdp_minimal.py"
+    assert imported_modules(source) <= ALLOWED_IMPORTS
+    copy = Path(shutil.copy(source, tmp_path))
+    done = run_demo(pyzmq_only, copy)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("PASS mdp_minimal: 2 of 2 versions")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [copy.name]
+
+
 def imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
