@@ -242,7 +242,8 @@ def test_lessons_are_numbered_in_reading_order_with_no_gaps() -> None:
 def test_each_lesson_names_its_zguide_section_and_its_terms(lesson: Path) -> None:
     doc = ast.get_docstring(ast.parse(lesson.read_text())) or ""
     assert doc.startswith(f"Lesson {lesson.name[:2]}, "), doc[:80]
-    assert re.search(r"^zguide: chapter \d", doc, re.M), "no zguide section named"
+    # a section, or "none" with the reason (lesson 16: the zguide predates ZeroMQ's security)
+    assert re.search(r"^zguide: (chapter \d|none; \w)", doc, re.M), "no zguide section named"
     assert re.search(r"^Terms: \S", doc, re.M), "no terms listed"
     assert "Try it" in doc and f"python {lesson.name} demo" in doc
 
