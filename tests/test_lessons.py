@@ -210,6 +210,27 @@ def test_mdp_minimal_copied_alone_runs_both_versions_with_only_pyzmq(
     assert sorted(p.name for p in tmp_path.iterdir()) == [copy.name]
 
 
+def test_binary_stars_rules_with_no_socket_and_no_clock() -> None:
+    """Lesson 19's state machine, every rule: settling, the fail-over only on a client's
+    request to a server whose peer is silent, a restarted primary going passive, and the two
+    split-brain states refused."""
+    star = load_lesson(LESSON_DIR / "19_binary_star.py")
+    primary, backup, active, passive = star.PRIMARY, star.BACKUP, star.ACTIVE, star.PASSIVE
+    ask = star.CLIENT_REQUEST
+    assert star.next_state(primary, backup, False) == (active, False)
+    assert star.next_state(backup, active, False) == (passive, False)
+    assert star.next_state(primary, active, False) == (passive, False)  # a restarted primary
+    assert star.next_state(passive, ask, False) == (passive, False)  # the peer still beats
+    assert star.next_state(passive, ask, True) == (active, True)  # the fail-over
+    assert star.next_state(backup, ask, True) == (backup, False)  # never before it settled
+    assert star.next_state(primary, ask, True) == (active, True)  # alone from the start
+    assert star.next_state(active, ask, False) == (active, True)
+    assert star.next_state(passive, primary, False) == (active, False)
+    for both in (active, passive):
+        with pytest.raises(star.SplitBrainError):
+            star.next_state(both, both, False)
+
+
 def imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
