@@ -100,3 +100,14 @@ def test_the_agent_starts_without_the_controller_side() -> None:
     }
     assert loaded & controller_side == set()
     assert not any(name.startswith("asyncssh") for name in loaded)
+
+
+def test_importing_the_ssh_side_prints_no_warning() -> None:
+    """asyncssh 2.24 touches cryptography's DSA names at import, which cryptography 47 and
+    later deprecate with a warning on stderr: every CLI that loads the SSH side printed four
+    of them before its one-line error (a fresh install met it in CI)."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import zcl.ssh_context"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]

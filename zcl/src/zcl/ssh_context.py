@@ -17,11 +17,17 @@ import os
 import shlex
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh (2.24) reads cryptography's DSA names when it is imported, and cryptography 47
+    # and later deprecate them with a warning: every CLI that loads this module printed it
+    # before its own output. We use no DSA key; the warning is not ours to show.
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from zcl.errors import (
     CommandTimeoutError,
