@@ -3,7 +3,7 @@
 zguide: chapter 1, "Getting the Message Out" (the slow joiner); chapter 2, "Pub-Sub Message
 Envelopes" and "Node Coordination" (waiting for subscribers: the zguide with a REQ-REP side
 channel, this lesson with XPUB, which needs no second socket).
-Terms: PUB, SUB, topic, prefix match, slow joiner, XPUB, subscription message.
+Terms: PUB, SUB, topic, prefix match, slow joiner, XPUB, subscription message, CONFLATE.
 
 What it shows
   * A SUB receives only messages whose first frame starts with a prefix it subscribed to:
@@ -15,6 +15,9 @@ What it shows
     subscription as a message (b"\\x01" + prefix), so the publisher can wait for it.
   * PUB never blocks and never errs; lesson 08 shows what it does to a subscriber that reads
     too slowly.
+  * CONFLATE on a SUB keeps only the newest message in its queue: for state (a node's load,
+    a job's progress), where a reader that fell behind wants now, not the backlog. Not for
+    events, and not for multipart messages.
 
 Try it
   python 05_pub_sub.py publisher
@@ -29,6 +32,9 @@ the demo ends as predicted)
   * `WAIT_MS = 5000` -> `WAIT_MS = 0`: FAIL, "no subscription reached the XPUB within 0 ms"
       An XPUB that does not wait for the subscription is a plain PUB again, and would lose
       the start of its burst; the demo stops there rather than publish.
+  * `sub.conflate = True  # keep` -> `sub.conflate = False  # keep`: FAIL,
+    "CONFLATE: 10000 of 10000 read"
+      Without CONFLATE a reader that fell behind reads the whole backlog to reach now.
 """
 
 from __future__ import annotations
@@ -109,6 +115,31 @@ def burst_to_new_subscriber(ctx: zmq.Context[Socket], wait: bool) -> int:
     return got
 
 
+def conflated(ctx: zmq.Context[Socket]) -> list[bytes]:
+    """A burst to a SUB with CONFLATE that reads only afterwards: what it gets."""
+    pub, sub = ctx.socket(zmq.XPUB), ctx.socket(zmq.SUB)
+    pub.sndhwm = 0  # the publisher drops nothing (lesson 08): what is missing, CONFLATE dropped
+    sub.conflate = True  # keep only the newest message: for state, where only now matters
+    pub.bind("tcp://127.0.0.1:*")
+    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    sub.subscribe(b"")
+    try:
+        if not pub.poll(WAIT_MS):
+            raise TimeoutError(f"no subscription reached the XPUB within {WAIT_MS} ms")
+        pub.recv()
+        for seq in range(BURST):
+            pub.send(b"status %d" % seq)  # one frame: CONFLATE does not take multipart
+        got: list[bytes] = []
+        while not got or got[-1] != b"status %d" % (BURST - 1):
+            if not sub.poll(WAIT_MS):
+                break
+            got.append(sub.recv())
+        return got
+    finally:
+        sub.close()
+        pub.close()
+
+
 def topic_filtering(ctx: zmq.Context[Socket]) -> dict[bytes, set[bytes]]:
     prefixes = [b"node.1", b"node.", b""]
     pub = ctx.socket(zmq.XPUB)
@@ -141,6 +172,7 @@ def demo(json_path: Path | None) -> int:
             plain = burst_to_new_subscriber(ctx, wait=False)
         waited = burst_to_new_subscriber(ctx, wait=True)
         seen = topic_filtering(ctx)
+        latest = conflated(ctx)
     except TimeoutError as exc:
         print(f"FAIL 05_pub_sub: {exc}")
         return 1
@@ -150,11 +182,17 @@ def demo(json_path: Path | None) -> int:
     print(f"XPUB waited for the subscription: lost {BURST - waited} of {BURST}")
     for prefix, topics in seen.items():
         print(f"subscribed to {prefix!r:10} got {sorted(topics)}")
+    print(f"CONFLATE: {BURST} sent, {len(latest)} read, the last {latest[-1:]}")
     expected = {prefix: {t for t in TOPICS if t.startswith(prefix)} for prefix in seen}
     problems = [
         *([f"the plain PUB lost nothing in {JOIN_TRIES} bursts"] if plain == BURST else []),
         *([f"the XPUB that waited lost {BURST - waited}"] if waited != BURST else []),
         *([f"prefixes matched {seen}, not {expected}"] if seen != expected else []),
+        *(
+            [f"CONFLATE: {len(latest)} of {BURST} read, the last {latest[-1:]}"]
+            if latest[-1:] != [b"status %d" % (BURST - 1)] or len(latest) > BURST // 10
+            else []
+        ),
     ]
     if json_path:
         lost = {"slow_joiner_lost": BURST - plain, "xpub_wait_lost": BURST - waited}

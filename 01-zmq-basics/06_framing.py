@@ -2,7 +2,8 @@
 
 zguide: chapter 2, "Multipart Messages"; chapter 3, "The Simple Reply Envelope" and "The
 Extended Reply Envelope".
-Terms: frame, multipart, SNDMORE, RCVMORE, envelope, routing id (identity), empty delimiter.
+Terms: frame, multipart, SNDMORE, RCVMORE, envelope, routing id (identity), empty delimiter,
+ROUTER_HANDOVER.
 
 What it shows
   * A ZeroMQ message is a list of frames, sent with SNDMORE on every frame but the last and
@@ -10,6 +11,12 @@ What it shows
   * ROUTER prepends the sender's identity to what it receives and strips it from what it sends.
   * REQ adds an empty delimiter frame in front of the body; REP strips everything up to it and
     puts it back on the reply. DEALER adds nothing: with a DEALER you write the envelope.
+  * A routing id belongs to one connection at a time. A second peer that comes with an id
+    already connected (a worker restarted before its old connection timed out) is refused
+    by the ROUTER, unless ROUTER_HANDOVER is set: then the newcomer takes the id over, and
+    the old connection is dropped. Step 02's coordinator leaves it off on purpose: with it,
+    anyone who connects calling itself worker1 would take a live worker's place. It lets its
+    ZMTP heartbeats (lesson 17) drop the dead connection, and then the id is free again.
 
 Try it
   python 06_framing.py demo          (each message printed frame by frame as it arrives)
@@ -94,6 +101,25 @@ def req_to_rep(ctx: Context) -> list[bytes]:
     return receive(rep)
 
 
+def same_id_twice(ctx: Context, handover: bool) -> tuple[list[bytes], str]:
+    """Two DEALERs with one routing id, the second connecting while the first is connected:
+    (the bodies the ROUTER received, which DEALER a message to that id reached)."""
+    router = ctx.socket(zmq.ROUTER)
+    router.router_handover = handover
+    router.bind("tcp://127.0.0.1:*")
+    first, second = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    received = []
+    for name, dealer in ((b"first", first), (b"second", second)):
+        dealer.routing_id = b"worker-7"  # the same for both: a worker restarted, say
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        dealer.send(b"from the " + name)
+        if router.poll(500):  # the second's may never come: a short wait is the test
+            received.append(router.recv_multipart()[1])
+    router.send_multipart([b"worker-7", b"for worker-7"])
+    reached = "first" if first.poll(500) else "second" if second.poll(500) else "nobody"
+    return received, reached
+
+
 @dataclass
 class FramingDemo:
     arrived_early: bool
@@ -102,6 +128,8 @@ class FramingDemo:
     req_reply: list[bytes]
     dealer_router: list[bytes]
     req_rep: list[bytes]
+    kept: tuple[list[bytes], str]  # same routing id twice, ROUTER_HANDOVER off
+    handed_over: tuple[list[bytes], str]  # and on
 
 
 def observe() -> FramingDemo:
@@ -111,7 +139,14 @@ def observe() -> FramingDemo:
         early, multipart = atomic_delivery(ctx)
         seen_by_router, reply = req_to_router(ctx)
         return FramingDemo(
-            early, multipart, seen_by_router, reply, dealer_to_router(ctx), req_to_rep(ctx)
+            early,
+            multipart,
+            seen_by_router,
+            reply,
+            dealer_to_router(ctx),
+            req_to_rep(ctx),
+            same_id_twice(ctx, handover=False),
+            same_id_twice(ctx, handover=True),
         )
     finally:
         ctx.destroy()  # closes every socket, also those of a step that timed out
@@ -136,6 +171,9 @@ def demo() -> int:
     show("ROUTER -> REQ reply (REQ removed the envelope):", r.req_reply)
     show(f"{named} -> ROUTER (no delimiter):", r.dealer_router)
     show("REQ -> REP (REP hides the envelope):", r.req_rep)
+    for label, (received, reached) in (("off", r.kept), ("on", r.handed_over)):
+        print(f"two DEALERs as b'worker-7', ROUTER_HANDOVER {label}: the ROUTER got "
+              f"{received}; a message to b'worker-7' reached the {reached}")  # fmt: skip
     identity, *body = r.dealer_router
     if DEALER_ID is None:  # libzmq's own: a zero byte, then a 32-bit number
         identity_ok = len(identity) == 5 and identity[0] == 0
@@ -151,6 +189,8 @@ def demo() -> int:
         and identity_ok
         and body == [b"no", b"delimiter"]
         and r.req_rep == [b"hello"]
+        and r.kept == ([b"from the first"], "first")  # the newcomer with a taken id: refused
+        and r.handed_over == ([b"from the first", b"from the second"], "second")
     )
     print(
         f"{'PASS' if ok else 'FAIL'} 06_framing: "

@@ -5,7 +5,7 @@ zguide: chapter 4, "Heartbeating" (written before libzmq 4.2 added ZMTP's own); 
 in zmq_setsockopt(3), ZMQ_HEARTBEAT_IVL, ZMQ_HEARTBEAT_TIMEOUT and ZMQ_HEARTBEAT_TTL, and the
 PING and PONG commands in rfc.zeromq.org 37/ZMTP.
 Terms: ZMTP heartbeat, PING, PONG, HEARTBEAT_IVL, HEARTBEAT_TIMEOUT, HEARTBEAT_TTL, application
-heartbeat, liveness.
+heartbeat, liveness, TCP keepalive.
 
 What it shows
   * Since libzmq 4.2 a socket can heartbeat by itself: every HEARTBEAT_IVL it sends a PING on
@@ -18,6 +18,9 @@ What it shows
     every PING while its main loop sleeps, deadlocks or computes for an hour.
   * Application heartbeats (lesson 12, step 02) are messages your loop sends: they stop when
     the program stops, whatever the connection does. They find both, at the cost of code.
+  * TCP keepalive (TCP_KEEPALIVE and its IDLE, INTVL, CNT) is the kernel's probe: it finds
+    a dead host or a cut cable, but a frozen process's kernel answers for it, so like ZMTP
+    on a stuck loop it sees nothing wrong (the demo's fourth case). Its defaults take hours.
   * Step 02's coordinator uses both: ZMTP heartbeats to drop dead connections fast, and the
     Majordomo heartbeats, whose rhythm it learns, to tell a stuck worker from a busy one.
 
@@ -69,12 +72,16 @@ def peer(endpoint: str) -> None:
 class Watch:
     """The server side: one ROUTER, its monitor, and when each verdict came."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], zmtp_heartbeats: bool) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], watch: str) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
-        if zmtp_heartbeats:
+        if watch == "zmtp":
             self.sock.heartbeat_ivl = HEARTBEAT_IVL_MS
             self.sock.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        elif watch == "keepalive":  # the kernel's probes, as short as they go: 1 s idle, 1 probe
+            self.sock.tcp_keepalive = 1
+            self.sock.tcp_keepalive_idle = self.sock.tcp_keepalive_intvl = 1
+            self.sock.tcp_keepalive_cnt = 1
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.sock.bind("tcp://127.0.0.1:*")
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -84,15 +91,15 @@ class Watch:
             raise TimeoutError(f"the peer did not beat within {WATCH_S:g} s")
         return self.sock.recv_multipart()[0]
 
-    def verdicts(self) -> tuple[float | None, float | None]:
-        """Watch for WATCH_S: (seconds until ZMTP dropped the connection, seconds until the
+    def verdicts(self, watch_s: float) -> tuple[float | None, float | None]:
+        """Watch for `watch_s`: (seconds until the connection was dropped, seconds until the
         application heartbeat called the peer dead); None for what never happened."""
         started = last_beat = time.monotonic()
         dropped = dead = None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        while (now := time.monotonic()) - started < WATCH_S and (dropped is None or dead is None):
+        while (now := time.monotonic()) - started < watch_s and (dropped is None or dead is None):
             ready = dict(poller.poll(int(BEAT_S * 1000 / 2)))
             if self.sock in ready:
                 self.sock.recv_multipart()
@@ -111,10 +118,10 @@ class Watch:
 
 
 def case(
-    ctx: zmq.Context[zmq.Socket[bytes]], zmtp: bool, fault: str
+    ctx: zmq.Context[zmq.Socket[bytes]], watch_by: str, fault: str
 ) -> tuple[float | None, float | None]:
     """Start a peer, break it (`frozen`: SIGSTOP; `stuck`: its loop hangs), watch."""
-    watch = Watch(ctx, zmtp)
+    watch = Watch(ctx, watch_by)
     process = subprocess.Popen([sys.executable, __file__, "peer", watch.endpoint])
     try:
         identity = watch.first_beat()
@@ -122,7 +129,8 @@ def case(
             process.send_signal(signal.SIGSTOP)
         else:
             watch.sock.send_multipart([identity, STUCK])
-        return watch.verdicts()
+        # TCP keepalive needs 2 s (1 s idle, one probe a second later) to decide: watch longer
+        return watch.verdicts(WATCH_S + (2 if watch_by == "keepalive" else 0))
     finally:
         process.send_signal(signal.SIGCONT)
         process.kill()
@@ -137,9 +145,10 @@ def said(seconds: float | None) -> str:
 def demo() -> int:
     ctx = zmq.Context()
     cases = {
-        "frozen peer, no ZMTP heartbeats": (False, "frozen"),
-        "frozen peer, ZMTP heartbeats on": (True, "frozen"),
-        "stuck loop, ZMTP heartbeats on": (True, "stuck"),
+        "frozen peer, no ZMTP heartbeats": ("nothing", "frozen"),
+        "frozen peer, ZMTP heartbeats on": ("zmtp", "frozen"),
+        "stuck loop, ZMTP heartbeats on": ("zmtp", "stuck"),
+        "frozen peer, TCP keepalive on": ("keepalive", "frozen"),
     }
     try:
         seen = {name: case(ctx, zmtp, fault) for name, (zmtp, fault) in cases.items()}
@@ -152,20 +161,22 @@ def demo() -> int:
         print(f"{name:34} connection dropped {said(dropped):13} peer called dead {said(dead)}")
     problems = []
     for name, (dropped, dead) in seen.items():
-        zmtp, fault = cases[name]
+        watch_by, fault = cases[name]
+        zmtp = watch_by == "zmtp"
         if dead is None:  # the application heartbeat must find every fault
             problems.append(f"{name}: the {fault} peer was never called dead")
         if fault == "frozen" and zmtp and dropped is None:
             off = " (HEARTBEAT_IVL=0 turns them off)" if HEARTBEAT_IVL_MS == 0 else ""
             problems.append(f"{name}: the frozen peer's connection was never dropped{off}")
         if not (fault == "frozen" and zmtp) and dropped is not None:
-            problems.append(f"{name}: the connection was dropped, which ZMTP cannot have seen")
+            problems.append(f"{name}: the connection was dropped, which nothing here can see")
     if problems:
         print("FAIL 17_zmtp_heartbeats: " + "; ".join(problems))
         return 1
     print(
         "PASS 17_zmtp_heartbeats: ZMTP heartbeats dropped the frozen peer's connection, and "
-        "only the application heartbeat saw the stuck loop"
+        "only the application heartbeat saw the stuck loop; TCP keepalive, answered by the "
+        "frozen peer's kernel, saw nothing"
     )
     return 0
 
