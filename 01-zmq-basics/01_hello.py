@@ -15,6 +15,9 @@ What it shows
   * The client may start first: connect() works before anyone binds, and the request waits
     in the client's queue until the server is there.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> server REP: "Hello n", then "World" back
+
 Try it
   python 01_hello.py server                       (in one terminal)
   python 01_hello.py client --count 5             (in another)

@@ -15,6 +15,9 @@ What it shows
     handshake event arrives. A sleep() would be too short on a busy machine and too long on
     an idle one; every later lesson that needs its peers waits this way.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> server REP: "ping" echoed, once the monitor saw the handshake
+
 Try it
   python 02_socket_monitors.py watch tcp://127.0.0.1:5555    (prints every event, for ever)
   python 02_socket_monitors.py server tcp://127.0.0.1:5555   (start, stop with Ctrl-C, restart)

@@ -20,6 +20,9 @@ What it shows
     bound DEALER with no peer has nowhere to put a message, and send() blocks until one
     comes; every send here has SNDTIMEO, so a swapped bind and connect fails and says why.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client DEALER -> server ROUTER: "sent before the bind" (queued in the client), "ack" back
+
 Try it
   python 03_bind_connect.py demo
 

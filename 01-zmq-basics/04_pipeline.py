@@ -19,6 +19,11 @@ What it shows
     worker vanish with it and nobody sends them again. Step 02 hands out work over ROUTER,
     one task per ready worker, and requeues what a dead worker held.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  worker PULL -> ventilator PUSH: "task:ms", dealt round-robin
+  worker PUSH -> sink PULL: "name:task", fair-queued
+  worker SUB -> sink XPUB: "KILL" (the kill channel; subscriptions up)
+
 Try it
   python 04_pipeline.py batch --workers 2      (the ventilator and the sink, waiting for 2)
   python 04_pipeline.py worker                  (twice, in two more terminals)

@@ -19,6 +19,9 @@ What it shows
     a job's progress), where a reader that fell behind wants now, not the backlog. Not for
     events, and not for multipart messages.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  subscriber SUB -> publisher XPUB: [topic, body] down, b"\x01" + prefix up
+
 Try it
   python 05_pub_sub.py publisher
   python 05_pub_sub.py subscriber --topic node.1       (and another with --topic node.)

@@ -18,6 +18,11 @@ What it shows
     anyone who connects calling itself worker1 would take a live worker's place. It lets its
     ZMTP heartbeats (lesson 17) drop the dead connection, and then the id is free again.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  receiver PULL -> sender PUSH: part 1, part 2, part 3 (all or nothing)
+  client REQ -> server ROUTER: [client id, "", body] as the ROUTER reads it
+  dealer DEALER -> router ROUTER: ["alice", body...]: no delimiter
+
 Try it
   python 06_framing.py demo          (each message printed frame by frame as it arrives)
 

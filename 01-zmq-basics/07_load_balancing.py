@@ -20,6 +20,10 @@ What it shows
     may move to another thread, never be used by two at once, and starting a thread and
     joining it are the full memory barriers the move needs (zmq_socket(3)).
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client DEALER -> broker.front ROUTER: [request id, body]; [client, request id, body] inside
+  worker DEALER -> broker.back ROUTER: READY, then [client, request id, reply]
+
 Try it
   python 07_load_balancing.py broker
   python 07_load_balancing.py worker --name w1      (and another with --name w2)

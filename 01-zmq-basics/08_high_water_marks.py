@@ -22,6 +22,10 @@ What it shows
     unknown identity gives EHOSTUNREACH, so nothing vanishes without an error.
   * SNDHWM = 0 means no limit at all: nothing is ever refused or dropped, memory is.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  receiver PULL -> sender PUSH: a flood, refused (EAGAIN) at SNDHWM + RCVHWM
+  receiver SUB -> sender XPUB: a flood, the rest dropped at the HWM
+
 Try it
   python 08_high_water_marks.py demo        (how many went in before the limit, then what)
   python 08_high_water_marks.py demo --transport tcp

@@ -19,6 +19,13 @@ What it shows
     exist too, but libzmq 4.3.5 (the one pyzmq's wheels bundle) has them swapped, fixed
     after that release (libzmq pull request 4600); the demo leaves them alone.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  publisher XPUB -> forwarder.front XSUB: data down, subscriptions up
+  subscriber SUB -> forwarder.back XPUB: data down, subscriptions up
+  client REQ -> queue.front ROUTER: [client id, "", request]
+  worker REP -> queue.back DEALER: the same, passed through
+  steer REQ -> queue.control REP: STATISTICS, TERMINATE
+
 Try it
   python 09_proxies.py forwarder                       (publishers connect to 6000, subs to 6001)
   python 09_proxies.py queue                           (clients to 6002, workers to 6003)

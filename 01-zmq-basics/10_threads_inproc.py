@@ -16,6 +16,11 @@ What it shows
   * A multithreaded server is a proxy (lesson 09) between a TCP ROUTER facing the clients and
     an inproc DEALER facing worker threads, each with its own REP socket.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  step1 PAIR -> step2 PAIR: "ready" over inproc
+  client REQ -> server.front ROUTER: a request over tcp
+  worker REP -> server.back DEALER: the request over inproc, to one of the threads
+
 Try it
   python 10_threads_inproc.py demo
 

@@ -16,6 +16,9 @@ What it shows
   * Retries mean a request may run twice (the stalled server answers both): fine for reads
     and idempotent work, not for "charge the card". Step 02 adds request ids for that.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> server REP: a request; on a timeout a new socket sends it again
+
 Try it
   python 11_lazy_pirate.py server                  (stop it with Ctrl-C mid-run, start again)
   python 11_lazy_pirate.py client --count 20

@@ -20,6 +20,10 @@ What it shows
     the queue (the client's retry covers it), and a fixed rhythm cannot tell a slow peer from
     a dead one; step 02's Majordomo protocol names services and learns each peer's rhythm.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> queue.front ROUTER: [client, "", request]
+  worker DEALER -> queue.back ROUTER: READY, HEARTBEAT both ways, [client, "", reply]
+
 Try it
   python 12_paranoid_pirate.py queue
   python 12_paranoid_pirate.py worker --name w1      (and w2; kill one, freeze one with Ctrl-Z)

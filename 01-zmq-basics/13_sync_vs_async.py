@@ -13,6 +13,10 @@ What it shows
     send and receive goes through the event loop. Step 03's executor keeps the coroutine
     style but drives a plain socket from asyncio itself (its loop_socket.py), for that reason.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  blocking REQ -> server ROUTER: one request at a time
+  pipelined DEALER -> server ROUTER: [id] x window, echoed
+
 Try it
   python 13_sync_vs_async.py demo    (requests per second and p50/p99 of each style, one run)
   python 13_sync_vs_async.py demo --requests 20000 --window 64

@@ -18,6 +18,11 @@ What it shows
     peer's socket type. Nothing is delivered and no error reaches your code: only a socket
     monitor shows the connection dropping before the handshake ever succeeds.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  b SUB -> a PUB: one way (a valid pair)
+  b REP -> a DEALER: both ways, the DEALER writes the delimiter
+  b PULL -> a REQ: refused in the handshake (an invalid pair)
+
 Try it
   python 14_socket_types.py demo    (a line per pairing: delivered one way or both, or dropped)
 

@@ -22,6 +22,10 @@ What it shows
     replies, the MMI service, limits and keys. Step 02's page from-lesson-15.md walks from
     this file to its code, one need at a time.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client DEALER -> broker ROUTER: MDPC02, REQUEST, service, body; FINAL back
+  worker DEALER -> broker ROUTER: MDPW02, READY / HEARTBEAT / FINAL; REQUEST, HEARTBEAT back
+
 Try it
   python 15_majordomo_broker.py broker
   python 15_majordomo_broker.py worker --name A       (and B; kill one with Ctrl-C)

@@ -25,6 +25,10 @@ What it shows
     runner's and node's key pair, and an authorized_keys file that its ZAP handler reads,
     whose entries also carry roles (what a key may do, not only whether it may connect).
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client DEALER -> server ROUTER: the CURVE handshake, then "hello" with the User-Id
+  server REQ* -> handler REP: ZAP: version, id, domain, address, mechanism, key; 200 or 400
+
 Try it
   python 16_curve_zap.py demo   (four clients: allowed, not allowed, wrong server key, no CURVE)
 

@@ -24,6 +24,9 @@ What it shows
   * Step 02's coordinator uses both: ZMTP heartbeats to drop dead connections fast, and the
     Majordomo heartbeats, whose rhythm it learns, to tell a stuck worker from a busy one.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  peer DEALER -> watcher ROUTER: "beat" from the loop; ZMTP PING and PONG beneath
+
 Try it
   python 17_zmtp_heartbeats.py demo   (a peer frozen with and without ZMTP heartbeats, then a
                                        peer whose loop is stuck while its I/O thread lives)

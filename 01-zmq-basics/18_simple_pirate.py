@@ -18,6 +18,10 @@ What it shows
     puts heartbeats between the queue and the workers so that the queue forgets the dead
     before it gives them anything; lesson 15 also sends what they held to another worker.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> queue.front ROUTER: a request, again on a timeout
+  worker REQ -> queue.back ROUTER: READY, then [client, "", reply]
+
 Try it
   python 18_simple_pirate.py queue
   python 18_simple_pirate.py worker --name A          (and B; stop one with Ctrl-C)

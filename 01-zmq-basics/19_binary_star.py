@@ -21,6 +21,12 @@ What it shows
     Step 02's coordinator is a single point of failure; issue 27's standby coordinator is
     this pattern applied to it.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> primary ROUTER: requests while it is active
+  client REQ -> backup ROUTER: the same, after the fail-over
+  backup SUB -> primary PUB: the primary's state, every heartbeat
+  primary SUB -> backup PUB: the backup's state, every heartbeat
+
 Try it
   python 19_binary_star.py server --primary     (and --backup in another terminal)
   python 19_binary_star.py client               (then kill the active server)

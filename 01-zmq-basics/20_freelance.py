@@ -24,6 +24,11 @@ What it shows
   * Model three is what a cluster client wants; it is also most of a broker's work moved
     into every client, which is why step 02 has a coordinator.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  one REQ -> server ROUTER: model one: each server in turn
+  two DEALER -> server ROUTER: model two: [seq, body] to all, first answer wins
+  three ROUTER -> server ROUTER: model three: [server id, seq, body], PING and PONG
+
 Try it
   python 20_freelance.py server tcp://127.0.0.1:5701     (and 5702, 5703)
   python 20_freelance.py demo    (each model's answers and timeouts, the first server dead)

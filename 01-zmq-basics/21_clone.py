@@ -21,6 +21,10 @@ What it shows
     subscribers instead of the publisher itself; step 02's monitor gets a coordinator's
     state the same way (a stats snapshot, then events).
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client SUB -> server PUB: [key, sequence, value], each change
+  client DEALER -> server.snapshots ROUTER: ICANHAZ?; [key, value] each, KTHXBAI, sequence
+
 Try it
   python 21_clone.py server
   python 21_clone.py demo     (a client joins mid-stream, reconnects mid-stream, and ends with

@@ -21,6 +21,10 @@ What it shows
   * The demo takes requests with no worker running, SIGKILLs Titanic, starts a new one on
     the same folder, and only then a worker: every request is answered.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  client REQ -> titanic.front ROUTER: REQUEST body, REPLY ticket, CLOSE ticket
+  worker DEALER -> titanic.back ROUTER: READY, [ticket, reply]; [ticket, request] from disk
+
 Try it
   python 22_titanic.py demo
 

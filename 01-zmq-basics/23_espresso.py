@@ -18,6 +18,11 @@ What it shows
   * Each frame of a multipart message is copied as its own message with the proxy's
     SNDMORE flag kept, so a listener reads whole messages with recv_multipart.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  publisher XPUB -> proxy.front XSUB: data down, subscriptions up
+  subscriber SUB -> proxy.back XPUB: what matched its prefix
+  listener SUB -> proxy.tap PUB: a copy of everything, both ways
+
 Try it
   python 23_espresso.py demo     (a publisher, a subscriber to "node.", and a tap)
 

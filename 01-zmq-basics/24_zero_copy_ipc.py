@@ -22,6 +22,10 @@ What it shows
   * The timings printed are this machine's, for a feel of the sizes; the verdict rests on
     the facts above, not on them.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  sender PAIR -> receiver PAIR: 32 MB over inproc, lent (copy=False) not copied
+  client REQ -> server REP: small round trips over ipc:// (a file) and tcp://
+
 Try it
   python 24_zero_copy_ipc.py demo
 

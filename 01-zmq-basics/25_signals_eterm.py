@@ -17,6 +17,9 @@ What it shows
     -1 (pyzmq's default, as libzmq's) is for ever, so a message for a peer that never comes
     would hold the process at exit; 0 drops it at once.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  nobody PUSH -> worker PULL: nothing: only a signal ends the blocked recv()
+
 Try it
   python 25_signals_eterm.py worker tcp://127.0.0.1:5555    (then Ctrl-C it, or kill it)
   python 25_signals_eterm.py demo

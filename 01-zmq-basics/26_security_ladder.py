@@ -24,6 +24,11 @@ What it shows
     (unless ZAP_ENFORCE_DOMAIN is set), and those rungs let everyone in. PLAIN alone will
     not go on without a handler: woodhouse then refuses even the runner.
 
+Picture (PATTERNS.md draws it: each arrow goes from the connecting socket to the binding one)
+  runner DEALER -> server ROUTER: on each rung NULL, PLAIN or CURVE; served
+  intruder DEALER -> server ROUTER: from 127.0.0.2, a guessed password, its own key
+  server REQ* -> handler REP: ZAP: address, user and password, or key
+
 Try it
   python 26_security_ladder.py demo      (each rung: who was served, who refused)
 

@@ -15,7 +15,7 @@ from tests.doc_blocks import REPO
 from tests.helpers import python_module
 from zcl.errors import CliError
 from zcl_tools import figures as figures_tool
-from zcl_tools import pictures
+from zcl_tools import lesson_pictures, pictures
 from zcl_tools.figures import Results, render_text, stale_sections
 
 
@@ -155,3 +155,29 @@ def test_the_timeline_picture_draws_a_benchs_faults_and_verdicts(tmp_path: Path)
     assert len(ax.patches) == 2  # the fail span and the partition still in force
     texts = {t.get_text() for t in ax.texts}
     assert {"fail"} <= texts
+
+
+def test_every_lesson_has_its_picture_and_the_pattern_page_is_current() -> None:
+    assert lesson_pictures.stale(REPO) == []
+    text = (REPO / lesson_pictures.PAGE).read_text()
+    for lesson in lesson_pictures.lessons(REPO):
+        assert f"## {lesson.name}" in text
+
+
+def test_a_lesson_picture_changed_or_naming_a_socket_the_code_lacks_is_stale(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / lesson_pictures.PAGE.parent
+    shutil.copytree(REPO / lesson_pictures.PAGE.parent, folder)
+    assert lesson_pictures.stale(tmp_path) == []
+    hello = folder / "01_hello.py"
+    hello.write_text(
+        hello.read_text().replace("client REQ -> server REP:", "client REQ -> server PAIR:")
+    )
+    stale = lesson_pictures.stale(tmp_path)
+    assert "01_hello.py: the picture names zmq.PAIR, which the code never makes" in stale
+    assert f"{lesson_pictures.PAGE}: not what the lessons' pictures draw" in stale
+    assert lesson_pictures.render(tmp_path)  # redrawn: only the false socket is left
+    assert lesson_pictures.stale(tmp_path) == [
+        "01_hello.py: the picture names zmq.PAIR, which the code never makes"
+    ]

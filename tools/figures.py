@@ -34,7 +34,7 @@ from typing import Any, Final, Literal, overload
 
 from zcl import cli
 from zcl.errors import CliError
-from zcl_tools import pictures
+from zcl_tools import lesson_pictures, pictures
 from zcl_tools.goals import GO_NO_GO
 from zcl_tools.results import (
     Bench02,
@@ -593,6 +593,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(drawing)
             print(f"drew {path}")
+        if lesson_pictures.render(Path.cwd()):
+            print(f"drew {lesson_pictures.PAGE}")
     return 0
 
 
@@ -605,6 +607,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ]
     if not args.documents:
         stale += [f"{path}: the picture" for path in stale_pictures(results)]
+        stale += lesson_pictures.stale(Path.cwd())
     for line in stale:
         print(f"differs from its JSON: {line}")
     if stale:
