@@ -139,6 +139,18 @@ class Client:
         self.sub = self.join()
 
 
+def wait_for_sequence(ctx: zmq.Context[zmq.Socket[bytes]], updates_at: str, seq: int) -> None:
+    """Watch the updates (on a socket of its own) until the server has passed `seq`."""
+    with ctx.socket(zmq.SUB) as watch:
+        watch.linger = 0
+        watch.connect(updates_at)
+        watch.subscribe(b"")
+        while watch.poll(WAIT_MS):
+            if int(watch.recv_multipart()[1]) >= seq:
+                return
+    raise TimeoutError(f"the server did not reach update {seq}")
+
+
 def free_endpoint() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -158,7 +170,7 @@ def demo() -> int:
     ctx = zmq.Context()
     try:
         said.get(timeout=WAIT_MS / 1000)
-        time.sleep(JOIN_AT * UPDATE_EVERY_S)  # the server's own pace: join mid-stream
+        wait_for_sequence(ctx, updates_at, JOIN_AT)  # join mid-stream, not before the stream
         client = Client(ctx, snapshots_at, updates_at)
         joined_at = client.applied
         client.follow(RECONNECT_AT)
