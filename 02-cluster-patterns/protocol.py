@@ -5,8 +5,7 @@ Every program in step 02 reads and writes MDP messages through this module and n
 
 Frames after the ROUTER identity (a leading empty frame, as a REQ socket or a DEALER that
 imitates one sends, is accepted on input and echoed back to a peer that used it, so brokers
-and peers that delimit their frames this way, such as majortomo, work with ours; MDP/0.1's
-commands, which the zguide's examples speak, are a different table and are not read here):
+and peers that delimit their frames this way, such as majortomo, work with ours):
 
     client -> broker  "MDPC02", REQUEST(1), service, body...
     broker -> client  "MDPC02", PARTIAL(2) | FINAL(3), service, body...
@@ -125,6 +124,13 @@ def _check_worker_frames(command: bytes, frames: list[bytes], towards_broker: bo
     # but unexpected: the receiver decides, and the spec says to answer it with DISCONNECT.
 
 
+def _from_mdp01(command: bytes) -> bytes:
+    """An MDP/0.1 worker command as the 0.2 command it means."""
+    if command not in W01_COMMANDS:
+        raise ProtocolError("bad-command", f"unknown MDP/0.1 worker command {command!r}")
+    return W01_COMMANDS[command]
+
+
 def parse_at_broker(frames: Sequence[bytes]) -> Inbound:
     """Validate a message received on the broker's ROUTER; raise ProtocolError to drop it."""
     if len(frames) < 3:
@@ -138,10 +144,9 @@ def parse_at_broker(frames: Sequence[bytes]) -> Inbound:
             raise ProtocolError("bad-request", "REQUEST needs a service name")
         return Inbound(frames[0], delimited, CLIENT, C_REQUEST, rest[1:], version=1)
     if header == WORKER_01:
-        if command not in W01_COMMANDS:
-            raise ProtocolError("bad-command", f"unknown MDP/0.1 worker command {command!r}")
-        _check_worker_frames(W01_COMMANDS[command], body, towards_broker=True)
-        return Inbound(frames[0], delimited, WORKER, W01_COMMANDS[command], body, version=1)
+        ours = _from_mdp01(command)
+        _check_worker_frames(ours, body, towards_broker=True)
+        return Inbound(frames[0], delimited, WORKER, ours, body, version=1)
     if header == CLIENT:
         if command != C_REQUEST:
             raise ProtocolError("bad-command", f"client command {command!r}")
@@ -162,9 +167,7 @@ def parse_at_worker(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
         raise ProtocolError("bad-header", "not an MDPW02 or MDPW01 message")
     command, body = rest[1], rest[2:]
     if rest[0] == WORKER_01:
-        if command not in W01_COMMANDS:
-            raise ProtocolError("bad-command", f"unknown MDP/0.1 worker command {command!r}")
-        command = W01_COMMANDS[command]
+        command = _from_mdp01(command)
     _check_worker_frames(command, body, towards_broker=False)
     return command, body
 
